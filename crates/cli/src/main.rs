@@ -1,0 +1,7 @@
+//! The `hutch` command.
+
+#![forbid(unsafe_code)]
+
+fn main() {
+    eprintln!("hutch {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,78 @@
+//! The wire format spoken between a hutch host and the init process of each
+//! of its containers.
+//!
+//! Every message travels as one `SOCK_SEQPACKET` datagram, a *frame*: a
+//! four-byte [header](frame) (magic `HT` and the protocol version) followed
+//! by the [postcard] encoding of one [`Request`] (host → init) or one
+//! [`Reply`] (init → host). File descriptors travel beside the frame as
+//! `SCM_RIGHTS`; a message says how many it carries and what each is for, and
+//! the receiver checks that count.
+//!
+//! Three steps turn bytes into something a handler may act on:
+//!
+//! 1. [`decode_request`] / [`decode_reply`] check the frame length against
+//!    [`MAX_FRAME_LEN`], the header, and decode the body, rejecting trailing
+//!    bytes. They never panic and allocate at most a small multiple of the
+//!    frame length (see `docs/protocol.md`).
+//! 2. [`Request::validate`] / [`Reply::validate`] check what the type system
+//!    cannot: non-empty argv, absolute NUL-free paths, an fd mapping that
+//!    matches the descriptors that came with the frame, limits in range. They
+//!    return a [`Validated`] value, the only kind the host and init act on.
+//! 3. Encoding ([`encode_request`], [`encode_reply`]) writes into a buffer the
+//!    caller owns, with no allocation.
+//!
+//! ```
+//! use hutch_protocol::{decode_request, encode_request, Request, MAX_FRAME_LEN};
+//!
+//! let mut buf = [0u8; MAX_FRAME_LEN];
+//! let len = encode_request(&Request::Ping, &mut buf).unwrap();
+//! assert_eq!(&buf[..len], &[b'H', b'T', 1, 0, 1]);
+//! let decoded = decode_request(&buf[..len]).unwrap().validate(0).unwrap();
+//! assert_eq!(*decoded, Request::Ping);
+//! ```
+//!
+//! The crate is `no_std` with `alloc`, has no OS calls, and forbids unsafe
+//! code. The byte-level specification is `docs/protocol.md` in the
+//! repository.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+mod frame;
+mod reply;
+mod request;
+mod validate;
+
+pub use frame::{
+    DecodeError, EncodeError, HEADER_LEN, MAGIC, MAX_FDS_PER_FRAME, MAX_FRAME_LEN,
+    PROTOCOL_VERSION, decode_reply, decode_request, encode_reply, encode_request,
+};
+pub use reply::{
+    Accounting, Batch, ErrorReply, ExecResult, HelloReply, ItemError, ItemOutcome, Reply, Stage,
+    Status, Termination,
+};
+pub use request::{
+    Access, BpfInstruction, Configure, Delete, ExecRequest, Hello, Limits, Mount, MountFlags,
+    OpenFlags, OpenItem, Request, Resource, Rlimit, SymlinkItem,
+};
+pub use validate::{
+    MAX_ARGS, MAX_BATCH, MAX_BPF_INSTRUCTIONS, MAX_ENV, MAX_MOUNTS, MAX_NAME_LEN, MAX_PATH_LEN,
+    MAX_PROCESSES, MAX_TIME_NS, MIN_MEMORY_BYTES, Validated, ValidationError,
+};
+
+/// Feature bits a host may announce in [`Hello::features`]. None are defined
+/// in protocol version 1; a receiver ignores bits it does not know.
+pub mod features {
+    /// Every host feature bit defined by this version of the crate.
+    pub const HOST_KNOWN: u64 = 0;
+    /// Every init feature bit defined by this version of the crate.
+    pub const INIT_KNOWN: u64 = 0;
+}
+
+#[cfg(test)]
+mod tests;

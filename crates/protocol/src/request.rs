@@ -1,0 +1,306 @@
+//! Requests, sent by the host to a container's init.
+//!
+//! The host always speaks first; init answers every request with exactly one
+//! [`Reply`](crate::Reply), except a synchronised [`Request::Exec`], which is
+//! answered by [`Reply::Started`](crate::Reply::Started) and, after the host's
+//! [`Request::Proceed`] (or [`Request::Kill`]), by
+//! [`Reply::Finished`](crate::Reply::Finished).
+//!
+//! The order of fields and variants is the wire format: do not reorder.
+
+use alloc::{string::String, vec::Vec};
+
+use serde::{Deserialize, Serialize};
+
+/// A message from the host to init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Request {
+    /// First message on a new connection. Answered by
+    /// [`Reply::Hello`](crate::Reply::Hello). Wire tag 0.
+    Hello(Hello),
+    /// Liveness check. Answered by [`Reply::Pong`](crate::Reply::Pong). Tag 1.
+    Ping,
+    /// Set up the container's file system and identity, once. Answered by
+    /// [`Reply::Ack`](crate::Reply::Ack). Tag 2.
+    Configure(Configure),
+    /// Open files inside the container and send them back. Answered by
+    /// [`Reply::Opened`](crate::Reply::Opened). Tag 3.
+    Open(Vec<OpenItem>),
+    /// Remove a file or an empty directory. Answered by
+    /// [`Reply::Ack`](crate::Reply::Ack). Tag 4.
+    Delete(Delete),
+    /// Create symbolic links. Answered by
+    /// [`Reply::Linked`](crate::Reply::Linked). Tag 5.
+    Symlink(Vec<SymlinkItem>),
+    /// Empty every writable tmpfs and drop what a run left behind. Answered by
+    /// [`Reply::Ack`](crate::Reply::Ack). Tag 6.
+    Reset,
+    /// Run one program. Carries the program's file descriptors as
+    /// `SCM_RIGHTS`. Tag 7.
+    Exec(ExecRequest),
+    /// Let a synchronised exec go ahead (its program is in its cgroup).
+    /// Tag 8.
+    Proceed,
+    /// Kill the running program and everything it started. The pending exec
+    /// then finishes with its [`Reply::Finished`](crate::Reply::Finished);
+    /// with nothing running, init answers [`Reply::Ack`](crate::Reply::Ack).
+    /// Tag 9.
+    Kill,
+}
+
+/// The host's half of the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Hello {
+    /// The protocol version the host speaks, equal to the frame header's.
+    pub version: u16,
+    /// Host feature bits, see [`features`](crate::features).
+    pub features: u64,
+}
+
+/// Container configuration, applied once by init before any program runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Configure {
+    /// Mounts, performed in order under the new tmpfs root.
+    pub mounts: Vec<Mount>,
+    /// Symbolic links created after the mounts (e.g. `/dev/fd` → `/proc/self/fd`).
+    pub symlinks: Vec<SymlinkItem>,
+    /// Paths hidden from programs: directories get an empty read-only tmpfs,
+    /// files a bind of `/dev/null`. Missing paths are skipped.
+    pub masked_paths: Vec<String>,
+    /// UTS host name.
+    pub hostname: String,
+    /// UTS domain name.
+    pub domainname: String,
+    /// Directory programs start in, absolute.
+    pub workdir: String,
+    /// User id programs run as inside the container, unless an exec says
+    /// otherwise.
+    pub uid: u32,
+    /// Group id programs run as inside the container, unless an exec says
+    /// otherwise.
+    pub gid: u32,
+    /// A command run once inside the finished container, as root of the
+    /// container, before the acknowledgement; empty for none.
+    pub init_command: Vec<String>,
+}
+
+/// One mount of a container's file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Mount {
+    /// Bind a host path (as init sees it before `pivot_root`) at `target`.
+    /// Tag 0.
+    Bind {
+        /// Host path, absolute.
+        source: String,
+        /// Path inside the container, absolute.
+        target: String,
+        /// Read-write instead of read-only.
+        writable: bool,
+        /// Extra restrictions.
+        flags: MountFlags,
+    },
+    /// A fresh tmpfs. Tag 1.
+    Tmpfs {
+        /// Path inside the container, absolute.
+        target: String,
+        /// Largest total size of its files, in bytes.
+        size_bytes: u64,
+        /// Most inodes it may hold.
+        max_inodes: u64,
+        /// Permission bits of its root directory (at most `0o7777`).
+        mode: u32,
+        /// Read-only instead of read-write.
+        read_only: bool,
+    },
+    /// The container's `proc`, mounted before `pivot_root`. Tag 2.
+    Proc {
+        /// Path inside the container, absolute.
+        target: String,
+        /// Mount read-only.
+        read_only: bool,
+    },
+    /// Bind one host device node (e.g. `/dev/null`) at `target`. Tag 3.
+    Device {
+        /// Host path of the device node, absolute.
+        source: String,
+        /// Path inside the container, absolute.
+        target: String,
+    },
+}
+
+/// Restrictions on a bind mount. All are set on the container's read-only
+/// root regardless.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MountFlags {
+    /// Ignore set-user-id and set-group-id bits (`MS_NOSUID`).
+    pub nosuid: bool,
+    /// Refuse access to device nodes (`MS_NODEV`).
+    pub nodev: bool,
+    /// Refuse to execute files (`MS_NOEXEC`).
+    pub noexec: bool,
+}
+
+/// One file to open inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct OpenItem {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// How to open it.
+    pub flags: OpenFlags,
+    /// Permission bits for a created file (at most `0o7777`).
+    pub mode: u32,
+    /// Create missing parent directories (mode `0o755`) first.
+    pub make_parents: bool,
+}
+
+/// Open flags, typed. Only regular files are ever opened: init refuses
+/// anything else, and never follows a symbolic link in the last component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct OpenFlags {
+    /// Read, write or both.
+    pub access: Access,
+    /// Create the file when it does not exist (`O_CREAT`).
+    pub create: bool,
+    /// Fail when it exists (`O_EXCL`, with `create`).
+    pub exclusive: bool,
+    /// Truncate it (`O_TRUNC`).
+    pub truncate: bool,
+    /// Append to it (`O_APPEND`).
+    pub append: bool,
+}
+
+/// Access mode of an opened file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Access {
+    /// `O_RDONLY`. Tag 0.
+    Read,
+    /// `O_WRONLY`. Tag 1.
+    Write,
+    /// `O_RDWR`. Tag 2.
+    ReadWrite,
+}
+
+/// A path to remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Delete {
+    /// Absolute path inside the container.
+    pub path: String,
+}
+
+/// One symbolic link to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SymlinkItem {
+    /// Absolute path of the link inside the container.
+    pub link: String,
+    /// What it points to, absolute or relative to the link's directory.
+    pub target: String,
+}
+
+/// Everything init needs to run one program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ExecRequest {
+    /// Arguments; `argv[0]` is looked up through the environment's `PATH`
+    /// inside the container unless it contains a `/` or `exec_fd` is set.
+    pub argv: Vec<String>,
+    /// The program's whole environment, as `KEY=VALUE` strings.
+    pub env: Vec<String>,
+    /// `fd_map[i]` is the index, among the descriptors attached to this
+    /// frame, of the one that becomes the program's fd `i`. An attached
+    /// descriptor may serve several program fds.
+    pub fd_map: Vec<u32>,
+    /// Index of an attached descriptor to execute instead of looking up
+    /// `argv[0]` (`execveat(fd, "", AT_EMPTY_PATH)`).
+    pub exec_fd: Option<u32>,
+    /// Directory to start in; the container's work directory when `None`.
+    pub cwd: Option<String>,
+    /// Resource limits set with `setrlimit` before exec.
+    pub rlimits: Vec<Rlimit>,
+    /// Classic BPF seccomp program installed last before exec; empty for
+    /// none.
+    pub seccomp: Vec<BpfInstruction>,
+    /// Limits init enforces and turns into verdicts.
+    pub limits: Limits,
+    /// Wait for [`Request::Proceed`] after reporting the program's pid, so
+    /// the host can place it in a cgroup before its first instruction.
+    pub sync: bool,
+    /// User id to run as; the container's default when `None`.
+    pub uid: Option<u32>,
+    /// Group id to run as; the container's default when `None`.
+    pub gid: Option<u32>,
+}
+
+/// One `setrlimit` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Rlimit {
+    /// Which resource.
+    pub resource: Resource,
+    /// Soft limit; `u64::MAX` is `RLIM_INFINITY`.
+    pub soft: u64,
+    /// Hard limit, at least `soft`; `u64::MAX` is `RLIM_INFINITY`.
+    pub hard: u64,
+}
+
+/// Resources of `setrlimit(2)`, with their wire tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[allow(missing_docs)] // each variant is the RLIMIT_ resource of its name
+pub enum Resource {
+    Cpu,        // 0
+    Fsize,      // 1
+    Data,       // 2
+    Stack,      // 3
+    Core,       // 4
+    Rss,        // 5
+    Nproc,      // 6
+    Nofile,     // 7
+    Memlock,    // 8
+    As,         // 9
+    Locks,      // 10
+    Sigpending, // 11
+    Msgqueue,   // 12
+    Nice,       // 13
+    Rtprio,     // 14
+    Rttime,     // 15
+}
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct BpfInstruction {
+    /// Opcode.
+    pub code: u16,
+    /// Jump offset when true.
+    pub jt: u8,
+    /// Jump offset when false.
+    pub jf: u8,
+    /// Operand.
+    pub k: u32,
+}
+
+/// Limits init enforces and reports as verdicts; `None` means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Limits {
+    /// CPU time, user plus system, of every process and thread of the run.
+    pub cpu_time_ns: Option<u64>,
+    /// Wall-clock time from exec to exit.
+    pub wall_time_ns: Option<u64>,
+    /// Largest file the program may write (`RLIMIT_FSIZE`).
+    pub output_bytes: Option<u64>,
+    /// Peak memory of the run.
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads alive at once.
+    pub processes: Option<u32>,
+}

@@ -1,0 +1,3 @@
+//! Unit tests that need the crate-private `Arbitrary` derives.
+
+mod roundtrip;
