@@ -1,5 +1,47 @@
 //! Run untrusted programs in pre-forked Linux containers.
+//!
+//! A [`Container`] is a process tree in its own user, mount, PID, UTS, IPC,
+//! network and cgroup namespaces, whose PID 1 is a small static init that
+//! this crate embeds. The host configures the container once, then runs
+//! program after program in it, each one request and one reply over a
+//! `SOCK_SEQPACKET` socket.
+//!
+//! ```no_run
+//! use std::os::fd::AsFd;
+//! use hutch_host::{ContainerBuilder, ExecSpec};
+//!
+//! let mut container = ContainerBuilder::new().build()?;
+//! let out = std::io::stdout();
+//! let err = std::io::stderr();
+//! let null = std::fs::File::open("/dev/null")?;
+//! for _ in 0..3 {
+//!     let spec = ExecSpec::new(["echo", "hello"]).stdio(null.as_fd(), out.as_fd(), err.as_fd());
+//!     let result = container.exec(&spec)?;
+//!     assert_eq!(result.status, hutch_host::protocol::Status::Ok);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The architecture is described in `docs/architecture.md` of the
+//! repository.
 
 #![deny(missing_docs)]
 
+mod builder;
+#[path = "../../init/src/channel.rs"]
+#[allow(dead_code, missing_docs)]
+mod channel;
+mod container;
+mod exec;
+mod init_binary;
+mod sys;
+
+pub use builder::{
+    BuildError, ContainerBuilder, DEFAULT_TMP_BYTES, DEFAULT_TMPFS_INODES, DEFAULT_WORKDIR_BYTES,
+    IdMap, Namespaces,
+};
+pub use channel::ChannelError;
+pub use container::{Container, ContainerError};
+pub use exec::ExecSpec;
 pub use hutch_protocol as protocol;
+pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init_len};

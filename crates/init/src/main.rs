@@ -1,5 +1,234 @@
-//! The init process of a hutch container. Filled in by the container work.
+//! The init process of a hutch container.
+//!
+//! PID 1 of the container's PID namespace, started by the host with the
+//! host's end of a `SOCK_SEQPACKET` socket at fd 3. It serves one request at
+//! a time until the socket closes, then exits, and the kernel kills whatever
+//! is left in the namespace with it.
+//!
+//! Lifecycle: `Hello` → `Configure` → any number of `Open`, `Delete`,
+//! `Symlink`, `Exec`, `Reset`, `Ping`. A request that fails validation or
+//! comes out of order gets an error reply and init carries on; a frame that
+//! cannot be decoded gets an error reply and init exits, since it can no
+//! longer trust its view of the conversation.
+
+mod channel;
+mod configure;
+mod exec;
+mod files;
+mod sys;
+
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use hutch_protocol::{
+    Batch, ErrorReply, HelloReply, ItemOutcome, PROTOCOL_VERSION, Reply, Request, Stage,
+};
+
+use channel::{Channel, ChannelError};
+
+/// The descriptor the host leaves the socket at.
+const SOCKET_FD: i32 = 3;
 
 fn main() {
-    let _ = hutch_protocol::PROTOCOL_VERSION;
+    sys::ignore_signals();
+    if sys::set_cloexec(SOCKET_FD).is_err() {
+        // No socket: nobody to report to.
+        std::process::exit(2);
+    }
+    // SAFETY: fd 3 is the socket the host placed there for this process,
+    // and nothing else in init owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(SOCKET_FD) };
+    let mut init = Init {
+        channel: Channel::new(socket),
+        state: State::Fresh,
+    };
+    let code = match init.serve() {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    sys::kill_all();
+    while let Ok(Some(_)) = sys::wait4(-1, false) {}
+    std::process::exit(code);
+}
+
+enum State {
+    /// Waiting for the host's hello.
+    Fresh,
+    /// Handshake done, waiting for the configuration.
+    Greeted,
+    /// Configured: programs may run.
+    Ready(Ready),
+}
+
+struct Ready {
+    workdir: String,
+    uid: u32,
+    gid: u32,
+    scratch: configure::Scratch,
+}
+
+struct Init {
+    channel: Channel,
+    state: State,
+}
+
+fn error(stage: Stage, errno: i32, message: String) -> Reply {
+    Reply::Error(ErrorReply {
+        stage,
+        errno,
+        path: None,
+        message,
+    })
+}
+
+impl Init {
+    /// Serves requests until the host goes away (`Ok`) or the conversation
+    /// breaks (`Err`).
+    fn serve(&mut self) -> Result<(), ChannelError> {
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        loop {
+            let request = match self.channel.recv_request(&mut fds) {
+                Ok(request) => request,
+                Err(ChannelError::Closed) => return Ok(()),
+                Err(err) => {
+                    let reply = error(Stage::Protocol, 0, report(&err));
+                    // The conversation is lost either way.
+                    let _ = self.channel.send_reply(&reply, &[]);
+                    return Err(err);
+                }
+            };
+            let request = match request.validate(fds.len()) {
+                Ok(request) => request.into_inner(),
+                Err(err) => {
+                    fds.clear();
+                    self.channel
+                        .send_reply(&error(Stage::Validate, 0, err.to_string()), &[])?;
+                    continue;
+                }
+            };
+            self.handle(request, &mut fds)?;
+            fds.clear();
+        }
+    }
+
+    fn handle(&mut self, request: Request, fds: &mut Vec<OwnedFd>) -> Result<(), ChannelError> {
+        let reply = match (&mut self.state, request) {
+            (_, Request::Ping) => Reply::Pong,
+            (State::Fresh, Request::Hello(hello)) => {
+                // Validation already matched the version to ours.
+                debug_assert_eq!(hello.version, PROTOCOL_VERSION);
+                self.state = State::Greeted;
+                Reply::Hello(HelloReply {
+                    version: PROTOCOL_VERSION,
+                    features: hutch_protocol::features::INIT_KNOWN,
+                })
+            }
+            (State::Greeted, Request::Configure(config)) => match configure::apply(&config) {
+                Ok(scratch) => {
+                    self.state = State::Ready(Ready {
+                        workdir: config.workdir,
+                        uid: config.uid,
+                        gid: config.gid,
+                        scratch,
+                    });
+                    Reply::Ack
+                }
+                Err(failure) => Reply::Error(failure.0),
+            },
+            (State::Ready(_), Request::Open(items)) => {
+                let mut opened = Vec::with_capacity(items.len());
+                let results = items
+                    .iter()
+                    .map(|item| match files::open(item) {
+                        Ok(fd) => {
+                            opened.push(fd);
+                            ItemOutcome::Done
+                        }
+                        Err(err) => ItemOutcome::Failed(err),
+                    })
+                    .collect();
+                let reply = Reply::Opened(Batch {
+                    results,
+                    fds_attached: opened.len() as u32,
+                });
+                let borrowed: Vec<BorrowedFd<'_>> = opened.iter().map(|fd| fd.as_fd()).collect();
+                return self.channel.send_reply(&reply, &borrowed);
+            }
+            (State::Ready(_), Request::Delete(delete)) => match files::delete(&delete.path) {
+                Ok(()) => Reply::Ack,
+                Err(errno) => Reply::Error(ErrorReply {
+                    stage: Stage::Delete,
+                    errno: errno.raw_os_error(),
+                    path: Some(delete.path.clone()),
+                    message: format!(
+                        "cannot delete {:?}: {}",
+                        delete.path,
+                        std::io::Error::from(errno)
+                    ),
+                }),
+            },
+            (State::Ready(_), Request::Symlink(items)) => Reply::Linked(Batch {
+                results: items
+                    .iter()
+                    .map(|item| match files::symlink(item) {
+                        Ok(()) => ItemOutcome::Done,
+                        Err(err) => ItemOutcome::Failed(err),
+                    })
+                    .collect(),
+                fds_attached: 0,
+            }),
+            (State::Ready(ready), Request::Reset) => reset(ready),
+            (State::Ready(ready), Request::Exec(request)) => {
+                let defaults = exec::Defaults {
+                    workdir: &ready.workdir,
+                    uid: ready.uid,
+                    gid: ready.gid,
+                };
+                match exec::run(&request, fds, &defaults, &mut self.channel) {
+                    Ok(result) => Reply::Finished(result),
+                    Err(exec::ExecFailure::Runner(error)) => Reply::Error(error),
+                    Err(exec::ExecFailure::Channel(err)) => return Err(err),
+                }
+            }
+            // Nothing runs between requests: a kill has nothing to do.
+            (State::Ready(_), Request::Kill) => Reply::Ack,
+            (_, request) => error(
+                Stage::State,
+                0,
+                format!("unexpected {} request in this state", request.kind()),
+            ),
+        };
+        self.channel.send_reply(&reply, &[])
+    }
+}
+
+fn reset(ready: &Ready) -> Reply {
+    let scratch = &ready.scratch;
+    for ((path, mode), (uid, gid)) in scratch
+        .paths
+        .iter()
+        .zip(&scratch.modes)
+        .zip(&scratch.owners)
+    {
+        if let Err(err) = configure::empty_dir(path, *mode, *uid, *gid) {
+            return Reply::Error(ErrorReply {
+                stage: Stage::Reset,
+                errno: err.raw_os_error().unwrap_or(0),
+                path: Some(path.clone()),
+                message: format!("cannot empty {path:?}: {err}"),
+            });
+        }
+    }
+    Reply::Ack
+}
+
+/// The error and its sources, joined, for an error reply.
+fn report(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

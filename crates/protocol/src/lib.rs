@@ -65,6 +65,9 @@ pub use validate::{
     MAX_PROCESSES, MAX_TIME_NS, MIN_MEMORY_BYTES, Validated, ValidationError,
 };
 
+/// The search path a program gets when its environment names none.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// Feature bits a host may announce in [`Hello::features`]. None are defined
 /// in protocol version 1; a receiver ignores bits it does not know.
 pub mod features {

@@ -1,0 +1,573 @@
+//! [`ContainerBuilder`]: what a container looks like, and starting one.
+//!
+//! Starting a container, in order (each step has its own [`BuildError`]):
+//!
+//! 1. Get the init executable (embedded memfd, or `HUTCH_INIT`).
+//! 2. Make the socket pair, the release pipe and the error pipe.
+//! 3. `clone3` into the new namespaces; the child waits on the release pipe.
+//! 4. Write the child's uid and gid maps, then release it.
+//! 5. Read the error pipe: end of file means init is running.
+//! 6. Handshake (protocol version), then send the configuration.
+
+use std::ffi::{CString, c_char};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use hutch_protocol::{
+    Configure, Hello, Mount, MountFlags, PROTOCOL_VERSION, Reply, Request, SymlinkItem,
+};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use crate::channel::Channel;
+use crate::container::{Container, ContainerError};
+use crate::init_binary::{InitBinaryError, init_executable};
+use crate::sys::{self, ChildStep, InitChild};
+
+/// Why a container could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration is invalid; nothing was started.
+    #[error("invalid container configuration")]
+    InvalidConfig(#[source] hutch_protocol::ValidationError),
+    /// The init executable is not available.
+    #[error(transparent)]
+    InitBinary(#[from] InitBinaryError),
+    /// A socket or pipe could not be made.
+    #[error("cannot create the {what}")]
+    Plumbing {
+        /// Which.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `clone3` refused to create the container's process.
+    #[error("cannot create the container process (clone3): {hint}")]
+    Clone {
+        /// What to check.
+        hint: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The uid or gid map could not be written.
+    #[error("cannot write {file} of the container (map {map:?})")]
+    IdMap {
+        /// The file.
+        file: String,
+        /// The map written.
+        map: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container's process failed before init ran.
+    #[error("the container process failed while {step}")]
+    Child {
+        /// The step.
+        step: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Init did not complete the handshake.
+    #[error("handshake with the container's init failed")]
+    Handshake(#[source] ContainerError),
+    /// Init speaks another protocol version.
+    #[error(
+        "the container's init speaks protocol version {found}, this host speaks {PROTOCOL_VERSION}"
+    )]
+    Version {
+        /// Init's version.
+        found: u16,
+    },
+    /// Init could not set the container up.
+    #[error("configuring the container failed")]
+    Configure(#[source] ContainerError),
+}
+
+/// Which namespaces a container gets. All are on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespaces {
+    /// User namespace (`CLONE_NEWUSER`). Needed when not root.
+    pub user: bool,
+    /// Mount namespace (`CLONE_NEWNS`). Needed for the container's file
+    /// system.
+    pub mount: bool,
+    /// PID namespace (`CLONE_NEWPID`).
+    pub pid: bool,
+    /// UTS namespace: host and domain name (`CLONE_NEWUTS`).
+    pub uts: bool,
+    /// IPC namespace: SysV IPC and POSIX message queues (`CLONE_NEWIPC`).
+    pub ipc: bool,
+    /// Network namespace: no interface but a down loopback (`CLONE_NEWNET`).
+    pub net: bool,
+    /// Cgroup namespace (`CLONE_NEWCGROUP`).
+    pub cgroup: bool,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Self {
+            user: true,
+            mount: true,
+            pid: true,
+            uts: true,
+            ipc: true,
+            net: true,
+            cgroup: true,
+        }
+    }
+}
+
+impl Namespaces {
+    fn clone_flags(self) -> u64 {
+        [
+            (self.user, libc::CLONE_NEWUSER),
+            (self.mount, libc::CLONE_NEWNS),
+            (self.pid, libc::CLONE_NEWPID),
+            (self.uts, libc::CLONE_NEWUTS),
+            (self.ipc, libc::CLONE_NEWIPC),
+            (self.net, libc::CLONE_NEWNET),
+            (self.cgroup, libc::CLONE_NEWCGROUP),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(0u64, |flags, (_, flag)| flags | flag as u64)
+    }
+}
+
+/// How container ids map to host ids: container ids `0..count` are host ids
+/// `host_uid..host_uid + count` (and likewise for groups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// Host uid of container uid 0.
+    pub host_uid: u32,
+    /// Host gid of container gid 0.
+    pub host_gid: u32,
+    /// How many ids are mapped.
+    pub count: u32,
+}
+
+impl IdMap {
+    /// The default as root: 65536 ids from host id 100000, none of them
+    /// privileged on the host.
+    pub const ROOT_DEFAULT: IdMap = IdMap {
+        host_uid: 100_000,
+        host_gid: 100_000,
+        count: 65_536,
+    };
+
+    /// The only map an unprivileged caller may write: container root is the
+    /// caller.
+    pub fn current_user() -> IdMap {
+        IdMap {
+            host_uid: rustix::process::geteuid().as_raw(),
+            host_gid: rustix::process::getegid().as_raw(),
+            count: 1,
+        }
+    }
+}
+
+/// Size of the work directory tmpfs by default: 64 MiB.
+pub const DEFAULT_WORKDIR_BYTES: u64 = 64 << 20;
+/// Size of `/tmp` by default: 64 MiB.
+pub const DEFAULT_TMP_BYTES: u64 = 64 << 20;
+/// Inodes of each default tmpfs.
+pub const DEFAULT_TMPFS_INODES: u64 = 4096;
+
+/// Read-only binds of the host's system directories, where they exist.
+const SYSTEM_BINDS: [&str; 7] = [
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/bin",
+    "/sbin",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+];
+const DEVICES: [&str; 5] = [
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
+const MASKED: [&str; 12] = [
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/sched_debug",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/latency_stats",
+    "/proc/sysrq-trigger",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/proc/asound",
+    "/proc/bus",
+    "/sys/firmware",
+];
+
+/// Describes a container and starts it.
+///
+/// [`ContainerBuilder::new`] gives the defaults: read-only binds of `/usr`,
+/// `/lib`, `/lib64`, `/bin`, `/sbin`, `/etc/alternatives` and
+/// `/etc/ld.so.cache` (those that exist); `/dev/null`, `zero`, `full`,
+/// `random`, `urandom`; a read-only `/proc` with the usual paths masked;
+/// tmpfs at `/w` (the work directory) and `/tmp`, 64 MiB and 4096 inodes
+/// each; host name `hutch`; programs run as uid and gid 1000 (0 when the
+/// caller is not root: an unprivileged user namespace maps one id only).
+#[derive(Debug, Clone)]
+pub struct ContainerBuilder {
+    namespaces: Namespaces,
+    mounts: Vec<Mount>,
+    extra_mounts: Vec<Mount>,
+    symlinks: Vec<SymlinkItem>,
+    masked_paths: Vec<String>,
+    hostname: String,
+    domainname: String,
+    workdir: String,
+    workdir_bytes: u64,
+    tmp_bytes: u64,
+    tmpfs_inodes: u64,
+    user: Option<(u32, u32)>,
+    id_map: Option<IdMap>,
+}
+
+impl Default for ContainerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ContainerBuilder {
+    /// The default container.
+    pub fn new() -> Self {
+        let mut mounts: Vec<Mount> = SYSTEM_BINDS
+            .iter()
+            .filter(|path| Path::new(path).exists())
+            .map(|path| Mount::Bind {
+                source: (*path).into(),
+                target: (*path).into(),
+                writable: false,
+                flags: MountFlags {
+                    nosuid: true,
+                    nodev: true,
+                    noexec: false,
+                },
+            })
+            .collect();
+        mounts.extend(DEVICES.iter().map(|path| Mount::Device {
+            source: (*path).into(),
+            target: (*path).into(),
+        }));
+        mounts.push(Mount::Proc {
+            target: "/proc".into(),
+            read_only: true,
+        });
+        let symlinks = [
+            ("/dev/fd", "/proc/self/fd"),
+            ("/dev/stdin", "/proc/self/fd/0"),
+            ("/dev/stdout", "/proc/self/fd/1"),
+            ("/dev/stderr", "/proc/self/fd/2"),
+        ]
+        .into_iter()
+        .map(|(link, target)| SymlinkItem {
+            link: link.into(),
+            target: target.into(),
+        })
+        .collect();
+        Self {
+            namespaces: Namespaces::default(),
+            mounts,
+            extra_mounts: Vec::new(),
+            symlinks,
+            masked_paths: MASKED.iter().map(|p| (*p).into()).collect(),
+            hostname: "hutch".into(),
+            domainname: String::new(),
+            workdir: "/w".into(),
+            workdir_bytes: DEFAULT_WORKDIR_BYTES,
+            tmp_bytes: DEFAULT_TMP_BYTES,
+            tmpfs_inodes: DEFAULT_TMPFS_INODES,
+            user: None,
+            id_map: None,
+        }
+    }
+
+    /// Chooses the namespaces.
+    pub fn namespaces(mut self, namespaces: Namespaces) -> Self {
+        self.namespaces = namespaces;
+        self
+    }
+
+    /// Binds a host path into the container, read-only unless `writable`,
+    /// never honouring set-user-id bits or device nodes.
+    pub fn bind(mut self, source: &str, target: &str, writable: bool) -> Self {
+        self.extra_mounts.push(Mount::Bind {
+            source: source.into(),
+            target: target.into(),
+            writable,
+            flags: MountFlags {
+                nosuid: true,
+                nodev: true,
+                noexec: false,
+            },
+        });
+        self
+    }
+
+    /// Adds a mount after the defaults.
+    pub fn mount(mut self, mount: Mount) -> Self {
+        self.extra_mounts.push(mount);
+        self
+    }
+
+    /// Drops the default mounts (system binds, devices, proc); the work
+    /// directory and `/tmp` tmpfs mounts stay.
+    pub fn without_default_mounts(mut self) -> Self {
+        self.mounts.clear();
+        self.masked_paths.clear();
+        self.symlinks.clear();
+        self
+    }
+
+    /// Sets the host name.
+    pub fn hostname(mut self, name: &str) -> Self {
+        self.hostname = name.into();
+        self
+    }
+
+    /// Sets the domain name.
+    pub fn domainname(mut self, name: &str) -> Self {
+        self.domainname = name.into();
+        self
+    }
+
+    /// Sets the work directory (a tmpfs at this path), `/w` by default.
+    pub fn workdir(mut self, path: &str) -> Self {
+        self.workdir = path.into();
+        self
+    }
+
+    /// Sets the size of the work directory's tmpfs.
+    pub fn workdir_size(mut self, bytes: u64) -> Self {
+        self.workdir_bytes = bytes;
+        self
+    }
+
+    /// Sets the size of `/tmp`.
+    pub fn tmp_size(mut self, bytes: u64) -> Self {
+        self.tmp_bytes = bytes;
+        self
+    }
+
+    /// Sets the inode limit of the work directory and `/tmp`.
+    pub fn tmpfs_inodes(mut self, inodes: u64) -> Self {
+        self.tmpfs_inodes = inodes;
+        self
+    }
+
+    /// Runs programs as this container uid and gid by default.
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// Sets the id map of the user namespace.
+    pub fn id_map(mut self, map: IdMap) -> Self {
+        self.id_map = Some(map);
+        self
+    }
+
+    fn resolved_id_map(&self) -> IdMap {
+        self.id_map.unwrap_or_else(|| {
+            if rustix::process::geteuid().is_root() {
+                IdMap::ROOT_DEFAULT
+            } else {
+                IdMap::current_user()
+            }
+        })
+    }
+
+    /// The configuration init receives.
+    pub fn configuration(&self) -> Configure {
+        let map = self.resolved_id_map();
+        let (uid, gid) = self.user.unwrap_or(if map.count > 1000 {
+            (1000, 1000)
+        } else {
+            (0, 0)
+        });
+        let mut mounts = self.mounts.clone();
+        mounts.push(Mount::Tmpfs {
+            target: self.workdir.clone(),
+            size_bytes: self.workdir_bytes,
+            max_inodes: self.tmpfs_inodes,
+            mode: 0o755,
+            read_only: false,
+        });
+        if self.workdir != "/tmp" {
+            mounts.push(Mount::Tmpfs {
+                target: "/tmp".into(),
+                size_bytes: self.tmp_bytes,
+                max_inodes: self.tmpfs_inodes,
+                mode: 0o1777,
+                read_only: false,
+            });
+        }
+        mounts.extend(self.extra_mounts.iter().cloned());
+        Configure {
+            mounts,
+            symlinks: self.symlinks.clone(),
+            masked_paths: self.masked_paths.clone(),
+            hostname: self.hostname.clone(),
+            domainname: self.domainname.clone(),
+            workdir: self.workdir.clone(),
+            uid,
+            gid,
+            init_command: Vec::new(),
+        }
+    }
+
+    /// Starts the container: init runs, answered the handshake and set the
+    /// container up.
+    pub fn build(&self) -> Result<Container, BuildError> {
+        let config = self.configuration();
+        Request::Configure(config.clone())
+            .check(0)
+            .map_err(BuildError::InvalidConfig)?;
+        let init = init_executable()?;
+        let (host_end, container_end) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| plumbing("socket pair", e))?;
+        let (release_read, release_write) = sys_pipe().map_err(|e| plumbing("release pipe", e))?;
+        let (errors_read, errors_write) = sys_pipe().map_err(|e| plumbing("error pipe", e))?;
+        let arg0 = CString::from(c"hutch-init");
+        let argv: [*const c_char; 2] = [arg0.as_ptr(), std::ptr::null()];
+        let envp: [*const c_char; 1] = [std::ptr::null()];
+        let user_ns = self.namespaces.user;
+        let child = InitChild {
+            socket: sys::raw(&container_end),
+            init: sys::raw(&init),
+            release: sys::raw(&release_read),
+            errors: sys::raw(&errors_write),
+            become_root: user_ns,
+            argv: &argv,
+            envp: &envp,
+        };
+        let spawned = sys::spawn_init(self.namespaces.clone_flags(), &child).map_err(|source| {
+            BuildError::Clone {
+                hint: clone_hint(&source, user_ns),
+                source,
+            }
+        })?;
+        drop((container_end, release_read, errors_write, init));
+        // From here on, dropping `guard` kills and reaps the child.
+        let guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);
+        if user_ns {
+            write_id_maps(spawned.pid, self.resolved_id_map())?;
+        }
+        rustix::io::write(&release_write, &[1]).map_err(|e| BuildError::Child {
+            step: ChildStep::Release.describe(),
+            source: e.into(),
+        })?;
+        drop(release_write);
+        let mut record = Vec::with_capacity(8);
+        std::fs::File::from(errors_read)
+            .read_to_end(&mut record)
+            .map_err(|source| plumbing_io("error pipe", source))?;
+        if record.len() == 8 {
+            let step = u32::from_ne_bytes(record[..4].try_into().expect("4 bytes"));
+            let errno = u32::from_ne_bytes(record[4..].try_into().expect("4 bytes"));
+            return Err(BuildError::Child {
+                step: ChildStep::from_raw(step).map_or("starting", ChildStep::describe),
+                source: std::io::Error::from_raw_os_error(errno as i32),
+            });
+        }
+        let mut container = guard;
+        match container.call(
+            &Request::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                features: hutch_protocol::features::HOST_KNOWN,
+            }),
+            &[],
+        ) {
+            Ok(Reply::Hello(hello)) if hello.version == PROTOCOL_VERSION => {}
+            Ok(Reply::Hello(hello)) => {
+                return Err(BuildError::Version {
+                    found: hello.version,
+                });
+            }
+            Ok(other) => {
+                return Err(BuildError::Handshake(ContainerError::UnexpectedReply {
+                    request: "hello",
+                    reply: other.kind(),
+                }));
+            }
+            Err(err) => return Err(BuildError::Handshake(err)),
+        }
+        match container.call(&Request::Configure(config), &[]) {
+            Ok(Reply::Ack) => Ok(container),
+            Ok(other) => Err(BuildError::Configure(ContainerError::UnexpectedReply {
+                request: "configure",
+                reply: other.kind(),
+            })),
+            Err(err) => Err(BuildError::Configure(err)),
+        }
+    }
+}
+
+fn sys_pipe() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+}
+
+fn plumbing(what: &'static str, errno: rustix::io::Errno) -> BuildError {
+    plumbing_io(what, errno.into())
+}
+
+fn plumbing_io(what: &'static str, source: std::io::Error) -> BuildError {
+    BuildError::Plumbing { what, source }
+}
+
+fn clone_hint(err: &std::io::Error, user_ns: bool) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EPERM) if user_ns => {
+            "user namespaces are not allowed here: check /proc/sys/user/max_user_namespaces, \
+             kernel.unprivileged_userns_clone, or an AppArmor/SELinux policy restricting them"
+        }
+        Some(libc::EPERM) => "creating namespaces needs root, or leave the user namespace on",
+        Some(libc::ENOSPC) => "a namespace limit in /proc/sys/user/ is exhausted",
+        Some(libc::EUSERS) => "too many nested user namespaces",
+        Some(libc::ENOSYS) => "this kernel has no clone3 (Linux 5.3 or later is needed)",
+        Some(libc::EINVAL) => "this kernel does not support a requested namespace",
+        Some(libc::ENOMEM) | Some(libc::EAGAIN) => "out of memory or processes",
+        _ => "unexpected error",
+    }
+}
+
+fn write_id_maps(pid: i32, map: IdMap) -> Result<(), BuildError> {
+    let write = |file: String, contents: String| {
+        std::fs::write(&file, contents.as_bytes()).map_err(|source| BuildError::IdMap {
+            file,
+            map: contents.trim_end().to_owned(),
+            source,
+        })
+    };
+    write(
+        format!("/proc/{pid}/uid_map"),
+        format!("0 {} {}\n", map.host_uid, map.count),
+    )?;
+    if !rustix::process::geteuid().is_root() {
+        // Unprivileged: the kernel wants setgroups disabled before gid_map.
+        write(format!("/proc/{pid}/setgroups"), "deny\n".into())?;
+    }
+    write(
+        format!("/proc/{pid}/gid_map"),
+        format!("0 {} {}\n", map.host_gid, map.count),
+    )
+}

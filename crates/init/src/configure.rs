@@ -1,0 +1,360 @@
+//! Building the container's file system and identity, once, in straight
+//! line: each step either succeeds or returns the [`Failure`] that names it.
+//!
+//! 1. Make every inherited mount private, so nothing propagates to the host.
+//! 2. Take detached copies (`open_tree`) of every bind source while the
+//!    host's tree is still visible.
+//! 3. Mount a tmpfs as the new root at [`STAGING`] and build the container
+//!    under it: binds moved in place, tmpfs mounts, `proc` (which must be
+//!    mounted before the old root goes, or the kernel refuses it inside a
+//!    user namespace).
+//! 4. `pivot_root(".", ".")` and detach the old root, which leaves no
+//!    directory behind to remove.
+//! 5. Symbolic links, masked paths, `/` read-only and `nosuid`, host and
+//!    domain names, the work directory.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use hutch_protocol::{Configure, ErrorReply, Mount, MountFlags, Stage};
+use rustix::fs::{CWD, Mode, StatVfsMountFlags};
+use rustix::mount::{
+    MountFlags as Ms, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+};
+
+/// Where the new root is assembled before `pivot_root`. Bind sources are
+/// opened before anything is mounted here, so none is hidden by it.
+const STAGING: &str = "/tmp";
+
+/// A failed step, sent to the host as an [`ErrorReply`].
+#[derive(Debug)]
+pub struct Failure(pub ErrorReply);
+
+fn fail(stage: Stage, err: impl Into<std::io::Error>, path: &str, what: &str) -> Failure {
+    let err = err.into();
+    Failure(ErrorReply {
+        stage,
+        errno: err.raw_os_error().unwrap_or(0),
+        path: Some(path.to_owned()),
+        message: format!("{what} {path:?}: {err}"),
+    })
+}
+
+/// The container's writable tmpfs mounts, emptied by a reset.
+pub struct Scratch {
+    /// Target paths inside the container.
+    pub paths: Vec<String>,
+    /// Their permission bits.
+    pub modes: Vec<u32>,
+    /// Their owners (uid, gid).
+    pub owners: Vec<(u32, u32)>,
+}
+
+/// Applies `config`; on success the calling process's root and working
+/// directory are the container's.
+pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| fail(Stage::Mount, e, "/", "cannot make mounts private at"))?;
+
+    let mut trees: Vec<Option<OwnedFd>> = Vec::with_capacity(config.mounts.len());
+    for mount in &config.mounts {
+        let tree = match mount {
+            Mount::Bind { source, .. } => Some(open_tree(source, true)?),
+            Mount::Device { source, .. } => Some(open_tree(source, false)?),
+            Mount::Tmpfs { .. } | Mount::Proc { .. } => None,
+        };
+        trees.push(tree);
+    }
+
+    mount_fs(
+        "tmpfs",
+        STAGING,
+        Ms::NOSUID | Ms::NODEV,
+        "size=1m,nr_inodes=4096,mode=0755",
+    )
+    .map_err(|e| fail(Stage::Mount, e, STAGING, "cannot mount the root tmpfs at"))?;
+    std::env::set_current_dir(STAGING)
+        .map_err(|e| fail(Stage::Mount, e, STAGING, "cannot enter"))?;
+
+    let mut scratch = Scratch {
+        paths: Vec::new(),
+        modes: Vec::new(),
+        owners: Vec::new(),
+    };
+    for (mount, tree) in config.mounts.iter().zip(trees) {
+        match (mount, tree) {
+            (
+                Mount::Bind {
+                    target,
+                    writable,
+                    flags,
+                    ..
+                },
+                Some(tree),
+            ) => {
+                place_tree(tree, target)?;
+                restrict(target, !writable, *flags)?;
+            }
+            (Mount::Device { target, .. }, Some(tree)) => {
+                place_tree(tree, target)?;
+                restrict(
+                    target,
+                    false,
+                    MountFlags {
+                        nosuid: true,
+                        nodev: false,
+                        noexec: true,
+                    },
+                )?;
+            }
+            (
+                Mount::Tmpfs {
+                    target,
+                    size_bytes,
+                    max_inodes,
+                    mode,
+                    read_only,
+                },
+                _,
+            ) => {
+                let at = staged(target);
+                make_dir(&at, target)?;
+                let data = format!("size={size_bytes},nr_inodes={max_inodes},mode={mode:o}");
+                mount_fs("tmpfs", &at, Ms::NOSUID | Ms::NODEV, &data)
+                    .map_err(|e| fail(Stage::Mount, e, target, "cannot mount tmpfs at"))?;
+                if *read_only {
+                    remount_read_only(&at, target, Ms::NOSUID | Ms::NODEV)?;
+                } else {
+                    if *target == config.workdir {
+                        // The work directory belongs to the programs' user.
+                        rustix::fs::chown(&at, Some(uid(config.uid)), Some(gid(config.gid)))
+                            .map_err(|e| fail(Stage::Mount, e, target, "cannot hand over"))?;
+                    }
+                    scratch.paths.push(target.clone());
+                    scratch.modes.push(*mode);
+                    scratch.owners.push(if *target == config.workdir {
+                        (config.uid, config.gid)
+                    } else {
+                        (0, 0)
+                    });
+                }
+            }
+            (Mount::Proc { target, read_only }, _) => {
+                let at = staged(target);
+                make_dir(&at, target)?;
+                let flags = Ms::NOSUID | Ms::NODEV | Ms::NOEXEC;
+                mount_fs("proc", &at, flags, "")
+                    .map_err(|e| fail(Stage::Proc, e, target, "cannot mount proc at"))?;
+                if *read_only {
+                    remount_read_only(&at, target, flags)?;
+                }
+            }
+            (Mount::Bind { target, .. } | Mount::Device { target, .. }, None) => {
+                return Err(fail(
+                    Stage::Mount,
+                    std::io::ErrorKind::NotFound,
+                    target,
+                    "no source tree for",
+                ));
+            }
+        }
+    }
+
+    // The new root is the current directory: stack it on the old one and
+    // drop the old one from under it.
+    rustix::process::pivot_root(".", ".")
+        .map_err(|e| fail(Stage::PivotRoot, e, STAGING, "cannot pivot_root into"))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH)
+        .map_err(|e| fail(Stage::PivotRoot, e, "/", "cannot detach the old root at"))?;
+    std::env::set_current_dir("/").map_err(|e| fail(Stage::PivotRoot, e, "/", "cannot enter"))?;
+
+    for link in &config.symlinks {
+        if let Some(parent) = Path::new(&link.link).parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(Stage::Symlink, e, &link.link, "cannot create the parent of"))?;
+        }
+        std::os::unix::fs::symlink(&link.target, &link.link)
+            .map_err(|e| fail(Stage::Symlink, e, &link.link, "cannot create symbolic link"))?;
+    }
+
+    for masked in &config.masked_paths {
+        mask(masked)?;
+    }
+
+    rustix::mount::mount_remount("/", Ms::BIND | Ms::RDONLY | Ms::NOSUID | Ms::NODEV, "")
+        .map_err(|e| fail(Stage::RemountRoot, e, "/", "cannot remount read-only"))?;
+
+    rustix::system::sethostname(config.hostname.as_bytes())
+        .map_err(|e| fail(Stage::Hostname, e, &config.hostname, "cannot set host name"))?;
+    rustix::system::setdomainname(config.domainname.as_bytes()).map_err(|e| {
+        fail(
+            Stage::Hostname,
+            e,
+            &config.domainname,
+            "cannot set domain name",
+        )
+    })?;
+
+    std::env::set_current_dir(&config.workdir).map_err(|e| {
+        fail(
+            Stage::Workdir,
+            e,
+            &config.workdir,
+            "cannot enter the work directory",
+        )
+    })?;
+    Ok(scratch)
+}
+
+/// `mount(fstype, target, fstype, flags, data)` for a new file system.
+fn mount_fs(fstype: &str, target: &str, flags: Ms, data: &str) -> rustix::io::Result<()> {
+    let data = std::ffi::CString::new(data).map_err(|_| rustix::io::Errno::INVAL)?;
+    rustix::mount::mount(fstype, target, fstype, flags, data.as_c_str())
+}
+
+fn uid(raw: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(raw)
+}
+
+fn gid(raw: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(raw)
+}
+
+/// The staging path of a container path.
+fn staged(target: &str) -> String {
+    format!("{STAGING}{target}")
+}
+
+fn open_tree(source: &str, recursive: bool) -> Result<OwnedFd, Failure> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    rustix::mount::open_tree(CWD, source, flags)
+        .map_err(|e| fail(Stage::Mount, e, source, "cannot open the mount source"))
+}
+
+fn make_dir(at: &str, target: &str) -> Result<(), Failure> {
+    std::fs::create_dir_all(at)
+        .map_err(|e| fail(Stage::Mount, e, target, "cannot create mount point"))
+}
+
+/// Moves a detached tree to `target`, creating a mount point of its kind.
+fn place_tree(tree: OwnedFd, target: &str) -> Result<(), Failure> {
+    let at = staged(target);
+    let is_dir = rustix::fs::fstat(&tree)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+        .map_err(|e| fail(Stage::Mount, e, target, "cannot inspect the source of"))?;
+    if is_dir {
+        make_dir(&at, target)?;
+    } else {
+        if let Some(parent) = Path::new(&at).parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(Stage::Mount, e, target, "cannot create the parent of"))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&at)
+            .map_err(|e| fail(Stage::Mount, e, target, "cannot create mount point"))?;
+    }
+    rustix::mount::move_mount(
+        tree.as_fd(),
+        "",
+        CWD,
+        at.as_str(),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail(Stage::Mount, e, target, "cannot bind"))
+}
+
+/// Remounts a bind with the wanted restrictions, keeping the ones the
+/// kernel locked on it (flags inherited from a more privileged namespace
+/// must be repeated or the remount is refused).
+fn restrict(target: &str, read_only: bool, flags: MountFlags) -> Result<(), Failure> {
+    let at = staged(target);
+    let mut ms = Ms::BIND | locked_flags(&at, target)?;
+    if read_only {
+        ms |= Ms::RDONLY;
+    }
+    if flags.nosuid {
+        ms |= Ms::NOSUID;
+    }
+    if flags.nodev {
+        ms |= Ms::NODEV;
+    }
+    if flags.noexec {
+        ms |= Ms::NOEXEC;
+    }
+    rustix::mount::mount_remount(at.as_str(), ms, "")
+        .map_err(|e| fail(Stage::Mount, e, target, "cannot restrict the bind at"))
+}
+
+fn remount_read_only(at: &str, target: &str, base: Ms) -> Result<(), Failure> {
+    let flags = Ms::BIND | Ms::RDONLY | base | locked_flags(at, target)?;
+    rustix::mount::mount_remount(at, flags, "")
+        .map_err(|e| fail(Stage::Mount, e, target, "cannot remount read-only"))
+}
+
+fn locked_flags(at: &str, target: &str) -> Result<Ms, Failure> {
+    let st =
+        rustix::fs::statvfs(at).map_err(|e| fail(Stage::Mount, e, target, "cannot inspect"))?;
+    let mut ms = Ms::empty();
+    for (vfs, flag) in [
+        (StatVfsMountFlags::RDONLY, Ms::RDONLY),
+        (StatVfsMountFlags::NOSUID, Ms::NOSUID),
+        (StatVfsMountFlags::NODEV, Ms::NODEV),
+        (StatVfsMountFlags::NOEXEC, Ms::NOEXEC),
+        (StatVfsMountFlags::NOATIME, Ms::NOATIME),
+        (StatVfsMountFlags::NODIRATIME, Ms::NODIRATIME),
+        (StatVfsMountFlags::RELATIME, Ms::RELATIME),
+    ] {
+        if st.f_flag.contains(vfs) {
+            ms |= flag;
+        }
+    }
+    Ok(ms)
+}
+
+/// Hides `path`: a directory under an empty read-only tmpfs, anything else
+/// under a bind of `/dev/null`. A path that does not exist is left alone.
+fn mask(path: &str) -> Result<(), Failure> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fail(Stage::Mask, e, path, "cannot inspect")),
+    };
+    if meta.is_dir() {
+        mount_fs(
+            "tmpfs",
+            path,
+            Ms::RDONLY | Ms::NOSUID | Ms::NODEV | Ms::NOEXEC,
+            "size=4k,nr_inodes=1",
+        )
+        .map_err(|e| fail(Stage::Mask, e, path, "cannot mask"))
+    } else {
+        rustix::mount::mount_bind("/dev/null", path)
+            .map_err(|e| fail(Stage::Mask, e, path, "cannot mask"))
+    }
+}
+
+/// Empties a writable tmpfs and restores its root's owner and mode.
+pub fn empty_dir(path: &str, mode: u32, uid_raw: u32, gid_raw: u32) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    rustix::fs::chown(path, Some(uid(uid_raw)), Some(gid(gid_raw)))?;
+    rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
+    Ok(())
+}

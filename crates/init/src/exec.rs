@@ -1,0 +1,444 @@
+//! Running one program: prepare, spawn, supervise, reap, judge.
+
+use std::ffi::{CString, c_char, c_int};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hutch_protocol::{
+    Accounting, ErrorReply, ExecRequest, ExecResult, Limits, Request, Resource, Stage, Status,
+    Termination,
+};
+use rustix::event::{PollFd, PollFlags};
+
+use crate::channel::{Channel, ChannelError};
+use crate::sys::{self, Plan};
+
+/// What the supervisor saw end the run.
+enum Ending {
+    /// The program exited by itself.
+    Exited,
+    /// The wall-clock limit passed.
+    WallTime,
+    /// The host asked for a kill.
+    Killed,
+}
+
+/// Why an exec could not be carried out at all.
+pub enum ExecFailure {
+    /// The program could not be started; the container stays usable.
+    Runner(ErrorReply),
+    /// The connection to the host broke: init must exit.
+    Channel(ChannelError),
+}
+
+fn runner(stage: Stage, errno: i32, path: Option<&str>, message: String) -> ExecFailure {
+    ExecFailure::Runner(ErrorReply {
+        stage,
+        errno,
+        path: path.map(str::to_owned),
+        message,
+    })
+}
+
+/// Container-wide defaults an exec falls back on.
+pub struct Defaults<'a> {
+    /// Work directory.
+    pub workdir: &'a str,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// Runs `request` with the descriptors `fds` that came with it; talks to the
+/// host through `channel` for a synchronised exec and for kills.
+pub fn run(
+    request: &ExecRequest,
+    fds: &[OwnedFd],
+    defaults: &Defaults<'_>,
+    channel: &mut Channel,
+) -> Result<ExecResult, ExecFailure> {
+    let env_path = request
+        .env
+        .iter()
+        .find_map(|entry| entry.strip_prefix("PATH="))
+        .unwrap_or(hutch_protocol::DEFAULT_PATH);
+    let program = if request.exec_fd.is_some() {
+        PathBuf::new()
+    } else {
+        lookup(&request.argv[0], env_path).ok_or_else(|| {
+            runner(
+                Stage::Execve,
+                libc::ENOENT,
+                Some(&request.argv[0]),
+                format!(
+                    "program {:?} not found in PATH {env_path:?}",
+                    request.argv[0]
+                ),
+            )
+        })?
+    };
+    let cstr = |s: &str| CString::new(s).expect("validated strings hold no NUL");
+    let path = CString::new(program.as_os_str().as_bytes()).expect("paths hold no NUL");
+    let argv: Vec<CString> = request.argv.iter().map(|a| cstr(a)).collect();
+    let envp: Vec<CString> = request.env.iter().map(|e| cstr(e)).collect();
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
+    let cwd = cstr(request.cwd.as_deref().unwrap_or(defaults.workdir));
+    let rlimits = rlimits(request);
+    let seccomp: Vec<libc::sock_filter> = request
+        .seccomp
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let raw_fds: Vec<c_int> = request
+        .fd_map
+        .iter()
+        .map(|&index| sys::raw(&fds[index as usize]))
+        .collect();
+    let (err_read, err_write) = sys::pipe().map_err(|e| os(Stage::Spawn, e, "error pipe"))?;
+    let sync = if request.sync {
+        Some(sys::pipe().map_err(|e| os(Stage::Spawn, e, "sync pipe"))?)
+    } else {
+        None
+    };
+    let plan = Plan {
+        fds: &raw_fds,
+        exec_fd: request.exec_fd.map_or(-1, |i| sys::raw(&fds[i as usize])),
+        path: &path,
+        argv: &argv_ptrs,
+        envp: &envp_ptrs,
+        cwd: &cwd,
+        rlimits: &rlimits,
+        uid: request.uid.unwrap_or(defaults.uid),
+        gid: request.gid.unwrap_or(defaults.gid),
+        seccomp: &seccomp,
+        err_pipe: sys::raw(&err_write),
+        sync_pipe: sync.as_ref().map_or(-1, |(r, _)| sys::raw(r)),
+    };
+    let child = sys::spawn(&plan).map_err(|e| os(Stage::Spawn, e, "clone3"))?;
+    drop(err_write);
+    let mut start = Instant::now();
+
+    if let Some((sync_read, sync_write)) = sync {
+        drop(sync_read);
+        channel
+            .send_reply(
+                &hutch_protocol::Reply::Started {
+                    pid: child.pid as u32,
+                },
+                &[],
+            )
+            .map_err(ExecFailure::Channel)?;
+        let mut extra = Vec::new();
+        match channel
+            .recv_request(&mut extra)
+            .map_err(ExecFailure::Channel)?
+        {
+            Request::Proceed => {
+                start = Instant::now();
+                rustix::io::write(&sync_write, &[1])
+                    .map_err(|e| os(Stage::Spawn, e.into(), "sync pipe"))?;
+            }
+            // Kill, or anything else: the run does not start.
+            _ => {
+                drop(sync_write);
+                sys::kill(child.pid);
+                reap_all(child.pid);
+                return Ok(not_started(
+                    Stage::Spawn,
+                    0,
+                    "the host cancelled the run before it started".into(),
+                ));
+            }
+        }
+    }
+
+    // The error pipe closes at exec; 8 bytes mean the child failed first.
+    let mut record = [0u8; 8];
+    let mut got = 0;
+    let mut err_read = std::fs::File::from(err_read);
+    while got < 8 {
+        match err_read.read(&mut record[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(os(Stage::Spawn, e, "error pipe")),
+        }
+    }
+    if got == 8 {
+        let stage = u32::from_ne_bytes(record[..4].try_into().expect("4 bytes"));
+        let errno = u32::from_ne_bytes(record[4..].try_into().expect("4 bytes")) as i32;
+        reap_all(child.pid);
+        let stage = stage_from(stage);
+        let what = match stage {
+            Stage::Execve => format!("cannot execute {:?}", request.argv[0]),
+            other => format!("program setup failed at {other:?}"),
+        };
+        let message = format!("{what}: {}", std::io::Error::from_raw_os_error(errno));
+        return Ok(not_started(stage, errno, message));
+    }
+
+    let ending = supervise(&child, request.limits, start, channel)?;
+    let wall = start.elapsed();
+    let (status, usage) = reap_all(child.pid);
+    Ok(judge(ending, status, &usage, wall, &request.limits))
+}
+
+fn os(stage: Stage, err: std::io::Error, what: &str) -> ExecFailure {
+    runner(
+        stage,
+        err.raw_os_error().unwrap_or(0),
+        None,
+        format!("{what}: {err}"),
+    )
+}
+
+fn not_started(stage: Stage, errno: i32, message: String) -> ExecResult {
+    ExecResult {
+        status: Status::RunnerError,
+        termination: Termination::NotStarted,
+        user_time_ns: 0,
+        system_time_ns: 0,
+        memory_bytes: 0,
+        wall_time_ns: 0,
+        accounting: Accounting::Rusage,
+        error: Some(ErrorReply {
+            stage,
+            errno,
+            path: None,
+            message,
+        }),
+    }
+}
+
+fn stage_from(raw: u32) -> Stage {
+    const STAGES: [Stage; 10] = [
+        Stage::Spawn,
+        Stage::Fds,
+        Stage::Cgroup,
+        Stage::Rlimit,
+        Stage::Chdir,
+        Stage::Credentials,
+        Stage::Capabilities,
+        Stage::Seccomp,
+        Stage::Execve,
+        Stage::Wait,
+    ];
+    STAGES
+        .into_iter()
+        .find(|s| *s as u32 == raw)
+        .unwrap_or(Stage::Spawn)
+}
+
+/// Waits for the program's exit, the wall-clock limit or a kill from the
+/// host, whichever comes first.
+fn supervise(
+    child: &sys::Child,
+    limits: Limits,
+    start: Instant,
+    channel: &mut Channel,
+) -> Result<Ending, ExecFailure> {
+    let deadline = limits
+        .wall_time_ns
+        .map(|ns| start + Duration::from_nanos(ns));
+    loop {
+        let timeout = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(Ending::WallTime);
+                }
+                Some(rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                })
+            }
+            None => None,
+        };
+        let socket = channel.socket();
+        let mut polls = [
+            PollFd::new(&child.pidfd, PollFlags::IN),
+            PollFd::new(&socket, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut polls, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(os(Stage::Wait, e.into(), "poll")),
+        }
+        if !polls[0].revents().is_empty() {
+            return Ok(Ending::Exited);
+        }
+        if !polls[1].revents().is_empty() {
+            let mut extra = Vec::new();
+            match channel.recv_request(&mut extra) {
+                Ok(Request::Kill) => return Ok(Ending::Killed),
+                Ok(other) => {
+                    // One request at a time: anything else is a host bug.
+                    let reply = hutch_protocol::Reply::Error(ErrorReply {
+                        stage: Stage::State,
+                        errno: 0,
+                        path: None,
+                        message: format!("{} request while a program runs", other.kind()),
+                    });
+                    channel
+                        .send_reply(&reply, &[])
+                        .map_err(ExecFailure::Channel)?;
+                }
+                Err(e) => {
+                    sys::kill_all();
+                    reap_all(child.pid);
+                    return Err(ExecFailure::Channel(e));
+                }
+            }
+        }
+    }
+}
+
+/// Kills everything left in the container, reaps every child, and returns
+/// the program's wait status and the summed usage of every reaped process.
+fn reap_all(program: i32) -> (c_int, Usage) {
+    let mut usage = Usage::default();
+    let mut status = 0;
+    // The program first (it may still run after a wall-time or kill
+    // ending), so its status is not lost among the others.
+    sys::kill(program);
+    if let Ok(Some(reaped)) = sys::wait4(program, false) {
+        status = reaped.status;
+        usage.add(&reaped.usage);
+    }
+    sys::kill_all();
+    while let Ok(Some(reaped)) = sys::wait4(-1, false) {
+        usage.add(&reaped.usage);
+    }
+    (status, usage)
+}
+
+#[derive(Default)]
+struct Usage {
+    user_ns: u64,
+    system_ns: u64,
+    max_rss_bytes: u64,
+}
+
+impl Usage {
+    fn add(&mut self, ru: &libc::rusage) {
+        let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1_000;
+        self.user_ns += ns(ru.ru_utime);
+        self.system_ns += ns(ru.ru_stime);
+        self.max_rss_bytes = self.max_rss_bytes.max(ru.ru_maxrss as u64 * 1024);
+    }
+}
+
+fn judge(
+    ending: Ending,
+    status: c_int,
+    usage: &Usage,
+    wall: Duration,
+    limits: &Limits,
+) -> ExecResult {
+    let termination = if libc::WIFEXITED(status) {
+        Termination::Exited(libc::WEXITSTATUS(status))
+    } else {
+        Termination::Signalled(libc::WTERMSIG(status))
+    };
+    let cpu = usage.user_ns + usage.system_ns;
+    let over_cpu = limits.cpu_time_ns.is_some_and(|limit| cpu > limit);
+    let verdict = match (ending, termination) {
+        (Ending::WallTime, _) => Status::WallTimeLimit,
+        (_, Termination::Signalled(libc::SIGXCPU)) => Status::TimeLimit,
+        _ if over_cpu => Status::TimeLimit,
+        (_, Termination::Signalled(libc::SIGXFSZ)) if limits.output_bytes.is_some() => {
+            Status::OutputLimit
+        }
+        (_, Termination::Signalled(libc::SIGSYS)) => Status::DisallowedSyscall,
+        (_, Termination::Exited(0)) => Status::Ok,
+        (_, Termination::Exited(_)) => Status::NonzeroExit,
+        (_, _) => Status::Signalled,
+    };
+    ExecResult {
+        status: verdict,
+        termination,
+        user_time_ns: usage.user_ns,
+        system_time_ns: usage.system_ns,
+        memory_bytes: usage.max_rss_bytes,
+        wall_time_ns: wall.as_nanos().min(u128::from(u64::MAX)) as u64,
+        accounting: Accounting::Rusage,
+        error: None,
+    }
+}
+
+/// Resource limits for the child: the request's, plus the ones its limits
+/// imply (CPU seconds as a backstop, file size for the output limit) and
+/// core dumps off.
+fn rlimits(request: &ExecRequest) -> Vec<(c_int, u64, u64)> {
+    let mut out: Vec<(c_int, u64, u64)> = vec![(libc::RLIMIT_CORE as c_int, 0, 0)];
+    if let Some(cpu) = request.limits.cpu_time_ns {
+        let secs = cpu.div_ceil(1_000_000_000);
+        out.push((libc::RLIMIT_CPU as c_int, secs, secs + 1));
+    }
+    if let Some(output) = request.limits.output_bytes {
+        out.push((libc::RLIMIT_FSIZE as c_int, output, output));
+    }
+    for limit in &request.rlimits {
+        let resource = resource(limit.resource);
+        out.retain(|(r, _, _)| *r != resource);
+        out.push((resource, limit.soft, limit.hard));
+    }
+    out.truncate(sys::MAX_RLIMITS);
+    out
+}
+
+fn resource(resource: Resource) -> c_int {
+    (match resource {
+        Resource::Cpu => libc::RLIMIT_CPU,
+        Resource::Fsize => libc::RLIMIT_FSIZE,
+        Resource::Data => libc::RLIMIT_DATA,
+        Resource::Stack => libc::RLIMIT_STACK,
+        Resource::Core => libc::RLIMIT_CORE,
+        Resource::Rss => libc::RLIMIT_RSS,
+        Resource::Nproc => libc::RLIMIT_NPROC,
+        Resource::Nofile => libc::RLIMIT_NOFILE,
+        Resource::Memlock => libc::RLIMIT_MEMLOCK,
+        Resource::As => libc::RLIMIT_AS,
+        Resource::Locks => libc::RLIMIT_LOCKS,
+        Resource::Sigpending => libc::RLIMIT_SIGPENDING,
+        Resource::Msgqueue => libc::RLIMIT_MSGQUEUE,
+        Resource::Nice => libc::RLIMIT_NICE,
+        Resource::Rtprio => libc::RLIMIT_RTPRIO,
+        Resource::Rttime => libc::RLIMIT_RTTIME,
+    }) as c_int
+}
+
+/// Finds `name` through `path` as `execvp` would: names with a `/` are
+/// taken as they are; otherwise the first executable regular file wins.
+fn lookup(name: &str, path: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    path.split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}

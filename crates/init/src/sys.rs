@@ -1,0 +1,402 @@
+//! The only unsafe code of init: creating a program's process and the raw
+//! system calls it makes before `execve`.
+//!
+//! # What the child may do
+//!
+//! The child of [`spawn`] shares nothing with init but the pages it copied at
+//! `clone3`. It runs [`child_main`] and nothing else: raw `libc::syscall`
+//! calls on data that [`Plan`] prepared before the clone, no allocation, no
+//! locks, no standard I/O, no panics (every failure is reported through the
+//! error pipe as `(stage, errno)` and ends in `_exit`). This keeps it correct
+//! even when a later version shares init's memory (`CLONE_VM`).
+
+use std::ffi::{CStr, c_char, c_int, c_long};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use hutch_protocol::Stage;
+
+/// Most rlimits a plan holds.
+pub const MAX_RLIMITS: usize = 16;
+
+/// Everything the child needs, prepared by init before the clone.
+pub struct Plan<'a> {
+    /// Descriptors that become the program's fds `0..fds.len()`.
+    pub fds: &'a [RawFd],
+    /// A descriptor to execute with `execveat`, or -1.
+    pub exec_fd: RawFd,
+    /// The resolved program path (ignored with `exec_fd`).
+    pub path: &'a CStr,
+    /// NULL-terminated argument vector.
+    pub argv: &'a [*const c_char],
+    /// NULL-terminated environment.
+    pub envp: &'a [*const c_char],
+    /// Directory to start in.
+    pub cwd: &'a CStr,
+    /// `(resource, soft, hard)` triples.
+    pub rlimits: &'a [(c_int, u64, u64)],
+    /// User and group to run as.
+    pub uid: u32,
+    /// Group to run as.
+    pub gid: u32,
+    /// The seccomp program; empty for none.
+    pub seccomp: &'a [libc::sock_filter],
+    /// Write end of the error pipe (close-on-exec).
+    pub err_pipe: RawFd,
+    /// Read end of the go-ahead pipe for a synchronised exec, or -1.
+    pub sync_pipe: RawFd,
+}
+
+/// A freshly created program process.
+pub struct Child {
+    /// Its pid in the container.
+    pub pid: i32,
+    /// Its pidfd.
+    pub pidfd: OwnedFd,
+}
+
+/// Creates the program's process, which runs `plan` and execs.
+pub fn spawn(plan: &Plan<'_>) -> std::io::Result<Child> {
+    let mut pidfd: c_int = -1;
+    // SAFETY: clone_args is plain data; zero is a valid value of every field.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = libc::CLONE_PIDFD as u64;
+    args.pidfd = &mut pidfd as *mut c_int as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: clone3 without CLONE_VM gives the child a copy of this
+    // single-threaded process; the child runs only child_main, which makes
+    // raw system calls on the plan (valid in the copy) and never returns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => child_main(plan),
+        pid => Ok(Child {
+            pid: pid as i32,
+            // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// Reports `(stage, errno)` through the error pipe and exits.
+fn fail(plan: &Plan<'_>, stage: Stage, errno: c_long) -> ! {
+    let record: [u32; 2] = [stage as u32, errno as u32];
+    // SAFETY: writes 8 bytes from a live local array; _exit never returns.
+    unsafe {
+        libc::syscall(libc::SYS_write, plan.err_pipe, record.as_ptr(), 8usize);
+        libc::syscall(libc::SYS_exit_group, 127);
+    }
+    unreachable_exit()
+}
+
+fn unreachable_exit() -> ! {
+    loop {
+        // SAFETY: exit_group has no memory operands and never returns.
+        unsafe { libc::syscall(libc::SYS_exit_group, 127) };
+    }
+}
+
+/// Issues a raw system call; returns -errno on failure.
+macro_rules! raw {
+    ($nr:expr $(, $arg:expr)* $(,)?) => {{
+        // SAFETY: every call site passes integers or pointers to data the
+        // plan keeps alive for the child's whole life.
+        let ret = unsafe { libc::syscall($nr $(, $arg)*) };
+        if ret == -1 {
+            // SAFETY: __errno_location returns this thread's errno slot.
+            -(unsafe { *libc::__errno_location() } as c_long)
+        } else {
+            ret
+        }
+    }};
+}
+
+fn check(plan: &Plan<'_>, stage: Stage, ret: c_long) -> c_long {
+    if ret < 0 {
+        fail(plan, stage, -ret)
+    }
+    ret
+}
+
+/// Capability-related constants (linux/securebits.h, linux/capability.h).
+const SECBIT_NOROOT: c_long = 1 << 0;
+const SECBIT_NOROOT_LOCKED: c_long = 1 << 1;
+const SECBIT_KEEP_CAPS_LOCKED: c_long = 1 << 5;
+const SECBIT_NO_CAP_AMBIENT_RAISE: c_long = 1 << 6;
+const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: c_long = 1 << 7;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const SECCOMP_SET_MODE_FILTER: c_long = 1;
+const CLOSE_RANGE_CLOEXEC: c_long = 1 << 2;
+
+fn child_main(plan: &Plan<'_>) -> ! {
+    // Dispositions init ignores would survive exec: restore the defaults,
+    // and unblock every signal.
+    // SAFETY: sigaction is plain data; zero means SIG_DFL, no flags.
+    let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // Numbers the kernel refuses (none here) are harmless to skip.
+            raw!(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const libc::sigaction,
+                0usize,
+                8usize
+            );
+        }
+    }
+    let empty: u64 = 0;
+    check(
+        plan,
+        Stage::Spawn,
+        raw!(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            0usize,
+            8usize
+        ),
+    );
+    // A new session: no controlling terminal, so no TIOCSTI into anyone's.
+    check(plan, Stage::Spawn, raw!(libc::SYS_setsid));
+
+    if plan.sync_pipe >= 0 {
+        let mut go = 0u8;
+        let n = raw!(libc::SYS_read, plan.sync_pipe, &mut go as *mut u8, 1usize);
+        if n != 1 {
+            // The host killed the run before it started.
+            unreachable_exit();
+        }
+    }
+
+    // Map the descriptors onto 0..n: first lift every source above n so no
+    // dup3 overwrites a source still to be read, then place them.
+    let n = plan.fds.len();
+    let mut lifted = [-1 as c_int; hutch_protocol::MAX_FDS_PER_FRAME];
+    for (i, &fd) in plan.fds.iter().enumerate() {
+        lifted[i] = check(
+            plan,
+            Stage::Fds,
+            raw!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, n),
+        ) as c_int;
+    }
+    let exec_fd = if plan.exec_fd >= 0 {
+        check(
+            plan,
+            Stage::Fds,
+            raw!(libc::SYS_fcntl, plan.exec_fd, libc::F_DUPFD_CLOEXEC, n),
+        ) as c_int
+    } else {
+        -1
+    };
+    for (i, &fd) in lifted[..n].iter().enumerate() {
+        check(plan, Stage::Fds, raw!(libc::SYS_dup3, fd, i, 0));
+    }
+    // Nothing at or above n may reach the program.
+    check(
+        plan,
+        Stage::Fds,
+        raw!(libc::SYS_close_range, n, c_int::MAX, CLOSE_RANGE_CLOEXEC),
+    );
+
+    check(plan, Stage::Chdir, raw!(libc::SYS_chdir, plan.cwd.as_ptr()));
+
+    for &(resource, soft, hard) in plan.rlimits {
+        let limit = libc::rlimit64 {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        check(
+            plan,
+            Stage::Rlimit,
+            raw!(
+                libc::SYS_prlimit64,
+                0,
+                resource,
+                &limit as *const libc::rlimit64,
+                0usize
+            ),
+        );
+    }
+
+    // Capabilities: lock root out of privilege for good, empty the bounding
+    // and ambient sets, then change identity (which clears the rest).
+    check(
+        plan,
+        Stage::Capabilities,
+        raw!(
+            libc::SYS_prctl,
+            libc::PR_SET_SECUREBITS,
+            SECBIT_NOROOT
+                | SECBIT_NOROOT_LOCKED
+                | SECBIT_KEEP_CAPS_LOCKED
+                | SECBIT_NO_CAP_AMBIENT_RAISE
+                | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+        ),
+    );
+    for cap in 0..64 {
+        if raw!(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap) < 0 {
+            break; // EINVAL: past the last capability this kernel knows
+        }
+    }
+    check(
+        plan,
+        Stage::Capabilities,
+        raw!(
+            libc::SYS_prctl,
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0
+        ),
+    );
+    // setgroups is refused where the user namespace was made with
+    // setgroups=deny (unprivileged hosts); the groups are then the caller's.
+    let ret = raw!(libc::SYS_setgroups, 0, 0usize);
+    if ret < 0 && ret != -(libc::EPERM as c_long) {
+        fail(plan, Stage::Credentials, -ret);
+    }
+    check(
+        plan,
+        Stage::Credentials,
+        raw!(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid),
+    );
+    check(
+        plan,
+        Stage::Credentials,
+        raw!(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid),
+    );
+    let header = [LINUX_CAPABILITY_VERSION_3, 0u32];
+    let data = [0u32; 6];
+    check(
+        plan,
+        Stage::Capabilities,
+        raw!(libc::SYS_capset, header.as_ptr(), data.as_ptr()),
+    );
+    check(
+        plan,
+        Stage::Capabilities,
+        raw!(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+    );
+
+    if !plan.seccomp.is_empty() {
+        let prog = libc::sock_fprog {
+            len: plan.seccomp.len() as u16,
+            filter: plan.seccomp.as_ptr() as *mut libc::sock_filter,
+        };
+        check(
+            plan,
+            Stage::Seccomp,
+            raw!(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog
+            ),
+        );
+    }
+
+    let ret = if exec_fd >= 0 {
+        raw!(
+            libc::SYS_execveat,
+            exec_fd,
+            c"".as_ptr(),
+            plan.argv.as_ptr(),
+            plan.envp.as_ptr(),
+            libc::AT_EMPTY_PATH
+        )
+    } else {
+        raw!(
+            libc::SYS_execve,
+            plan.path.as_ptr(),
+            plan.argv.as_ptr(),
+            plan.envp.as_ptr()
+        )
+    };
+    fail(plan, Stage::Execve, -ret)
+}
+
+/// Creates a pipe whose ends are both close-on-exec.
+pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((r, w))
+}
+
+/// Marks `fd` close-on-exec.
+pub fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: F_SETFD on an integer descriptor touches no memory.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ignores every signal that can be ignored, except `SIGCHLD` (whose
+/// default keeps children waitable).
+pub fn ignore_signals() {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGCHLD {
+            continue;
+        }
+        // SAFETY: setting SIG_IGN installs no handler code; numbers the C
+        // library reserves fail with EINVAL and are skipped.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
+/// Resource usage and status of a reaped process.
+pub struct Reaped {
+    /// The raw wait status.
+    pub status: c_int,
+    /// Its usage, and that of every descendant it reaped.
+    pub usage: libc::rusage,
+}
+
+/// `wait4(pid, 0)`: waits for `pid` (or any child with -1). `Ok(None)` when
+/// there is no child left.
+pub fn wait4(pid: i32, nohang: bool) -> std::io::Result<Option<Reaped>> {
+    let mut status: c_int = 0;
+    // SAFETY: rusage is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: status and usage are live locals.
+        let ret = unsafe { libc::wait4(pid, &mut status, flags | libc::__WALL, &mut usage) };
+        match ret {
+            -1 => {
+                let err = std::io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::ECHILD) => return Ok(None),
+                    _ => return Err(err),
+                }
+            }
+            0 => return Ok(None),
+            _ => return Ok(Some(Reaped { status, usage })),
+        }
+    }
+}
+
+/// Sends `SIGKILL` to every process of the PID namespace but init.
+pub fn kill_all() {
+    // SAFETY: kill takes integers only. ESRCH (nobody left) is fine.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+}
+
+/// Sends `SIGKILL` to one process.
+pub fn kill(pid: i32) {
+    // SAFETY: kill takes integers only; the pid is init's unreaped child, so
+    // it cannot have been recycled.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Raw descriptor of an owned fd, for the plan.
+pub fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}
