@@ -1,7 +1,23 @@
-//! The `hutch` command.
+//! The `hutch` command: run untrusted programs in a Linux sandbox.
 
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("hutch {}", env!("CARGO_PKG_VERSION"));
+mod args;
+mod error;
+mod report;
+mod run;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    // clap exits with status 2 on a usage error, 0 for --help and --version.
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Run(args) => run::main(args),
+    }
 }

@@ -55,6 +55,13 @@ pub enum ContainerError {
         /// The reply kind.
         reply: &'static str,
     },
+    /// A kill handle could not be made.
+    #[error("cannot duplicate the container's socket for a kill handle")]
+    Killer {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The request failed inside the container; the container is still
     /// usable.
     #[error("{message} (stage {stage:?}, errno {errno})")]
@@ -201,6 +208,18 @@ impl Container {
         }
     }
 
+    /// A handle that stops the current run from another thread.
+    pub fn killer(&self) -> Result<Killer, ContainerError> {
+        let socket = self
+            .channel
+            .socket()
+            .try_clone_to_owned()
+            .map_err(|source| ContainerError::Killer { source })?;
+        Ok(Killer {
+            channel: std::sync::Mutex::new(Channel::new(socket)),
+        })
+    }
+
     /// Kills init and everything in the container, and reaps init.
     pub fn destroy(mut self) {
         self.kill_and_reap();
@@ -288,3 +307,28 @@ const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<Container>();
 };
+
+/// Stops a container's current run from another thread: the blocked
+/// [`Container::exec`] then returns the run's result, killed by `SIGKILL`.
+/// With no run under way, a kill does nothing.
+pub struct Killer {
+    channel: std::sync::Mutex<Channel>,
+}
+
+impl std::fmt::Debug for Killer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Killer").finish_non_exhaustive()
+    }
+}
+
+impl Killer {
+    /// Kills the program running in the container, and everything it
+    /// started.
+    pub fn kill(&self) -> Result<(), ChannelError> {
+        let mut channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        channel.send_request(&Request::Kill, &[])
+    }
+}

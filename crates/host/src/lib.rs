@@ -41,7 +41,7 @@ pub use builder::{
     IdMap, Namespaces,
 };
 pub use channel::ChannelError;
-pub use container::{Container, ContainerError};
+pub use container::{Container, ContainerError, Killer};
 pub use exec::ExecSpec;
 pub use hutch_protocol as protocol;
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init_len};

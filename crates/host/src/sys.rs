@@ -111,7 +111,7 @@ macro_rules! raw {
         let ret = unsafe { libc::syscall($nr $(, $arg)*) };
         if ret == -1 {
             // SAFETY: __errno_location returns this thread's errno slot.
-            -(unsafe { *libc::__errno_location() } as c_long)
+            -c_long::from(unsafe { *libc::__errno_location() })
         } else {
             ret
         }

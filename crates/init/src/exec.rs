@@ -202,7 +202,8 @@ fn os(stage: Stage, err: std::io::Error, what: &str) -> ExecFailure {
     )
 }
 
-fn not_started(stage: Stage, errno: i32, message: String) -> ExecResult {
+/// The result of a run that never started.
+pub fn not_started_with(error: ErrorReply) -> ExecResult {
     ExecResult {
         status: Status::RunnerError,
         termination: Termination::NotStarted,
@@ -211,13 +212,17 @@ fn not_started(stage: Stage, errno: i32, message: String) -> ExecResult {
         memory_bytes: 0,
         wall_time_ns: 0,
         accounting: Accounting::Rusage,
-        error: Some(ErrorReply {
-            stage,
-            errno,
-            path: None,
-            message,
-        }),
+        error: Some(error),
     }
+}
+
+fn not_started(stage: Stage, errno: i32, message: String) -> ExecResult {
+    not_started_with(ErrorReply {
+        stage,
+        errno,
+        path: None,
+        message,
+    })
 }
 
 fn stage_from(raw: u32) -> Stage {
@@ -318,6 +323,13 @@ fn reap_all(program: i32) -> (c_int, Usage) {
     sys::kill_all();
     while let Ok(Some(reaped)) = sys::wait4(-1, false) {
         usage.add(&reaped.usage);
+        if libc::WIFSIGNALED(reaped.status) {
+            match libc::WTERMSIG(reaped.status) {
+                libc::SIGXCPU => usage.cpu_limit_signal = true,
+                libc::SIGXFSZ => usage.file_size_signal = true,
+                _ => {}
+            }
+        }
     }
     (status, usage)
 }
@@ -327,6 +339,10 @@ struct Usage {
     user_ns: u64,
     system_ns: u64,
     max_rss_bytes: u64,
+    /// Some process of the run died of `SIGXCPU`.
+    cpu_limit_signal: bool,
+    /// Some process of the run died of `SIGXFSZ`.
+    file_size_signal: bool,
 }
 
 impl Usage {
@@ -355,10 +371,12 @@ fn judge(
     let verdict = match (ending, termination) {
         (Ending::WallTime, _) => Status::WallTimeLimit,
         (_, Termination::Signalled(libc::SIGXCPU)) => Status::TimeLimit,
+        _ if usage.cpu_limit_signal && limits.cpu_time_ns.is_some() => Status::TimeLimit,
         _ if over_cpu => Status::TimeLimit,
         (_, Termination::Signalled(libc::SIGXFSZ)) if limits.output_bytes.is_some() => {
             Status::OutputLimit
         }
+        _ if usage.file_size_signal && limits.output_bytes.is_some() => Status::OutputLimit,
         (_, Termination::Signalled(libc::SIGSYS)) => Status::DisallowedSyscall,
         (_, Termination::Exited(0)) => Status::Ok,
         (_, Termination::Exited(_)) => Status::NonzeroExit,

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use hutch_protocol::{Access, ItemError, OpenItem, SymlinkItem};
-use rustix::fs::{CWD, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{CWD, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 
 fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
@@ -19,13 +19,19 @@ fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
     }
 }
 
-/// Opens one file as `item` asks.
-pub fn open(item: &OpenItem) -> Result<OwnedFd, ItemError> {
+/// Opens one file as `item` asks. Files and directories it creates belong
+/// to `owner`, the programs' user, so that programs may use them.
+pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
+    let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
     if item.make_parents {
         if let Some(parent) = Path::new(&item.path).parent() {
-            std::fs::create_dir_all(parent).map_err(|e| ItemError {
-                errno: e.raw_os_error().unwrap_or(0),
-                message: format!("cannot create the parent of {:?}: {e}", item.path),
+            make_parents(parent, uid, gid).map_err(|e| ItemError {
+                errno: e.raw_os_error(),
+                message: format!(
+                    "cannot create the parent of {:?}: {}",
+                    item.path,
+                    std::io::Error::from(e)
+                ),
             })?;
         }
     }
@@ -63,11 +69,36 @@ pub fn open(item: &OpenItem) -> Result<OwnedFd, ItemError> {
             message: format!("{:?} is not a regular file", item.path),
         });
     }
+    if flags.create {
+        rustix::fs::fchown(&fd, Some(uid), Some(gid))
+            .map_err(|e| item_error(e, "cannot hand over", &item.path))?;
+    }
     let mut status = oflags & OFlags::APPEND;
     status.remove(OFlags::NONBLOCK);
     rustix::fs::fcntl_setfl(&fd, status)
         .map_err(|e| item_error(e, "cannot set flags of", &item.path))?;
     Ok(fd)
+}
+
+/// Creates `dir` and its missing ancestors (mode 0755) owned by the
+/// programs' user.
+fn make_parents(dir: &Path, uid: Uid, gid: Gid) -> Result<(), Errno> {
+    let mut missing = Vec::new();
+    for ancestor in dir.ancestors() {
+        match rustix::fs::stat(ancestor) {
+            Ok(_) => break,
+            Err(Errno::NOENT) => missing.push(ancestor),
+            Err(e) => return Err(e),
+        }
+    }
+    for created in missing.into_iter().rev() {
+        match rustix::fs::mkdir(created, Mode::from_raw_mode(0o755)) {
+            Ok(()) => rustix::fs::chown(created, Some(uid), Some(gid))?,
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Removes a file, or an empty directory.

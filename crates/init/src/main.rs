@@ -110,7 +110,7 @@ impl Init {
         }
     }
 
-    fn handle(&mut self, request: Request, fds: &mut Vec<OwnedFd>) -> Result<(), ChannelError> {
+    fn handle(&mut self, request: Request, fds: &mut [OwnedFd]) -> Result<(), ChannelError> {
         let reply = match (&mut self.state, request) {
             (_, Request::Ping) => Reply::Pong,
             (State::Fresh, Request::Hello(hello)) => {
@@ -134,11 +134,11 @@ impl Init {
                 }
                 Err(failure) => Reply::Error(failure.0),
             },
-            (State::Ready(_), Request::Open(items)) => {
+            (State::Ready(ready), Request::Open(items)) => {
                 let mut opened = Vec::with_capacity(items.len());
                 let results = items
                     .iter()
-                    .map(|item| match files::open(item) {
+                    .map(|item| match files::open(item, (ready.uid, ready.gid)) {
                         Ok(fd) => {
                             opened.push(fd);
                             ItemOutcome::Done
@@ -185,12 +185,16 @@ impl Init {
                 };
                 match exec::run(&request, fds, &defaults, &mut self.channel) {
                     Ok(result) => Reply::Finished(result),
-                    Err(exec::ExecFailure::Runner(error)) => Reply::Error(error),
+                    // It never started: a verdict, and the container stays usable.
+                    Err(exec::ExecFailure::Runner(error)) => {
+                        Reply::Finished(exec::not_started_with(error))
+                    }
                     Err(exec::ExecFailure::Channel(err)) => return Err(err),
                 }
             }
-            // Nothing runs between requests: a kill has nothing to do.
-            (State::Ready(_), Request::Kill) => Reply::Ack,
+            // Nothing runs between requests: a kill that raced with the end
+            // of a run has nothing to do, and gets no reply.
+            (_, Request::Kill) => return Ok(()),
             (_, request) => error(
                 Stage::State,
                 0,

@@ -86,11 +86,8 @@ pub fn spawn(plan: &Plan<'_>) -> std::io::Result<Child> {
 /// Reports `(stage, errno)` through the error pipe and exits.
 fn fail(plan: &Plan<'_>, stage: Stage, errno: c_long) -> ! {
     let record: [u32; 2] = [stage as u32, errno as u32];
-    // SAFETY: writes 8 bytes from a live local array; _exit never returns.
-    unsafe {
-        libc::syscall(libc::SYS_write, plan.err_pipe, record.as_ptr(), 8usize);
-        libc::syscall(libc::SYS_exit_group, 127);
-    }
+    // SAFETY: writes 8 bytes from a live local array.
+    unsafe { libc::syscall(libc::SYS_write, plan.err_pipe, record.as_ptr(), 8usize) };
     unreachable_exit()
 }
 
@@ -109,7 +106,7 @@ macro_rules! raw {
         let ret = unsafe { libc::syscall($nr $(, $arg)*) };
         if ret == -1 {
             // SAFETY: __errno_location returns this thread's errno slot.
-            -(unsafe { *libc::__errno_location() } as c_long)
+            -c_long::from(unsafe { *libc::__errno_location() })
         } else {
             ret
         }
@@ -259,7 +256,7 @@ fn child_main(plan: &Plan<'_>) -> ! {
     // setgroups is refused where the user namespace was made with
     // setgroups=deny (unprivileged hosts); the groups are then the caller's.
     let ret = raw!(libc::SYS_setgroups, 0, 0usize);
-    if ret < 0 && ret != -(libc::EPERM as c_long) {
+    if ret < 0 && ret != -c_long::from(libc::EPERM) {
         fail(plan, Stage::Credentials, -ret);
     }
     check(

@@ -1,8 +1,9 @@
 //! Requests, sent by the host to a container's init.
 //!
 //! The host always speaks first; init answers every request with exactly one
-//! [`Reply`](crate::Reply), except a synchronised [`Request::Exec`], which is
-//! answered by [`Reply::Started`](crate::Reply::Started) and, after the host's
+//! [`Reply`](crate::Reply), except [`Request::Kill`], which is never answered
+//! by itself, and a synchronised [`Request::Exec`], which is answered by
+//! [`Reply::Started`](crate::Reply::Started) and, after the host's
 //! [`Request::Proceed`] (or [`Request::Kill`]), by
 //! [`Reply::Finished`](crate::Reply::Finished).
 //!
@@ -42,10 +43,11 @@ pub enum Request {
     /// Let a synchronised exec go ahead (its program is in its cgroup).
     /// Tag 8.
     Proceed,
-    /// Kill the running program and everything it started. The pending exec
-    /// then finishes with its [`Reply::Finished`](crate::Reply::Finished);
-    /// with nothing running, init answers [`Reply::Ack`](crate::Reply::Ack).
-    /// Tag 9.
+    /// Kill the running program and everything it started. Never answered
+    /// by itself: the pending exec finishes with its
+    /// [`Reply::Finished`](crate::Reply::Finished), and with nothing running
+    /// init ignores it (so a kill racing with the end of a run cannot leave
+    /// a stray reply behind). Tag 9.
     Kill,
 }
 

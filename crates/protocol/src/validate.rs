@@ -23,7 +23,8 @@ pub const MAX_ARGS: usize = 4096;
 pub const MAX_ENV: usize = 4096;
 /// Most mounts, symbolic links or masked paths in one configuration.
 pub const MAX_MOUNTS: usize = 256;
-/// Most items in one open or symlink batch.
+/// Most items in one symlink batch (an open batch is capped at
+/// [`MAX_FDS_PER_FRAME`](crate::MAX_FDS_PER_FRAME), one descriptor per item).
 pub const MAX_BATCH: usize = 1024;
 /// Most seccomp instructions (the kernel's `BPF_MAXINSNS`).
 pub const MAX_BPF_INSTRUCTIONS: usize = 4096;
@@ -136,12 +137,24 @@ pub enum ValidationError {
     OutOfRange {
         /// The field.
         field: &'static str,
-        /// The value.
-        value: u64,
+        /// The value (wide enough for every signed and unsigned field).
+        value: i128,
         /// Smallest accepted.
-        min: u64,
+        min: i128,
         /// Largest accepted.
-        max: u64,
+        max: i128,
+    },
+    /// One resource has two rlimits.
+    #[error("rlimit {resource:?} is given twice")]
+    DuplicateRlimit {
+        /// The resource.
+        resource: crate::Resource,
+    },
+    /// An open asks to truncate or append to a file opened read-only.
+    #[error("open of {path:?} asks to truncate or append without write access")]
+    ModifyReadOnly {
+        /// The path.
+        path: String,
     },
     /// An rlimit's soft limit exceeds its hard limit.
     #[error("rlimit {resource:?}: soft limit {soft} exceeds hard limit {hard}")]
@@ -220,17 +233,15 @@ impl Request {
             }
             Request::Configure(configure) => configure.check()?,
             Request::Open(items) => {
-                count("open items", items.len(), 1, MAX_BATCH)?;
+                // Every opened file travels back as one descriptor.
+                count("open items", items.len(), 1, MAX_FDS_PER_FRAME)?;
                 items.iter().try_for_each(OpenItem::check)?;
             }
             Request::Delete(delete) => {
                 path("delete path", &delete.path)?;
-                if delete.path.bytes().all(|b| b == b'/') {
-                    return Err(ValidationError::OutOfRange {
-                        field: "delete path depth",
-                        value: 0,
-                        min: 1,
-                        max: MAX_PATH_LEN as u64,
+                if delete.path.split('/').all(|c| c.is_empty() || c == ".") {
+                    return Err(ValidationError::Empty {
+                        field: "delete path below the root",
                     });
                 }
             }
@@ -273,6 +284,12 @@ impl Reply {
         match self {
             Reply::Opened(batch) => {
                 batch.check()?;
+                count(
+                    "opened reply descriptors",
+                    batch.fds_attached as usize,
+                    0,
+                    MAX_FDS_PER_FRAME,
+                )?;
                 let done = batch
                     .results
                     .iter()
@@ -305,9 +322,19 @@ impl Reply {
                 }
             }
             Reply::Error(error) => error.check()?,
-            Reply::Started { pid } => range("started pid", u64::from(*pid), 2, i32::MAX as u64)?,
+            Reply::Started { pid } => {
+                range("started pid", i128::from(*pid), 2, i128::from(i32::MAX))?
+            }
             Reply::Finished(result) => result.check()?,
-            Reply::Hello(_) | Reply::Pong | Reply::Ack => {}
+            Reply::Hello(hello) => {
+                if hello.version != PROTOCOL_VERSION {
+                    return Err(ValidationError::HelloVersion {
+                        found: hello.version,
+                        expected: PROTOCOL_VERSION,
+                    });
+                }
+            }
+            Reply::Pong | Reply::Ack => {}
         }
         no_fds(self.kind(), fds_attached)
     }
@@ -355,6 +382,9 @@ impl Configure {
         id("configure uid", self.uid)?;
         id("configure gid", self.gid)?;
         count("init command", self.init_command.len(), 0, MAX_ARGS)?;
+        if let Some(program) = self.init_command.first() {
+            non_empty("init command program", program)?;
+        }
         for arg in &self.init_command {
             no_nul("init command argument", arg)?;
         }
@@ -377,9 +407,19 @@ impl Mount {
                 ..
             } => {
                 path("tmpfs target", target)?;
-                range("tmpfs size_bytes", *size_bytes, 4096, u64::MAX)?;
-                range("tmpfs max_inodes", *max_inodes, 1, u64::MAX)?;
-                range("tmpfs mode", u64::from(*mode), 0, 0o7777)
+                range(
+                    "tmpfs size_bytes",
+                    i128::from(*size_bytes),
+                    4096,
+                    i128::from(u64::MAX),
+                )?;
+                range(
+                    "tmpfs max_inodes",
+                    i128::from(*max_inodes),
+                    1,
+                    i128::from(u64::MAX),
+                )?;
+                range("tmpfs mode", i128::from(*mode), 0, 0o7777)
             }
             Mount::Proc { target, .. } => path("proc target", target),
             Mount::Device { source, target } => {
@@ -393,7 +433,12 @@ impl Mount {
 impl OpenItem {
     fn check(&self) -> Result {
         path("open path", &self.path)?;
-        range("open mode", u64::from(self.mode), 0, 0o7777)?;
+        range("open mode", i128::from(self.mode), 0, 0o7777)?;
+        if (self.flags.truncate || self.flags.append) && self.flags.access == crate::Access::Read {
+            return Err(ValidationError::ModifyReadOnly {
+                path: self.path.clone(),
+            });
+        }
         if self.flags.exclusive && !self.flags.create {
             return Err(ValidationError::ExclusiveWithoutCreate {
                 path: self.path.clone(),
@@ -441,7 +486,15 @@ impl ExecRequest {
             path("exec cwd", cwd)?;
         }
         count("exec rlimits", self.rlimits.len(), 0, MAX_RLIMITS)?;
-        for rlimit in &self.rlimits {
+        for (index, rlimit) in self.rlimits.iter().enumerate() {
+            if self.rlimits[..index]
+                .iter()
+                .any(|earlier| earlier.resource == rlimit.resource)
+            {
+                return Err(ValidationError::DuplicateRlimit {
+                    resource: rlimit.resource,
+                });
+            }
             if rlimit.soft > rlimit.hard {
                 return Err(ValidationError::SoftAboveHard {
                     resource: rlimit.resource,
@@ -492,23 +545,43 @@ impl ExecRequest {
 impl Limits {
     fn check(&self) -> Result {
         if let Some(cpu) = self.cpu_time_ns {
-            range("cpu time limit (ns)", cpu, 1, MAX_TIME_NS)?;
+            range(
+                "cpu time limit (ns)",
+                i128::from(cpu),
+                1,
+                i128::from(MAX_TIME_NS),
+            )?;
         }
         if let Some(wall) = self.wall_time_ns {
-            range("wall time limit (ns)", wall, 1, MAX_TIME_NS)?;
+            range(
+                "wall time limit (ns)",
+                i128::from(wall),
+                1,
+                i128::from(MAX_TIME_NS),
+            )?;
         }
         if let Some(output) = self.output_bytes {
-            range("output limit (bytes)", output, 1, u64::MAX)?;
+            range(
+                "output limit (bytes)",
+                i128::from(output),
+                1,
+                i128::from(u64::MAX),
+            )?;
         }
         if let Some(memory) = self.memory_bytes {
-            range("memory limit (bytes)", memory, MIN_MEMORY_BYTES, u64::MAX)?;
+            range(
+                "memory limit (bytes)",
+                i128::from(memory),
+                i128::from(MIN_MEMORY_BYTES),
+                i128::from(u64::MAX),
+            )?;
         }
         if let Some(processes) = self.processes {
             range(
                 "process limit",
-                u64::from(processes),
+                i128::from(processes),
                 1,
-                u64::from(MAX_PROCESSES),
+                i128::from(MAX_PROCESSES),
             )?;
         }
         Ok(())
@@ -542,8 +615,10 @@ impl ExecResult {
             })
         };
         match self.termination {
-            Termination::Exited(code) => range("exit code", code as u64, 0, 255)?,
-            Termination::Signalled(signal) => range("signal", signal as u64, 1, MAX_SIGNAL as u64)?,
+            Termination::Exited(code) => range("exit code", i128::from(code), 0, 255)?,
+            Termination::Signalled(signal) => {
+                range("signal", i128::from(signal), 1, i128::from(MAX_SIGNAL))?
+            }
             Termination::NotStarted => {}
         }
         match (&self.error, self.status) {
@@ -588,7 +663,7 @@ fn count(field: &'static str, count: usize, min: usize, max: usize) -> Result {
     }
 }
 
-fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result {
+fn range(field: &'static str, value: i128, min: i128, max: i128) -> Result {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
@@ -660,9 +735,9 @@ fn name(field: &'static str, value: &str) -> Result {
 
 fn id(field: &'static str, value: u32) -> Result {
     // u32::MAX is (uid_t)-1, which the kernel reads as "leave unchanged".
-    range(field, u64::from(value), 0, u64::from(u32::MAX - 1))
+    range(field, i128::from(value), 0, i128::from(u32::MAX - 1))
 }
 
 fn errno(field: &'static str, value: i32) -> Result {
-    range(field, value as u64, 0, MAX_ERRNO as u64)
+    range(field, i128::from(value), 0, i128::from(MAX_ERRNO))
 }

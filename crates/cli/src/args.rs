@@ -1,0 +1,427 @@
+//! The command line: what `hutch run` accepts, parsed and checked by clap.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hutch_host::protocol::MAX_TIME_NS;
+
+use crate::units::{parse_count, parse_duration, parse_size};
+
+/// Run untrusted programs in a Linux sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "hutch", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one program in a fresh container and report how it went.
+    #[command(after_long_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
+}
+
+const RUN_AFTER_HELP: &str = "\
+The program sees a read-only system (/usr, /lib, /bin, ...), an empty
+writable work directory and /tmp, no network and no host processes.
+
+Durations: 2s, 500ms, 250us, 1.5 (seconds), 2m, 1h.
+Sizes: 4096 (bytes), 64K, 16M, 1G (powers of 1024).
+
+Exit status: 0 when the program exited with 0 within every limit, 1 for any
+other verdict of the program (non-zero exit, signal, a limit exceeded), 2
+when hutch itself failed or the program could not be started.
+
+Examples:
+  hutch run -- echo hello
+  hutch run --time 1s --output 16M --copy-in sol.py -- python3 sol.py
+  hutch run --report /dev/stdout --quiet -- sh -c 'exit 3'";
+
+/// Options of `hutch run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// CPU time limit: user plus system time of every process of the run.
+    #[arg(long, value_name = "DUR", value_parser = parse_time_limit, allow_hyphen_values = true)]
+    pub time: Option<Duration>,
+
+    /// Wall-clock limit [default: 2 × --time + 1s when --time is given,
+    /// otherwise none].
+    #[arg(long = "wall-time", value_name = "DUR", value_parser = parse_time_limit,
+          allow_hyphen_values = true)]
+    pub wall_time: Option<Duration>,
+
+    /// Largest file the program may write.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    pub output: Option<u64>,
+
+    /// Stack size limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    pub stack: Option<u64>,
+
+    /// Limit on open file descriptors.
+    #[arg(long = "open-files", value_name = "N", value_parser = parse_count,
+          allow_hyphen_values = true)]
+    pub open_files: Option<u64>,
+
+    /// Host file the program reads as its standard input [default: hutch's].
+    #[arg(long, value_name = "PATH")]
+    pub stdin: Option<PathBuf>,
+
+    /// Host file (created or truncated) for the program's standard output
+    /// [default: hutch's].
+    #[arg(long, value_name = "PATH")]
+    pub stdout: Option<PathBuf>,
+
+    /// Host file (created or truncated) for the program's standard error
+    /// [default: hutch's].
+    #[arg(long, value_name = "PATH")]
+    pub stderr: Option<PathBuf>,
+
+    /// Copy a host file into the container, keeping its mode. DST is
+    /// relative to the work directory and defaults to SRC's file name; a DST
+    /// ending in / is a directory to put it in. Repeatable.
+    #[arg(long = "copy-in", value_name = "SRC[:DST]", value_parser = parse_copy_in)]
+    pub copy_in: Vec<CopyIn>,
+
+    /// Bind a host path into the container, read-only unless :rw is added.
+    /// DST is absolute and defaults to SRC. Repeatable.
+    #[arg(long, value_name = "SRC[:DST][:rw]", value_parser = parse_bind)]
+    pub bind: Vec<Bind>,
+
+    /// Set an environment variable. The program gets only these, plus PATH
+    /// when they do not set it. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<EnvVar>,
+
+    /// The work directory inside the container (an empty tmpfs), where the
+    /// program starts.
+    #[arg(long, value_name = "DIR", default_value = "/w", value_parser = parse_workdir)]
+    pub workdir: String,
+
+    /// Write a JSON report of the run to PATH (/dev/stdout works).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
+    /// Print no summary line on standard error.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// The program: a path inside the container, or a name looked up
+    /// through PATH there.
+    #[arg(value_name = "PROGRAM")]
+    pub program: String,
+
+    /// Its arguments.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+}
+
+impl RunArgs {
+    /// The program and its arguments.
+    pub fn argv(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(&self.program).chain(&self.args).cloned()
+    }
+
+    /// The wall-clock limit in force: the one given, or twice the CPU
+    /// limit plus a second.
+    pub fn effective_wall_time(&self) -> Option<Duration> {
+        self.wall_time.or_else(|| {
+            self.time.map(|cpu| {
+                cpu.saturating_mul(2)
+                    .saturating_add(Duration::from_secs(1))
+                    .min(Duration::from_nanos(MAX_TIME_NS))
+            })
+        })
+    }
+}
+
+/// One `--copy-in`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyIn {
+    /// The host file.
+    pub source: PathBuf,
+    /// Where it goes, relative to the work directory, normalised.
+    pub destination: String,
+}
+
+/// One `--bind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// The host path, as given.
+    pub source: PathBuf,
+    /// The path inside the container; `None` for the same as the source.
+    pub target: Option<String>,
+    /// Read-write.
+    pub writable: bool,
+}
+
+/// One `--env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    /// The name.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration > Duration::from_nanos(MAX_TIME_NS) {
+        return Err("time limits are at most 24h".into());
+    }
+    Ok(duration)
+}
+
+fn parse_copy_in(text: &str) -> Result<CopyIn, String> {
+    let (source, destination) = match text.split_once(':') {
+        Some((source, destination)) => (source, Some(destination)),
+        None => (text, None),
+    };
+    if source.is_empty() {
+        return Err("the source file is missing (expected SRC[:DST])".into());
+    }
+    let file_name = || {
+        Path::new(source)
+            .file_name()
+            .and_then(|name| name.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{source:?} does not name a file"))
+    };
+    let destination = match destination {
+        None => file_name()?,
+        Some("") => return Err("the destination is empty (expected SRC[:DST])".into()),
+        Some(dir) if dir.ends_with('/') => {
+            let dir = relative_path(dir)?;
+            let name = file_name()?;
+            if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            }
+        }
+        Some(destination) => relative_path(destination)?,
+    };
+    if destination.is_empty() {
+        return Err("the destination names no file".into());
+    }
+    Ok(CopyIn {
+        source: source.into(),
+        destination,
+    })
+}
+
+/// Normalises a path relative to the work directory: no leading `/`, no
+/// `..`, `.` and repeated slashes dropped.
+fn relative_path(text: &str) -> Result<String, String> {
+    let path = Path::new(text);
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(
+                part.to_str()
+                    .expect("components of a str are str")
+                    .to_owned(),
+            ),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!(
+                    "the destination {text:?} must stay inside the work directory (no ..)"
+                ));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "the destination {text:?} must be relative to the work directory"
+                ));
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn parse_bind(text: &str) -> Result<Bind, String> {
+    let (rest, writable) = if let Some(rest) = text.strip_suffix(":rw") {
+        (rest, true)
+    } else if let Some(rest) = text.strip_suffix(":ro") {
+        (rest, false)
+    } else {
+        (text, false)
+    };
+    let (source, target) = match rest.split_once(':') {
+        Some((source, target)) => (source, Some(target)),
+        None => (rest, None),
+    };
+    if source.is_empty() {
+        return Err("the source path is missing (expected SRC[:DST][:rw])".into());
+    }
+    if let Some(target) = target {
+        if target.contains(':') {
+            return Err(format!(
+                "too many ':' in {text:?} (expected SRC[:DST][:rw]; paths cannot hold ':')"
+            ));
+        }
+        if !target.starts_with('/') {
+            return Err(format!("the target {target:?} must be an absolute path"));
+        }
+        if Path::new(target)
+            .components()
+            .any(|c| c == Component::ParentDir)
+        {
+            return Err(format!("the target {target:?} must not contain .."));
+        }
+    }
+    Ok(Bind {
+        source: source.into(),
+        target: target.map(str::to_owned),
+        writable,
+    })
+}
+
+fn parse_env(text: &str) -> Result<EnvVar, String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok(EnvVar {
+            key: key.into(),
+            value: value.into(),
+        }),
+        _ => Err(format!(
+            "expected KEY=VALUE with a non-empty KEY, not {text:?}"
+        )),
+    }
+}
+
+fn parse_workdir(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') {
+        return Err(format!(
+            "the work directory {text:?} must be an absolute path"
+        ));
+    }
+    let path = Path::new(text);
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("the work directory {text:?} must not contain .."));
+    }
+    let normal: Vec<&str> = text
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if normal.is_empty() {
+        return Err("the work directory cannot be /".into());
+    }
+    Ok(format!("/{}", normal.join("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn copy_in_destinations() {
+        let c = parse_copy_in("/tmp/a/prog.sh").unwrap();
+        assert_eq!(c.source, PathBuf::from("/tmp/a/prog.sh"));
+        assert_eq!(c.destination, "prog.sh");
+        assert_eq!(parse_copy_in("x:y/z").unwrap().destination, "y/z");
+        assert_eq!(parse_copy_in("x:./y//z").unwrap().destination, "y/z");
+        assert_eq!(parse_copy_in("dir/x:sub/").unwrap().destination, "sub/x");
+        assert_eq!(parse_copy_in("dir/x:./").unwrap().destination, "x");
+        for bad in [
+            "",
+            ":x",
+            "x:",
+            "x:/abs",
+            "x:../up",
+            "x:a/../../b",
+            "x:.",
+            "/:",
+        ] {
+            assert!(parse_copy_in(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn binds() {
+        let b = parse_bind("/data").unwrap();
+        assert_eq!((b.target, b.writable), (None, false));
+        let b = parse_bind("/data:/in").unwrap();
+        assert_eq!((b.target.as_deref(), b.writable), (Some("/in"), false));
+        let b = parse_bind("/data:/out:rw").unwrap();
+        assert_eq!((b.target.as_deref(), b.writable), (Some("/out"), true));
+        let b = parse_bind("/data:rw").unwrap();
+        assert_eq!((b.target, b.writable), (None, true));
+        let b = parse_bind("/data:/in:ro").unwrap();
+        assert_eq!((b.target.as_deref(), b.writable), (Some("/in"), false));
+        for bad in ["", ":rw", "/a:rel", "/a:/b:/c", "/a:/b/../c"] {
+            assert!(parse_bind(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn env_vars() {
+        let e = parse_env("A=b=c").unwrap();
+        assert_eq!((e.key.as_str(), e.value.as_str()), ("A", "b=c"));
+        assert_eq!(parse_env("EMPTY=").unwrap().value, "");
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("NOEQUALS").is_err());
+    }
+
+    #[test]
+    fn workdirs() {
+        assert_eq!(parse_workdir("/w").unwrap(), "/w");
+        assert_eq!(parse_workdir("/a//b/./").unwrap(), "/a/b");
+        for bad in ["w", "/", "//", "/a/../b", ""] {
+            assert!(parse_workdir(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn default_wall_time() {
+        let args = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(run) => run,
+        };
+        let run = args(&["hutch", "run", "--time", "1.5", "true"]);
+        assert_eq!(run.effective_wall_time(), Some(Duration::from_secs(4)));
+        let run = args(&[
+            "hutch",
+            "run",
+            "--time",
+            "1s",
+            "--wall-time",
+            "300ms",
+            "true",
+        ]);
+        assert_eq!(run.effective_wall_time(), Some(Duration::from_millis(300)));
+        let run = args(&["hutch", "run", "true"]);
+        assert_eq!(run.effective_wall_time(), None);
+        let run = args(&["hutch", "run", "--time", "20h", "true"]);
+        assert_eq!(run.effective_wall_time(), Some(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn program_arguments_keep_their_dashes() {
+        let Command::Run(run) =
+            Cli::try_parse_from(["hutch", "run", "--quiet", "sh", "-c", "--time"])
+                .unwrap()
+                .command;
+        assert!(run.quiet);
+        assert_eq!(run.argv().collect::<Vec<_>>(), ["sh", "-c", "--time"]);
+        assert_eq!(run.time, None);
+        let Command::Run(run) = Cli::try_parse_from(["hutch", "run", "--", "-prog", "--quiet"])
+            .unwrap()
+            .command;
+        assert!(!run.quiet);
+        assert_eq!(run.argv().collect::<Vec<_>>(), ["-prog", "--quiet"]);
+        assert!(Cli::try_parse_from(["hutch", "run", "--bogus", "true"]).is_err());
+        assert!(Cli::try_parse_from(["hutch", "run", "--time", "1s"]).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! What can go wrong in hutch itself, as opposed to in the program it runs.
+
+use std::error::Error as _;
+use std::path::PathBuf;
+
+use hutch_host::{BuildError, ContainerError};
+
+/// A failure of hutch: exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// `--stdin` cannot be opened.
+    #[error("cannot open the --stdin file {}", .path.display())]
+    Stdin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--stdout` or `--stderr` cannot be created.
+    #[error("cannot create the {flag} file {}", .path.display())]
+    Output {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// One of hutch's own standard descriptors cannot be handed on.
+    #[error("cannot pass hutch's standard {which} to the program")]
+    OwnStdio {
+        which: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--copy-in` source cannot be read.
+    #[error("cannot read the --copy-in source {}", .path.display())]
+    CopyInSource {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--copy-in` source is a directory or something else unusual.
+    #[error("the --copy-in source {} is not a regular file", .path.display())]
+    CopyInNotFile { path: PathBuf },
+    /// Two `--copy-in` have the same destination.
+    #[error("two --copy-in files go to {destination}")]
+    CopyInTwice { destination: String },
+    /// A `--bind` source does not exist or cannot be resolved.
+    #[error("cannot use the --bind source {}", .path.display())]
+    BindSource {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A path is not valid UTF-8, which the container protocol needs.
+    #[error("the {what} path {} is not valid UTF-8", .path.display())]
+    NotUtf8 { what: &'static str, path: PathBuf },
+    /// The report file cannot be opened.
+    #[error("cannot open the --report file {}", .path.display())]
+    ReportOpen {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The report cannot be written.
+    #[error("cannot write the report to {}", .path.display())]
+    ReportWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container did not start.
+    #[error("cannot start the container")]
+    Start(#[source] Box<BuildError>),
+    /// The container failed while files were copied in.
+    #[error("cannot copy files into the container")]
+    CopyInRequest(#[source] Box<ContainerError>),
+    /// A `--copy-in` destination cannot be created.
+    #[error("cannot create {destination} in the container for --copy-in {}", .source_path.display())]
+    CopyInCreate {
+        source_path: PathBuf,
+        destination: String,
+        #[source]
+        source: InContainer,
+    },
+    /// A `--copy-in` file cannot be written or given its mode.
+    #[error("cannot copy {} to {destination} in the container", .source_path.display())]
+    CopyInWrite {
+        source_path: PathBuf,
+        destination: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container failed while running the program.
+    #[error("cannot run the program")]
+    Exec(#[source] Box<ContainerError>),
+}
+
+/// An error reported by the container's init, as its message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InContainer(pub String);
+
+impl CliError {
+    /// The message followed by every cause: `a: b: c`.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = self.source();
+        while let Some(error) = cause {
+            text.push_str(": ");
+            text.push_str(&error.to_string());
+            cause = error.source();
+        }
+        text
+    }
+}

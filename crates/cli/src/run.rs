@@ -1,0 +1,305 @@
+//! `hutch run`: check the host side, start a container, copy files in, run
+//! the program, report.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use hutch_host::protocol::{
+    Access, ExecResult, MAX_FDS_PER_FRAME, OpenFlags, OpenItem, Resource, Status,
+};
+use hutch_host::{ContainerBuilder, ExecSpec};
+use rustix::io::Errno;
+
+use crate::args::RunArgs;
+use crate::error::{CliError, InContainer};
+use crate::report::{Report, ReportSink, summary};
+
+/// Exit status for a run whose verdict is `ok`.
+const EXIT_OK: u8 = 0;
+/// Exit status for any other verdict of the program.
+const EXIT_VERDICT: u8 = 1;
+/// Exit status when hutch failed or the program could not be started.
+const EXIT_FAILURE: u8 = 2;
+
+/// Runs `hutch run` and returns its exit status.
+pub fn main(args: &RunArgs) -> ExitCode {
+    let sink = match args.report.as_deref().map(ReportSink::open).transpose() {
+        Ok(sink) => sink,
+        Err(error) => return fail(&error),
+    };
+    match execute(args) {
+        Ok(result) => {
+            if !args.quiet {
+                eprintln!("{}", summary(&result));
+            }
+            if let Some(sink) = sink {
+                if let Err(error) = sink.write(&Report::of_result(&result)) {
+                    return fail(&error);
+                }
+            }
+            ExitCode::from(match result.status {
+                Status::Ok => EXIT_OK,
+                Status::RunnerError => EXIT_FAILURE,
+                _ => EXIT_VERDICT,
+            })
+        }
+        Err(error) => {
+            let code = fail(&error);
+            if let Some(sink) = sink {
+                if let Err(error) = sink.write(&Report::of_failure(&error)) {
+                    return fail(&error);
+                }
+            }
+            code
+        }
+    }
+}
+
+/// Prints `hutch: error: …` and returns the failure status.
+pub fn fail(error: &CliError) -> ExitCode {
+    eprintln!("hutch: error: {}", error.chain());
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// One file to copy in, checked and opened on the host.
+struct Upload {
+    source_path: PathBuf,
+    file: File,
+    mode: u32,
+    /// Absolute path inside the container.
+    destination: String,
+}
+
+fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
+    // Everything on the host side first, so that a mistake costs no
+    // container.
+    let stdio = Stdio::open(args)?;
+    let mut destinations = std::collections::HashSet::new();
+    if let Some(copy) = args
+        .copy_in
+        .iter()
+        .find(|copy| !destinations.insert(&copy.destination))
+    {
+        return Err(CliError::CopyInTwice {
+            destination: copy.destination.clone(),
+        });
+    }
+    let mut uploads = args
+        .copy_in
+        .iter()
+        .map(|copy| {
+            let error = |source| CliError::CopyInSource {
+                path: copy.source.clone(),
+                source,
+            };
+            let file = File::open(&copy.source).map_err(error)?;
+            let metadata = file.metadata().map_err(error)?;
+            if !metadata.is_file() {
+                return Err(CliError::CopyInNotFile {
+                    path: copy.source.clone(),
+                });
+            }
+            Ok(Upload {
+                source_path: copy.source.clone(),
+                file,
+                mode: metadata.mode() & 0o7777,
+                destination: format!("{}/{}", args.workdir, copy.destination),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut builder = ContainerBuilder::new().workdir(&args.workdir);
+    for bind in &args.bind {
+        let error = |source| CliError::BindSource {
+            path: bind.source.clone(),
+            source,
+        };
+        let source = std::fs::canonicalize(&bind.source).map_err(error)?;
+        let source = utf8("--bind source", &source)?;
+        let target = bind.target.as_deref().unwrap_or(source);
+        builder = builder.bind(source, target, bind.writable);
+    }
+    let mut container = builder.build().map_err(|e| CliError::Start(Box::new(e)))?;
+    for batch in uploads.chunks_mut(MAX_FDS_PER_FRAME) {
+        copy_in(&mut container, batch)?;
+    }
+
+    let mut spec = ExecSpec::new(args.argv()).stdio(
+        stdio.stdin.as_fd(),
+        stdio.stdout.as_fd(),
+        stdio.stderr.as_fd(),
+    );
+    for var in &args.env {
+        spec = spec.env(&var.key, &var.value);
+    }
+    if let Some(time) = args.time {
+        spec = spec.cpu_time(time);
+    }
+    if let Some(wall) = args.effective_wall_time() {
+        spec = spec.wall_time(wall);
+    }
+    if let Some(bytes) = args.output {
+        spec = spec.output_limit(bytes);
+    }
+    if let Some(bytes) = args.stack {
+        spec = spec.rlimit(Resource::Stack, bytes, bytes);
+    }
+    if let Some(count) = args.open_files {
+        spec = spec.rlimit(Resource::Nofile, count, count);
+    }
+    let result = container
+        .exec(&spec)
+        .map_err(|e| CliError::Exec(Box::new(e)))?;
+    container.destroy();
+    Ok(result)
+}
+
+fn utf8<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, CliError> {
+    path.to_str().ok_or_else(|| CliError::NotUtf8 {
+        what,
+        path: path.into(),
+    })
+}
+
+/// Creates every destination of a batch in one request (init makes them,
+/// and their missing directories, belong to the user programs run as), then
+/// fills each from its host file and gives it the source's permission bits.
+fn copy_in(container: &mut hutch_host::Container, uploads: &mut [Upload]) -> Result<(), CliError> {
+    let items: Vec<OpenItem> = uploads
+        .iter()
+        .map(|upload| OpenItem {
+            path: upload.destination.clone(),
+            flags: OpenFlags {
+                access: Access::Write,
+                create: true,
+                exclusive: false,
+                truncate: true,
+                append: false,
+            },
+            mode: 0o600,
+            make_parents: true,
+        })
+        .collect();
+    let opened = container
+        .open(&items)
+        .map_err(|e| CliError::CopyInRequest(Box::new(e)))?;
+    for (upload, outcome) in uploads.iter_mut().zip(opened) {
+        let fd: OwnedFd = outcome.map_err(|error| CliError::CopyInCreate {
+            source_path: upload.source_path.clone(),
+            destination: upload.destination.clone(),
+            source: InContainer(error.message),
+        })?;
+        let mut target = File::from(fd);
+        let write_error = |source| CliError::CopyInWrite {
+            source_path: upload.source_path.clone(),
+            destination: upload.destination.clone(),
+            source,
+        };
+        std::io::copy(&mut upload.file, &mut target).map_err(write_error)?;
+
+        target
+            .set_permissions(std::fs::Permissions::from_mode(upload.mode))
+            .map_err(write_error)?;
+    }
+    Ok(())
+}
+
+/// The program's descriptors 0, 1 and 2.
+struct Stdio {
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl Stdio {
+    fn open(args: &RunArgs) -> Result<Self, CliError> {
+        let stdin = match &args.stdin {
+            Some(path) => match own_stream(path) {
+                Some(fd) => fd?,
+                None => File::open(path)
+                    .map(OwnedFd::from)
+                    .map_err(|source| CliError::Stdin {
+                        path: path.clone(),
+                        source,
+                    })?,
+            },
+            None => own(std::io::stdin().as_fd(), "input", false)?,
+        };
+        let stdout = match &args.stdout {
+            Some(path) => create("--stdout", path)?,
+            None => own(std::io::stdout().as_fd(), "output", true)?,
+        };
+        let stderr = match &args.stderr {
+            // One file for both: one open file description, so that the
+            // two streams interleave instead of overwriting each other.
+            Some(path) if args.stdout.as_ref() == Some(path) => {
+                stdout.try_clone().map_err(|source| CliError::Output {
+                    flag: "--stderr",
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            Some(path) => create("--stderr", path)?,
+            None => own(std::io::stderr().as_fd(), "error", true)?,
+        };
+        Ok(Self {
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+fn create(flag: &'static str, path: &Path) -> Result<OwnedFd, CliError> {
+    if let Some(fd) = own_stream(path) {
+        return fd;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| CliError::Output {
+            flag,
+            path: path.into(),
+            source,
+        })
+}
+
+/// hutch's own descriptor for `/dev/stdin`, `/dev/stdout` and
+/// `/dev/stderr`. Opening those names anew would give a separate open file
+/// description, starting at offset 0 of a redirected file (and truncating
+/// it), so that the program's output and hutch's own would overwrite each
+/// other.
+fn own_stream(path: &Path) -> Option<Result<OwnedFd, CliError>> {
+    if path == Path::new("/dev/stdin") {
+        Some(own(std::io::stdin().as_fd(), "input", false))
+    } else if path == Path::new("/dev/stdout") {
+        Some(own(std::io::stdout().as_fd(), "output", true))
+    } else if path == Path::new("/dev/stderr") {
+        Some(own(std::io::stderr().as_fd(), "error", true))
+    } else {
+        None
+    }
+}
+
+/// A copy of one of hutch's own standard descriptors; `/dev/null` when
+/// hutch was started with it closed.
+fn own(fd: BorrowedFd<'_>, which: &'static str, write: bool) -> Result<OwnedFd, CliError> {
+    match fd.try_clone_to_owned() {
+        Ok(fd) => Ok(fd),
+        Err(error) if error.raw_os_error() == Some(Errno::BADF.raw_os_error()) => {
+            OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|source| CliError::OwnStdio { which, source })
+        }
+        Err(source) => Err(CliError::OwnStdio { which, source }),
+    }
+}

@@ -1,0 +1,969 @@
+//! `hutch run` end to end: the real binary, real containers.
+//!
+//! These tests need user namespaces (they are how hutch works, as root and
+//! without); where they are not available the tests fail and say so.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const HUTCH: &str = env!("CARGO_BIN_EXE_hutch");
+const NOBODY: u32 = 65534;
+
+const STATUSES: [&str; 9] = [
+    "ok",
+    "nonzero-exit",
+    "signalled",
+    "time-limit",
+    "wall-time-limit",
+    "memory-limit",
+    "output-limit",
+    "disallowed-syscall",
+    "runner-error",
+];
+
+/// A directory under the system temporary directory, removed on drop;
+/// mode 0755 so that an unprivileged hutch can reach what is inside.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "hutch-cli-test-{}-{}-{name}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes a file with `mode` and returns its path as a string.
+    fn file(&self, name: &str, contents: &[u8], mode: u32) -> String {
+        let path = self.0.join(name);
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    fn join(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
+    }
+
+    /// The report, when the run wrote it as the last line of stdout.
+    fn report(&self) -> Value {
+        let text = self.stdout();
+        let line = text.lines().last().unwrap_or_else(|| {
+            panic!("no report on stdout; stderr: {}", self.stderr);
+        });
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("report {line:?} is not JSON: {e}; stderr: {}", self.stderr))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        let code = output.status.code().unwrap_or_else(|| {
+            panic!(
+                "hutch died of signal {:?}; stderr: {}",
+                output.status.signal(),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        Run {
+            code,
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+fn hutch_command(binary: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(binary);
+    command.args(args).stdin(Stdio::null());
+    command
+}
+
+/// Runs hutch with `args`, standard input from /dev/null.
+fn hutch(args: &[&str]) -> Run {
+    hutch_command(HUTCH, args).output().unwrap().into()
+}
+
+/// Runs `hutch run --quiet --report /dev/stdout EXTRA -- PROGRAM...` and
+/// returns the run with its report checked for shape.
+fn reported(extra: &[&str], program: &[&str]) -> (Run, Value) {
+    let mut args = vec!["run", "--quiet", "--report", "/dev/stdout"];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(program);
+    let run = hutch(&args);
+    let report = run.report();
+    check_report_shape(&report);
+    (run, report)
+}
+
+fn check_report_shape(report: &Value) {
+    let object = report.as_object().expect("the report is an object");
+    let keys: BTreeSet<&str> = object.keys().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = [
+        "status",
+        "exit_code",
+        "signal",
+        "cpu_time_ns",
+        "user_time_ns",
+        "sys_time_ns",
+        "wall_time_ns",
+        "memory_bytes",
+        "accounting",
+        "error",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(keys, expected, "report fields: {report}");
+    let status = report["status"].as_str().expect("status is a string");
+    assert!(STATUSES.contains(&status), "unknown status {status}");
+    assert!(report["exit_code"].is_null() || report["exit_code"].is_i64());
+    assert!(report["signal"].is_null() || report["signal"].is_i64());
+    for field in [
+        "cpu_time_ns",
+        "user_time_ns",
+        "sys_time_ns",
+        "wall_time_ns",
+        "memory_bytes",
+    ] {
+        assert!(report[field].is_u64(), "{field} is not a count: {report}");
+    }
+    assert_eq!(
+        report["cpu_time_ns"].as_u64().unwrap(),
+        report["user_time_ns"].as_u64().unwrap() + report["sys_time_ns"].as_u64().unwrap()
+    );
+    assert!(report["error"].is_null() || report["error"].is_string());
+    assert!(
+        report["accounting"].is_null()
+            || ["cgroup-v1", "cgroup-v2", "rusage"]
+                .contains(&report["accounting"].as_str().unwrap()),
+        "accounting: {report}"
+    );
+}
+
+/// The binary as uid 65534 can run it: the build's own when that user can
+/// reach it, otherwise a copy in the system temporary directory (replaced
+/// atomically, so that concurrent test runs share one file).
+fn unprivileged_binary() -> &'static str {
+    static BINARY: OnceLock<String> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let runs = Command::new(HUTCH)
+            .arg("--version")
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if runs {
+            return HUTCH.to_owned();
+        }
+        let dir = std::env::temp_dir().join("hutch-cli-test-bin");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let partial = dir.join(format!("hutch.{}", std::process::id()));
+        fs::copy(HUTCH, &partial).unwrap();
+        fs::set_permissions(&partial, fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("hutch");
+        fs::rename(&partial, &path).unwrap();
+        path.to_str().unwrap().to_owned()
+    })
+}
+
+/// Runs hutch as uid and gid 65534 (std drops supplementary groups when a
+/// root parent sets the uid).
+fn hutch_as_nobody(args: &[&str]) -> Run {
+    assert!(
+        running_as_root(),
+        "the unprivileged tests start hutch as uid {NOBODY}, which needs the test to run as root"
+    );
+    let cwd = TempDir::new("cwd");
+    let run: Run = hutch_command(unprivileged_binary(), args)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir(cwd.path())
+        .output()
+        .unwrap()
+        .into();
+    if run.stderr.contains("cannot start the container") {
+        panic!(
+            "hutch could not start a container as uid {NOBODY}: unprivileged user namespaces \
+             are needed (check /proc/sys/user/max_user_namespaces, \
+             kernel.apparmor_restrict_unprivileged_userns and similar policies); stderr: {}",
+            run.stderr
+        );
+    }
+    run
+}
+
+fn running_as_root() -> bool {
+    // /proc/self belongs to the effective uid of the process.
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+// ---------------------------------------------------------------------------
+// Output, exit status, report
+
+#[test]
+fn echo_passes_through_unchanged() {
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--",
+        "echo",
+        "hello",
+        "  two  spaces",
+        "-n",
+    ]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert_eq!(run.stdout, b"hello   two  spaces -n\n");
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn binary_output_passes_through_unchanged() {
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--",
+        "head",
+        "-c",
+        "300000",
+        "/dev/urandom",
+    ]);
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    assert_eq!(run.stdout.len(), 300_000);
+}
+
+#[test]
+fn stderr_passes_through_before_the_summary() {
+    let run = hutch(&["run", "--", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.stdout(), "out\n");
+    let mut lines = run.stderr.lines();
+    assert_eq!(lines.next(), Some("err"));
+    let summary = lines.next().expect("a summary line");
+    assert!(summary.starts_with("hutch: ok exit=0 cpu="), "{summary}");
+    assert!(
+        summary.contains(" wall=") && summary.contains(" memory="),
+        "{summary}"
+    );
+    assert_eq!(lines.next(), None);
+}
+
+#[test]
+fn quiet_suppresses_the_summary() {
+    let loud = hutch(&["run", "true"]);
+    assert!(
+        loud.stderr.starts_with("hutch: ok exit=0"),
+        "{}",
+        loud.stderr
+    );
+    let quiet = hutch(&["run", "--quiet", "true"]);
+    assert_eq!(quiet.code, 0);
+    assert_eq!(quiet.stderr, "");
+    let failed = hutch(&["run", "--quiet", "false"]);
+    assert_eq!(failed.code, 1);
+    assert_eq!(failed.stderr, "");
+}
+
+#[test]
+fn ok_report() {
+    let (run, report) = reported(&[], &["sh", "-c", "echo hi"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.stdout().lines().next(), Some("hi"));
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["exit_code"], 0);
+    assert!(report["signal"].is_null());
+    assert!(report["error"].is_null());
+    assert!(report["accounting"].is_string());
+    assert!(report["wall_time_ns"].as_u64().unwrap() > 0);
+    assert!(report["memory_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn false_is_nonzero_exit_with_status_1() {
+    let (run, report) = reported(&[], &["false"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(report["status"], "nonzero-exit");
+    assert_eq!(report["exit_code"], 1);
+    assert!(report["signal"].is_null());
+
+    let (run, report) = reported(&[], &["sh", "-c", "exit 42"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(report["exit_code"], 42);
+
+    let summary = hutch(&["run", "false"]);
+    assert_eq!(summary.code, 1);
+    assert!(
+        summary.stderr.starts_with("hutch: nonzero-exit exit=1 "),
+        "{}",
+        summary.stderr
+    );
+}
+
+#[test]
+fn signals_are_reported() {
+    let (run, report) = reported(&[], &["sh", "-c", "kill -SEGV $$"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(report["status"], "signalled");
+    assert_eq!(report["signal"], 11);
+    assert!(report["exit_code"].is_null());
+}
+
+#[test]
+fn missing_program_is_a_runner_error_with_status_2() {
+    let (run, report) = reported(&[], &["no-such-program-here"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(report["status"], "runner-error");
+    assert!(report["exit_code"].is_null());
+    assert!(report["signal"].is_null());
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("no-such-program-here"), "{error}");
+
+    let run = hutch(&["run", "/no/such/path"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.starts_with("hutch: runner-error"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("/no/such/path"), "{}", run.stderr);
+}
+
+#[test]
+fn report_to_a_file_and_after_the_output_in_a_redirected_stdout() {
+    let dir = TempDir::new("report");
+    let report_path = dir.join("report.json");
+    fs::write(
+        &report_path,
+        "old contents that are longer than nothing at all",
+    )
+    .unwrap();
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--report",
+        &report_path,
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(run.code, 0);
+    assert_eq!(run.stdout(), "hi\n");
+    let text = fs::read_to_string(&report_path).unwrap();
+    let report: Value = serde_json::from_str(&text).unwrap();
+    check_report_shape(&report);
+    assert_eq!(report["status"], "ok");
+
+    // Standard output redirected to a file: the report follows the program's
+    // output instead of overwriting it.
+    let out_path = dir.join("out");
+    let out = fs::File::create(&out_path).unwrap();
+    let status = hutch_command(
+        HUTCH,
+        &[
+            "run",
+            "--quiet",
+            "--report",
+            "/dev/stdout",
+            "--",
+            "echo",
+            "first",
+        ],
+    )
+    .stdout(out)
+    .status()
+    .unwrap();
+    assert!(status.success());
+    let text = fs::read_to_string(&out_path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("first"));
+    let report: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(report["status"], "ok");
+}
+
+#[test]
+fn setup_failure_still_writes_a_report() {
+    let dir = TempDir::new("setup");
+    let missing = dir.join("missing-input");
+    let report_path = dir.join("report.json");
+    let run = hutch(&[
+        "run",
+        "--report",
+        &report_path,
+        "--stdin",
+        &missing,
+        "--",
+        "cat",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.starts_with("hutch: error: "), "{}", run.stderr);
+    let report: Value = serde_json::from_str(&fs::read_to_string(&report_path).unwrap()).unwrap();
+    check_report_shape(&report);
+    assert_eq!(report["status"], "runner-error");
+    assert!(report["error"].as_str().unwrap().contains(&missing));
+}
+
+// ---------------------------------------------------------------------------
+// Usage errors
+
+#[test]
+fn bad_flag_is_usage_error_naming_it() {
+    let run = hutch(&["run", "--bogus-flag", "true"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--bogus-flag"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn bad_values_are_usage_errors_naming_argument_and_value() {
+    for (flag, value) in [
+        ("--time", "0"),
+        ("--time", "-1s"),
+        ("--time", "fast"),
+        ("--wall-time", "3parsecs"),
+        ("--output", "0"),
+        ("--output", "1KB"),
+        ("--stack", "-4M"),
+        ("--open-files", "1.5"),
+        ("--env", "NOVALUE"),
+        ("--copy-in", "x:../y"),
+        ("--copy-in", "x:/abs"),
+        ("--bind", "/tmp:relative"),
+        ("--workdir", "relative"),
+    ] {
+        let run = hutch(&["run", flag, value, "--", "true"]);
+        assert_eq!(run.code, 2, "{flag} {value}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(flag) && run.stderr.contains(value),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn missing_program_argument_is_a_usage_error() {
+    let run = hutch(&["run", "--time", "1s"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("PROGRAM"), "{}", run.stderr);
+}
+
+#[test]
+fn missing_host_files_are_named() {
+    let dir = TempDir::new("missing");
+    let missing = dir.join("nothing-here");
+    for flag in ["--stdin", "--copy-in", "--bind"] {
+        let run = hutch(&["run", flag, &missing, "--", "true"]);
+        assert_eq!(run.code, 2, "{flag}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("hutch: error: ")
+                && run.stderr.contains(flag)
+                && run.stderr.contains(&missing),
+            "{flag}: {}",
+            run.stderr
+        );
+    }
+    let run = hutch(&[
+        "run",
+        "--copy-in",
+        dir.path().to_str().unwrap(),
+        "--",
+        "true",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+}
+
+#[test]
+fn help_is_available() {
+    let run = hutch(&["--help"]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout().contains("run"));
+    let run = hutch(&["run", "--help"]);
+    assert_eq!(run.code, 0);
+    for flag in [
+        "--time",
+        "--wall-time",
+        "--output",
+        "--stack",
+        "--open-files",
+        "--stdin",
+        "--stdout",
+        "--stderr",
+        "--copy-in",
+        "--bind",
+        "--env",
+        "--workdir",
+        "--report",
+        "--quiet",
+    ] {
+        assert!(run.stdout().contains(flag), "{flag} missing from help");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Standard streams
+
+#[test]
+fn stdin_stdout_stderr_files() {
+    let dir = TempDir::new("stdio");
+    let input = dir.file("in", b"line one\nline two\n", 0o644);
+    let out = dir.join("out");
+    let err = dir.join("err");
+    fs::write(&out, "previous contents, much longer than the new ones").unwrap();
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--stdin",
+        &input,
+        "--stdout",
+        &out,
+        "--stderr",
+        &err,
+        "--",
+        "sh",
+        "-c",
+        "cat; echo oops >&2",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+    assert_eq!(run.stderr, "");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "line one\nline two\n");
+    assert_eq!(fs::read_to_string(&err).unwrap(), "oops\n");
+}
+
+#[test]
+fn stdout_and_stderr_to_one_file_interleave() {
+    let dir = TempDir::new("both");
+    let both = dir.join("both");
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--stdout",
+        &both,
+        "--stderr",
+        &both,
+        "--",
+        "sh",
+        "-c",
+        "echo 1; echo 2 >&2; echo 3",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&both).unwrap(), "1\n2\n3\n");
+}
+
+#[test]
+fn stdin_passes_through_by_default() {
+    let mut child = Command::new(HUTCH)
+        .args(["run", "--quiet", "--", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(output.stdout, b"SHOUT\n");
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+#[test]
+fn copy_in_keeps_content_and_mode() {
+    let dir = TempDir::new("copy");
+    let script_text = b"#!/bin/sh\necho \"script says $1\"\n";
+    let script = dir.file("prog.sh", script_text, 0o750);
+    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let blob = dir.file("blob.bin", &data, 0o604);
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--copy-in",
+        &script,
+        "--copy-in",
+        &format!("{blob}:nested/dir/data"),
+        "--",
+        "sh",
+        "-c",
+        "./prog.sh hi && stat -c '%a %s' prog.sh nested/dir/data && cat nested/dir/data \
+         && test -O prog.sh && test -O nested/dir/data",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let header = format!("script says hi\n750 {}\n604 100000\n", script_text.len());
+    assert_eq!(&run.stdout[..header.len()], header.as_bytes());
+    assert_eq!(&run.stdout[header.len()..], &data[..]);
+}
+
+#[test]
+fn copied_script_runs_directly() {
+    let dir = TempDir::new("script");
+    let script = dir.file("run-me", b"#!/bin/sh\necho ran as $0\n", 0o750);
+    let run = hutch(&["run", "--quiet", "--copy-in", &script, "--", "./run-me"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout(), "ran as ./run-me\n");
+}
+
+#[test]
+fn bind_is_read_only_by_default() {
+    let dir = TempDir::new("bind-ro");
+    dir.file("input.txt", b"bound\n", 0o644);
+    let source = dir.path().to_str().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let (run, report) = reported(
+        &["--bind", &format!("{source}:/data")],
+        &["sh", "-c", "cat /data/input.txt && echo x > /data/new"],
+    );
+    assert_eq!(run.stdout().lines().next(), Some("bound"));
+    assert_eq!(report["status"], "nonzero-exit");
+    assert_eq!(run.code, 1);
+    assert!(!dir.path().join("new").exists());
+
+    // Without a target, the same path inside.
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--bind",
+        source,
+        "--",
+        "cat",
+        &dir.join("input.txt"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout(), "bound\n");
+}
+
+#[test]
+fn bind_rw_writes_reach_the_host() {
+    let dir = TempDir::new("bind-rw");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let source = dir.path().to_str().unwrap();
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--bind",
+        &format!("{source}:/out:rw"),
+        "--",
+        "sh",
+        "-c",
+        "echo from inside > /out/result",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("result")).unwrap(),
+        "from inside\n"
+    );
+}
+
+#[test]
+fn bind_source_may_be_a_relative_symlink() {
+    let dir = TempDir::new("bind-link");
+    fs::create_dir(dir.path().join("real")).unwrap();
+    fs::write(dir.path().join("real/f"), "through the link\n").unwrap();
+    symlink("real", dir.path().join("link")).unwrap();
+    let run: Run = hutch_command(
+        HUTCH,
+        &["run", "--quiet", "--bind", "link:/in", "--", "cat", "/in/f"],
+    )
+    .current_dir(dir.path())
+    .output()
+    .unwrap()
+    .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout(), "through the link\n");
+}
+
+#[test]
+fn writes_outside_workdir_and_tmp_fail() {
+    for path in ["/etc/x", "/x", "/usr/x", "/proc/x", "/dev/x"] {
+        let run = hutch(&["run", "--quiet", "--", "touch", path]);
+        assert_eq!(run.code, 1, "touch {path} succeeded");
+    }
+    let run = hutch(&[
+        "run", "--quiet", "--", "touch", "/w/x", "/tmp/x", "relative",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn workdir_option() {
+    let dir = TempDir::new("workdir");
+    let file = dir.file("f", b"in the new workdir\n", 0o644);
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--workdir",
+        "/sandbox",
+        "--copy-in",
+        &file,
+        "--",
+        "sh",
+        "-c",
+        "pwd && cat /sandbox/f && touch new",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout(), "/sandbox\nin the new workdir\n");
+    let default = hutch(&["run", "--quiet", "pwd"]);
+    assert_eq!(default.stdout(), "/w\n");
+}
+
+// ---------------------------------------------------------------------------
+// Environment and descriptors
+
+#[test]
+fn env_is_only_what_was_given_plus_path() {
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--env",
+        "ALPHA=1",
+        "--env",
+        "BETA=two words=and an equals",
+        "--env",
+        "EMPTY=",
+        "--",
+        "env",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: BTreeSet<String> = run.stdout().lines().map(str::to_owned).collect();
+    let expected: BTreeSet<String> = [
+        "ALPHA=1",
+        "BETA=two words=and an equals",
+        "EMPTY=",
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(lines, expected);
+
+    let run = hutch(&["run", "--quiet", "--env", "PATH=/bin", "--", "env"]);
+    assert_eq!(run.stdout(), "PATH=/bin\n");
+}
+
+#[test]
+fn program_sees_only_its_three_descriptors() {
+    // Give hutch extra open descriptors (7 and 8) that it must not pass on.
+    let script = "exec 7</dev/null 8>/dev/null; exec \"$0\" run --quiet -- ls /proc/self/fd";
+    let output = Command::new("sh")
+        .args(["-c", script, HUTCH])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run: Run = output.into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let fds: BTreeSet<String> = run.stdout().split_whitespace().map(str::to_owned).collect();
+    // 3 is the directory ls itself reads.
+    let expected: BTreeSet<String> = ["0", "1", "2", "3"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(fds, expected);
+}
+
+// ---------------------------------------------------------------------------
+// Limits
+
+#[test]
+fn cpu_time_limit() {
+    let start = Instant::now();
+    let (run, report) = reported(&["--time", "500ms"], &["sh", "-c", "while :; do :; done"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(report["status"], "time-limit");
+    assert!(
+        report["cpu_time_ns"].as_u64().unwrap() >= 400_000_000,
+        "{report}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn wall_time_limit() {
+    let start = Instant::now();
+    let (run, report) = reported(&["--wall-time", "500ms"], &["sleep", "10"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(report["status"], "wall-time-limit");
+    let wall = report["wall_time_ns"].as_u64().unwrap();
+    assert!((500_000_000..5_000_000_000).contains(&wall), "{report}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn time_limit_implies_a_wall_time_limit() {
+    // 2 × 100ms + 1s of wall time for a program that sleeps.
+    let start = Instant::now();
+    let (run, report) = reported(&["--time", "100ms"], &["sleep", "10"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(report["status"], "wall-time-limit");
+    let wall = report["wall_time_ns"].as_u64().unwrap();
+    assert!((1_200_000_000..5_000_000_000).contains(&wall), "{report}");
+    assert!(start.elapsed() < Duration::from_secs(6));
+}
+
+#[test]
+fn output_limit() {
+    let (run, report) = reported(
+        &["--output", "1K"],
+        &["sh", "-c", "exec head -c 1000000 /dev/zero > /w/f"],
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(report["status"], "output-limit");
+
+    let (run, report) = reported(
+        &["--output", "2M"],
+        &["sh", "-c", "head -c 1000000 /dev/zero > /w/f"],
+    );
+    assert_eq!(run.code, 0);
+    assert_eq!(report["status"], "ok");
+}
+
+#[test]
+fn open_files_and_stack_limits() {
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--open-files",
+        "50",
+        "--stack",
+        "3M",
+        "--",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; ulimit -s",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout(), "50\n50\n3072\n");
+}
+
+// ---------------------------------------------------------------------------
+// Unprivileged
+
+#[test]
+fn unprivileged_echo() {
+    let run = hutch_as_nobody(&["run", "--quiet", "--", "echo", "hello from nobody"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout(), "hello from nobody\n");
+    // Rootless: the container's only id is the caller's.
+    let run = hutch_as_nobody(&["run", "--quiet", "--", "cat", "/proc/self/uid_map"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let map: Vec<&str> = run
+        .stdout
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .map(|f| std::str::from_utf8(f).unwrap())
+        .collect();
+    assert_eq!(map, ["0", "65534", "1"]);
+}
+
+#[test]
+fn unprivileged_report() {
+    let run = hutch_as_nobody(&["run", "--quiet", "--report", "/dev/stdout", "--", "true"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report();
+    check_report_shape(&report);
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["exit_code"], 0);
+}
+
+#[test]
+fn unprivileged_false() {
+    let run = hutch_as_nobody(&["run", "--report", "/dev/stdout", "--", "false"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.report()["status"], "nonzero-exit");
+    assert!(
+        run.stderr.starts_with("hutch: nonzero-exit exit=1 "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn unprivileged_copy_in() {
+    let dir = TempDir::new("nobody-copy");
+    let script = dir.file("tool", b"#!/bin/sh\necho tool ok\n", 0o755);
+    let run = hutch_as_nobody(&["run", "--quiet", "--copy-in", &script, "--", "./tool"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout(), "tool ok\n");
+}
+
+#[test]
+fn stdout_to_dev_stderr_shares_hutchs_descriptor() {
+    let dir = TempDir::new("dev-stderr");
+    let log_path = dir.join("log");
+    let log = fs::File::create(&log_path).unwrap();
+    let status = hutch_command(
+        HUTCH,
+        &["run", "--stdout", "/dev/stderr", "--", "echo", "moved"],
+    )
+    .stderr(log)
+    .status()
+    .unwrap();
+    assert!(status.success());
+    let text = fs::read_to_string(&log_path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("moved"));
+    assert!(
+        lines.next().unwrap().starts_with("hutch: ok exit=0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn copy_in_refuses_one_destination_twice() {
+    let dir = TempDir::new("twice");
+    let file = dir.file("f", b"x", 0o644);
+    let run = hutch(&[
+        "run",
+        "--copy-in",
+        &file,
+        "--copy-in",
+        &format!("{file}:./f"),
+        "true",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("--copy-in") && run.stderr.contains(" f"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,755 @@
+//! End-to-end tests of `hutch-host`: real containers, real namespaces.
+//!
+//! As root, `rootless_suite` runs this whole file again as uid 65534 so the
+//! unprivileged (rootless) path is exercised by the same assertions.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hutch_host::protocol::{Access, OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
+use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec};
+
+/// An in-memory file for a program's output.
+fn memfd(name: &str) -> File {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create");
+    File::from(fd)
+}
+
+fn read_back(mut file: &File) -> String {
+    let mut text = String::new();
+    file.rewind().unwrap();
+    file.read_to_string(&mut text).unwrap();
+    text
+}
+
+struct Output {
+    result: hutch_host::protocol::ExecResult,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_spec(container: &mut Container, spec: ExecSpec<'_>) -> Output {
+    let stdin = File::open("/dev/null").unwrap();
+    let stdout = memfd("stdout");
+    let stderr = memfd("stderr");
+    let spec = spec.stdio(stdin.as_fd(), stdout.as_fd(), stderr.as_fd());
+    let result = container.exec(&spec).expect("exec request");
+    Output {
+        result,
+        stdout: read_back(&stdout),
+        stderr: read_back(&stderr),
+    }
+}
+
+fn run(container: &mut Container, argv: &[&str]) -> Output {
+    run_spec(container, ExecSpec::new(argv.iter().copied()))
+}
+
+fn container() -> Container {
+    ContainerBuilder::new().build().expect("container starts")
+}
+
+fn rootless() -> bool {
+    !rustix::process::geteuid().is_root()
+}
+
+/// Pids of the direct children of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn write_item(path: &str) -> OpenItem {
+    OpenItem {
+        path: path.into(),
+        flags: OpenFlags {
+            access: Access::Write,
+            create: true,
+            exclusive: false,
+            truncate: true,
+            append: false,
+        },
+        mode: 0o644,
+        make_parents: true,
+    }
+}
+
+fn read_item(path: &str) -> OpenItem {
+    OpenItem {
+        path: path.into(),
+        flags: OpenFlags {
+            access: Access::Read,
+            create: false,
+            exclusive: false,
+            truncate: false,
+            append: false,
+        },
+        mode: 0,
+        make_parents: false,
+    }
+}
+
+#[test]
+fn echo_succeeds_with_output_and_accounting() {
+    let mut c = container();
+    c.ping().unwrap();
+    let out = run(&mut c, &["echo", "hello", "world"]);
+    assert_eq!(out.result.status, Status::Ok, "{:?}", out.result);
+    assert_eq!(out.result.termination, Termination::Exited(0));
+    assert_eq!(out.stdout, "hello world\n");
+    assert_eq!(out.stderr, "");
+    assert!(out.result.wall_time_ns > 0);
+    assert!(out.result.memory_bytes > 0, "peak memory is reported");
+}
+
+#[test]
+fn nonzero_exit_and_signals_are_reported() {
+    let mut c = container();
+    let out = run(&mut c, &["sh", "-c", "exit 7"]);
+    assert_eq!(out.result.status, Status::NonzeroExit);
+    assert_eq!(out.result.termination, Termination::Exited(7));
+    let out = run(&mut c, &["sh", "-c", "kill -SEGV $$"]);
+    assert_eq!(out.result.status, Status::Signalled);
+    assert_eq!(
+        out.result.termination,
+        Termination::Signalled(libc::SIGSEGV)
+    );
+}
+
+#[test]
+fn missing_program_is_a_runner_error_and_the_container_stays_usable() {
+    let mut c = container();
+    let out = run(&mut c, &["no-such-program-anywhere"]);
+    assert_eq!(out.result.status, Status::RunnerError);
+    assert_eq!(out.result.termination, Termination::NotStarted);
+    let error = out.result.error.expect("runner error carries its error");
+    assert_eq!(error.stage, Stage::Execve);
+    assert_eq!(error.errno, libc::ENOENT);
+    assert!(
+        error.message.contains("no-such-program-anywhere"),
+        "{}",
+        error.message
+    );
+    c.ping().expect("ping after a failed exec");
+    assert_eq!(run(&mut c, &["true"]).result.status, Status::Ok);
+    let out = run(&mut c, &["/no/such/path"]);
+    assert_eq!(out.result.error.unwrap().errno, libc::ENOENT);
+}
+
+#[test]
+fn non_executable_file_and_bad_cwd_are_runner_errors() {
+    let mut c = container();
+    let mut results = c.open(&[write_item("/w/data")]).unwrap();
+    let mut file = File::from(results.remove(0).unwrap());
+    file.write_all(b"not a program\n").unwrap();
+    drop(file);
+    let out = run(&mut c, &["/w/data"]);
+    assert_eq!(out.result.status, Status::RunnerError);
+    let error = out.result.error.unwrap();
+    assert_eq!((error.stage, error.errno), (Stage::Execve, libc::EACCES));
+
+    let out = run_spec(&mut c, ExecSpec::new(["true"]).cwd("/no/such/dir"));
+    assert_eq!(out.result.status, Status::RunnerError);
+    let error = out.result.error.unwrap();
+    assert_eq!((error.stage, error.errno), (Stage::Chdir, libc::ENOENT));
+    assert_eq!(run(&mut c, &["true"]).result.status, Status::Ok);
+}
+
+#[test]
+fn many_execs_in_one_container() {
+    let mut c = container();
+    for i in 0..200 {
+        let out = run(&mut c, &["sh", "-c", &format!("echo {i}")]);
+        assert_eq!(out.result.status, Status::Ok);
+        assert_eq!(out.stdout, format!("{i}\n"));
+    }
+}
+
+/// Runs the ignored test `name` alone in a child process (for measurements
+/// of the whole process that parallel tests would disturb) and checks that
+/// it passed.
+fn run_isolated(name: &str) {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--ignored", "--test-threads=1", "--nocapture"])
+        .env(ISOLATED_VAR, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} failed in isolation:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+const ISOLATED_VAR: &str = "HUTCH_TEST_ISOLATED";
+
+#[test]
+fn no_host_fd_growth_over_1000_execs() {
+    run_isolated("isolated_no_host_fd_growth_over_1000_execs");
+}
+
+#[test]
+#[ignore = "measures the whole process: run alone by no_host_fd_growth_over_1000_execs"]
+fn isolated_no_host_fd_growth_over_1000_execs() {
+    assert!(std::env::var_os(ISOLATED_VAR).is_some(), "run through run_isolated");
+    let mut c = container();
+    let stdin = File::open("/dev/null").unwrap();
+    let spec = ExecSpec::new(["/bin/true"]).stdio(stdin.as_fd(), stdin.as_fd(), stdin.as_fd());
+    for _ in 0..10 {
+        c.exec(&spec).unwrap();
+    }
+    let before = open_fd_count();
+    for _ in 0..1000 {
+        assert_eq!(c.exec(&spec).unwrap().status, Status::Ok);
+    }
+    assert_eq!(open_fd_count(), before);
+}
+
+#[test]
+fn nothing_is_left_running_after_an_exec() {
+    let mut c = container();
+    let init = c.init_pid();
+    let out = run(
+        &mut c,
+        &[
+            "sh",
+            "-c",
+            "sleep 100 & sleep 100 & (setsid sleep 100 &); exit 0",
+        ],
+    );
+    assert_eq!(out.result.status, Status::Ok);
+    assert_eq!(children(init), Vec::<i32>::new(), "init has no child left");
+    // No zombie either: the next run sees a process table of init and itself.
+    let out = run(&mut c, &["ls", "/proc"]);
+    let pids: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    assert_eq!(pids.len(), 2, "only init and ls: {pids:?}");
+}
+
+#[test]
+fn destroy_and_drop_leave_nothing() {
+    let c = container();
+    let init = c.init_pid();
+    assert!(std::path::Path::new(&format!("/proc/{init}")).exists());
+    c.destroy();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{init}")).exists(),
+        "init reaped"
+    );
+
+    let c = container();
+    let init = c.init_pid();
+    drop(c);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{init}")).exists(),
+        "init reaped"
+    );
+}
+
+#[test]
+fn kill_from_another_thread_ends_the_run() {
+    let mut c = container();
+    let init = c.init_pid();
+    let killer = c.killer().unwrap();
+    let start = Instant::now();
+    let waiter = std::thread::spawn(move || {
+        // Wait until the program exists, then kill it.
+        while children(init).is_empty() {
+            std::thread::yield_now();
+        }
+        killer.kill().unwrap();
+    });
+    let out = run(&mut c, &["sleep", "100"]);
+    waiter.join().unwrap();
+    assert_eq!(out.result.status, Status::Signalled);
+    assert_eq!(
+        out.result.termination,
+        Termination::Signalled(libc::SIGKILL)
+    );
+    assert!(start.elapsed() < Duration::from_secs(50));
+    assert_eq!(run(&mut c, &["true"]).result.status, Status::Ok);
+}
+
+#[test]
+fn wall_time_limit_kills_a_sleeper() {
+    let mut c = container();
+    let spec = ExecSpec::new(["sleep", "10"]).wall_time(Duration::from_millis(300));
+    let out = run_spec(&mut c, spec);
+    assert_eq!(out.result.status, Status::WallTimeLimit);
+    assert!(
+        out.result.wall_time_ns >= 300_000_000,
+        "{}",
+        out.result.wall_time_ns
+    );
+    assert!(
+        out.result.wall_time_ns < 5_000_000_000,
+        "{}",
+        out.result.wall_time_ns
+    );
+    assert_eq!(children(c.init_pid()), Vec::<i32>::new());
+}
+
+#[test]
+fn init_killed_from_outside_gives_a_clear_error() {
+    let mut c = container();
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(c.init_pid()).unwrap(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .unwrap();
+    rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).unwrap();
+    let start = Instant::now();
+    let err = c.ping().expect_err("init is dead");
+    assert!(matches!(err, ContainerError::InitGone { .. }), "{err:?}");
+    assert!(err.to_string().contains("init is gone"), "{err}");
+    assert!(err.to_string().contains("signal 9"), "{err}");
+    assert!(matches!(c.ping(), Err(ContainerError::Destroyed)));
+    let stdin = File::open("/dev/null").unwrap();
+    let spec = ExecSpec::new(["true"]).stdio(stdin.as_fd(), stdin.as_fd(), stdin.as_fd());
+    assert!(matches!(c.exec(&spec), Err(ContainerError::Destroyed)));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "errors come promptly"
+    );
+}
+
+#[test]
+fn program_sees_only_the_fds_it_was_given() {
+    let mut c = container();
+    // A host descriptor without close-on-exec must not leak in either.
+    let leaky = File::open("/dev/null").unwrap();
+    rustix::io::fcntl_setfd(&leaky, rustix::io::FdFlags::empty()).unwrap();
+    let out = run(&mut c, &["ls", "/proc/self/fd"]);
+    let fds: BTreeSet<&str> = out.stdout.lines().collect();
+    // 0, 1, 2 given; 3 is the directory ls itself is reading.
+    assert_eq!(fds, BTreeSet::from(["0", "1", "2", "3"]), "{}", out.stdout);
+    drop(leaky);
+    let out = run(
+        &mut c,
+        &["sh", "-c", "ls -l /proc/self/fd/ | grep -c socket"],
+    );
+    assert_eq!(out.stdout.trim(), "0", "no socket reaches the program");
+}
+
+#[test]
+fn writes_outside_workdir_and_tmp_fail() {
+    let mut c = container();
+    for path in ["/x", "/usr/x", "/etc/x", "/dev/x", "/proc/x", "/bin/x"] {
+        let out = run(&mut c, &["touch", path]);
+        assert_eq!(
+            out.result.status,
+            Status::NonzeroExit,
+            "touch {path} must fail"
+        );
+    }
+    for path in ["/w/x", "/tmp/x"] {
+        let out = run(&mut c, &["touch", path]);
+        assert_eq!(
+            out.result.status,
+            Status::Ok,
+            "touch {path}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn environment_is_exactly_what_is_given_plus_path() {
+    let mut c = container();
+    let out = run_spec(
+        &mut c,
+        ExecSpec::new(["env"]).env("A", "1").env("B", "two words"),
+    );
+    let vars: BTreeSet<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        vars,
+        BTreeSet::from(["A=1", "B=two words", "PATH=/usr/local/bin:/usr/bin:/bin"])
+    );
+    let out = run_spec(&mut c, ExecSpec::new(["env"]).env("PATH", "/bin"));
+    assert_eq!(out.stdout, "PATH=/bin\n");
+}
+
+#[test]
+fn program_runs_unprivileged_in_its_own_session() {
+    let mut c = container();
+    let out = run(&mut c, &["cat", "/proc/self/status", "/proc/self/stat"]);
+    let status = &out.stdout;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .to_owned()
+    };
+    let expected_id = if rootless() { "0" } else { "1000" };
+    assert!(
+        field("Uid:").split_whitespace().all(|id| id == expected_id),
+        "{}",
+        field("Uid:")
+    );
+    assert!(
+        field("Gid:").split_whitespace().all(|id| id == expected_id),
+        "{}",
+        field("Gid:")
+    );
+    for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(cap), "0000000000000000", "{cap}");
+    }
+    assert_eq!(field("NoNewPrivs:"), "1");
+    // /proc/self/stat: pid (comm) state ppid pgrp session tty_nr ...
+    let stat = status.lines().last().unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let pid = stat.split_whitespace().next().unwrap();
+    assert_eq!(fields[3], pid, "the program leads its own session");
+    assert_eq!(fields[4], "0", "no controlling terminal");
+    let out = run(&mut c, &["hostname"]);
+    assert_eq!(out.stdout, "hutch\n");
+}
+
+#[test]
+fn open_delete_symlink_and_reset() {
+    let mut c = container();
+    let mut results = c
+        .open(&[
+            write_item("/w/dir/a.txt"),
+            read_item("/w/missing"),
+            read_item("/w"),
+            write_item("/usr/nope"),
+        ])
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    let mut file = File::from(results.remove(0).expect("created with parents"));
+    file.write_all(b"content\n").unwrap();
+    drop(file);
+    assert_eq!(results[0].as_ref().unwrap_err().errno, libc::ENOENT);
+    assert_eq!(
+        results[1].as_ref().unwrap_err().errno,
+        libc::EINVAL,
+        "a directory is refused"
+    );
+    assert_eq!(results[2].as_ref().unwrap_err().errno, libc::EROFS);
+
+    let links = c
+        .symlink(&[
+            SymlinkItem {
+                link: "/w/link".into(),
+                target: "dir/a.txt".into(),
+            },
+            SymlinkItem {
+                link: "/w/link".into(),
+                target: "elsewhere".into(),
+            },
+        ])
+        .unwrap();
+    assert!(links[0].is_ok());
+    assert_eq!(links[1].as_ref().unwrap_err().errno, libc::EEXIST);
+    assert_eq!(run(&mut c, &["cat", "/w/link"]).stdout, "content\n");
+
+    // The host never follows a symbolic link in the last component.
+    let mut results = c.open(&[read_item("/w/link")]).unwrap();
+    assert_eq!(results.remove(0).unwrap_err().errno, libc::ELOOP);
+
+    let mut read = c.open(&[read_item("/w/dir/a.txt")]).unwrap();
+    let mut text = String::new();
+    File::from(read.remove(0).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "content\n");
+
+    c.delete("/w/link").unwrap();
+    let err = c.delete("/w/link").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ContainerError::Failed {
+                errno: libc::ENOENT,
+                stage: Stage::Delete,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    assert_eq!(
+        run(
+            &mut c,
+            &["sh", "-c", "touch /tmp/t; mkdir -p /w/d/e; chmod 000 /w/d"]
+        )
+        .result
+        .status,
+        Status::Ok
+    );
+    c.reset().unwrap();
+    let out = run(&mut c, &["ls", "-A", "/w", "/tmp"]);
+    assert_eq!(
+        out.stdout, "/tmp:\n\n/w:\n",
+        "reset empties the work directory and /tmp"
+    );
+    let out = run(&mut c, &["touch", "/w/after-reset"]);
+    assert_eq!(
+        out.result.status,
+        Status::Ok,
+        "the work directory stays writable"
+    );
+}
+
+#[test]
+fn open_refuses_fifos_and_devices() {
+    let mut c = container();
+    assert_eq!(
+        run(&mut c, &["mkfifo", "/w/fifo"]).result.status,
+        Status::Ok
+    );
+    let results = c
+        .open(&[read_item("/w/fifo"), read_item("/dev/null")])
+        .unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.errno == libc::EINVAL))
+    );
+}
+
+#[test]
+fn exec_from_a_host_memfd() {
+    let mut c = container();
+    let mut binary = memfd("program");
+    binary
+        .write_all(&std::fs::read("/bin/echo").unwrap())
+        .unwrap();
+    let stdin = File::open("/dev/null").unwrap();
+    let stdout = memfd("stdout");
+    let spec = ExecSpec::new(["echo", "from memfd"])
+        .stdio(stdin.as_fd(), stdout.as_fd(), stdin.as_fd())
+        .exec_fd(binary.as_fd());
+    let result = c.exec(&spec).unwrap();
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert_eq!(read_back(&stdout), "from memfd\n");
+}
+
+#[test]
+fn more_program_fds_than_three() {
+    let mut c = container();
+    let stdin = File::open("/dev/null").unwrap();
+    let stdout = memfd("stdout");
+    let extra = memfd("extra");
+    let spec = ExecSpec::new(["sh", "-c", "echo to-fd-4 >&4; echo out"])
+        .stdio(stdin.as_fd(), stdout.as_fd(), stdin.as_fd())
+        .fd(stdin.as_fd())
+        .fd(extra.as_fd());
+    assert_eq!(c.exec(&spec).unwrap().status, Status::Ok);
+    assert_eq!(read_back(&stdout), "out\n");
+    assert_eq!(read_back(&extra), "to-fd-4\n");
+}
+
+#[test]
+fn invalid_requests_are_refused_before_sending() {
+    let mut c = container();
+    let err = c.exec(&ExecSpec::new(Vec::<String>::new())).unwrap_err();
+    assert!(
+        matches!(err, ContainerError::InvalidRequest { kind: "exec", .. }),
+        "{err:?}"
+    );
+    assert!(c.open(&[read_item("relative")]).is_err());
+    c.ping().expect("nothing was sent, the container is fine");
+}
+
+#[test]
+fn missing_bind_source_fails_the_build_with_its_path() {
+    let err = ContainerBuilder::new()
+        .bind("/no/such/source", "/data", false)
+        .build()
+        .unwrap_err();
+    let BuildError::Configure(ContainerError::Failed {
+        stage, errno, path, ..
+    }) = &err
+    else {
+        panic!("unexpected error {err:?}");
+    };
+    assert_eq!((*stage, *errno), (Stage::Mount, libc::ENOENT));
+    assert_eq!(path.as_deref(), Some("/no/such/source"));
+}
+
+#[test]
+fn bind_mounts_read_only_and_writable() {
+    let dir = tempdir();
+    std::fs::write(format!("{dir}/in.txt"), "host data\n").unwrap();
+    let mut c = ContainerBuilder::new()
+        .bind(&dir, "/data", false)
+        .bind(&dir, "/rw", true)
+        .build()
+        .unwrap();
+    assert_eq!(run(&mut c, &["cat", "/data/in.txt"]).stdout, "host data\n");
+    assert_eq!(
+        run(&mut c, &["touch", "/data/new"]).result.status,
+        Status::NonzeroExit
+    );
+    let out = run(&mut c, &["sh", "-c", "echo written > /rw/out.txt"]);
+    assert_eq!(out.result.status, Status::Ok, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(format!("{dir}/out.txt")).unwrap(),
+        "written\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A fresh directory every user can write to (the rootless suite's
+/// programs run as another host uid).
+fn tempdir() -> String {
+    let dir = format!(
+        "{}/hutch-test-{}-{}",
+        std::env::temp_dir().display(),
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+const HOLD_VAR: &str = "HUTCH_TEST_HOLD_CONTAINER";
+
+/// Run by `host_killed_takes_the_container_down` in a child process: holds a
+/// container with a running program until killed.
+#[test]
+#[ignore = "helper: run by host_killed_takes_the_container_down in a child process"]
+fn hold_container_until_killed() {
+    if std::env::var_os(HOLD_VAR).is_none() {
+        return;
+    }
+    let mut c = container();
+    println!("INIT {}", c.init_pid());
+    std::io::stdout().flush().unwrap();
+    run(&mut c, &["sleep", "1000"]);
+    panic!("the parent kills this process before the sleep ends");
+}
+
+#[test]
+fn host_killed_takes_the_container_down() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "hold_container_until_killed",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLD_VAR, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // libtest prints "test NAME ... " on the same line before ours.
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    let init: i32 = loop {
+        assert_eq!(
+            stdout.read(&mut byte).unwrap(),
+            1,
+            "the child ended before naming init"
+        );
+        if byte[0] != b'\n' {
+            line.push(byte[0]);
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        if let Some((_, pid)) = text.split_once("INIT ") {
+            break pid.trim().parse().unwrap();
+        }
+        line.clear();
+    };
+    while children(init).is_empty() {
+        std::thread::yield_now();
+    }
+    let program = children(init)[0];
+    let init_fd: OwnedFd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(init).unwrap(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .unwrap();
+    let start = Instant::now();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut polls = [rustix::event::PollFd::new(
+        &init_fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ready = rustix::event::poll(
+        &mut polls,
+        Some(&rustix::time::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        }),
+    )
+    .unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(ready, 1, "init must exit once its host is gone");
+    println!("container gone {elapsed:?} after the host was killed");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{program}")).exists()
+            || std::fs::read_to_string(format!("/proc/{program}/stat")).is_err(),
+        "the program died with its container"
+    );
+}
+
+const ROOTLESS_VAR: &str = "HUTCH_TEST_ROOTLESS";
+
+#[test]
+fn rootless_suite() {
+    if rootless() {
+        // Already unprivileged: this run is the rootless suite.
+        return;
+    }
+    if std::env::var_os(ROOTLESS_VAR).is_some() {
+        panic!("rootless suite started as root");
+    }
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new(&exe)
+        .args(["--skip", "rootless_suite", "--test-threads=2"])
+        .env(ROOTLESS_VAR, "1")
+        .env("TMPDIR", "/tmp")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run this test binary as uid 65534");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "rootless run failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let passed = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= 20,
+        "the rootless run ran {passed} tests:\n{stdout}"
+    );
+    println!("rootless suite: {passed} tests passed as uid 65534");
+}
