@@ -31,6 +31,14 @@ pub enum BuildError {
     /// The configuration is invalid; nothing was started.
     #[error("invalid container configuration")]
     InvalidConfig(#[source] hutch_protocol::ValidationError),
+    /// The namespaces asked for cannot contain a container.
+    #[error("a container needs its own {namespace} namespace: {why}")]
+    NamespaceRequired {
+        /// The namespace turned off.
+        namespace: &'static str,
+        /// Why it cannot be.
+        why: &'static str,
+    },
     /// The init executable is not available.
     #[error(transparent)]
     InitBinary(#[from] InitBinaryError),
@@ -89,6 +97,11 @@ pub enum BuildError {
 }
 
 /// Which namespaces a container gets. All are on by default.
+///
+/// The mount and PID namespaces cannot be turned off: init builds the
+/// container's file system by `pivot_root` in its own mount namespace, and
+/// clears the container by killing every process of its PID namespace.
+/// [`ContainerBuilder::build`] refuses them off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Namespaces {
     /// User namespace (`CLONE_NEWUSER`). Needed when not root.
@@ -217,7 +230,7 @@ const MASKED: [&str; 12] = [
 /// `/etc/ld.so.cache` (those that exist); `/dev/null`, `zero`, `full`,
 /// `random`, `urandom`; a read-only `/proc` with the usual paths masked;
 /// tmpfs at `/w` (the work directory) and `/tmp`, 64 MiB and 4096 inodes
-/// each; host name `hutch`; programs run as uid and gid 1000 (0 when the
+/// each; host and domain name `hutch`; programs run as uid and gid 1000 (0 when the
 /// caller is not root: an unprivileged user namespace maps one id only).
 #[derive(Debug, Clone)]
 pub struct ContainerBuilder {
@@ -286,7 +299,7 @@ impl ContainerBuilder {
             symlinks,
             masked_paths: MASKED.iter().map(|p| (*p).into()).collect(),
             hostname: "hutch".into(),
-            domainname: String::new(),
+            domainname: "hutch".into(),
             workdir: "/w".into(),
             workdir_bytes: DEFAULT_WORKDIR_BYTES,
             tmp_bytes: DEFAULT_TMP_BYTES,
@@ -421,8 +434,18 @@ impl ContainerBuilder {
             mounts,
             symlinks: self.symlinks.clone(),
             masked_paths: self.masked_paths.clone(),
-            hostname: self.hostname.clone(),
-            domainname: self.domainname.clone(),
+            // Without its own UTS namespace the container must not rename
+            // the host.
+            hostname: if self.namespaces.uts {
+                self.hostname.clone()
+            } else {
+                String::new()
+            },
+            domainname: if self.namespaces.uts {
+                self.domainname.clone()
+            } else {
+                String::new()
+            },
             workdir: self.workdir.clone(),
             uid,
             gid,
@@ -433,6 +456,18 @@ impl ContainerBuilder {
     /// Starts the container: init runs, answered the handshake and set the
     /// container up.
     pub fn build(&self) -> Result<Container, BuildError> {
+        if !self.namespaces.mount {
+            return Err(BuildError::NamespaceRequired {
+                namespace: "mount",
+                why: "init replaces the root file system of its mount namespace",
+            });
+        }
+        if !self.namespaces.pid {
+            return Err(BuildError::NamespaceRequired {
+                namespace: "PID",
+                why: "init ends every run by killing all processes of its PID namespace",
+            });
+        }
         let config = self.configuration();
         Request::Configure(config.clone())
             .check(0)

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hutch_host::protocol::{Access, OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
-use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec};
+use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec, Namespaces};
 
 /// An in-memory file for a program's output.
 fn memfd(name: &str) -> File {
@@ -183,7 +183,13 @@ fn many_execs_in_one_container() {
 /// it passed.
 fn run_isolated(name: &str) {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--ignored", "--test-threads=1", "--nocapture"])
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .env(ISOLATED_VAR, "1")
         .output()
         .unwrap();
@@ -205,7 +211,10 @@ fn no_host_fd_growth_over_1000_execs() {
 #[test]
 #[ignore = "measures the whole process: run alone by no_host_fd_growth_over_1000_execs"]
 fn isolated_no_host_fd_growth_over_1000_execs() {
-    assert!(std::env::var_os(ISOLATED_VAR).is_some(), "run through run_isolated");
+    assert!(
+        std::env::var_os(ISOLATED_VAR).is_some(),
+        "run through run_isolated"
+    );
     let mut c = container();
     let stdin = File::open("/dev/null").unwrap();
     let spec = ExecSpec::new(["/bin/true"]).stdio(stdin.as_fd(), stdin.as_fd(), stdin.as_fd());
@@ -587,6 +596,75 @@ fn missing_bind_source_fails_the_build_with_its_path() {
     };
     assert_eq!((*stage, *errno), (Stage::Mount, libc::ENOENT));
     assert_eq!(path.as_deref(), Some("/no/such/source"));
+}
+
+#[test]
+fn optional_namespaces_can_be_turned_off() {
+    let all = Namespaces::default();
+    for namespaces in [
+        Namespaces { net: false, ..all },
+        Namespaces {
+            ipc: false,
+            uts: false,
+            ..all
+        },
+        Namespaces {
+            cgroup: false,
+            ..all
+        },
+    ] {
+        let mut c = ContainerBuilder::new()
+            .namespaces(namespaces)
+            .build()
+            .unwrap();
+        let out = run(&mut c, &["true"]);
+        assert_eq!(out.result.status, Status::Ok, "{namespaces:?}");
+    }
+    // The network namespace holds only a loopback, down.
+    let mut c = container();
+    let out = run(&mut c, &["cat", "/proc/net/dev"]);
+    let interfaces: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(2)
+        .map(|l| l.split(':').next().unwrap().trim())
+        .collect();
+    assert_eq!(interfaces, ["lo"]);
+    // Without it, the host's interfaces show.
+    let mut c = ContainerBuilder::new()
+        .namespaces(Namespaces { net: false, ..all })
+        .build()
+        .unwrap();
+    let out = run(&mut c, &["cat", "/proc/net/dev"]);
+    assert!(out.stdout.lines().count() > 3, "{}", out.stdout);
+}
+
+#[test]
+fn mount_and_pid_namespaces_are_required() {
+    let all = Namespaces::default();
+    for (namespaces, name) in [
+        (
+            Namespaces {
+                mount: false,
+                ..all
+            },
+            "mount",
+        ),
+        (Namespaces { pid: false, ..all }, "PID"),
+    ] {
+        let err = ContainerBuilder::new()
+            .namespaces(namespaces)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, BuildError::NamespaceRequired { namespace, .. } if namespace == name),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains(&format!("own {name} namespace")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

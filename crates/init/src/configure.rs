@@ -187,16 +187,22 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
     rustix::mount::mount_remount("/", Ms::BIND | Ms::RDONLY | Ms::NOSUID | Ms::NODEV, "")
         .map_err(|e| fail(Stage::RemountRoot, e, "/", "cannot remount read-only"))?;
 
-    rustix::system::sethostname(config.hostname.as_bytes())
-        .map_err(|e| fail(Stage::Hostname, e, &config.hostname, "cannot set host name"))?;
-    rustix::system::setdomainname(config.domainname.as_bytes()).map_err(|e| {
-        fail(
-            Stage::Hostname,
-            e,
-            &config.domainname,
-            "cannot set domain name",
-        )
-    })?;
+    // Empty names are left as they are (the host sends them when the
+    // container shares the host's UTS namespace).
+    if !config.hostname.is_empty() {
+        rustix::system::sethostname(config.hostname.as_bytes())
+            .map_err(|e| fail(Stage::Hostname, e, &config.hostname, "cannot set host name"))?;
+    }
+    if !config.domainname.is_empty() {
+        rustix::system::setdomainname(config.domainname.as_bytes()).map_err(|e| {
+            fail(
+                Stage::Hostname,
+                e,
+                &config.domainname,
+                "cannot set domain name",
+            )
+        })?;
+    }
 
     std::env::set_current_dir(&config.workdir).map_err(|e| {
         fail(

@@ -72,9 +72,9 @@ pub struct Configure {
     /// Paths hidden from programs: directories get an empty read-only tmpfs,
     /// files a bind of `/dev/null`. Missing paths are skipped.
     pub masked_paths: Vec<String>,
-    /// UTS host name.
+    /// UTS host name; empty leaves it as it is.
     pub hostname: String,
-    /// UTS domain name.
+    /// UTS domain name; empty leaves it as it is.
     pub domainname: String,
     /// Directory programs start in, absolute.
     pub workdir: String,
