@@ -11,14 +11,16 @@
 
 use std::ffi::{CString, c_char};
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hutch_protocol::{
-    Configure, Hello, Mount, MountFlags, PROTOCOL_VERSION, Reply, Request, SymlinkItem,
+    CgroupFiles, Configure, Hello, Mount, MountFlags, PROTOCOL_VERSION, Reply, Request, SymlinkItem,
 };
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
+use crate::cgroup::{CgroupError, CgroupFs, CgroupLayout, ContainerCgroup, KernelCgroupFs};
 use crate::channel::Channel;
 use crate::container::{Container, ContainerError};
 use crate::init_binary::{InitBinaryError, init_executable};
@@ -94,6 +96,9 @@ pub enum BuildError {
     /// Init could not set the container up.
     #[error("configuring the container failed")]
     Configure(#[source] ContainerError),
+    /// No cgroup could be made, and rusage accounting was not accepted.
+    #[error("cannot give the container a cgroup")]
+    Cgroup(#[source] CgroupError),
 }
 
 /// Which namespaces a container gets. All are on by default.
@@ -229,7 +234,7 @@ const MASKED: [&str; 12] = [
 /// `/lib`, `/lib64`, `/bin`, `/sbin`, `/etc/alternatives` and
 /// `/etc/ld.so.cache` (those that exist); `/dev/null`, `zero`, `full`,
 /// `random`, `urandom`; a read-only `/proc` with the usual paths masked;
-/// tmpfs at `/w` (the work directory) and `/tmp`, 64 MiB and 4096 inodes
+/// tmpfs at `/w` (the work directory), `/tmp` and `/dev/shm`, 64 MiB and 4096 inodes
 /// each; host and domain name `hutch`; programs run as uid and gid 1000 (0 when the
 /// caller is not root: an unprivileged user namespace maps one id only).
 #[derive(Debug, Clone)]
@@ -247,6 +252,24 @@ pub struct ContainerBuilder {
     tmpfs_inodes: u64,
     user: Option<(u32, u32)>,
     id_map: Option<IdMap>,
+    accounting: AccountingChoice,
+    cgroup_layout: Option<CgroupLayout>,
+    cgroup_parent: Option<PathBuf>,
+    cgroup_fs: Arc<dyn CgroupFs>,
+}
+
+/// How a container measures and limits its runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccountingChoice {
+    /// A cgroup, or the build fails saying why (the default).
+    #[default]
+    Cgroup,
+    /// A cgroup where one can be made; otherwise `wait4` rusage and
+    /// rlimits: CPU of reaped processes, memory as the largest process's
+    /// peak, no memory or process limit. Every result says which measured it.
+    CgroupOrRusage,
+    /// Rusage and rlimits only, even where cgroups work.
+    Rusage,
 }
 
 impl Default for ContainerBuilder {
@@ -306,6 +329,10 @@ impl ContainerBuilder {
             tmpfs_inodes: DEFAULT_TMPFS_INODES,
             user: None,
             id_map: None,
+            accounting: AccountingChoice::default(),
+            cgroup_layout: None,
+            cgroup_parent: None,
+            cgroup_fs: Arc::new(KernelCgroupFs),
         }
     }
 
@@ -338,7 +365,7 @@ impl ContainerBuilder {
     }
 
     /// Drops the default mounts (system binds, devices, proc); the work
-    /// directory and `/tmp` tmpfs mounts stay.
+    /// directory, `/tmp` and `/dev/shm` tmpfs mounts stay.
     pub fn without_default_mounts(mut self) -> Self {
         self.mounts.clear();
         self.masked_paths.clear();
@@ -370,13 +397,13 @@ impl ContainerBuilder {
         self
     }
 
-    /// Sets the size of `/tmp`.
+    /// Sets the size of `/tmp` and of `/dev/shm`.
     pub fn tmp_size(mut self, bytes: u64) -> Self {
         self.tmp_bytes = bytes;
         self
     }
 
-    /// Sets the inode limit of the work directory and `/tmp`.
+    /// Sets the inode limit of the work directory, `/tmp` and `/dev/shm`.
     pub fn tmpfs_inodes(mut self, inodes: u64) -> Self {
         self.tmpfs_inodes = inodes;
         self
@@ -392,6 +419,61 @@ impl ContainerBuilder {
     pub fn id_map(mut self, map: IdMap) -> Self {
         self.id_map = Some(map);
         self
+    }
+
+    /// Chooses how runs are measured and limited; see [`AccountingChoice`].
+    pub fn accounting(mut self, choice: AccountingChoice) -> Self {
+        self.accounting = choice;
+        self
+    }
+
+    /// Opts into rusage accounting where no cgroup can be made
+    /// ([`AccountingChoice::CgroupOrRusage`]).
+    pub fn allow_rusage(self) -> Self {
+        self.accounting(AccountingChoice::CgroupOrRusage)
+    }
+
+    /// Creates container cgroups under this parent instead of under this
+    /// process's own cgroup: a v2 directory, or for v1 a path relative to
+    /// this process's cgroup in each hierarchy.
+    pub fn cgroup_parent(mut self, parent: impl Into<PathBuf>) -> Self {
+        self.cgroup_parent = Some(parent.into());
+        self
+    }
+
+    /// Uses this cgroup layout instead of detecting one.
+    pub fn cgroup_layout(mut self, layout: CgroupLayout) -> Self {
+        self.cgroup_layout = Some(layout);
+        self
+    }
+
+    /// Makes and removes groups through `fs` (a test's fake tree).
+    pub fn cgroup_fs(mut self, fs: Arc<dyn CgroupFs>) -> Self {
+        self.cgroup_fs = fs;
+        self
+    }
+
+    /// Creates the container's cgroup, or explains why none can be made.
+    fn make_cgroup(
+        &self,
+    ) -> Result<Option<(ContainerCgroup, CgroupFiles, Vec<OwnedFd>)>, BuildError> {
+        if self.accounting == AccountingChoice::Rusage {
+            return Ok(None);
+        }
+        let made = match &self.cgroup_layout {
+            Some(layout) => Ok(layout.clone()),
+            None => CgroupLayout::detect(),
+        }
+        .map(|layout| match &self.cgroup_parent {
+            Some(parent) => layout.with_parent(parent),
+            None => layout,
+        })
+        .and_then(|layout| ContainerCgroup::create(&layout, Arc::clone(&self.cgroup_fs)));
+        match made {
+            Ok(made) => Ok(Some(made)),
+            Err(_) if self.accounting == AccountingChoice::CgroupOrRusage => Ok(None),
+            Err(err) => Err(BuildError::Cgroup(err)),
+        }
     }
 
     fn resolved_id_map(&self) -> IdMap {
@@ -420,14 +502,16 @@ impl ContainerBuilder {
             mode: 0o755,
             read_only: false,
         });
-        if self.workdir != "/tmp" {
-            mounts.push(Mount::Tmpfs {
-                target: "/tmp".into(),
-                size_bytes: self.tmp_bytes,
-                max_inodes: self.tmpfs_inodes,
-                mode: 0o1777,
-                read_only: false,
-            });
+        for scratch in ["/tmp", "/dev/shm"] {
+            if self.workdir != scratch {
+                mounts.push(Mount::Tmpfs {
+                    target: scratch.into(),
+                    size_bytes: self.tmp_bytes,
+                    max_inodes: self.tmpfs_inodes,
+                    mode: 0o1777,
+                    read_only: false,
+                });
+            }
         }
         mounts.extend(self.extra_mounts.iter().cloned());
         Configure {
@@ -472,6 +556,7 @@ impl ContainerBuilder {
         Request::Configure(config.clone())
             .check(0)
             .map_err(BuildError::InvalidConfig)?;
+        let cgroup = self.make_cgroup()?;
         let init = init_executable()?;
         let (host_end, container_end) = rustix::net::socketpair(
             AddressFamily::UNIX,
@@ -547,13 +632,29 @@ impl ContainerBuilder {
             Err(err) => return Err(BuildError::Handshake(err)),
         }
         match container.call(&Request::Configure(config), &[]) {
-            Ok(Reply::Ack) => Ok(container),
-            Ok(other) => Err(BuildError::Configure(ContainerError::UnexpectedReply {
-                request: "configure",
-                reply: other.kind(),
-            })),
-            Err(err) => Err(BuildError::Configure(err)),
+            Ok(Reply::Ack) => {}
+            Ok(other) => {
+                return Err(BuildError::Configure(ContainerError::UnexpectedReply {
+                    request: "configure",
+                    reply: other.kind(),
+                }));
+            }
+            Err(err) => return Err(BuildError::Configure(err)),
         }
+        if let Some((cgroup, files, fds)) = cgroup {
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+            match container.call(&Request::Cgroup(files), &borrowed) {
+                Ok(Reply::Ack) => container.set_cgroup(cgroup),
+                Ok(other) => {
+                    return Err(BuildError::Configure(ContainerError::UnexpectedReply {
+                        request: "cgroup",
+                        reply: other.kind(),
+                    }));
+                }
+                Err(err) => return Err(BuildError::Configure(err)),
+            }
+        }
+        Ok(container)
     }
 }
 

@@ -99,6 +99,8 @@ pub struct Container {
     pid: i32,
     broken: bool,
     received: Vec<OwnedFd>,
+    /// Removed when the container is dropped, after init is reaped.
+    cgroup: Option<crate::cgroup::ContainerCgroup>,
 }
 
 impl std::fmt::Debug for Container {
@@ -118,7 +120,18 @@ impl Container {
             pid,
             broken: false,
             received: Vec::new(),
+            cgroup: None,
         }
+    }
+
+    pub(crate) fn set_cgroup(&mut self, cgroup: crate::cgroup::ContainerCgroup) {
+        self.cgroup = Some(cgroup);
+    }
+
+    /// The container's cgroup directories on the host; empty when its runs
+    /// are measured by rusage.
+    pub fn cgroup_dirs(&self) -> &[std::path::PathBuf] {
+        self.cgroup.as_ref().map_or(&[], |c| c.dirs())
     }
 
     /// Init's pid in the host's PID namespace.

@@ -28,20 +28,24 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod cgroup;
 #[path = "../../init/src/channel.rs"]
 #[allow(dead_code, missing_docs)]
 mod channel;
 mod container;
 mod exec;
 mod init_binary;
+mod seccomp;
 mod sys;
 
 pub use builder::{
-    BuildError, ContainerBuilder, DEFAULT_TMP_BYTES, DEFAULT_TMPFS_INODES, DEFAULT_WORKDIR_BYTES,
-    IdMap, Namespaces,
+    AccountingChoice, BuildError, ContainerBuilder, DEFAULT_TMP_BYTES, DEFAULT_TMPFS_INODES,
+    DEFAULT_WORKDIR_BYTES, IdMap, Namespaces,
 };
+pub use cgroup::{CgroupError, CgroupFs, CgroupLayout, KernelCgroupFs};
 pub use channel::ChannelError;
 pub use container::{Container, ContainerError, Killer};
 pub use exec::ExecSpec;
 pub use hutch_protocol as protocol;
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init_len};
+pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};

@@ -51,8 +51,18 @@ fn run(container: &mut Container, argv: &[&str]) -> Output {
     run_spec(container, ExecSpec::new(argv.iter().copied()))
 }
 
+/// The default container; unprivileged, where no cgroup can be made, with
+/// rusage accounting accepted explicitly.
+fn builder() -> ContainerBuilder {
+    if rootless() {
+        ContainerBuilder::new().allow_rusage()
+    } else {
+        ContainerBuilder::new()
+    }
+}
+
 fn container() -> Container {
-    ContainerBuilder::new().build().expect("container starts")
+    builder().build().expect("container starts")
 }
 
 fn rootless() -> bool {
@@ -584,7 +594,7 @@ fn invalid_requests_are_refused_before_sending() {
 
 #[test]
 fn missing_bind_source_fails_the_build_with_its_path() {
-    let err = ContainerBuilder::new()
+    let err = builder()
         .bind("/no/such/source", "/data", false)
         .build()
         .unwrap_err();
@@ -613,10 +623,7 @@ fn optional_namespaces_can_be_turned_off() {
             ..all
         },
     ] {
-        let mut c = ContainerBuilder::new()
-            .namespaces(namespaces)
-            .build()
-            .unwrap();
+        let mut c = builder().namespaces(namespaces).build().unwrap();
         let out = run(&mut c, &["true"]);
         assert_eq!(out.result.status, Status::Ok, "{namespaces:?}");
     }
@@ -631,7 +638,7 @@ fn optional_namespaces_can_be_turned_off() {
         .collect();
     assert_eq!(interfaces, ["lo"]);
     // Without it, the host's interfaces show.
-    let mut c = ContainerBuilder::new()
+    let mut c = builder()
         .namespaces(Namespaces { net: false, ..all })
         .build()
         .unwrap();
@@ -652,10 +659,7 @@ fn mount_and_pid_namespaces_are_required() {
         ),
         (Namespaces { pid: false, ..all }, "PID"),
     ] {
-        let err = ContainerBuilder::new()
-            .namespaces(namespaces)
-            .build()
-            .unwrap_err();
+        let err = builder().namespaces(namespaces).build().unwrap_err();
         assert!(
             matches!(err, BuildError::NamespaceRequired { namespace, .. } if namespace == name),
             "{err:?}"
@@ -671,7 +675,7 @@ fn mount_and_pid_namespaces_are_required() {
 fn bind_mounts_read_only_and_writable() {
     let dir = tempdir();
     std::fs::write(format!("{dir}/in.txt"), "host data\n").unwrap();
-    let mut c = ContainerBuilder::new()
+    let mut c = builder()
         .bind(&dir, "/data", false)
         .bind(&dir, "/rw", true)
         .build()

@@ -8,12 +8,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hutch_protocol::{
-    Accounting, ErrorReply, ExecRequest, ExecResult, Limits, Request, Resource, Stage, Status,
-    Termination,
+    Accounting, CgroupVersion, ErrorReply, ExecRequest, ExecResult, Limits, Request, Resource,
+    Stage, Status, Termination,
 };
 use rustix::event::{PollFd, PollFlags};
 
+use crate::cgroup::{Baseline, Cgroup};
 use crate::channel::{Channel, ChannelError};
+
+/// The shortest sleep between two reads of the run's CPU time near its
+/// limit: a run overshoots by at most this times the number of CPUs.
+const MIN_CPU_CHECK: Duration = Duration::from_micros(500);
 use crate::sys::{self, Plan};
 
 /// What the supervisor saw end the run.
@@ -22,6 +27,8 @@ enum Ending {
     Exited,
     /// The wall-clock limit passed.
     WallTime,
+    /// The run's CPU time, measured by the cgroup, passed its limit.
+    CpuTime,
     /// The host asked for a kill.
     Killed,
 }
@@ -45,6 +52,8 @@ fn runner(stage: Stage, errno: i32, path: Option<&str>, message: String) -> Exec
 
 /// Container-wide defaults an exec falls back on.
 pub struct Defaults<'a> {
+    /// The container's cgroup, when the host set one up.
+    pub cgroup: Option<&'a mut Cgroup>,
     /// Work directory.
     pub workdir: &'a str,
     /// User id.
@@ -58,7 +67,7 @@ pub struct Defaults<'a> {
 pub fn run(
     request: &ExecRequest,
     fds: &[OwnedFd],
-    defaults: &Defaults<'_>,
+    defaults: &mut Defaults<'_>,
     channel: &mut Channel,
 ) -> Result<ExecResult, ExecFailure> {
     let env_path = request
@@ -88,7 +97,7 @@ pub fn run(
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&envp);
     let cwd = cstr(request.cwd.as_deref().unwrap_or(defaults.workdir));
-    let rlimits = rlimits(request);
+    let rlimits = rlimits(request, defaults.cgroup.is_some());
     let seccomp: Vec<libc::sock_filter> = request
         .seccomp
         .iter()
@@ -110,7 +119,21 @@ pub fn run(
     } else {
         None
     };
+    let baseline = match defaults.cgroup.as_deref_mut() {
+        Some(cgroup) => Some(
+            cgroup
+                .prepare(&request.limits)
+                .map_err(|e| os(Stage::Cgroup, e, "cannot prepare the cgroup"))?,
+        ),
+        None => None,
+    };
+    let cgroup_procs = defaults
+        .cgroup
+        .as_deref()
+        .map(Cgroup::procs)
+        .unwrap_or_default();
     let plan = Plan {
+        cgroup_procs: &cgroup_procs,
         fds: &raw_fds,
         exec_fd: request.exec_fd.map_or(-1, |i| sys::raw(&fds[i as usize])),
         path: &path,
@@ -187,10 +210,31 @@ pub fn run(
         return Ok(not_started(stage, errno, message));
     }
 
-    let ending = supervise(&child, request.limits, start, channel)?;
+    let meter = match (defaults.cgroup.as_deref(), &baseline) {
+        (Some(cgroup), Some(base)) => Some((cgroup, base)),
+        _ => None,
+    };
+    let ending = supervise(&child, request.limits, start, meter, channel)?;
     let wall = start.elapsed();
-    let (status, usage) = reap_all(child.pid);
-    Ok(judge(ending, status, &usage, wall, &request.limits))
+    let (status, mut usage) = reap_all(child.pid);
+    let mut accounting = Accounting::Rusage;
+    let mut oom_killed = false;
+    if let Some((cgroup, base)) = meter {
+        let measured = cgroup
+            .measure(base)
+            .map_err(|e| os(Stage::Cgroup, e, "cannot read the cgroup's usage"))?;
+        usage.user_ns = measured.user_ns;
+        usage.system_ns = measured.system_ns;
+        usage.max_rss_bytes = measured.peak_bytes;
+        oom_killed = measured.oom_killed;
+        accounting = match cgroup.version() {
+            CgroupVersion::V1 => Accounting::CgroupV1,
+            CgroupVersion::V2 => Accounting::CgroupV2,
+        };
+    }
+    let mut result = judge(ending, status, &usage, wall, &request.limits, oom_killed);
+    result.accounting = accounting;
+    Ok(result)
 }
 
 fn os(stage: Stage, err: std::io::Error, what: &str) -> ExecFailure {
@@ -246,29 +290,46 @@ fn stage_from(raw: u32) -> Stage {
 
 /// Waits for the program's exit, the wall-clock limit or a kill from the
 /// host, whichever comes first.
+///
+/// With a cgroup and a CPU limit, it also watches the run's CPU time without
+/// a fixed tick: it sleeps for as long as the remaining budget would last
+/// if every CPU spent it, so it never wakes after the budget is gone, and
+/// wakes ever more often as the budget runs out.
 fn supervise(
     child: &sys::Child,
     limits: Limits,
     start: Instant,
+    meter: Option<(&Cgroup, &Baseline)>,
     channel: &mut Channel,
 ) -> Result<Ending, ExecFailure> {
     let deadline = limits
         .wall_time_ns
         .map(|ns| start + Duration::from_nanos(ns));
+    let cpu_limit = limits.cpu_time_ns.filter(|_| meter.is_some());
+    let cpus = u64::from(sys::cpu_count());
     loop {
-        let timeout = match deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(Ending::WallTime);
-                }
-                Some(rustix::time::Timespec {
-                    tv_sec: left.as_secs() as i64,
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                })
+        let mut sleep: Option<Duration> = None;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Ending::WallTime);
             }
-            None => None,
-        };
+            sleep = Some(left);
+        }
+        if let (Some(limit), Some((cgroup, base))) = (cpu_limit, meter) {
+            let used = cgroup
+                .cpu_total(base)
+                .map_err(|e| os(Stage::Wait, e, "cannot read the cgroup's CPU time"))?;
+            if used >= limit {
+                return Ok(Ending::CpuTime);
+            }
+            let budget = Duration::from_nanos((limit - used) / cpus).max(MIN_CPU_CHECK);
+            sleep = Some(sleep.map_or(budget, |s| s.min(budget)));
+        }
+        let timeout = sleep.map(|left| rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        });
         let socket = channel.socket();
         let mut polls = [
             PollFd::new(&child.pidfd, PollFlags::IN),
@@ -360,6 +421,7 @@ fn judge(
     usage: &Usage,
     wall: Duration,
     limits: &Limits,
+    oom_killed: bool,
 ) -> ExecResult {
     let termination = if libc::WIFEXITED(status) {
         Termination::Exited(libc::WEXITSTATUS(status))
@@ -370,6 +432,8 @@ fn judge(
     let over_cpu = limits.cpu_time_ns.is_some_and(|limit| cpu > limit);
     let verdict = match (ending, termination) {
         (Ending::WallTime, _) => Status::WallTimeLimit,
+        (Ending::CpuTime, _) => Status::TimeLimit,
+        _ if oom_killed => Status::MemoryLimit,
         (_, Termination::Signalled(libc::SIGXCPU)) => Status::TimeLimit,
         _ if usage.cpu_limit_signal && limits.cpu_time_ns.is_some() => Status::TimeLimit,
         _ if over_cpu => Status::TimeLimit,
@@ -397,10 +461,17 @@ fn judge(
 /// Resource limits for the child: the request's, plus the ones its limits
 /// imply (CPU seconds as a backstop, file size for the output limit) and
 /// core dumps off.
-fn rlimits(request: &ExecRequest) -> Vec<(c_int, u64, u64)> {
+fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool) -> Vec<(c_int, u64, u64)> {
     let mut out: Vec<(c_int, u64, u64)> = vec![(libc::RLIMIT_CORE as c_int, 0, 0)];
+    // The stack may grow as far as the memory limit allows.
+    if let Some(memory) = request.limits.memory_bytes {
+        out.push((libc::RLIMIT_STACK as c_int, memory, memory));
+    }
     if let Some(cpu) = request.limits.cpu_time_ns {
-        let secs = cpu.div_ceil(1_000_000_000);
+        // Per process and in whole seconds: exact only without a cgroup.
+        // With one, init stops the run at the limit, and this stays a
+        // backstop a second later, so SIGXCPU never decides the verdict.
+        let secs = cpu.div_ceil(1_000_000_000) + u64::from(cgroup_watches_cpu);
         out.push((libc::RLIMIT_CPU as c_int, secs, secs + 1));
     }
     if let Some(output) = request.limits.output_bytes {

@@ -11,6 +11,7 @@
 //! cannot be decoded gets an error reply and init exits, since it can no
 //! longer trust its view of the conversation.
 
+mod cgroup;
 mod channel;
 mod configure;
 mod exec;
@@ -60,6 +61,7 @@ enum State {
 }
 
 struct Ready {
+    cgroup: Option<cgroup::Cgroup>,
     workdir: String,
     uid: u32,
     gid: u32,
@@ -110,7 +112,7 @@ impl Init {
         }
     }
 
-    fn handle(&mut self, request: Request, fds: &mut [OwnedFd]) -> Result<(), ChannelError> {
+    fn handle(&mut self, request: Request, fds: &mut Vec<OwnedFd>) -> Result<(), ChannelError> {
         let reply = match (&mut self.state, request) {
             (_, Request::Ping) => Reply::Pong,
             (State::Fresh, Request::Hello(hello)) => {
@@ -125,6 +127,7 @@ impl Init {
             (State::Greeted, Request::Configure(config)) => match configure::apply(&config) {
                 Ok(scratch) => {
                     self.state = State::Ready(Ready {
+                        cgroup: None,
                         workdir: config.workdir,
                         uid: config.uid,
                         gid: config.gid,
@@ -177,13 +180,18 @@ impl Init {
                 fds_attached: 0,
             }),
             (State::Ready(ready), Request::Reset) => reset(ready),
+            (State::Ready(ready), Request::Cgroup(files)) if ready.cgroup.is_none() => {
+                ready.cgroup = Some(cgroup::Cgroup::new(&files, std::mem::take(fds)));
+                Reply::Ack
+            }
             (State::Ready(ready), Request::Exec(request)) => {
-                let defaults = exec::Defaults {
+                let mut defaults = exec::Defaults {
+                    cgroup: ready.cgroup.as_mut(),
                     workdir: &ready.workdir,
                     uid: ready.uid,
                     gid: ready.gid,
                 };
-                match exec::run(&request, fds, &defaults, &mut self.channel) {
+                match exec::run(&request, fds, &mut defaults, &mut self.channel) {
                     Ok(result) => Reply::Finished(result),
                     // It never started: a verdict, and the container stays usable.
                     Err(exec::ExecFailure::Runner(error)) => {

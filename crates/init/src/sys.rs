@@ -20,6 +20,8 @@ pub const MAX_RLIMITS: usize = 16;
 
 /// Everything the child needs, prepared by init before the clone.
 pub struct Plan<'a> {
+    /// `cgroup.procs` descriptors to join before anything else.
+    pub cgroup_procs: &'a [RawFd],
     /// Descriptors that become the program's fds `0..fds.len()`.
     pub fds: &'a [RawFd],
     /// A descriptor to execute with `execveat`, or -1.
@@ -171,6 +173,18 @@ fn child_main(plan: &Plan<'_>) -> ! {
         }
     }
 
+    // Join the run's cgroup before the program can run one instruction.
+    for &procs in plan.cgroup_procs {
+        let ret = raw!(libc::SYS_write, procs, c"0".as_ptr(), 1usize);
+        if ret != 1 {
+            fail(
+                plan,
+                Stage::Cgroup,
+                if ret < 0 { -ret } else { libc::EIO.into() },
+            );
+        }
+    }
+
     // Map the descriptors onto 0..n: first lift every source above n so no
     // dup3 overwrites a source still to be read, then place them.
     let n = plan.fds.len();
@@ -199,6 +213,15 @@ fn child_main(plan: &Plan<'_>) -> ! {
         plan,
         Stage::Fds,
         raw!(libc::SYS_close_range, n, c_int::MAX, CLOSE_RANGE_CLOEXEC),
+    );
+
+    // A fresh IPC namespace per run: SysV shared memory, semaphores and
+    // message queues and POSIX message queues of one run never reach the
+    // next; they go when the run's last process does.
+    check(
+        plan,
+        Stage::Spawn,
+        raw!(libc::SYS_unshare, libc::CLONE_NEWIPC),
     );
 
     check(plan, Stage::Chdir, raw!(libc::SYS_chdir, plan.cwd.as_ptr()));
@@ -396,4 +419,19 @@ pub fn kill(pid: i32) {
 /// Raw descriptor of an owned fd, for the plan.
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
+}
+
+/// How many CPUs this process may run on.
+pub fn cpu_count() -> u32 {
+    // SAFETY: cpu_set_t is plain data; zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes
+    // into the live local `set`.
+    let ret =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if ret != 0 {
+        return 1;
+    }
+    // SAFETY: CPU_COUNT reads the set initialised above.
+    (unsafe { libc::CPU_COUNT(&set) }).max(1) as u32
 }

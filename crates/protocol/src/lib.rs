@@ -57,8 +57,8 @@ pub use reply::{
     Status, Termination,
 };
 pub use request::{
-    Access, BpfInstruction, Configure, Delete, ExecRequest, Hello, Limits, Mount, MountFlags,
-    OpenFlags, OpenItem, Request, Resource, Rlimit, SymlinkItem,
+    Access, BpfInstruction, CgroupFile, CgroupFiles, CgroupVersion, Configure, Delete, ExecRequest,
+    Hello, Limits, Mount, MountFlags, OpenFlags, OpenItem, Request, Resource, Rlimit, SymlinkItem,
 };
 pub use validate::{
     MAX_ARGS, MAX_BATCH, MAX_BPF_INSTRUCTIONS, MAX_ENV, MAX_MOUNTS, MAX_NAME_LEN, MAX_PATH_LEN,

@@ -49,6 +49,69 @@ pub enum Request {
     /// init ignores it (so a kill racing with the end of a run cannot leave
     /// a stray reply behind). Tag 9.
     Kill,
+    /// Hand init the container's cgroup files (attached as `SCM_RIGHTS`, in
+    /// the order of [`CgroupFiles::files`]), opened by the host. From then
+    /// on every program joins the cgroup before its first instruction, and
+    /// init measures and limits each run through these files. Answered by
+    /// [`Reply::Ack`](crate::Reply::Ack). Tag 10.
+    Cgroup(CgroupFiles),
+}
+
+/// The cgroup files of a container, one attached descriptor each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct CgroupFiles {
+    /// Which cgroup version the files belong to.
+    pub version: CgroupVersion,
+    /// What each attached descriptor is, in attachment order.
+    pub files: Vec<CgroupFile>,
+}
+
+/// A cgroup hierarchy version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum CgroupVersion {
+    /// Legacy per-controller hierarchies. Tag 0.
+    V1,
+    /// The unified hierarchy. Tag 1.
+    V2,
+}
+
+/// What one attached cgroup descriptor is. Tags follow declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum CgroupFile {
+    /// A `cgroup.procs` a program writes `0` to, joining that cgroup (one per
+    /// v1 hierarchy, one in v2). Write-only. Tag 0.
+    Procs,
+    /// v1 `cpuacct.usage_user`: user CPU in ns; writing 0 to
+    /// [`CgroupFile::CpuUsage`] resets it. Read-only. Tag 1.
+    CpuUser,
+    /// v1 `cpuacct.usage_sys`: system CPU in ns. Read-only. Tag 2.
+    CpuSystem,
+    /// v1 `cpuacct.usage`: total CPU in ns; writing 0 resets the three.
+    /// Read-write. Tag 3.
+    CpuUsage,
+    /// v2 `cpu.stat` (`usage_usec`, `user_usec`, `system_usec`). Read-only.
+    /// Tag 4.
+    CpuStat,
+    /// v1 `memory.max_usage_in_bytes` (write 0 to reset) or v2
+    /// `memory.peak` (write `reset` to reset for this descriptor).
+    /// Read-write. Tag 5.
+    MemoryPeak,
+    /// v1 `memory.oom_control` or v2 `memory.events`: the `oom_kill` count.
+    /// Read-only. Tag 6.
+    OomEvents,
+    /// v1 `memory.limit_in_bytes` or v2 `memory.max`. Write-only. Tag 7.
+    MemoryLimit,
+    /// v1 `memory.memsw.limit_in_bytes` (memory plus swap) or v2
+    /// `memory.swap.max` (swap alone, kept at 0). Write-only. Tag 8.
+    SwapLimit,
+    /// v1 `memory.force_empty`: drops what earlier runs left charged.
+    /// Write-only. Tag 9.
+    ForceEmpty,
+    /// `pids.max`. Write-only. Tag 10.
+    PidsLimit,
 }
 
 /// The host's half of the handshake.

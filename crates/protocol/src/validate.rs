@@ -144,6 +144,20 @@ pub enum ValidationError {
         /// Largest accepted.
         max: i128,
     },
+    /// A cgroup file that does not exist in the named cgroup version.
+    #[error("cgroup file {file:?} does not exist in cgroup {version:?}")]
+    CgroupFile {
+        /// The file.
+        file: crate::CgroupFile,
+        /// The version.
+        version: crate::CgroupVersion,
+    },
+    /// A cgroup file (other than `Procs`) given twice.
+    #[error("cgroup file {file:?} is given twice")]
+    DuplicateCgroupFile {
+        /// The file.
+        file: crate::CgroupFile,
+    },
     /// One resource has two rlimits.
     #[error("rlimit {resource:?} is given twice")]
     DuplicateRlimit {
@@ -249,6 +263,7 @@ impl Request {
                 count("symlink items", items.len(), 1, MAX_BATCH)?;
                 items.iter().try_for_each(SymlinkItem::check)?;
             }
+            Request::Cgroup(cgroup) => return cgroup.check(fds_attached),
             Request::Ping | Request::Reset | Request::Proceed | Request::Kill => {}
         }
         no_fds(self.kind(), fds_attached)
@@ -274,6 +289,7 @@ impl Request {
             Request::Exec(_) => "exec",
             Request::Proceed => "proceed",
             Request::Kill => "kill",
+            Request::Cgroup(_) => "cgroup",
         }
     }
 }
@@ -358,6 +374,44 @@ impl Reply {
             Reply::Started { .. } => "started reply",
             Reply::Finished(_) => "finished reply",
         }
+    }
+}
+
+impl crate::CgroupFiles {
+    fn check(&self, fds_attached: usize) -> Result {
+        use crate::{CgroupFile as F, CgroupVersion as V};
+        count("cgroup files", self.files.len(), 1, MAX_FDS_PER_FRAME)?;
+        if fds_attached != self.files.len() {
+            return Err(ValidationError::FdCount {
+                message: "cgroup",
+                attached: fds_attached,
+                expected: self.files.len(),
+            });
+        }
+        let procs = self.files.iter().filter(|f| **f == F::Procs).count();
+        if procs == 0 {
+            return Err(ValidationError::Empty {
+                field: "cgroup procs files",
+            });
+        }
+        for (index, file) in self.files.iter().enumerate() {
+            let fits = match file {
+                F::Procs => true,
+                F::CpuUser | F::CpuSystem | F::CpuUsage | F::ForceEmpty => self.version == V::V1,
+                F::CpuStat => self.version == V::V2,
+                F::MemoryPeak | F::OomEvents | F::MemoryLimit | F::SwapLimit | F::PidsLimit => true,
+            };
+            if !fits {
+                return Err(ValidationError::CgroupFile {
+                    file: *file,
+                    version: self.version,
+                });
+            }
+            if *file != F::Procs && self.files[..index].contains(file) {
+                return Err(ValidationError::DuplicateCgroupFile { file: *file });
+            }
+        }
+        Ok(())
     }
 }
 

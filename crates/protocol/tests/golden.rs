@@ -188,8 +188,20 @@ mod request {
         proceed: "proceed" => [
             0x48, 0x54, 0x01, 0x00, 0x08,
         ];
-        kill: "kill" => [
+                kill: "kill" => [
             0x48, 0x54, 0x01, 0x00, 0x09,
+        ];
+        // tag 10, version V1 (0), 12 files: three Procs (0), then tags 1, 2,
+        // 3, 5, 6, 7, 8, 9, 10.
+        cgroup_v1: "cgroup-v1" => [
+            0x48, 0x54, 0x01, 0x00, 0x0a, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x02,
+            0x03, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a,
+        ];
+        // tag 10, version V2 (1), 7 files: Procs, CpuStat (4), then 5, 6, 7,
+        // 8, 10.
+        cgroup_v2: "cgroup-v2" => [
+            0x48, 0x54, 0x01, 0x00, 0x0a, 0x01, 0x07, 0x00, 0x04, 0x05, 0x06, 0x07,
+            0x08, 0x0a,
         ];
     }
 }
@@ -487,6 +499,13 @@ impl Coverage {
             }
             Request::Proceed => "proceed",
             Request::Kill => "kill",
+            Request::Cgroup(cgroup) => {
+                self.note(format!("CgroupVersion::{:?}", cgroup.version));
+                for file in &cgroup.files {
+                    self.note(format!("CgroupFile::{file:?}"));
+                }
+                "cgroup"
+            }
         };
         self.note(format!("Request::{variant}"));
     }
@@ -633,6 +652,20 @@ fn golden_requests_cover_every_variant_and_option() {
         "Request::exec",
         "Request::proceed",
         "Request::kill",
+        "Request::cgroup",
+        "CgroupVersion::V1",
+        "CgroupVersion::V2",
+        "CgroupFile::Procs",
+        "CgroupFile::CpuUser",
+        "CgroupFile::CpuSystem",
+        "CgroupFile::CpuUsage",
+        "CgroupFile::CpuStat",
+        "CgroupFile::MemoryPeak",
+        "CgroupFile::OomEvents",
+        "CgroupFile::MemoryLimit",
+        "CgroupFile::SwapLimit",
+        "CgroupFile::ForceEmpty",
+        "CgroupFile::PidsLimit",
         "Mount::bind",
         "Mount::tmpfs",
         "Mount::proc",

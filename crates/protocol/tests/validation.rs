@@ -1506,3 +1506,59 @@ fn negative_numbers_are_reported_with_their_sign() {
         result_error(result(Status::NonzeroExit, Termination::Exited(-1), None)).to_string();
     assert_eq!(message, "exit code is -1, outside 0..=255");
 }
+
+fn cgroup(
+    version: hutch_protocol::CgroupVersion,
+    files: Vec<hutch_protocol::CgroupFile>,
+) -> Request {
+    Request::Cgroup(hutch_protocol::CgroupFiles { version, files })
+}
+
+#[test]
+fn cgroup_files_must_match_the_descriptors_and_the_version() {
+    use hutch_protocol::{CgroupFile as F, CgroupVersion as V};
+    let v2 = vec![F::Procs, F::CpuStat, F::MemoryPeak];
+    assert!(cgroup(V::V2, v2.clone()).validate(3).is_ok());
+    assert_eq!(
+        cgroup(V::V2, v2.clone()).validate(2).unwrap_err(),
+        fd_count("cgroup", 2, 3)
+    );
+    assert_eq!(
+        cgroup(V::V2, vec![F::Procs, F::CpuUsage])
+            .validate(2)
+            .unwrap_err(),
+        E::CgroupFile {
+            file: F::CpuUsage,
+            version: V::V2
+        }
+    );
+    assert_eq!(
+        cgroup(V::V1, vec![F::Procs, F::CpuStat])
+            .validate(2)
+            .unwrap_err(),
+        E::CgroupFile {
+            file: F::CpuStat,
+            version: V::V1
+        }
+    );
+    assert_eq!(
+        cgroup(V::V1, vec![F::Procs, F::MemoryPeak, F::MemoryPeak])
+            .validate(3)
+            .unwrap_err(),
+        E::DuplicateCgroupFile {
+            file: F::MemoryPeak
+        }
+    );
+    assert_eq!(
+        cgroup(V::V1, vec![F::MemoryPeak]).validate(1).unwrap_err(),
+        E::Empty {
+            field: "cgroup procs files"
+        }
+    );
+    assert!(
+        cgroup(V::V1, vec![F::Procs, F::Procs, F::Procs])
+            .validate(3)
+            .is_ok(),
+        "one procs file per v1 hierarchy"
+    );
+}

@@ -10,10 +10,10 @@
 #![allow(dead_code)]
 
 use hutch_protocol::{
-    Access, Accounting, Batch, BpfInstruction, Configure, Delete, ErrorReply, ExecRequest,
-    ExecResult, Hello, HelloReply, ItemError, ItemOutcome, Limits, MAX_FRAME_LEN, Mount,
-    MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request, Resource, Rlimit, Stage,
-    Status, SymlinkItem, Termination, encode_reply, encode_request,
+    Access, Accounting, Batch, BpfInstruction, CgroupFile, CgroupFiles, CgroupVersion, Configure,
+    Delete, ErrorReply, ExecRequest, ExecResult, Hello, HelloReply, ItemError, ItemOutcome, Limits,
+    MAX_FRAME_LEN, Mount, MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request,
+    Resource, Rlimit, Stage, Status, SymlinkItem, Termination, encode_reply, encode_request,
 };
 
 /// Every stage, in wire-tag order, with the name its sample carries.
@@ -411,6 +411,41 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
         ),
         ("proceed", Request::Proceed),
         ("kill", Request::Kill),
+        (
+            "cgroup-v1",
+            Request::Cgroup(CgroupFiles {
+                version: CgroupVersion::V1,
+                files: vec![
+                    CgroupFile::Procs,
+                    CgroupFile::Procs,
+                    CgroupFile::Procs,
+                    CgroupFile::CpuUser,
+                    CgroupFile::CpuSystem,
+                    CgroupFile::CpuUsage,
+                    CgroupFile::MemoryPeak,
+                    CgroupFile::OomEvents,
+                    CgroupFile::MemoryLimit,
+                    CgroupFile::SwapLimit,
+                    CgroupFile::ForceEmpty,
+                    CgroupFile::PidsLimit,
+                ],
+            }),
+        ),
+        (
+            "cgroup-v2",
+            Request::Cgroup(CgroupFiles {
+                version: CgroupVersion::V2,
+                files: vec![
+                    CgroupFile::Procs,
+                    CgroupFile::CpuStat,
+                    CgroupFile::MemoryPeak,
+                    CgroupFile::OomEvents,
+                    CgroupFile::MemoryLimit,
+                    CgroupFile::SwapLimit,
+                    CgroupFile::PidsLimit,
+                ],
+            }),
+        ),
     ]
 }
 
@@ -510,6 +545,7 @@ pub(crate) fn request_fds(request: &Request) -> usize {
             .map(|&index| index as usize + 1)
             .max()
             .unwrap_or(0),
+        Request::Cgroup(cgroup) => cgroup.files.len(),
         _ => 0,
     }
 }

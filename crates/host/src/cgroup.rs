@@ -1,0 +1,513 @@
+//! The container's cgroup: found, created and removed by the host, handed
+//! to init as open descriptors.
+//!
+//! One cgroup per container, created under this process's own cgroup (or a
+//! parent the caller names), in each v1 hierarchy hutch uses (`memory`,
+//! `cpuacct`, `pids`) or once in the unified v2 hierarchy. The host opens
+//! the control files and sends them to init with one `Cgroup` request; init
+//! then moves each program in before it runs, resets the counters before
+//! each run, and reads them after. Init stays outside the cgroup, so a run's
+//! memory and CPU are the run's alone.
+//!
+//! The file system calls that only a real cgroup file system answers —
+//! making and removing a group, which creates and deletes its control files
+//! — go through [`CgroupFs`], so tests can stand a fake tree in.
+
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hutch_protocol::{CgroupFile, CgroupFiles, CgroupVersion};
+
+/// Why the container's cgroup could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CgroupError {
+    /// No usable cgroup hierarchy was found.
+    #[error("no usable cgroup hierarchy: {why}; {FIX}")]
+    Unavailable {
+        /// What is missing.
+        why: String,
+    },
+    /// Reading `/proc/self/cgroup` or `/proc/self/mountinfo` failed.
+    #[error("cannot read {path}")]
+    Proc {
+        /// The file.
+        path: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container's cgroup could not be created.
+    #[error("cannot create the cgroup {}; {FIX}", path.display())]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// v2 controllers could not be enabled for the container's cgroup.
+    #[error(
+        "cannot enable the memory and pids controllers in {}: a cgroup v2 parent must hold no \
+         processes of its own; name an empty delegated parent (ContainerBuilder::cgroup_parent)",
+        path.display()
+    )]
+    Controllers {
+        /// The parent's `cgroup.subtree_control`.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A control file could not be opened or written.
+    #[error("cannot use the cgroup file {}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to fix a cgroup failure, in every message that needs it.
+const FIX: &str = "run as root, or delegate a cgroup subtree to this user and name it with \
+                   ContainerBuilder::cgroup_parent, or accept rusage accounting \
+                   (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)";
+
+/// The operations a real cgroup file system does differently from a plain
+/// directory tree.
+pub trait CgroupFs: Send + Sync + std::fmt::Debug {
+    /// Makes a group; the kernel creates its control files.
+    fn make_group(&self, dir: &Path) -> std::io::Result<()>;
+    /// Removes an empty group.
+    fn remove_group(&self, dir: &Path) -> std::io::Result<()>;
+}
+
+/// The kernel's cgroup file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KernelCgroupFs;
+
+impl CgroupFs for KernelCgroupFs {
+    fn make_group(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir(dir)
+    }
+
+    fn remove_group(&self, dir: &Path) -> std::io::Result<()> {
+        // A group whose last tasks are still being torn down reports EBUSY
+        // for a moment after they were reaped.
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Where a container's cgroup goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// v1: the parent directory in each hierarchy.
+    V1 {
+        /// In the `memory` hierarchy.
+        memory: PathBuf,
+        /// In the `cpuacct` hierarchy.
+        cpuacct: PathBuf,
+        /// In the `pids` hierarchy.
+        pids: PathBuf,
+    },
+    /// v2: the parent directory in the unified hierarchy.
+    V2 {
+        /// The parent.
+        parent: PathBuf,
+    },
+}
+
+impl CgroupLayout {
+    /// Finds this process's own cgroups: v2 when the unified hierarchy
+    /// offers the memory and pids controllers, else v1 when the memory,
+    /// cpuacct and pids hierarchies are mounted.
+    pub fn detect() -> Result<Self, CgroupError> {
+        let read = |path: &'static str| {
+            std::fs::read_to_string(path).map_err(|source| CgroupError::Proc { path, source })
+        };
+        let cgroups = read("/proc/self/cgroup")?;
+        let mountinfo = read("/proc/self/mountinfo")?;
+        Self::from_proc(&cgroups, &mountinfo)
+    }
+
+    /// [`detect`](Self::detect) on given contents of `/proc/self/cgroup` and
+    /// `/proc/self/mountinfo`.
+    pub fn from_proc(cgroups: &str, mountinfo: &str) -> Result<Self, CgroupError> {
+        let mounts = parse_mounts(mountinfo);
+        let own = |controller: Option<&str>| -> Option<PathBuf> {
+            let path = cgroups.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let wanted = match controller {
+                    None => names.is_empty(),
+                    Some(name) => names.split(',').any(|n| n == name),
+                };
+                wanted.then_some(path)
+            })?;
+            let mount = mounts.iter().find(|m| match controller {
+                None => m.fstype == "cgroup2",
+                Some(name) => m.fstype == "cgroup" && m.options.split(',').any(|o| o == name),
+            })?;
+            let relative = path.strip_prefix(&mount.root).unwrap_or(path);
+            Some(mount.point.join(relative.trim_start_matches('/')))
+        };
+        if let Some(dir) = own(None) {
+            let controllers =
+                std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            let has = |name| controllers.split_whitespace().any(|c| c == name);
+            if has("memory") && has("pids") {
+                return Ok(CgroupLayout::V2 { parent: dir });
+            }
+        }
+        match (own(Some("memory")), own(Some("cpuacct")), own(Some("pids"))) {
+            (Some(memory), Some(cpuacct), Some(pids)) => Ok(CgroupLayout::V1 {
+                memory,
+                cpuacct,
+                pids,
+            }),
+            _ => Err(CgroupError::Unavailable {
+                why: "neither a cgroup v2 hierarchy with the memory and pids controllers nor \
+                      v1 memory, cpuacct and pids hierarchies are mounted"
+                    .into(),
+            }),
+        }
+    }
+
+    /// The same layout under another parent directory (v2), or another
+    /// parent in every v1 hierarchy (a path relative to each hierarchy's
+    /// current parent).
+    pub fn with_parent(&self, parent: &Path) -> Self {
+        match self {
+            CgroupLayout::V2 { .. } => CgroupLayout::V2 {
+                parent: parent.to_owned(),
+            },
+            CgroupLayout::V1 {
+                memory,
+                cpuacct,
+                pids,
+            } => {
+                let relative = parent.strip_prefix("/").unwrap_or(parent);
+                CgroupLayout::V1 {
+                    memory: memory.join(relative),
+                    cpuacct: cpuacct.join(relative),
+                    pids: pids.join(relative),
+                }
+            }
+        }
+    }
+}
+
+struct MountEntry {
+    root: String,
+    point: PathBuf,
+    fstype: String,
+    options: String,
+}
+
+fn parse_mounts(mountinfo: &str) -> Vec<MountEntry> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let mut right = right.split(' ');
+            let fstype = right.next()?;
+            let _source = right.next()?;
+            let options = right.next().unwrap_or("");
+            Some(MountEntry {
+                root: unescape(fields.get(3)?),
+                point: PathBuf::from(unescape(fields.get(4)?)),
+                fstype: fstype.to_owned(),
+                options: options.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            out.push(
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'),
+            );
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A container's cgroup: the groups made for it, removed on drop.
+#[derive(Debug)]
+pub(crate) struct ContainerCgroup {
+    fs: Arc<dyn CgroupFs>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for ContainerCgroup {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            let _ = self.fs.remove_group(dir);
+        }
+    }
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Access modes of control files.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+impl ContainerCgroup {
+    /// Makes the container's group(s) and opens the files init needs.
+    pub(crate) fn create(
+        layout: &CgroupLayout,
+        fs: Arc<dyn CgroupFs>,
+    ) -> Result<(Self, CgroupFiles, Vec<OwnedFd>), CgroupError> {
+        let name = format!(
+            "hutch-{}-{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut cgroup = ContainerCgroup {
+            fs,
+            dirs: Vec::new(),
+        };
+        let mut files = Vec::new();
+        let mut fds = Vec::new();
+        let mut add =
+            |dir: &Path, file: &str, kind: CgroupFile, access: Access| -> Result<(), CgroupError> {
+                fds.push(open(&dir.join(file), access)?);
+                files.push(kind);
+                Ok(())
+            };
+        let version = match layout {
+            CgroupLayout::V1 {
+                memory,
+                cpuacct,
+                pids,
+            } => {
+                let memory = cgroup.make(memory, &name)?;
+                let cpuacct = cgroup.make(cpuacct, &name)?;
+                let pids = cgroup.make(pids, &name)?;
+                for dir in [&memory, &cpuacct, &pids] {
+                    add(dir, "cgroup.procs", CgroupFile::Procs, Access::Write)?;
+                }
+                add(
+                    &cpuacct,
+                    "cpuacct.usage_user",
+                    CgroupFile::CpuUser,
+                    Access::Read,
+                )?;
+                add(
+                    &cpuacct,
+                    "cpuacct.usage_sys",
+                    CgroupFile::CpuSystem,
+                    Access::Read,
+                )?;
+                add(
+                    &cpuacct,
+                    "cpuacct.usage",
+                    CgroupFile::CpuUsage,
+                    Access::ReadWrite,
+                )?;
+                add(
+                    &memory,
+                    "memory.max_usage_in_bytes",
+                    CgroupFile::MemoryPeak,
+                    Access::ReadWrite,
+                )?;
+                add(
+                    &memory,
+                    "memory.oom_control",
+                    CgroupFile::OomEvents,
+                    Access::Read,
+                )?;
+                add(
+                    &memory,
+                    "memory.limit_in_bytes",
+                    CgroupFile::MemoryLimit,
+                    Access::Write,
+                )?;
+                if memory.join("memory.memsw.limit_in_bytes").exists() {
+                    add(
+                        &memory,
+                        "memory.memsw.limit_in_bytes",
+                        CgroupFile::SwapLimit,
+                        Access::Write,
+                    )?;
+                } else {
+                    // Without swap accounting, keep the group from swapping.
+                    write(&memory.join("memory.swappiness"), "0")?;
+                }
+                add(
+                    &memory,
+                    "memory.force_empty",
+                    CgroupFile::ForceEmpty,
+                    Access::Write,
+                )?;
+                add(&pids, "pids.max", CgroupFile::PidsLimit, Access::Write)?;
+                CgroupVersion::V1
+            }
+            CgroupLayout::V2 { parent } => {
+                enable_controllers(parent)?;
+                let dir = cgroup.make(parent, &name)?;
+                add(&dir, "cgroup.procs", CgroupFile::Procs, Access::Write)?;
+                add(&dir, "cpu.stat", CgroupFile::CpuStat, Access::Read)?;
+                add(
+                    &dir,
+                    "memory.peak",
+                    CgroupFile::MemoryPeak,
+                    Access::ReadWrite,
+                )?;
+                add(&dir, "memory.events", CgroupFile::OomEvents, Access::Read)?;
+                add(&dir, "memory.max", CgroupFile::MemoryLimit, Access::Write)?;
+                add(
+                    &dir,
+                    "memory.swap.max",
+                    CgroupFile::SwapLimit,
+                    Access::Write,
+                )?;
+                add(&dir, "pids.max", CgroupFile::PidsLimit, Access::Write)?;
+                CgroupVersion::V2
+            }
+        };
+        Ok((cgroup, CgroupFiles { version, files }, fds))
+    }
+
+    fn make(&mut self, parent: &Path, name: &str) -> Result<PathBuf, CgroupError> {
+        let dir = parent.join(name);
+        self.fs
+            .make_group(&dir)
+            .map_err(|source| CgroupError::Create {
+                path: dir.clone(),
+                source,
+            })?;
+        self.dirs.push(dir.clone());
+        Ok(dir)
+    }
+
+    /// The group directories, for tests and diagnostics.
+    pub(crate) fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+}
+
+fn open(path: &Path, access: Access) -> Result<OwnedFd, CgroupError> {
+    let mut options = OpenOptions::new();
+    match access {
+        Access::Read => options.read(true),
+        Access::Write => options.write(true),
+        Access::ReadWrite => options.read(true).write(true),
+    };
+    options
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| CgroupError::File {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::File {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Makes sure the v2 parent hands the memory and pids controllers to its
+/// children.
+fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
+    let path = parent.join("cgroup.subtree_control");
+    let enabled = std::fs::read_to_string(&path).unwrap_or_default();
+    let has = |name| enabled.split_whitespace().any(|c| c == name);
+    if has("memory") && has("pids") {
+        return Ok(());
+    }
+    std::fs::write(&path, "+memory +pids")
+        .map_err(|source| CgroupError::Controllers { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1_CGROUP: &str =
+        "9:name=systemd:/\n8:pids:/\n4:memory:/jobs/a1\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+    const V1_MOUNTS: &str = "\
+30 25 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+34 30 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+38 30 0:34 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 30 0:36 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn v1_layout_is_found_from_proc() {
+        let layout = CgroupLayout::from_proc(V1_CGROUP, V1_MOUNTS).unwrap();
+        assert_eq!(
+            layout,
+            CgroupLayout::V1 {
+                memory: "/sys/fs/cgroup/memory/jobs/a1".into(),
+                cpuacct: "/sys/fs/cgroup/cpuacct".into(),
+                pids: "/sys/fs/cgroup/pids".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn missing_hierarchies_are_reported() {
+        let mounts = "34 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        let err = CgroupLayout::from_proc(V1_CGROUP, mounts).unwrap_err();
+        assert!(
+            err.to_string().contains("no usable cgroup hierarchy"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("allow-rusage"), "{err}");
+    }
+
+    #[test]
+    fn mount_roots_and_escapes_are_honoured() {
+        let cgroups = "0::/user.slice/job\n";
+        let mounts = "40 30 0:36 /user.slice /mnt/cg\\0402 rw - cgroup2 cgroup2 rw\n";
+        // The unified mount has no controllers file here, so v2 is not
+        // usable, and no v1 hierarchy exists.
+        assert!(CgroupLayout::from_proc(cgroups, mounts).is_err());
+        let parsed = parse_mounts(mounts);
+        assert_eq!(parsed[0].point, PathBuf::from("/mnt/cg 2"));
+        assert_eq!(parsed[0].root, "/user.slice");
+    }
+}

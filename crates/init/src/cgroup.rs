@@ -1,0 +1,324 @@
+//! The container's cgroup, as init sees it: descriptors the host opened on
+//! its cgroup files and handed over once. Init needs no cgroup file system
+//! of its own; it resets the counters before each run, sets the run's
+//! limits, reads CPU time while the run goes on, and reads the peak memory
+//! and the OOM kills after it.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use hutch_protocol::{CgroupFile, CgroupFiles, CgroupVersion, Limits};
+
+/// The container's cgroup files.
+pub struct Cgroup {
+    version: CgroupVersion,
+    procs: Vec<OwnedFd>,
+    cpu_user: Option<OwnedFd>,
+    cpu_system: Option<OwnedFd>,
+    cpu_usage: Option<OwnedFd>,
+    cpu_stat: Option<OwnedFd>,
+    memory_peak: Option<OwnedFd>,
+    oom_events: Option<OwnedFd>,
+    memory_limit: Option<OwnedFd>,
+    swap_limit: Option<OwnedFd>,
+    force_empty: Option<OwnedFd>,
+    pids_limit: Option<OwnedFd>,
+    /// Limits last written, to skip writes that change nothing.
+    written: Option<(Option<u64>, Option<u32>)>,
+}
+
+/// Counters at the start of a run, for what cannot be reset.
+pub struct Baseline {
+    user_ns: u64,
+    system_ns: u64,
+    oom_kills: u64,
+}
+
+/// A run's usage, measured by the cgroup.
+pub struct Measured {
+    /// User CPU time.
+    pub user_ns: u64,
+    /// System CPU time.
+    pub system_ns: u64,
+    /// Peak memory.
+    pub peak_bytes: u64,
+    /// Whether the kernel's OOM killer struck during the run.
+    pub oom_killed: bool,
+}
+
+impl Cgroup {
+    /// Takes the descriptors in the order `files` names them.
+    pub fn new(files: &CgroupFiles, fds: Vec<OwnedFd>) -> Self {
+        let mut cgroup = Cgroup {
+            version: files.version,
+            procs: Vec::new(),
+            cpu_user: None,
+            cpu_system: None,
+            cpu_usage: None,
+            cpu_stat: None,
+            memory_peak: None,
+            oom_events: None,
+            memory_limit: None,
+            swap_limit: None,
+            force_empty: None,
+            pids_limit: None,
+            written: None,
+        };
+        for (file, fd) in files.files.iter().zip(fds) {
+            let slot = match file {
+                CgroupFile::Procs => {
+                    cgroup.procs.push(fd);
+                    continue;
+                }
+                CgroupFile::CpuUser => &mut cgroup.cpu_user,
+                CgroupFile::CpuSystem => &mut cgroup.cpu_system,
+                CgroupFile::CpuUsage => &mut cgroup.cpu_usage,
+                CgroupFile::CpuStat => &mut cgroup.cpu_stat,
+                CgroupFile::MemoryPeak => &mut cgroup.memory_peak,
+                CgroupFile::OomEvents => &mut cgroup.oom_events,
+                CgroupFile::MemoryLimit => &mut cgroup.memory_limit,
+                CgroupFile::SwapLimit => &mut cgroup.swap_limit,
+                CgroupFile::ForceEmpty => &mut cgroup.force_empty,
+                CgroupFile::PidsLimit => &mut cgroup.pids_limit,
+            };
+            *slot = Some(fd);
+        }
+        cgroup
+    }
+
+    /// The `cgroup.procs` descriptors a program writes `0` to.
+    pub fn procs(&self) -> Vec<RawFd> {
+        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    }
+
+    /// The hierarchy version.
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// Readies the cgroup for a run: drops what earlier runs left charged,
+    /// resets the counters that can be reset, sets `limits`, and returns
+    /// the counters that cannot be reset.
+    pub fn prepare(&mut self, limits: &Limits) -> io::Result<Baseline> {
+        if let Some(fd) = &self.force_empty {
+            // Fails with EBUSY while tasks remain; none do between runs.
+            let _ = write_at(fd, b"0");
+        }
+        if let Some(fd) = &self.memory_peak {
+            match self.version {
+                CgroupVersion::V1 => write_at(fd, b"0")?,
+                // v2 resets the peak seen through this descriptor.
+                CgroupVersion::V2 => write_at(fd, b"reset")?,
+            }
+        }
+        if let Some(fd) = &self.cpu_usage {
+            write_at(fd, b"0")?;
+        }
+        self.set_limits(limits.memory_bytes, limits.processes)?;
+        let (user_ns, system_ns) = self.cpu_raw()?;
+        Ok(Baseline {
+            user_ns,
+            system_ns,
+            oom_kills: self.oom_kills()?,
+        })
+    }
+
+    fn set_limits(&mut self, memory: Option<u64>, pids: Option<u32>) -> io::Result<()> {
+        if self.written == Some((memory, pids)) {
+            return Ok(());
+        }
+        let unlimited: &[u8] = match self.version {
+            CgroupVersion::V1 => b"-1",
+            CgroupVersion::V2 => b"max",
+        };
+        let number = |value: u64| value.to_string().into_bytes();
+        match self.version {
+            CgroupVersion::V1 => {
+                // memsw must stay at least the memory limit: lift it first,
+                // then set both, so no run can swap beyond its limit.
+                if let Some(fd) = &self.swap_limit {
+                    write_at(fd, unlimited)?;
+                }
+                if let Some(fd) = &self.memory_limit {
+                    write_at(fd, &memory.map_or(unlimited.to_vec(), number))?;
+                }
+                if let (Some(fd), Some(bytes)) = (&self.swap_limit, memory) {
+                    write_at(fd, &number(bytes))?;
+                }
+            }
+            CgroupVersion::V2 => {
+                if let Some(fd) = &self.swap_limit {
+                    write_at(fd, b"0")?;
+                }
+                if let Some(fd) = &self.memory_limit {
+                    write_at(fd, &memory.map_or(unlimited.to_vec(), number))?;
+                }
+            }
+        }
+        // `pids.max` says "max" in both versions.
+        if let Some(fd) = &self.pids_limit {
+            write_at(fd, &pids.map_or(b"max".to_vec(), |n| number(u64::from(n))))?;
+        }
+        self.written = Some((memory, pids));
+        Ok(())
+    }
+
+    /// CPU time of the run so far: (user, system) in ns.
+    pub fn cpu(&self, base: &Baseline) -> io::Result<(u64, u64)> {
+        let (user, system) = self.cpu_raw()?;
+        Ok((
+            user.saturating_sub(base.user_ns),
+            system.saturating_sub(base.system_ns),
+        ))
+    }
+
+    /// Total CPU time of the run so far, in ns.
+    pub fn cpu_total(&self, base: &Baseline) -> io::Result<u64> {
+        if let (Some(fd), CgroupVersion::V1) = (&self.cpu_usage, self.version) {
+            // One read instead of two on the hot path of the limit check.
+            return Ok(read_number(fd)?.saturating_sub(base.user_ns + base.system_ns));
+        }
+        let (user, system) = self.cpu(base)?;
+        Ok(user + system)
+    }
+
+    fn cpu_raw(&self) -> io::Result<(u64, u64)> {
+        match self.version {
+            CgroupVersion::V1 => {
+                // `cpuacct.usage` is exact (scheduler run time); the user and
+                // system counters come from timer ticks. Report the exact
+                // total, split in the ticks' proportion.
+                let total = self
+                    .cpu_usage
+                    .as_ref()
+                    .map(read_number)
+                    .transpose()?
+                    .unwrap_or(0);
+                let user = self
+                    .cpu_user
+                    .as_ref()
+                    .map(read_number)
+                    .transpose()?
+                    .unwrap_or(0);
+                let system = self
+                    .cpu_system
+                    .as_ref()
+                    .map(read_number)
+                    .transpose()?
+                    .unwrap_or(0);
+                Ok(split(total, user, system))
+            }
+            CgroupVersion::V2 => match &self.cpu_stat {
+                Some(fd) => {
+                    let text = read_text(fd)?;
+                    Ok((
+                        keyed(&text, "user_usec").unwrap_or(0) * 1000,
+                        keyed(&text, "system_usec").unwrap_or(0) * 1000,
+                    ))
+                }
+                None => Ok((0, 0)),
+            },
+        }
+    }
+
+    fn oom_kills(&self) -> io::Result<u64> {
+        match &self.oom_events {
+            Some(fd) => Ok(keyed(&read_text(fd)?, "oom_kill").unwrap_or(0)),
+            None => Ok(0),
+        }
+    }
+
+    /// The run's usage after it ended.
+    pub fn measure(&self, base: &Baseline) -> io::Result<Measured> {
+        let (user_ns, system_ns) = self.cpu(base)?;
+        let peak_bytes = match &self.memory_peak {
+            Some(fd) => read_number(fd)?,
+            None => 0,
+        };
+        Ok(Measured {
+            user_ns,
+            system_ns,
+            peak_bytes,
+            oom_killed: self.oom_kills()? > base.oom_kills,
+        })
+    }
+}
+
+/// Splits `total` in the proportion `user : system` (all user when both
+/// are zero).
+fn split(total: u64, user: u64, system: u64) -> (u64, u64) {
+    let ticks = u128::from(user) + u128::from(system);
+    if ticks == 0 {
+        return (total, 0);
+    }
+    let user_part = (u128::from(total) * u128::from(user) / ticks) as u64;
+    (user_part, total - user_part)
+}
+
+fn write_at(fd: &OwnedFd, data: &[u8]) -> io::Result<()> {
+    loop {
+        match rustix::io::pwrite(fd, data, 0) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn read_text(fd: &OwnedFd) -> io::Result<String> {
+    let mut buf = [0u8; 1024];
+    let n = loop {
+        match rustix::io::pread(fd, &mut buf, 0) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn read_number(fd: &OwnedFd) -> io::Result<u64> {
+    let text = read_text(fd)?;
+    text.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not a number: {text:?}"),
+        )
+    })
+}
+
+/// The value of `key` in a `key value` per line file (`cpu.stat`,
+/// `memory.events`, `memory.oom_control`).
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (name, value) = line.split_once(' ')?;
+        (name == key).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keyed;
+
+    #[test]
+    fn totals_split_in_the_ticks_proportion() {
+        assert_eq!(super::split(1000, 0, 0), (1000, 0));
+        assert_eq!(super::split(1000, 3, 1), (750, 250));
+        assert_eq!(super::split(999, 1, 2), (333, 666));
+        let (user, system) = super::split(u64::MAX, u64::MAX, u64::MAX);
+        assert_eq!(user + system, u64::MAX);
+    }
+
+    #[test]
+    fn keyed_values_are_found_by_exact_name() {
+        let stat = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 0\n";
+        assert_eq!(keyed(stat, "user_usec"), Some(1000));
+        assert_eq!(keyed(stat, "system_usec"), Some(500));
+        assert_eq!(keyed(stat, "usec"), None);
+        let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed(oom, "oom_kill"), Some(3));
+        let events = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n";
+        assert_eq!(keyed(events, "oom_kill"), Some(2));
+        assert_eq!(keyed(events, "oom"), Some(2));
+    }
+}
