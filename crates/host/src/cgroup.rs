@@ -51,14 +51,12 @@ pub enum CgroupError {
         source: std::io::Error,
     },
     /// v2 controllers could not be enabled for the container's cgroup.
-    #[error(
-        "cannot enable the memory and pids controllers in {}: a cgroup v2 parent must hold no \
-         processes of its own; name an empty delegated parent (ContainerBuilder::cgroup_parent)",
-        path.display()
-    )]
+    #[error("cannot enable the memory and pids controllers in {}; {hint}", path.display())]
     Controllers {
         /// The parent's `cgroup.subtree_control`.
         path: PathBuf,
+        /// What to do about it.
+        hint: &'static str,
         /// The OS error.
         #[source]
         source: std::io::Error,
@@ -456,8 +454,16 @@ fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
     if has("memory") && has("pids") {
         return Ok(());
     }
-    std::fs::write(&path, "+memory +pids")
-        .map_err(|source| CgroupError::Controllers { path, source })
+    std::fs::write(&path, "+memory +pids").map_err(|source| CgroupError::Controllers {
+        hint: if source.raw_os_error() == Some(libc::EBUSY) {
+            "a cgroup v2 parent that hands out controllers must hold no processes of its own: \
+             name an empty delegated parent with ContainerBuilder::cgroup_parent"
+        } else {
+            FIX
+        },
+        path,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -509,5 +515,193 @@ mod tests {
         let parsed = parse_mounts(mounts);
         assert_eq!(parsed[0].point, PathBuf::from("/mnt/cg 2"));
         assert_eq!(parsed[0].root, "/user.slice");
+    }
+}
+
+#[cfg(test)]
+mod fake_tree {
+    //! The host's side of both versions against a fake cgroup tree: plain
+    //! directories whose groups get the control files a kernel would make.
+
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Debug, Default)]
+    struct FakeFs {
+        made: Mutex<Vec<PathBuf>>,
+        removed: Mutex<Vec<PathBuf>>,
+    }
+
+    const FILES: [&str; 16] = [
+        "cgroup.procs",
+        "cpu.stat",
+        "memory.peak",
+        "memory.events",
+        "memory.max",
+        "memory.swap.max",
+        "pids.max",
+        "cpuacct.usage_user",
+        "cpuacct.usage_sys",
+        "cpuacct.usage",
+        "memory.max_usage_in_bytes",
+        "memory.oom_control",
+        "memory.limit_in_bytes",
+        "memory.memsw.limit_in_bytes",
+        "memory.force_empty",
+        "memory.swappiness",
+    ];
+
+    impl CgroupFs for FakeFs {
+        fn make_group(&self, dir: &Path) -> std::io::Result<()> {
+            std::fs::create_dir(dir)?;
+            for file in FILES {
+                std::fs::write(dir.join(file), "0\n")?;
+            }
+            self.made.lock().unwrap().push(dir.to_owned());
+            Ok(())
+        }
+
+        fn remove_group(&self, dir: &Path) -> std::io::Result<()> {
+            std::fs::remove_dir_all(dir)?;
+            self.removed.lock().unwrap().push(dir.to_owned());
+            Ok(())
+        }
+    }
+
+    fn temp_tree(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("hutch-fake-cgroup-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn v2_group_gets_controllers_files_and_is_removed() {
+        let root = temp_tree("v2");
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let fs = Arc::new(FakeFs::default());
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        let (cgroup, files, fds) = ContainerCgroup::create(&layout, fs.clone()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids",
+            "the parent hands memory and pids to its children"
+        );
+        assert_eq!(files.version, CgroupVersion::V2);
+        assert_eq!(
+            files.files,
+            [
+                CgroupFile::Procs,
+                CgroupFile::CpuStat,
+                CgroupFile::MemoryPeak,
+                CgroupFile::OomEvents,
+                CgroupFile::MemoryLimit,
+                CgroupFile::SwapLimit,
+                CgroupFile::PidsLimit,
+            ]
+        );
+        assert_eq!(fds.len(), files.files.len());
+        hutch_protocol::Request::Cgroup(files)
+            .check(fds.len())
+            .unwrap();
+        let dir = cgroup.dirs()[0].clone();
+        assert!(dir.starts_with(&root) && dir.is_dir());
+        drop(cgroup);
+        assert_eq!(*fs.removed.lock().unwrap(), [dir.clone()]);
+        assert!(!dir.exists());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn v2_parent_with_controllers_enabled_is_left_alone() {
+        let root = temp_tree("v2-enabled");
+        std::fs::write(root.join("cgroup.subtree_control"), "cpu memory pids\n").unwrap();
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        let made = ContainerCgroup::create(&layout, Arc::new(FakeFs::default())).unwrap();
+        drop(made);
+        assert_eq!(
+            std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
+            "cpu memory pids\n"
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn v1_groups_in_every_hierarchy() {
+        let root = temp_tree("v1");
+        let layout = CgroupLayout::V1 {
+            memory: root.join("memory"),
+            cpuacct: root.join("cpuacct"),
+            pids: root.join("pids"),
+        };
+        for dir in ["memory", "cpuacct", "pids"] {
+            std::fs::create_dir(root.join(dir)).unwrap();
+        }
+        let fs = Arc::new(FakeFs::default());
+        let (cgroup, files, fds) = ContainerCgroup::create(&layout, fs.clone()).unwrap();
+        assert_eq!(files.version, CgroupVersion::V1);
+        assert_eq!(
+            files
+                .files
+                .iter()
+                .filter(|f| **f == CgroupFile::Procs)
+                .count(),
+            3
+        );
+        assert!(
+            files.files.contains(&CgroupFile::SwapLimit),
+            "memsw exists in the fake tree"
+        );
+        hutch_protocol::Request::Cgroup(files)
+            .check(fds.len())
+            .unwrap();
+        assert_eq!(cgroup.dirs().len(), 3);
+        drop(cgroup);
+        assert_eq!(fs.removed.lock().unwrap().len(), 3);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn unwritable_parent_names_the_fix() {
+        let layout = CgroupLayout::V2 {
+            parent: "/proc/hutch-no-such-cgroup".into(),
+        };
+        let err = ContainerCgroup::create(&layout, Arc::new(KernelCgroupFs)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("allow_rusage") && text.contains("cgroup_parent"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_parent_is_joined_below_each_hierarchy() {
+        let layout = CgroupLayout::V1 {
+            memory: "/cg/memory/a".into(),
+            cpuacct: "/cg/cpuacct".into(),
+            pids: "/cg/pids".into(),
+        };
+        assert_eq!(
+            layout.with_parent(Path::new("/judge")),
+            CgroupLayout::V1 {
+                memory: "/cg/memory/a/judge".into(),
+                cpuacct: "/cg/cpuacct/judge".into(),
+                pids: "/cg/pids/judge".into(),
+            }
+        );
+        let v2 = CgroupLayout::V2 {
+            parent: "/cg/x".into(),
+        };
+        assert_eq!(
+            v2.with_parent(Path::new("/sys/fs/cgroup/judge")),
+            CgroupLayout::V2 {
+                parent: "/sys/fs/cgroup/judge".into()
+            }
+        );
     }
 }

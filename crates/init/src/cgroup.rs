@@ -322,3 +322,174 @@ mod tests {
         assert_eq!(keyed(events, "oom"), Some(2));
     }
 }
+
+#[cfg(test)]
+mod fake_files {
+    //! Init's side of both versions against plain files standing in for
+    //! cgroup control files.
+
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn tree(name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hutch-init-cg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, content) in files {
+            std::fs::write(dir.join(file), content).unwrap();
+        }
+        dir
+    }
+
+    fn open(dir: &Path, file: &str) -> OwnedFd {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join(file))
+            .unwrap()
+            .into()
+    }
+
+    fn read(dir: &Path, file: &str) -> String {
+        std::fs::read_to_string(dir.join(file)).unwrap()
+    }
+
+    #[test]
+    fn v2_prepare_sets_limits_and_measure_reads_the_files() {
+        let dir = tree(
+            "v2",
+            &[
+                ("cgroup.procs", ""),
+                (
+                    "cpu.stat",
+                    "usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\n",
+                ),
+                ("memory.peak", "0\n"),
+                ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 1\n"),
+                ("memory.max", "max\n"),
+                ("memory.swap.max", "max\n"),
+                ("pids.max", "max\n"),
+            ],
+        );
+        let order = [
+            ("cgroup.procs", CgroupFile::Procs),
+            ("cpu.stat", CgroupFile::CpuStat),
+            ("memory.peak", CgroupFile::MemoryPeak),
+            ("memory.events", CgroupFile::OomEvents),
+            ("memory.max", CgroupFile::MemoryLimit),
+            ("memory.swap.max", CgroupFile::SwapLimit),
+            ("pids.max", CgroupFile::PidsLimit),
+        ];
+        let files = CgroupFiles {
+            version: CgroupVersion::V2,
+            files: order.iter().map(|(_, kind)| *kind).collect(),
+        };
+        let fds = order.iter().map(|(name, _)| open(&dir, name)).collect();
+        let mut cgroup = Cgroup::new(&files, fds);
+        assert_eq!(cgroup.procs().len(), 1);
+        let limits = Limits {
+            memory_bytes: Some(64 << 20),
+            processes: Some(32),
+            ..Limits::default()
+        };
+        let base = cgroup.prepare(&limits).unwrap();
+        assert!(read(&dir, "memory.max").starts_with("67108864"));
+        assert!(read(&dir, "memory.swap.max").starts_with('0'));
+        assert!(read(&dir, "pids.max").starts_with("32"));
+        assert!(
+            read(&dir, "memory.peak").starts_with("reset"),
+            "the peak is reset"
+        );
+        // The run: CPU and an OOM kill happen, the peak is what the kernel saw.
+        std::fs::write(
+            dir.join("cpu.stat"),
+            "usage_usec 9000\nuser_usec 6500\nsystem_usec 2500\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("memory.events"), "low 0\noom 1\noom_kill 2\n").unwrap();
+        std::fs::write(dir.join("memory.peak"), "5242880\n").unwrap();
+        assert_eq!(cgroup.cpu_total(&base).unwrap(), 6_000_000);
+        let measured = cgroup.measure(&base).unwrap();
+        assert_eq!(
+            (measured.user_ns, measured.system_ns),
+            (4_500_000, 1_500_000)
+        );
+        assert_eq!(measured.peak_bytes, 5 << 20);
+        assert!(measured.oom_killed);
+        // Unlimited next time: "max".
+        cgroup.prepare(&Limits::default()).unwrap();
+        assert!(read(&dir, "memory.max").starts_with("max"));
+        assert!(read(&dir, "pids.max").starts_with("max"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn v1_prepare_orders_memsw_and_resets_counters() {
+        let dir = tree(
+            "v1",
+            &[
+                ("procs", ""),
+                ("cpuacct.usage_user", "30\n"),
+                ("cpuacct.usage_sys", "10\n"),
+                ("cpuacct.usage", "5000\n"),
+                ("memory.max_usage_in_bytes", "999999\n"),
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+                ),
+                ("memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.force_empty", ""),
+                ("pids.max", "max\n"),
+            ],
+        );
+        let order = [
+            ("procs", CgroupFile::Procs),
+            ("cpuacct.usage_user", CgroupFile::CpuUser),
+            ("cpuacct.usage_sys", CgroupFile::CpuSystem),
+            ("cpuacct.usage", CgroupFile::CpuUsage),
+            ("memory.max_usage_in_bytes", CgroupFile::MemoryPeak),
+            ("memory.oom_control", CgroupFile::OomEvents),
+            ("memory.limit_in_bytes", CgroupFile::MemoryLimit),
+            ("memory.memsw.limit_in_bytes", CgroupFile::SwapLimit),
+            ("memory.force_empty", CgroupFile::ForceEmpty),
+            ("pids.max", CgroupFile::PidsLimit),
+        ];
+        let files = CgroupFiles {
+            version: CgroupVersion::V1,
+            files: order.iter().map(|(_, kind)| *kind).collect(),
+        };
+        let fds = order.iter().map(|(name, _)| open(&dir, name)).collect();
+        let mut cgroup = Cgroup::new(&files, fds);
+        let limits = Limits {
+            memory_bytes: Some(1 << 30),
+            ..Limits::default()
+        };
+        let base = cgroup.prepare(&limits).unwrap();
+        // Plain files keep what was written last, at offset 0.
+        assert!(read(&dir, "cpuacct.usage").starts_with('0'), "CPU reset");
+        assert!(
+            read(&dir, "memory.max_usage_in_bytes").starts_with('0'),
+            "peak reset"
+        );
+        assert!(read(&dir, "memory.limit_in_bytes").starts_with("1073741824"));
+        assert!(read(&dir, "memory.memsw.limit_in_bytes").starts_with("1073741824"));
+        assert!(read(&dir, "pids.max").starts_with("max"));
+        std::fs::write(dir.join("cpuacct.usage"), "2000000\n").unwrap();
+        std::fs::write(dir.join("cpuacct.usage_user"), "3\n").unwrap();
+        std::fs::write(dir.join("cpuacct.usage_sys"), "1\n").unwrap();
+        std::fs::write(dir.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
+        let measured = cgroup.measure(&base).unwrap();
+        assert_eq!(
+            measured.user_ns + measured.system_ns,
+            2_000_000 - base_total(&base)
+        );
+        assert!(!measured.oom_killed);
+        assert_eq!(measured.peak_bytes, 4096);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn base_total(base: &Baseline) -> u64 {
+        base.user_ns + base.system_ns
+    }
+}
