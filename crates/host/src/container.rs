@@ -134,6 +134,12 @@ impl Container {
         self.cgroup.as_ref().map_or(&[], |c| c.dirs())
     }
 
+    /// Whether the container was destroyed after a failure and can serve no
+    /// more requests.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     /// Init's pid in the host's PID namespace.
     pub fn init_pid(&self) -> i32 {
         self.pid

@@ -35,6 +35,7 @@ mod channel;
 mod container;
 mod exec;
 mod init_binary;
+mod pool;
 mod seccomp;
 mod sys;
 
@@ -48,4 +49,5 @@ pub use container::{Container, ContainerError, Killer};
 pub use exec::ExecSpec;
 pub use hutch_protocol as protocol;
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init_len};
+pub use pool::{Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};

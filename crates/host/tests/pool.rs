@@ -1,0 +1,113 @@
+//! The container pool: parallel use, replacement of broken containers,
+//! resets between users, failures that surface instead of hanging.
+
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use hutch_host::protocol::Status;
+use hutch_host::{ContainerBuilder, ExecSpec, Pool, PoolError};
+
+fn builder() -> ContainerBuilder {
+    if rustix::process::geteuid().is_root() {
+        ContainerBuilder::new()
+    } else {
+        ContainerBuilder::new().allow_rusage()
+    }
+}
+
+fn output_of(pool_container: &mut hutch_host::Container, argv: &[&str]) -> (Status, String) {
+    let null = File::open("/dev/null").unwrap();
+    let out = File::from(rustix::fs::memfd_create("out", rustix::fs::MemfdFlags::CLOEXEC).unwrap());
+    let spec = ExecSpec::new(argv.iter().copied()).stdio(null.as_fd(), out.as_fd(), null.as_fd());
+    let status = pool_container.exec(&spec).unwrap().status;
+    let mut text = String::new();
+    let mut out = out;
+    out.rewind().unwrap();
+    out.read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+#[test]
+fn many_threads_share_a_pool() {
+    let pool = Pool::new(builder(), 2);
+    pool.wait_ready().unwrap();
+    assert_eq!(pool.idle(), 2);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let null = File::open("/dev/null").unwrap();
+                let spec = ExecSpec::new(["true"]).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+                for _ in 0..50 {
+                    assert_eq!(pool.run(&spec).unwrap().status, Status::Ok);
+                }
+            });
+        }
+    });
+    assert_eq!(pool.idle(), 2, "every container came back");
+}
+
+#[test]
+fn a_broken_container_is_replaced() {
+    let pool = Pool::new(builder(), 1);
+    let init = {
+        let container = pool.checkout().unwrap();
+        let init = container.init_pid();
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(init).unwrap(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .unwrap();
+        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).unwrap();
+        init
+    };
+    // The dead container was not put back; a new one takes its place.
+    let mut container = pool.checkout().unwrap();
+    assert_ne!(container.init_pid(), init);
+    assert_eq!(
+        output_of(&mut container, &["echo", "fresh"]),
+        (Status::Ok, "fresh\n".into())
+    );
+}
+
+#[test]
+fn files_do_not_outlive_a_checkout() {
+    let pool = Pool::new(builder(), 1);
+    {
+        let mut container = pool.checkout().unwrap();
+        let (status, _) = output_of(
+            &mut container,
+            &["sh", "-c", "echo secret > /w/left; echo x > /tmp/t"],
+        );
+        assert_eq!(status, Status::Ok);
+    }
+    let mut container = pool.checkout().unwrap();
+    assert_eq!(
+        output_of(&mut container, &["ls", "-A", "/w", "/tmp"]).1,
+        "/tmp:\n\n/w:\n"
+    );
+}
+
+#[test]
+fn build_failures_surface_instead_of_hanging() {
+    let pool = Pool::new(builder().bind("/no/such/source", "/data", false), 2);
+    let err = pool.checkout().unwrap_err();
+    assert!(matches!(err, PoolError::Build(_)), "{err:?}");
+    let chain = format!("{:?}", err);
+    assert!(chain.contains("/no/such/source"), "{chain}");
+    assert!(pool.wait_ready().is_err());
+}
+
+#[test]
+fn checkout_waits_at_most_its_timeout() {
+    let pool = Pool::new(builder(), 1);
+    let held = pool.checkout().unwrap();
+    let err = pool
+        .checkout_timeout(Duration::from_millis(50))
+        .unwrap_err();
+    assert!(matches!(err, PoolError::Timeout(_)), "{err:?}");
+    drop(held);
+    pool.checkout_timeout(Duration::from_secs(30))
+        .expect("the container came back");
+}
