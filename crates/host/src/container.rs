@@ -220,8 +220,8 @@ impl Container {
     ///
     /// [`Status::RunnerError`]: hutch_protocol::Status::RunnerError
     pub fn exec(&mut self, spec: &ExecSpec<'_>) -> Result<ExecResult, ContainerError> {
-        let (request, fds) = spec.to_request();
-        match self.call(&request, &fds)? {
+        let (request, fds) = spec.wire();
+        match self.call(request, fds)? {
             Reply::Finished(result) => Ok(result),
             other => self.unexpected("exec", &other),
         }

@@ -24,16 +24,15 @@ use hutch_protocol::{
 /// ```
 #[derive(Debug, Clone)]
 pub struct ExecSpec<'fd> {
-    argv: Vec<String>,
-    env: Vec<String>,
+    /// The request as it goes on the wire: built once, encoded by reference
+    /// on every exec, so running a spec allocates nothing.
+    request: Request,
+    /// The program's descriptors, then the one to execute, if any: the
+    /// descriptors attached to the request, in order.
     fds: Vec<BorrowedFd<'fd>>,
+    /// How many of `fds` are the program's.
+    program_fds: usize,
     exec_fd: Option<BorrowedFd<'fd>>,
-    cwd: Option<String>,
-    rlimits: Vec<Rlimit>,
-    seccomp: Vec<BpfInstruction>,
-    limits: Limits,
-    uid: Option<u32>,
-    gid: Option<u32>,
 }
 
 impl<'fd> ExecSpec<'fd> {
@@ -47,22 +46,48 @@ impl<'fd> ExecSpec<'fd> {
         S: Into<String>,
     {
         Self {
-            argv: argv.into_iter().map(Into::into).collect(),
-            env: Vec::new(),
+            request: Request::Exec(ExecRequest {
+                argv: argv.into_iter().map(Into::into).collect(),
+                env: vec![format!("PATH={DEFAULT_PATH}")],
+                fd_map: Vec::new(),
+                exec_fd: None,
+                cwd: None,
+                rlimits: Vec::new(),
+                seccomp: Vec::new(),
+                limits: Limits::default(),
+                sync: false,
+                uid: None,
+                gid: None,
+            }),
             fds: Vec::new(),
+            program_fds: 0,
             exec_fd: None,
-            cwd: None,
-            rlimits: Vec::new(),
-            seccomp: Vec::new(),
-            limits: Limits::default(),
-            uid: None,
-            gid: None,
+        }
+    }
+
+    fn exec_mut(&mut self) -> &mut ExecRequest {
+        match &mut self.request {
+            Request::Exec(exec) => exec,
+            _ => unreachable!("an ExecSpec always holds an exec request"),
+        }
+    }
+
+    fn exec(&self) -> &ExecRequest {
+        match &self.request {
+            Request::Exec(exec) => exec,
+            _ => unreachable!("an ExecSpec always holds an exec request"),
         }
     }
 
     /// Adds `KEY=VALUE` to the environment.
     pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push(format!("{key}={value}"));
+        let entry = format!("{key}={value}");
+        let env = &mut self.exec_mut().env;
+        if key == "PATH" {
+            // Replaces the default (or an earlier PATH).
+            env.retain(|e| !e.starts_with("PATH="));
+        }
+        env.push(entry);
         self
     }
 
@@ -73,14 +98,20 @@ impl<'fd> ExecSpec<'fd> {
         stdout: BorrowedFd<'fd>,
         stderr: BorrowedFd<'fd>,
     ) -> Self {
-        self.fds = vec![stdin, stdout, stderr];
+        self.fds.truncate(0);
+        self.fds.extend([stdin, stdout, stderr]);
+        self.program_fds = 3;
+        self.sync_fds();
         self
     }
 
     /// Gives the program `fd` as its next descriptor (after any already
     /// given): the first call sets fd 0, the next fd 1, and so on.
     pub fn fd(mut self, fd: BorrowedFd<'fd>) -> Self {
+        self.fds.truncate(self.program_fds);
         self.fds.push(fd);
+        self.program_fds += 1;
+        self.sync_fds();
         self
     }
 
@@ -88,18 +119,34 @@ impl<'fd> ExecSpec<'fd> {
     /// of looking up `argv[0]`.
     pub fn exec_fd(mut self, fd: BorrowedFd<'fd>) -> Self {
         self.exec_fd = Some(fd);
+        self.sync_fds();
         self
+    }
+
+    /// Keeps the request's fd indices in step with the attached descriptors:
+    /// the program's first, then the one to execute.
+    fn sync_fds(&mut self) {
+        self.fds.truncate(self.program_fds);
+        self.fds.extend(self.exec_fd);
+        let count = self.program_fds as u32;
+        let exec_fd = self.exec_fd.map(|_| count);
+        let exec = self.exec_mut();
+        exec.fd_map = (0..count).collect();
+        exec.exec_fd = exec_fd;
     }
 
     /// Starts in this directory instead of the container's work directory.
     pub fn cwd(mut self, dir: &str) -> Self {
-        self.cwd = Some(dir.into());
+        self.exec_mut().cwd = Some(dir.into());
         self
     }
 
-    /// Sets a resource limit; `u64::MAX` is unlimited.
+    /// Sets a resource limit; `u64::MAX` is unlimited. A second call for
+    /// the same resource replaces the first.
     pub fn rlimit(mut self, resource: Resource, soft: u64, hard: u64) -> Self {
-        self.rlimits.push(Rlimit {
+        let rlimits = &mut self.exec_mut().rlimits;
+        rlimits.retain(|r| r.resource != resource);
+        rlimits.push(Rlimit {
             resource,
             soft,
             hard,
@@ -109,77 +156,61 @@ impl<'fd> ExecSpec<'fd> {
 
     /// Installs this seccomp program last before exec.
     pub fn seccomp(mut self, program: Vec<BpfInstruction>) -> Self {
-        self.seccomp = program;
+        self.exec_mut().seccomp = program;
         self
     }
 
     /// Limits CPU time, user plus system, of every process of the run.
     pub fn cpu_time(mut self, limit: Duration) -> Self {
-        self.limits.cpu_time_ns = Some(nanos(limit));
+        self.exec_mut().limits.cpu_time_ns = Some(nanos(limit));
         self
     }
 
     /// Limits wall-clock time.
     pub fn wall_time(mut self, limit: Duration) -> Self {
-        self.limits.wall_time_ns = Some(nanos(limit));
+        self.exec_mut().limits.wall_time_ns = Some(nanos(limit));
         self
     }
 
     /// Limits the size of any file the program writes.
     pub fn output_limit(mut self, bytes: u64) -> Self {
-        self.limits.output_bytes = Some(bytes);
+        self.exec_mut().limits.output_bytes = Some(bytes);
         self
     }
 
     /// Limits the run's memory.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
-        self.limits.memory_bytes = Some(bytes);
+        self.exec_mut().limits.memory_bytes = Some(bytes);
         self
     }
 
     /// Limits the processes and threads alive at once.
     pub fn process_limit(mut self, count: u32) -> Self {
-        self.limits.processes = Some(count);
+        self.exec_mut().limits.processes = Some(count);
         self
     }
 
     /// Runs as this user and group of the container instead of its default.
     pub fn user(mut self, uid: u32, gid: u32) -> Self {
-        self.uid = Some(uid);
-        self.gid = Some(gid);
+        let exec = self.exec_mut();
+        exec.uid = Some(uid);
+        exec.gid = Some(gid);
         self
     }
 
     /// The limits set so far.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        &self.exec().limits
     }
 
-    /// The request and the descriptors to attach to it.
-    pub(crate) fn to_request(&self) -> (Request, Vec<BorrowedFd<'fd>>) {
-        let mut env = self.env.clone();
-        if !env.iter().any(|entry| entry.starts_with("PATH=")) {
-            env.push(format!("PATH={DEFAULT_PATH}"));
-        }
-        let mut fds = self.fds.clone();
-        let exec_fd = self.exec_fd.map(|fd| {
-            fds.push(fd);
-            (fds.len() - 1) as u32
-        });
-        let request = ExecRequest {
-            argv: self.argv.clone(),
-            env,
-            fd_map: (0..self.fds.len() as u32).collect(),
-            exec_fd,
-            cwd: self.cwd.clone(),
-            rlimits: self.rlimits.clone(),
-            seccomp: self.seccomp.clone(),
-            limits: self.limits,
-            sync: false,
-            uid: self.uid,
-            gid: self.gid,
-        };
-        (Request::Exec(request), fds)
+    /// The request as it will be sent.
+    pub fn request(&self) -> &ExecRequest {
+        self.exec()
+    }
+
+    /// The request and the descriptors to attach to it, in order.
+    pub(crate) fn wire(&self) -> (&Request, &[BorrowedFd<'fd>]) {
+        (&self.request, &self.fds)
     }
 }
 
