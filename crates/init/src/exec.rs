@@ -60,6 +60,8 @@ pub struct Defaults<'a> {
     pub uid: u32,
     /// Group id.
     pub gid: u32,
+    /// The writable tmpfs mounts, where an output-limited file may lie.
+    pub scratch: &'a [String],
 }
 
 /// Runs `request` with the descriptors `fds` that came with it; talks to the
@@ -232,9 +234,54 @@ pub fn run(
             CgroupVersion::V2 => Accounting::CgroupV2,
         };
     }
+    if let Some(limit) = request.limits.output_bytes {
+        // A shell that ran the writer reaped it itself and exits 128+SIGXFSZ;
+        // that counts when some file the run could write stands at the limit.
+        if libc::WIFEXITED(status)
+            && libc::WEXITSTATUS(status) == 128 + libc::SIGXFSZ
+            && file_at_limit(fds, defaults.scratch, limit)
+        {
+            usage.file_size_signal = true;
+        }
+    }
     let mut result = judge(ending, status, &usage, wall, &request.limits, oom_killed);
     result.accounting = accounting;
     Ok(result)
+}
+
+/// Whether a regular file among the program's descriptors or under the
+/// writable tmpfs mounts is `limit` bytes or longer (`RLIMIT_FSIZE` stops
+/// writes exactly there).
+fn file_at_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> bool {
+    let at_limit = |st: &rustix::fs::Stat| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+            && st.st_size as u64 >= limit
+    };
+    if fds
+        .iter()
+        .any(|fd| rustix::fs::fstat(fd).is_ok_and(|st| at_limit(&st)))
+    {
+        return true;
+    }
+    // The tmpfs mounts hold a bounded number of inodes; walk them.
+    let mut pending: Vec<PathBuf> = scratch.iter().map(PathBuf::from).collect();
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => {
+                    if entry.metadata().is_ok_and(|m| m.len() >= limit) {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 fn os(stage: Stage, err: std::io::Error, what: &str) -> ExecFailure {

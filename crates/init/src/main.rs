@@ -190,6 +190,7 @@ impl Init {
                     workdir: &ready.workdir,
                     uid: ready.uid,
                     gid: ready.gid,
+                    scratch: &ready.scratch.paths,
                 };
                 match exec::run(&request, fds, &mut defaults, &mut self.channel) {
                     Ok(result) => Reply::Finished(result),
