@@ -33,7 +33,7 @@ pub enum CgroupError {
         why: String,
     },
     /// Reading `/proc/self/cgroup` or `/proc/self/mountinfo` failed.
-    #[error("cannot read {path}")]
+    #[error("cannot read {path}; {FIX}")]
     Proc {
         /// The file.
         path: &'static str,
@@ -62,7 +62,7 @@ pub enum CgroupError {
         source: std::io::Error,
     },
     /// A control file could not be opened or written.
-    #[error("cannot use the cgroup file {}", path.display())]
+    #[error("cannot use the cgroup file {}; {FIX}", path.display())]
     File {
         /// The file.
         path: PathBuf,
@@ -375,6 +375,12 @@ impl ContainerCgroup {
                     Access::Write,
                 )?;
                 add(&pids, "pids.max", CgroupFile::PidsLimit, Access::Write)?;
+                add(
+                    &memory,
+                    "memory.usage_in_bytes",
+                    CgroupFile::MemoryUsage,
+                    Access::Read,
+                )?;
                 CgroupVersion::V1
             }
             CgroupLayout::V2 { parent } => {
@@ -397,6 +403,12 @@ impl ContainerCgroup {
                     Access::Write,
                 )?;
                 add(&dir, "pids.max", CgroupFile::PidsLimit, Access::Write)?;
+                add(
+                    &dir,
+                    "memory.current",
+                    CgroupFile::MemoryUsage,
+                    Access::Read,
+                )?;
                 CgroupVersion::V2
             }
         };
@@ -457,7 +469,8 @@ fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
     std::fs::write(&path, "+memory +pids").map_err(|source| CgroupError::Controllers {
         hint: if source.raw_os_error() == Some(libc::EBUSY) {
             "a cgroup v2 parent that hands out controllers must hold no processes of its own: \
-             name an empty delegated parent with ContainerBuilder::cgroup_parent"
+             name an empty delegated parent with ContainerBuilder::cgroup_parent, or accept \
+             rusage accounting (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)"
         } else {
             FIX
         },
@@ -532,7 +545,9 @@ mod fake_tree {
         removed: Mutex<Vec<PathBuf>>,
     }
 
-    const FILES: [&str; 16] = [
+    const FILES: [&str; 18] = [
+        "memory.current",
+        "memory.usage_in_bytes",
         "cgroup.procs",
         "cpu.stat",
         "memory.peak",
@@ -601,6 +616,7 @@ mod fake_tree {
                 CgroupFile::MemoryLimit,
                 CgroupFile::SwapLimit,
                 CgroupFile::PidsLimit,
+                CgroupFile::MemoryUsage,
             ]
         );
         assert_eq!(fds.len(), files.files.len());
@@ -610,7 +626,7 @@ mod fake_tree {
         let dir = cgroup.dirs()[0].clone();
         assert!(dir.starts_with(&root) && dir.is_dir());
         drop(cgroup);
-        assert_eq!(*fs.removed.lock().unwrap(), [dir.clone()]);
+        assert_eq!(*fs.removed.lock().unwrap(), std::slice::from_ref(&dir));
         assert!(!dir.exists());
         std::fs::remove_dir_all(root).unwrap();
     }

@@ -23,6 +23,7 @@ pub struct Cgroup {
     swap_limit: Option<OwnedFd>,
     force_empty: Option<OwnedFd>,
     pids_limit: Option<OwnedFd>,
+    memory_usage: Option<OwnedFd>,
     /// Limits last written, to skip writes that change nothing.
     written: Option<(Option<u64>, Option<u32>)>,
 }
@@ -32,6 +33,9 @@ pub struct Baseline {
     user_ns: u64,
     system_ns: u64,
     oom_kills: u64,
+    /// Memory charged before the run (files earlier runs left in the tmpfs
+    /// mounts): not the run's, so added to its limit and taken off its peak.
+    memory_bytes: u64,
 }
 
 /// A run's usage, measured by the cgroup.
@@ -62,6 +66,7 @@ impl Cgroup {
             swap_limit: None,
             force_empty: None,
             pids_limit: None,
+            memory_usage: None,
             written: None,
         };
         for (file, fd) in files.files.iter().zip(fds) {
@@ -80,6 +85,7 @@ impl Cgroup {
                 CgroupFile::SwapLimit => &mut cgroup.swap_limit,
                 CgroupFile::ForceEmpty => &mut cgroup.force_empty,
                 CgroupFile::PidsLimit => &mut cgroup.pids_limit,
+                CgroupFile::MemoryUsage => &mut cgroup.memory_usage,
             };
             *slot = Some(fd);
         }
@@ -114,12 +120,22 @@ impl Cgroup {
         if let Some(fd) = &self.cpu_usage {
             write_at(fd, b"0")?;
         }
-        self.set_limits(limits.memory_bytes, limits.processes)?;
+        let memory_bytes = self
+            .memory_usage
+            .as_ref()
+            .map(read_number)
+            .transpose()?
+            .unwrap_or(0);
+        let limit = limits
+            .memory_bytes
+            .map(|bytes| bytes.saturating_add(memory_bytes));
+        self.set_limits(limit, limits.processes)?;
         let (user_ns, system_ns) = self.cpu_raw()?;
         Ok(Baseline {
             user_ns,
             system_ns,
             oom_kills: self.oom_kills()?,
+            memory_bytes,
         })
     }
 
@@ -232,7 +248,7 @@ impl Cgroup {
     pub fn measure(&self, base: &Baseline) -> io::Result<Measured> {
         let (user_ns, system_ns) = self.cpu(base)?;
         let peak_bytes = match &self.memory_peak {
-            Some(fd) => read_number(fd)?,
+            Some(fd) => read_number(fd)?.saturating_sub(base.memory_bytes),
             None => 0,
         };
         Ok(Measured {

@@ -5,13 +5,14 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hutch_protocol::{
     Accounting, CgroupVersion, ErrorReply, ExecRequest, ExecResult, Limits, Request, Resource,
     Stage, Status, Termination,
 };
 use rustix::event::{PollFd, PollFlags};
+use rustix::fs::OFlags;
 
 use crate::cgroup::{Baseline, Cgroup};
 use crate::channel::{Channel, ChannelError};
@@ -149,6 +150,8 @@ pub fn run(
         err_pipe: sys::raw(&err_write),
         sync_pipe: sync.as_ref().map_or(-1, |(r, _)| sys::raw(r)),
     };
+    // File times come from a coarse clock that may lag this one by a tick.
+    let started_at = SystemTime::now() - Duration::from_millis(10);
     let child = sys::spawn(&plan).map_err(|e| os(Stage::Spawn, e, "clone3"))?;
     drop(err_write);
     let mut start = Instant::now();
@@ -239,7 +242,7 @@ pub fn run(
         // that counts when some file the run could write stands at the limit.
         if libc::WIFEXITED(status)
             && libc::WEXITSTATUS(status) == 128 + libc::SIGXFSZ
-            && file_at_limit(fds, defaults.scratch, limit)
+            && file_at_limit(fds, defaults.scratch, limit, started_at)
         {
             usage.file_size_signal = true;
         }
@@ -249,18 +252,24 @@ pub fn run(
     Ok(result)
 }
 
-/// Whether a regular file among the program's descriptors or under the
-/// writable tmpfs mounts is `limit` bytes or longer (`RLIMIT_FSIZE` stops
-/// writes exactly there).
-fn file_at_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> bool {
-    let at_limit = |st: &rustix::fs::Stat| {
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
-            && st.st_size as u64 >= limit
+/// Whether the run wrote a file up to `limit` bytes: a regular file,
+/// modified since `since`, exactly `limit` long (`RLIMIT_FSIZE` cuts the
+/// write that crosses the limit there), among the descriptors the program
+/// could write or under the writable tmpfs mounts.
+fn file_at_limit(fds: &[OwnedFd], scratch: &[String], limit: u64, since: SystemTime) -> bool {
+    let written = |modified: SystemTime, len: u64| modified >= since && len == limit;
+    let writable_fd_at_limit = |fd: &OwnedFd| {
+        let writable = rustix::fs::fcntl_getfl(fd)
+            .is_ok_and(|flags| flags & OFlags::ACCMODE != OFlags::RDONLY);
+        writable
+            && std::fs::File::from(match fd.try_clone() {
+                Ok(fd) => fd,
+                Err(_) => return false,
+            })
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.modified().is_ok_and(|t| written(t, m.len())))
     };
-    if fds
-        .iter()
-        .any(|fd| rustix::fs::fstat(fd).is_ok_and(|st| at_limit(&st)))
-    {
+    if fds.iter().any(writable_fd_at_limit) {
         return true;
     }
     // The tmpfs mounts hold a bounded number of inodes; walk them.
@@ -272,10 +281,13 @@ fn file_at_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> bool {
         for entry in entries.flatten() {
             match entry.file_type() {
                 Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind) if kind.is_file() => {
-                    if entry.metadata().is_ok_and(|m| m.len() >= limit) {
-                        return true;
-                    }
+                Ok(kind)
+                    if kind.is_file()
+                        && entry
+                            .metadata()
+                            .is_ok_and(|m| m.modified().is_ok_and(|t| written(t, m.len()))) =>
+                {
+                    return true;
                 }
                 _ => {}
             }

@@ -112,6 +112,11 @@ pub enum CgroupFile {
     ForceEmpty,
     /// `pids.max`. Write-only. Tag 10.
     PidsLimit,
+    /// v1 `memory.usage_in_bytes` or v2 `memory.current`: what is charged
+    /// now, before a run starts (files an earlier run left in the tmpfs
+    /// mounts, say), so that the run's limit and peak count only its own.
+    /// Read-only. Tag 11.
+    MemoryUsage,
 }
 
 /// The host's half of the handshake.

@@ -399,7 +399,12 @@ impl crate::CgroupFiles {
                 F::Procs => true,
                 F::CpuUser | F::CpuSystem | F::CpuUsage | F::ForceEmpty => self.version == V::V1,
                 F::CpuStat => self.version == V::V2,
-                F::MemoryPeak | F::OomEvents | F::MemoryLimit | F::SwapLimit | F::PidsLimit => true,
+                F::MemoryPeak
+                | F::OomEvents
+                | F::MemoryLimit
+                | F::SwapLimit
+                | F::PidsLimit
+                | F::MemoryUsage => true,
             };
             if !fits {
                 return Err(ValidationError::CgroupFile {

@@ -191,17 +191,17 @@ mod request {
                 kill: "kill" => [
             0x48, 0x54, 0x01, 0x00, 0x09,
         ];
-        // tag 10, version V1 (0), 12 files: three Procs (0), then tags 1, 2,
-        // 3, 5, 6, 7, 8, 9, 10.
+                // tag 10, version V1 (0), 13 files: three Procs (0), then tags 1, 2,
+        // 3, 5, 6, 7, 8, 9, 10, 11.
         cgroup_v1: "cgroup-v1" => [
-            0x48, 0x54, 0x01, 0x00, 0x0a, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x02,
-            0x03, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a,
+            0x48, 0x54, 0x01, 0x00, 0x0a, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x02,
+            0x03, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
         ];
-        // tag 10, version V2 (1), 7 files: Procs, CpuStat (4), then 5, 6, 7,
-        // 8, 10.
+        // tag 10, version V2 (1), 8 files: Procs, CpuStat (4), then 5, 6, 7,
+        // 8, 10, 11.
         cgroup_v2: "cgroup-v2" => [
-            0x48, 0x54, 0x01, 0x00, 0x0a, 0x01, 0x07, 0x00, 0x04, 0x05, 0x06, 0x07,
-            0x08, 0x0a,
+            0x48, 0x54, 0x01, 0x00, 0x0a, 0x01, 0x08, 0x00, 0x04, 0x05, 0x06, 0x07,
+            0x08, 0x0a, 0x0b,
         ];
     }
 }
@@ -666,6 +666,7 @@ fn golden_requests_cover_every_variant_and_option() {
         "CgroupFile::SwapLimit",
         "CgroupFile::ForceEmpty",
         "CgroupFile::PidsLimit",
+        "CgroupFile::MemoryUsage",
         "Mount::bind",
         "Mount::tmpfs",
         "Mount::proc",
