@@ -1,0 +1,8 @@
+//! Raw bytes into the reply decoder: it must return a value or an error, never panic.
+
+#![no_main]
+
+use hutch_protocol::Reply;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| hutch_fuzz::decode::<Reply>(data));
