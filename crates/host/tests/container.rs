@@ -8,11 +8,12 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hutch_host::protocol::{Access, OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
+mod common;
+
 use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec, Namespaces};
 
 /// An in-memory file for a program's output.
@@ -807,13 +808,9 @@ fn rootless_suite() {
     if std::env::var_os(ROOTLESS_VAR).is_some() {
         panic!("rootless suite started as root");
     }
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new(&exe)
+    let output = common::this_binary_as_nobody()
         .args(["--skip", "rootless_suite", "--test-threads=2"])
         .env(ROOTLESS_VAR, "1")
-        .env("TMPDIR", "/tmp")
-        .uid(65534)
-        .gid(65534)
         .output()
         .expect("run this test binary as uid 65534");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -14,12 +14,13 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+mod common;
 
 use hutch_host::protocol::{Access, Accounting, ExecResult, OpenFlags, OpenItem, Resource, Status};
 use hutch_host::{AccountingChoice, BuildError, Container, ContainerBuilder, ExecSpec};
@@ -916,7 +917,7 @@ fn unprivileged_cgroup_failure_and_rusage_opt_in() {
 #[test]
 fn unprivileged_build_without_a_cgroup_fails_unless_rusage_is_allowed() {
     require_root();
-    let output = Command::new(std::env::current_exe().unwrap())
+    let output = common::this_binary_as_nobody()
         .args([
             "--exact",
             UNPRIVILEGED_HELPER,
@@ -925,8 +926,6 @@ fn unprivileged_build_without_a_cgroup_fails_unless_rusage_is_allowed() {
             "--nocapture",
         ])
         .env(UNPRIVILEGED_VAR, "1")
-        .uid(65534)
-        .gid(65534)
         .output()
         .expect("run this test binary as uid 65534");
     let stdout = String::from_utf8_lossy(&output.stdout);

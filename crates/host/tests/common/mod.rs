@@ -1,0 +1,32 @@
+//! Helpers shared by the host's test files.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The uid and gid unprivileged runs use.
+pub const NOBODY: u32 = 65534;
+
+/// A command that runs this test binary again as uid and gid 65534.
+///
+/// The binary is copied into a fresh world-readable directory first: the
+/// build directory may sit where that user cannot reach (a home directory
+/// of mode 0700, say).
+pub fn this_binary_as_nobody() -> Command {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    let exe = COPY.get_or_init(|| {
+        let source = std::env::current_exe().expect("this test binary");
+        let dir = std::env::temp_dir().join(format!("hutch-unprivileged-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the copy");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join(source.file_name().expect("a file name"));
+        std::fs::copy(&source, &copy).expect("copy of this test binary");
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    });
+    let mut command = Command::new(exe);
+    command.uid(NOBODY).gid(NOBODY).env("TMPDIR", "/tmp");
+    command
+}
