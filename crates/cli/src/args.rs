@@ -1,12 +1,46 @@
-//! The command line: what `hutch run` accepts, parsed and checked by clap.
+//! The command line: what `hutch run` and `hutch bench` accept, parsed and
+//! checked by clap.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hutch_host::protocol::MAX_TIME_NS;
+use hutch_host::SeccompPolicy;
+use hutch_host::protocol::{BpfInstruction, MAX_TIME_NS};
 
 use crate::units::{parse_count, parse_duration, parse_size};
+
+/// A memory limit: a size of at least the protocol's minimum.
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    let min = hutch_host::protocol::MIN_MEMORY_BYTES;
+    if bytes < min {
+        return Err(format!(
+            "a memory limit must be at least {} KiB",
+            min / 1024
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A process limit: a count the kernel can hold.
+fn parse_processes(text: &str) -> Result<u32, String> {
+    let count = parse_count(text)?;
+    let max = hutch_host::protocol::MAX_PROCESSES;
+    u32::try_from(count)
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("a process limit must be at most {max}"))
+}
+
+/// A tmpfs size: at least one page.
+fn parse_tmpfs_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < 4096 {
+        return Err("a tmpfs needs at least 4K".into());
+    }
+    Ok(bytes)
+}
 
 /// Run untrusted programs in a Linux sandbox.
 #[derive(Debug, Parser)]
@@ -19,10 +53,16 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run one program in a fresh container and report how it went.
     #[command(after_long_help = RUN_AFTER_HELP)]
     Run(RunArgs),
+    /// Measure what running a program in a container costs, next to
+    /// starting it directly.
+    #[command(after_long_help = crate::bench::BENCH_AFTER_HELP)]
+    Bench(crate::bench::BenchArgs),
 }
 
 const RUN_AFTER_HELP: &str = "\
@@ -39,7 +79,8 @@ when hutch itself failed or the program could not be started.
 Examples:
   hutch run -- echo hello
   hutch run --time 1s --output 16M --copy-in sol.py -- python3 sol.py
-  hutch run --report /dev/stdout --quiet -- sh -c 'exit 3'";
+  hutch run --report /dev/stdout --quiet -- sh -c 'exit 3'
+  hutch run --seccomp policy.json -- ./prog";
 
 /// Options of `hutch run`.
 #[derive(Debug, Args)]
@@ -66,6 +107,26 @@ pub struct RunArgs {
     #[arg(long = "open-files", value_name = "N", value_parser = parse_count,
           allow_hyphen_values = true)]
     pub open_files: Option<u64>,
+
+    /// Memory limit of the run (all its processes; swap off). At least 1M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
+    pub memory: Option<u64>,
+
+    /// Limit on processes and threads alive at once.
+    #[arg(long, value_name = "N", value_parser = parse_processes, allow_hyphen_values = true)]
+    pub processes: Option<u32>,
+
+    /// Size of the work directory's tmpfs [default: 64M].
+    #[arg(long = "workdir-size", value_name = "SIZE", value_parser = parse_tmpfs_size,
+          allow_hyphen_values = true)]
+    pub workdir_size: Option<u64>,
+
+    /// Where no cgroup can be made (an unprivileged user without a delegated
+    /// cgroup), measure with rusage instead of failing: CPU of reaped
+    /// processes, memory as the largest process's peak, and no --memory or
+    /// --processes limit. The report's `accounting` says which was used.
+    #[arg(long = "allow-rusage")]
+    pub allow_rusage: bool,
 
     /// Host file the program reads as its standard input [default: hutch's].
     #[arg(long, value_name = "PATH")]
@@ -109,6 +170,13 @@ pub struct RunArgs {
     /// Print no summary line on standard error.
     #[arg(long)]
     pub quiet: bool,
+
+    /// The seccomp policy: `default` (a program that calls ptrace, mount,
+    /// unshare, bpf, io_uring and the like is killed, verdict
+    /// disallowed-syscall), `none`, or the path of a JSON policy file (see
+    /// docs/seccomp.md; write ./default for a file of that name).
+    #[arg(long, value_name = "POLICY", default_value = "default", value_parser = parse_seccomp)]
+    pub seccomp: Seccomp,
 
     /// The program: a path inside the container, or a name looked up
     /// through PATH there.
@@ -161,6 +229,15 @@ pub struct Bind {
     pub target: Option<String>,
     /// Read-write.
     pub writable: bool,
+}
+
+/// The `--seccomp` policy, read, checked and compiled while the command
+/// line is parsed, so that a bad policy file is a usage error (exit 2)
+/// naming the file.
+#[derive(Debug, Clone)]
+pub struct Seccomp {
+    /// The BPF program to install; empty for `none`.
+    pub program: Vec<BpfInstruction>,
 }
 
 /// One `--env`.
@@ -284,6 +361,29 @@ fn parse_bind(text: &str) -> Result<Bind, String> {
     })
 }
 
+fn parse_seccomp(text: &str) -> Result<Seccomp, String> {
+    let policy = match text {
+        "default" => SeccompPolicy::default_policy(),
+        "none" => SeccompPolicy::none(),
+        "" => return Err("expected default, none or the path of a policy file".into()),
+        path => SeccompPolicy::from_file(path).map_err(|error| error_chain(&error))?,
+    };
+    let program = policy.compile().map_err(|error| error_chain(&error))?;
+    Ok(Seccomp { program })
+}
+
+/// An error followed by its causes: `a: b: c`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}
+
 fn parse_env(text: &str) -> Result<EnvVar, String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok(EnvVar {
@@ -385,9 +485,39 @@ mod tests {
     }
 
     #[test]
+    fn seccomp_policies() {
+        let run = |argv: &[&str]| match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Run(run),
+            }) => Ok(run.seccomp.program),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(error) => Err(error.to_string()),
+        };
+        let default = run(&["hutch", "run", "true"]).unwrap();
+        assert_eq!(default, SeccompPolicy::default_policy().compile().unwrap());
+        assert!(!default.is_empty());
+        assert_eq!(
+            run(&["hutch", "run", "--seccomp", "default", "true"]).unwrap(),
+            default
+        );
+        assert!(
+            run(&["hutch", "run", "--seccomp", "none", "true"])
+                .unwrap()
+                .is_empty()
+        );
+        let error = run(&["hutch", "run", "--seccomp", "/nonexistent/p.json", "true"]).unwrap_err();
+        assert!(
+            error.contains("cannot read the seccomp policy file /nonexistent/p.json"),
+            "{error}"
+        );
+        assert!(run(&["hutch", "run", "--seccomp", "", "true"]).is_err());
+    }
+
+    #[test]
     fn default_wall_time() {
         let args = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(run) => run,
+            other => panic!("parsed as {other:?}"),
         };
         let run = args(&["hutch", "run", "--time", "1.5", "true"]);
         assert_eq!(run.effective_wall_time(), Some(Duration::from_secs(4)));
@@ -412,13 +542,19 @@ mod tests {
         let Command::Run(run) =
             Cli::try_parse_from(["hutch", "run", "--quiet", "sh", "-c", "--time"])
                 .unwrap()
-                .command;
+                .command
+        else {
+            panic!("not parsed as run");
+        };
         assert!(run.quiet);
         assert_eq!(run.argv().collect::<Vec<_>>(), ["sh", "-c", "--time"]);
         assert_eq!(run.time, None);
         let Command::Run(run) = Cli::try_parse_from(["hutch", "run", "--", "-prog", "--quiet"])
             .unwrap()
-            .command;
+            .command
+        else {
+            panic!("not parsed as run");
+        };
         assert!(!run.quiet);
         assert_eq!(run.argv().collect::<Vec<_>>(), ["-prog", "--quiet"]);
         assert!(Cli::try_parse_from(["hutch", "run", "--bogus", "true"]).is_err());

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod bench;
 mod error;
 mod report;
 mod run;
@@ -19,5 +20,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Run(args) => run::main(args),
+        Command::Bench(args) => bench::main(args),
     }
 }

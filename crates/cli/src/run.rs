@@ -112,6 +112,12 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut builder = ContainerBuilder::new().workdir(&args.workdir);
+    if let Some(bytes) = args.workdir_size {
+        builder = builder.workdir_size(bytes);
+    }
+    if args.allow_rusage {
+        builder = builder.allow_rusage();
+    }
     for bind in &args.bind {
         let error = |source| CliError::BindSource {
             path: bind.source.clone(),
@@ -144,12 +150,19 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
     if let Some(bytes) = args.output {
         spec = spec.output_limit(bytes);
     }
+    if let Some(bytes) = args.memory {
+        spec = spec.memory_limit(bytes);
+    }
+    if let Some(count) = args.processes {
+        spec = spec.process_limit(count);
+    }
     if let Some(bytes) = args.stack {
         spec = spec.rlimit(Resource::Stack, bytes, bytes);
     }
     if let Some(count) = args.open_files {
         spec = spec.rlimit(Resource::Nofile, count, count);
     }
+    spec = spec.seccomp(args.seccomp.program.clone());
     let result = container
         .exec(&spec)
         .map_err(|e| CliError::Exec(Box::new(e)))?;

@@ -208,13 +208,19 @@ fn unprivileged_binary() -> &'static str {
 
 /// Runs hutch as uid and gid 65534 (std drops supplementary groups when a
 /// root parent sets the uid).
+/// Unprivileged, no cgroup can be made here: rusage accounting is accepted
+/// explicitly with `--allow-rusage` (added after `run`).
 fn hutch_as_nobody(args: &[&str]) -> Run {
+    let mut args = args.to_vec();
+    if args.first() == Some(&"run") {
+        args.insert(1, "--allow-rusage");
+    }
     assert!(
         running_as_root(),
         "the unprivileged tests start hutch as uid {NOBODY}, which needs the test to run as root"
     );
     let cwd = TempDir::new("cwd");
-    let run: Run = hutch_command(unprivileged_binary(), args)
+    let run: Run = hutch_command(unprivileged_binary(), &args)
         .uid(NOBODY)
         .gid(NOBODY)
         .current_dir(cwd.path())
@@ -966,4 +972,99 @@ fn copy_in_refuses_one_destination_twice() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn memory_limit_gives_memory_limit_and_cgroup_accounting() {
+    let (run, report) = reported(
+        &["--memory", "64M", "--time", "5s"],
+        &["python3", "-c", "a = bytearray(200 * 1024 * 1024)"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(report["status"], "memory-limit", "{report}");
+    let accounting = report["accounting"].as_str().unwrap();
+    assert!(accounting.starts_with("cgroup-"), "{report}");
+    assert!(
+        report["memory_bytes"].as_u64().unwrap() <= 65 << 20,
+        "{report}"
+    );
+}
+
+#[test]
+fn fork_bomb_is_contained_by_processes() {
+    let (run, report) = reported(
+        &["--processes", "32", "--time", "1s", "--wall-time", "3s"],
+        &["sh", "-c", "b() { b & b; }; b"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let status = report["status"].as_str().unwrap();
+    assert!(
+        ["time-limit", "wall-time-limit", "nonzero-exit"].contains(&status),
+        "{report}"
+    );
+    let (run, _) = reported(&[], &["true"]);
+    assert_eq!(run.code, 0, "the host is still fine: {}", run.stderr);
+}
+
+#[test]
+fn workdir_size_bounds_the_work_directory() {
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--workdir-size",
+        "1M",
+        "--",
+        "sh",
+        "-c",
+        "head -c 2000000 /dev/zero > /w/big",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--workdir-size",
+        "4M",
+        "--",
+        "sh",
+        "-c",
+        "head -c 2000000 /dev/zero > /w/big",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn bad_limits_are_usage_errors() {
+    for (flag, value, says) in [
+        ("--memory", "100K", "at least"),
+        ("--memory", "lots", "--memory"),
+        ("--processes", "0", "--processes"),
+        ("--processes", "99999999999", "at most"),
+        ("--workdir-size", "1K", "at least 4K"),
+    ] {
+        let run = hutch(&["run", flag, value, "--", "true"]);
+        assert_eq!(run.code, 2, "{flag} {value}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{flag} {value}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn unprivileged_without_a_cgroup_fails_unless_rusage_is_allowed() {
+    assert!(running_as_root(), "this test starts hutch as uid {NOBODY}");
+    let cwd = TempDir::new("cwd");
+    let run: Run = hutch_command(unprivileged_binary(), &["run", "--", "true"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .current_dir(cwd.path())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--allow-rusage"),
+        "the error names the fix: {}",
+        run.stderr
+    );
+    let run = hutch_as_nobody(&["run", "--report", "/dev/stdout", "--quiet", "--", "true"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.report()["accounting"], "rusage");
 }

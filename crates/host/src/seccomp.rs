@@ -12,12 +12,12 @@
 //! ```
 //!
 //! A policy is a default action and an ordered list of rules; the first rule
-//! that matches a call decides what happens to it. Every compiled program
-//! starts with two checks no policy can turn off: a call made through
-//! another architecture's entry point (`int 0x80`, the i386 ABI) and a call
-//! with an x32 number (bit 30 set) kill the process. The policy file format
-//! and the default policy are described in `docs/seccomp.md` of the
-//! repository.
+//! that matches a call decides what happens to it. Whatever the policy, a
+//! call made through another architecture's entry point (`int 0x80`, the
+//! i386 ABI) or with an x32 number (bit 30 set) kills the process, and
+//! `exit` and `exit_group` are allowed. The policy file format, the default
+//! policy and the layout of the compiled program are described in
+//! `docs/seccomp.md` of the repository.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,7 +28,7 @@ use hutch_protocol::{BpfInstruction, MAX_BPF_INSTRUCTIONS};
 use libc::c_long;
 use seccompiler::{
     BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
+    SeccompRule,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -93,13 +93,6 @@ const BPF_RET_K: u16 = 0x06;
 /// Offsets of `nr` and `arch` in `struct seccomp_data`.
 const SECCOMP_DATA_NR: u32 = 0;
 const SECCOMP_DATA_ARCH: u32 = 4;
-
-/// What a segment returns for "no rule of mine matched; try the next
-/// ones". `SECCOMP_RET_TRACE` is never an action of a policy, so this
-/// value cannot collide with a real one; every such return is rewritten
-/// into a jump before the program leaves this module.
-const CONTINUE_DATA: u32 = 0x6874;
-const CONTINUE: u32 = libc::SECCOMP_RET_TRACE | CONTINUE_DATA;
 
 /// What went wrong reading, checking or compiling a seccomp policy.
 #[derive(Debug, thiserror::Error)]
@@ -422,6 +415,19 @@ impl Policy {
             }
             let action = parse_action(&rule.action, rule.errno.as_ref())
                 .map_err(|reason| invalid(place.clone(), reason))?;
+            let always_allowed = names
+                .iter()
+                .zip(&syscalls)
+                .find_map(|(name, nr)| ALWAYS_ALLOWED.contains(nr).then_some(name));
+            if let (Some(name), true) = (always_allowed, action != Action::Allow) {
+                return Err(invalid(
+                    place,
+                    format!(
+                        "{name} is always allowed, so that a process can always end; \
+                         only \"allow\" may name it"
+                    ),
+                ));
+            }
             let conditions = rule
                 .args
                 .iter()
@@ -441,27 +447,99 @@ impl Policy {
         })
     }
 
-    /// The program: the architecture and x32 checks, one segment per run
-    /// of consecutive rules with the same action (seccompiler compiles one
-    /// action per filter), and the default action.
+    /// The program (see [`Assembler`] for its layout).
     fn compile(&self) -> Result<Vec<BpfInstruction>, SeccompError> {
-        let mut program = prologue();
-        let mut rules = self.rules.as_slice();
-        // Trailing rules with the default's action change nothing.
-        while let Some((last, rest)) = rules.split_last() {
-            if last.action != self.default_action {
-                break;
+        let compile_error = |source| SeccompError::Compile {
+            origin: self.origin.clone(),
+            source,
+        };
+        // Per call, the rules naming it in order, up to the first that
+        // names it unconditionally: the ones that can decide.
+        let mut calls: BTreeMap<c_long, Vec<&Rule>> = BTreeMap::new();
+        for rule in &self.rules {
+            for &nr in &rule.syscalls {
+                let rules = calls.entry(nr).or_default();
+                let decided = rules.last().is_some_and(|r| r.conditions.is_empty());
+                if !decided && !rules.iter().any(|r| std::ptr::eq(*r, rule)) {
+                    rules.push(rule);
+                }
             }
-            rules = rest;
         }
-        for run in rules.chunk_by(|a, b| a.action == b.action) {
-            let segment = segment(run).map_err(|source| SeccompError::Compile {
-                origin: self.origin.clone(),
-                source,
-            })?;
-            program.extend(segment);
+        let mut asm = Assembler::default();
+        for instruction in prologue() {
+            asm.fixed(instruction);
         }
-        program.push(ret(self.default_action.ret()));
+        // Dispatch entries: a call and where it goes, either a shared
+        // return of one action or a block of its own.
+        let mut entries: Vec<(u32, Label)> = Vec::new();
+        let mut returns: BTreeMap<u32, Label> = BTreeMap::new();
+        let mut blocks: Vec<(Label, Vec<BpfInstruction>)> = Vec::new();
+        for (&nr, rules) in &calls {
+            if ALWAYS_ALLOWED.contains(&nr)
+                || rules.iter().all(|rule| rule.action == self.default_action)
+            {
+                continue;
+            }
+            if rules[0].conditions.is_empty() {
+                let label = *returns
+                    .entry(rules[0].action.ret())
+                    .or_insert_with(|| asm.label());
+                entries.push((nr as u32, label));
+                continue;
+            }
+            let mut code = Vec::new();
+            let mut decided = false;
+            for rule in rules {
+                if !rule.conditions.is_empty() {
+                    let conditions = rule
+                        .conditions
+                        .iter()
+                        .map(|condition| condition.to_seccompiler())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(compile_error)?;
+                    let rule = SeccompRule::new(conditions).map_err(compile_error)?;
+                    // Falls through when every condition holds; otherwise
+                    // jumps to just past the return that follows it.
+                    // (Two unreachable jumps in it aim one further.)
+                    let bpf: BpfProgram = rule.into();
+                    code.extend(bpf.iter().map(|i| instruction(i.code, i.jt, i.jf, i.k)));
+                } else {
+                    decided = true;
+                }
+                code.push(ret(rule.action.ret()));
+            }
+            if !decided {
+                code.push(ret(self.default_action.ret()));
+            }
+            let label = asm.label();
+            blocks.push((label, code));
+            entries.push((nr as u32, label));
+        }
+        if self.default_action != Action::Allow {
+            let label = *returns
+                .entry(Action::Allow.ret())
+                .or_insert_with(|| asm.label());
+            entries.extend(ALWAYS_ALLOWED.iter().map(|&nr| (nr as u32, label)));
+        }
+        entries.sort_unstable_by_key(|&(nr, _)| nr);
+        asm.dispatch(&entries, ret(self.default_action.ret()));
+        for (label, code) in blocks {
+            asm.mark(label);
+            for instruction in code {
+                asm.fixed(instruction);
+            }
+        }
+        if returns.is_empty() {
+            // seccompiler's rule code holds unreachable jumps to one past
+            // the return after the rule; the kernel checks that every jump,
+            // reachable or not, stays inside the program.
+            asm.fixed(ret(self.default_action.ret()));
+        }
+        for (value, label) in returns {
+            asm.mark(label);
+            asm.fixed(ret(value));
+        }
+        let program = asm.finish();
         if program.len() > MAX_BPF_INSTRUCTIONS {
             return Err(SeccompError::TooLarge {
                 origin: self.origin.clone(),
@@ -644,12 +722,13 @@ fn ret(value: u32) -> BpfInstruction {
     instruction(BPF_RET_K, 0, 0, value)
 }
 
-/// Kills a call made through any ABI but x86_64's: another architecture
-/// (`int 0x80` reaches the kernel as i386, with i386 numbers) or x32 (the
-/// x86_64 architecture with bit 30 of the number set, where numbers mean
-/// other calls). seccompiler checks the architecture but not x32.
-fn prologue() -> Vec<BpfInstruction> {
-    vec![
+/// What every program starts with: kill a call made through any ABI but
+/// x86_64's, another architecture (`int 0x80` reaches the kernel as i386,
+/// with i386 numbers) or x32 (the x86_64 architecture with bit 30 of the
+/// number set, where numbers mean other calls). seccompiler checks the
+/// architecture but not x32. Leaves the call's number in the accumulator.
+fn prologue() -> [BpfInstruction; 6] {
+    [
         instruction(BPF_LD_W_ABS, 0, 0, SECCOMP_DATA_ARCH),
         instruction(BPF_JMP_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
         ret(libc::SECCOMP_RET_KILL_PROCESS),
@@ -659,70 +738,137 @@ fn prologue() -> Vec<BpfInstruction> {
     ]
 }
 
-/// Compiles rules that share one action into a piece of program that
-/// returns that action for a call they match and otherwise falls through
-/// to whatever follows it.
+/// Calls every program allows whatever the policy says: a process that
+/// cannot end spins until something kills it, and the filter is installed
+/// before `execve`, so a policy refusing everything would trap the exec's
+/// own failure path that way.
+const ALWAYS_ALLOWED: [c_long; 2] = [libc::SYS_exit, libc::SYS_exit_group];
+
+/// Calls per leaf of the dispatch tree.
+const LEAF_CALLS: usize = 4;
+
+/// A place in the program, resolved by [`Assembler::finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Label(usize);
+
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    /// An instruction whose jumps, if any, stay inside its block.
+    Fixed(BpfInstruction),
+    /// `if A == k` (or `A >= k`) `goto target`, else on.
+    Branch {
+        code: u16,
+        k: u32,
+        target: Label,
+    },
+    Mark(Label),
+}
+
+/// Lays the program out: the [`prologue`]; a binary search on the call's
+/// number over every call some rule decides; a block per call with
+/// argument conditions, whose rules seccompiler compiles; and one shared
+/// return per action that some call gets unconditionally.
 ///
-/// seccompiler compiles a filter with a match action and a mismatch
-/// action; the mismatch action here is [`CONTINUE`], and each `ret
-/// CONTINUE` becomes a jump to the end of the piece. Both are one
-/// instruction, so no other jump moves. seccompiler's own architecture
-/// check at the start is dropped: the prologue has done it.
-fn segment(rules: &[Rule]) -> Result<Vec<BpfInstruction>, BackendError> {
-    let action = rules[0].action;
-    // Per call, the alternative conditions under which it matches; `None`
-    // when it matches unconditionally.
-    let mut chains: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
-    for rule in rules {
-        let conditions = if rule.conditions.is_empty() {
-            None
-        } else {
-            let conditions = rule
-                .conditions
-                .iter()
-                .map(|condition| condition.to_seccompiler())
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(SeccompRule::new(conditions)?)
-        };
-        for &nr in &rule.syscalls {
-            let chain = chains.entry(nr).or_insert_with(|| Some(Vec::new()));
-            match (&conditions, chain) {
-                (None, chain) => *chain = None,
-                (Some(conditions), Some(chain)) => chain.push(conditions.clone()),
-                (Some(_), None) => {}
+/// seccompiler's own filters test call numbers one after another, five
+/// instructions per call. That costs every exec twice: the kernel compiles
+/// the program when the filter is installed, and runs it once for every
+/// call number to find the calls it can allow without running the filter
+/// again (the seccomp action cache). A search tree keeps both short.
+///
+/// A conditional jump reaches at most 255 instructions ahead; a branch
+/// further than that becomes a conditional jump over an unconditional one
+/// (`ja` takes 32 bits), decided by relaxation in [`finish`](Self::finish).
+#[derive(Debug, Default)]
+struct Assembler {
+    items: Vec<Item>,
+    labels: usize,
+}
+
+impl Assembler {
+    fn label(&mut self) -> Label {
+        self.labels += 1;
+        Label(self.labels - 1)
+    }
+
+    fn fixed(&mut self, instruction: BpfInstruction) {
+        self.items.push(Item::Fixed(instruction));
+    }
+
+    fn mark(&mut self, label: Label) {
+        self.items.push(Item::Mark(label));
+    }
+
+    fn branch(&mut self, code: u16, k: u32, target: Label) {
+        self.items.push(Item::Branch { code, k, target });
+    }
+
+    /// Binary search over `entries` (sorted by number) on the number in the
+    /// accumulator; a number not among them gets `otherwise`.
+    fn dispatch(&mut self, entries: &[(u32, Label)], otherwise: BpfInstruction) {
+        if entries.len() <= LEAF_CALLS {
+            for &(nr, target) in entries {
+                self.branch(BPF_JMP_JEQ_K, nr, target);
+            }
+            self.fixed(otherwise);
+            return;
+        }
+        let (low, high) = entries.split_at(entries.len() / 2);
+        let upper = self.label();
+        self.branch(BPF_JMP_JGE_K, high[0].0, upper);
+        self.dispatch(low, otherwise);
+        self.mark(upper);
+        self.dispatch(high, otherwise);
+    }
+
+    /// The instructions, every branch resolved.
+    fn finish(self) -> Vec<BpfInstruction> {
+        let mut long = vec![false; self.items.len()];
+        let mut at = vec![0usize; self.items.len()];
+        let mut labels = vec![0usize; self.labels];
+        loop {
+            // Lay out with the current choice of short and long branches.
+            let mut pc = 0;
+            for (index, item) in self.items.iter().enumerate() {
+                at[index] = pc;
+                match item {
+                    Item::Fixed(_) => pc += 1,
+                    Item::Branch { .. } => pc += if long[index] { 2 } else { 1 },
+                    Item::Mark(label) => labels[label.0] = pc,
+                }
+            }
+            // Lengthen every short branch that cannot reach; moving code
+            // only ever lengthens jumps, so this ends.
+            let mut changed = false;
+            for (index, item) in self.items.iter().enumerate() {
+                if let Item::Branch { target, .. } = item {
+                    if !long[index] && labels[target.0] - at[index] - 1 > usize::from(u8::MAX) {
+                        long[index] = true;
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
             }
         }
-    }
-    let chains = chains
-        .into_iter()
-        .map(|(nr, chain)| (nr, chain.unwrap_or_default()))
-        .collect();
-    let filter = SeccompFilter::new(
-        chains,
-        SeccompAction::Trace(CONTINUE_DATA),
-        action.to_seccompiler(),
-        TargetArch::x86_64,
-    )?;
-    let program: BpfProgram = filter.try_into()?;
-    let mut program: Vec<BpfInstruction> = program
-        .into_iter()
-        .map(|i| instruction(i.code, i.jt, i.jf, i.k))
-        .collect();
-    if program.starts_with(&prologue()[..3]) {
-        program.drain(..3);
-    }
-    let len = program.len();
-    for (index, instruction) in program.iter_mut().enumerate() {
-        if instruction.code == BPF_RET_K && instruction.k == CONTINUE {
-            *instruction = BpfInstruction {
-                code: BPF_JMP_JA,
-                jt: 0,
-                jf: 0,
-                k: (len - index - 1) as u32,
-            };
+        let mut program = Vec::new();
+        for (index, item) in self.items.iter().enumerate() {
+            match *item {
+                Item::Fixed(instruction) => program.push(instruction),
+                Item::Mark(_) => {}
+                Item::Branch { code, k, target } => {
+                    let distance = labels[target.0] - at[index] - 1;
+                    if long[index] {
+                        program.push(instruction(code, 0, 1, k));
+                        program.push(instruction(BPF_JMP_JA, 0, 0, (distance - 1) as u32));
+                    } else {
+                        program.push(instruction(code, distance as u8, 0, k));
+                    }
+                }
+            }
         }
+        program
     }
-    Ok(program)
 }
 
 /// The x86_64 number of a system call, by its kernel name (`"openat"`,
@@ -847,6 +993,42 @@ mod tests {
     /// checks when the filter is installed (jumps in range, a return at the
     /// end of every path).
     fn run(program: &[BpfInstruction], arch: u32, nr: i32, args: [u64; 6]) -> u32 {
+        run_counting(program, arch, nr, args).0
+    }
+
+    /// What the kernel checks when a filter is installed (`bpf_check_classic`
+    /// and `seccomp_check_filter`), for the opcodes the compiler emits:
+    /// every jump, reachable or not, lands inside the program; loads are
+    /// aligned words of `struct seccomp_data`; the last instruction returns.
+    fn check(program: &[BpfInstruction]) {
+        assert!(!program.is_empty() && program.len() <= MAX_BPF_INSTRUCTIONS);
+        let len = program.len();
+        for (pc, i) in program.iter().enumerate() {
+            match i.code {
+                BPF_LD_W_ABS => assert!(i.k % 4 == 0 && i.k < 64, "load {} at {pc}", i.k),
+                0x54 | BPF_RET_K => {}
+                BPF_JMP_JA => assert!(pc + 1 + (i.k as usize) < len, "ja {} at {pc}", i.k),
+                BPF_JMP_JEQ_K | 0x25 | BPF_JMP_JGE_K | 0x45 => {
+                    assert!(pc + 1 + usize::from(i.jt) < len, "jt {} at {pc}", i.jt);
+                    assert!(pc + 1 + usize::from(i.jf) < len, "jf {} at {pc}", i.jf);
+                }
+                other => panic!("opcode {other:#x} at {pc}"),
+            }
+        }
+        assert_eq!(
+            program[len - 1].code,
+            BPF_RET_K,
+            "the program ends in a return"
+        );
+    }
+
+    /// [`run`], also counting the instructions executed.
+    fn run_counting(
+        program: &[BpfInstruction],
+        arch: u32,
+        nr: i32,
+        args: [u64; 6],
+    ) -> (u32, usize) {
         let mut data = Vec::with_capacity(64);
         data.extend_from_slice(&nr.to_ne_bytes());
         data.extend_from_slice(&arch.to_ne_bytes());
@@ -856,7 +1038,9 @@ mod tests {
         }
         let mut a: u32 = 0;
         let mut pc = 0usize;
+        let mut steps = 0;
         loop {
+            steps += 1;
             let i = program
                 .get(pc)
                 .unwrap_or_else(|| panic!("ran off the end at {pc}"));
@@ -878,7 +1062,7 @@ mod tests {
                     };
                     pc += usize::from(if taken { i.jt } else { i.jf });
                 }
-                BPF_RET_K => return i.k,
+                BPF_RET_K => return (i.k, steps),
                 other => panic!("unexpected opcode {other:#x} at {}", pc - 1),
             }
         }
@@ -893,10 +1077,13 @@ mod tests {
     }
 
     fn compile(text: &str) -> Vec<BpfInstruction> {
-        text.parse::<SeccompPolicy>()
+        let program = text
+            .parse::<SeccompPolicy>()
             .unwrap_or_else(|e| panic!("{text}: {e}"))
             .compile()
-            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        check(&program);
+        program
     }
 
     fn default_kill_list() -> Vec<String> {
@@ -909,6 +1096,32 @@ mod tests {
             .flat_map(|rule| rule["syscall"].as_array().unwrap().clone())
             .map(|name| name.as_str().unwrap().to_owned())
             .collect()
+    }
+
+    /// `docs/seccomp.md` explains every call the default policy denies,
+    /// and every policy example in it compiles.
+    #[test]
+    fn docs_match_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/seccomp.md");
+        let docs = std::fs::read_to_string(path).expect("docs/seccomp.md");
+        let start = docs.find("## The default policy").unwrap();
+        let end = start + docs[start..].find("### `clone` and `clone3`").unwrap();
+        let table = &docs[start..end];
+        for name in default_kill_list().iter().chain(&["clone3".to_owned()]) {
+            assert!(
+                table.contains(&format!("`{name}`")),
+                "the default policy table does not list {name}"
+            );
+        }
+        let examples: Vec<&str> = docs
+            .split("```json\n")
+            .skip(1)
+            .map(|rest| &rest[..rest.find("```").unwrap()])
+            .collect();
+        assert!(examples.len() >= 4, "{} examples", examples.len());
+        for example in examples {
+            compile(example);
+        }
     }
 
     #[test]
@@ -939,7 +1152,7 @@ mod tests {
     #[test]
     fn default_policy_compiles_and_is_cached() {
         let program = SeccompPolicy::default_policy().compile().unwrap();
-        assert!(program.len() < 400, "{} instructions", program.len());
+        check(&program);
         assert_eq!(program, SeccompPolicy::default().compile().unwrap());
         assert!(std::ptr::eq(default_program(), default_program()));
         assert_eq!(
@@ -998,6 +1211,20 @@ mod tests {
             assert_eq!(call(program, number, [0; 6]), expected, "{name}");
         }
         assert_eq!(call(program, 999, [0; 6]), ALLOW, "unknown numbers: ENOSYS");
+    }
+
+    /// The kernel runs the filter once per call number when it is
+    /// installed (the seccomp action cache), and every exec installs it:
+    /// the path for any number must stay short.
+    #[test]
+    fn default_policy_decides_every_call_in_few_steps() {
+        let program = default_program();
+        assert!(program.len() < 120, "{} instructions", program.len());
+        let longest = (0..512)
+            .map(|nr| run_counting(program, AUDIT_ARCH_X86_64, nr, [0; 6]).1)
+            .max()
+            .unwrap();
+        assert!(longest <= 20, "{longest} steps");
     }
 
     #[test]
@@ -1076,6 +1303,32 @@ mod tests {
     }
 
     #[test]
+    fn exit_is_always_allowed() {
+        let program = compile(r#"{"default_action": {"errno": 38}}"#);
+        assert_eq!(call(&program, nr("exit_group"), [0; 6]), ALLOW);
+        assert_eq!(call(&program, nr("exit"), [0; 6]), ALLOW);
+        assert_eq!(call(&program, nr("execve"), [0; 6]), errno(38));
+        for program in [default_program(), &compile(r#"{"default_action": "kill"}"#)] {
+            assert_eq!(call(program, nr("exit_group"), [0; 6]), ALLOW);
+            assert_eq!(call(program, nr("exit"), [0; 6]), ALLOW);
+        }
+        let allowed = compile(
+            r#"{"default_action": "kill", "rules": [{"syscall": ["exit", "read"], "action": "allow"}]}"#,
+        );
+        assert_eq!(call(&allowed, nr("exit"), [0; 6]), ALLOW);
+        assert_eq!(call(&allowed, nr("read"), [0; 6]), ALLOW);
+        for action in [r#""kill""#, r#""log""#, r#"{"errno": 1}"#] {
+            let message = error(&format!(
+                r#"{{"default_action": "allow", "rules": [{{"syscall": ["read", "exit_group"], "action": {action}}}]}}"#
+            ));
+            assert!(
+                message.contains("rules[0] (read, exit_group) of the seccomp policy file p.json: exit_group is always allowed"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
     fn allow_list_with_kill_default() {
         let program = compile(
             r#"{"default_action": "kill",
@@ -1127,20 +1380,23 @@ mod tests {
     }
 
     #[test]
-    fn trailing_rules_with_the_default_action_are_dropped() {
+    fn rules_that_change_nothing_cost_nothing() {
         let short = compile(
             r#"{"default_action": "allow", "rules": [{"syscall": "ptrace", "action": "kill"}]}"#,
         );
         let long = compile(
             r#"{"default_action": "allow", "rules": [{"syscall": "ptrace", "action": "kill"},
-                {"syscall": "read", "action": "allow"}]}"#,
+                {"syscall": "read", "action": "allow"},
+                {"syscall": "ptrace", "action": {"errno": 1}},
+                {"syscall": "write", "action": "allow", "args": [{"arg": 0, "op": "eq", "value": 1}]}]}"#,
         );
         assert_eq!(short, long);
-        let empty = compile(
+        let bare = compile(r#"{"default_action": "kill"}"#);
+        let same = compile(
             r#"{"default_action": "kill", "rules": [{"syscall": "read", "action": "kill"}]}"#,
         );
-        assert_eq!(empty.len(), prologue().len() + 1);
-        assert_eq!(call(&empty, nr("read"), [0; 6]), KILL);
+        assert_eq!(bare, same);
+        assert_eq!(call(&same, nr("read"), [0; 6]), KILL);
     }
 
     /// Every comparison at both widths, against the same comparison done
@@ -1214,6 +1470,34 @@ mod tests {
         assert_eq!(call(&program, mmap, [u64::MAX, 0, 0, 0, 0, 0]), KILL);
     }
 
+    /// Rules with enough conditions that seccompiler's jumps to the next
+    /// rule need its intermediate hops.
+    #[test]
+    fn rules_with_many_conditions() {
+        let conditions: Vec<String> = (0..60)
+            .map(|i| format!(r#"{{"arg": {}, "op": "ne", "value": {i}}}"#, i % 6))
+            .collect();
+        let program = compile(&format!(
+            r#"{{"default_action": "allow", "rules": [
+                {{"syscall": "openat", "action": "kill", "args": [{}]}},
+                {{"syscall": "openat", "action": {{"errno": 9}}, "args": [{}]}}]}}"#,
+            conditions.join(","),
+            conditions[..50].join(",")
+        ));
+        let openat = nr("openat");
+        assert_eq!(call(&program, openat, [100; 6]), KILL);
+        for i in 0..60u64 {
+            let mut args = [100; 6];
+            args[(i % 6) as usize] = i;
+            let expected = if i < 50 { ALLOW } else { errno(9) };
+            assert_eq!(
+                call(&program, openat, args),
+                expected,
+                "condition {i} fails"
+            );
+        }
+    }
+
     /// Many segments, long enough that jumps over them need more than the
     /// 8-bit conditional offsets.
     #[test]
@@ -1221,6 +1505,7 @@ mod tests {
         let names: Vec<&str> = LIBC_SYSCALLS
             .iter()
             .map(|(symbol, _)| symbol.strip_prefix("SYS_").unwrap())
+            .filter(|name| !matches!(*name, "exit" | "exit_group"))
             .take(300)
             .collect();
         let rules: Vec<String> = names
@@ -1243,6 +1528,12 @@ mod tests {
         );
         let program = compile(&text);
         assert!(program.len() > 2000, "{} instructions", program.len());
+        assert!(
+            program
+                .iter()
+                .any(|i| i.code == BPF_JMP_JA && i.k > u32::from(u8::MAX)),
+            "no branch needed the long form"
+        );
         for (i, name) in names.iter().enumerate() {
             let expected = if i % 2 == 0 {
                 errno(i as u32 + 1)

@@ -519,6 +519,33 @@ fn custom_kill_rule_and_kill_default() {
     assert_killed(&out, "execve under an empty allow list");
 }
 
+/// A policy that refuses everything with an errno, exit included, still
+/// lets the run end: `exit` and `exit_group` are always allowed.
+#[test]
+fn errno_policies_cannot_trap_the_exec() {
+    let mut sandbox = Sandbox::probe();
+    let everything: SeccompPolicy = r#"{"default_action": {"errno": 38}}"#.parse().unwrap();
+    let out = sandbox.run(&["/t/probe", "getpid"], &everything);
+    assert_ne!(out.result.status, Status::WallTimeLimit, "{out:?}");
+    assert!(
+        matches!(out.result.status, Status::NonzeroExit | Status::RunnerError),
+        "{out:?}"
+    );
+    assert!(out.result.wall_time_ns < 5_000_000_000, "{out:?}");
+    assert_eq!(out.stdout, "");
+
+    // With write allowed, the exec's failure is reported as such.
+    let all_but_write: SeccompPolicy =
+        r#"{"default_action": {"errno": 38}, "rules": [{"syscall": "write", "action": "allow"}]}"#
+            .parse()
+            .unwrap();
+    let out = sandbox.run(&["/t/probe", "getpid"], &all_but_write);
+    assert_eq!(out.result.status, Status::RunnerError, "{out:?}");
+    let error = out.result.error.as_ref().expect("a runner error says why");
+    assert_eq!(error.errno, libc::ENOSYS, "{out:?}");
+    assert_eq!(error.stage, hutch_host::protocol::Stage::Execve, "{out:?}");
+}
+
 #[test]
 fn policy_none_lets_ptrace_through() {
     let mut sandbox = Sandbox::probe();
@@ -674,38 +701,42 @@ fn measure_default_policy_costs() {
         program.len()
     );
 
-    const RUNS: usize = 500;
+    const RUNS: usize = 1500;
     let mut container = ContainerBuilder::new().build().unwrap();
     let null = File::open("/dev/null").unwrap();
     let sink = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
         .unwrap();
-    let mut time = |filter: &[hutch_host::protocol::BpfInstruction]| {
-        let mut samples = Vec::with_capacity(RUNS);
-        for _ in 0..RUNS {
+    // A filter that allows everything after the architecture checks: the
+    // cost of having any filter at all.
+    let minimal =
+        r#"{"default_action": "allow"}"#.parse::<SeccompPolicy>().unwrap().compile().unwrap();
+    let filters = [Vec::new(), minimal, program];
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    // Round robin, one exec of each at a time, so that drift in the
+    // machine's load hits all three alike; the first round warms up.
+    for round in 0..=RUNS {
+        for (filter, samples) in filters.iter().zip(&mut samples) {
             let spec = ExecSpec::new(["/bin/true"])
                 .stdio(null.as_fd(), sink.as_fd(), sink.as_fd())
-                .seccomp(filter.to_vec());
+                .seccomp(filter.clone());
             let start = Instant::now();
             let result = container.exec(&spec).unwrap();
-            samples.push(start.elapsed());
+            let elapsed = start.elapsed();
             assert_eq!(result.status, Status::Ok);
+            if round > 0 {
+                samples.push(elapsed);
+            }
         }
-        median(samples)
-    };
-    // Warm up, then alternate so drift hits both alike.
-    time(&[]);
-    let mut without = Vec::new();
-    let mut with = Vec::new();
-    for _ in 0..3 {
-        without.push(time(&[]));
-        with.push(time(&program));
     }
-    let without = median(without);
-    let with = median(with);
+    let [without, least, with] = samples.map(median);
     println!(
-        "/bin/true, {RUNS} execs x 3 rounds, median of medians: no filter {without:?}, default policy {with:?}, difference {:?}",
+        "/bin/true, {RUNS} execs each, round robin, medians: no filter {without:?}; \
+         {}-instruction filter {least:?} (+{:?}); default policy, {} instructions, {with:?} (+{:?})",
+        filters[1].len(),
+        least.saturating_sub(without),
+        filters[2].len(),
         with.saturating_sub(without)
     );
 }
