@@ -740,3 +740,41 @@ fn measure_default_policy_costs() {
         with.saturating_sub(without)
     );
 }
+
+/// A hand-built filter that refuses everything, `exit_group` included,
+/// with an errno: the program's process cannot even exit normally, yet the
+/// run ends (the child falls back to an invalid instruction) instead of
+/// spinning for ever.
+#[test]
+fn a_filter_that_refuses_exit_cannot_hang_the_run() {
+    use hutch_host::protocol::BpfInstruction;
+    // BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS.
+    let refuse_all = vec![BpfInstruction {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0x0005_0000 | 38,
+    }];
+    let mut c = ContainerBuilder::new().build().unwrap();
+    let start = Instant::now();
+    let out = run_spec(
+        &mut c,
+        ExecSpec::new(["/bin/true"])
+            .seccomp(refuse_all)
+            .wall_time(Duration::from_secs(20)),
+    );
+    assert_eq!(
+        out.result.termination,
+        Termination::Signalled(libc::SIGILL),
+        "{:?}",
+        out.result
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "it ended on its own"
+    );
+    assert_eq!(
+        run_spec(&mut c, ExecSpec::new(["/bin/true"])).result.status,
+        Status::Ok
+    );
+}

@@ -191,10 +191,28 @@ pub fn run(
     }
 
     // The error pipe closes at exec; 8 bytes mean the child failed first.
+    // The wall-clock limit already runs: a child stuck before exec is
+    // killed at it like any other.
+    let deadline = request
+        .limits
+        .wall_time_ns
+        .map(|ns| start + Duration::from_nanos(ns));
     let mut record = [0u8; 8];
     let mut got = 0;
     let mut err_read = std::fs::File::from(err_read);
     while got < 8 {
+        if !wait_readable(&err_read, deadline) {
+            let wall = start.elapsed();
+            let (status, usage) = reap_all(child.pid);
+            return Ok(judge(
+                Ending::WallTime,
+                status,
+                &usage,
+                wall,
+                &request.limits,
+                false,
+            ));
+        }
         match err_read.read(&mut record[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
@@ -345,6 +363,33 @@ fn stage_from(raw: u32) -> Stage {
         .into_iter()
         .find(|s| *s as u32 == raw)
         .unwrap_or(Stage::Spawn)
+}
+
+/// Waits until `fd` is readable (`true`) or `deadline` passes (`false`).
+fn wait_readable(fd: &impl std::os::fd::AsFd, deadline: Option<Instant>) -> bool {
+    loop {
+        let timeout = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                Some(rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                })
+            }
+            None => None,
+        };
+        let mut polls = [PollFd::new(fd, PollFlags::IN)];
+        match rustix::event::poll(&mut polls, timeout.as_ref()) {
+            Ok(0) => continue,
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Let the read report it.
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Waits for the program's exit, the wall-clock limit or a kill from the

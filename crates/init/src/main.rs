@@ -215,6 +215,9 @@ impl Init {
 }
 
 fn reset(ready: &Ready) -> Reply {
+    if let Some(cgroup) = &ready.cgroup {
+        cgroup.reclaim();
+    }
     let scratch = &ready.scratch;
     for ((path, mode), (uid, gid)) in scratch
         .paths
