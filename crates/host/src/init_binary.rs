@@ -109,3 +109,8 @@ fn embed() -> Result<OwnedFd, InitBinaryError> {
 pub fn embedded_init_len() -> usize {
     INIT.len()
 }
+
+/// The embedded init executable itself.
+pub fn embedded_init() -> &'static [u8] {
+    INIT
+}

@@ -48,6 +48,6 @@ pub use channel::ChannelError;
 pub use container::{Container, ContainerError, Killer};
 pub use exec::ExecSpec;
 pub use hutch_protocol as protocol;
-pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init_len};
+pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init, embedded_init_len};
 pub use pool::{Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};

@@ -832,3 +832,168 @@ fn rootless_suite() {
     );
     println!("rootless suite: {passed} tests passed as uid 65534");
 }
+
+#[test]
+fn disk_and_inode_floods_fail_inside_and_the_next_run_is_fine() {
+    let mut c = builder()
+        .workdir_size(1 << 20)
+        .tmp_size(1 << 20)
+        .tmpfs_inodes(64)
+        .build()
+        .unwrap();
+    let out = run(&mut c, &["sh", "-c", "head -c 2000000 /dev/zero > /w/big"]);
+    assert_eq!(out.result.status, Status::NonzeroExit);
+    assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+    let out = run(
+        &mut c,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do echo x > /tmp/f$i || exit 9; i=$((i+1)); done",
+        ],
+    );
+    assert_eq!(
+        out.result.termination,
+        Termination::Exited(9),
+        "the inode limit stops it"
+    );
+    c.reset().unwrap();
+    let out = run(&mut c, &["sh", "-c", "echo fine > /w/x && cat /w/x"]);
+    assert_eq!(out.stdout, "fine\n");
+}
+
+/// Sends raw bytes as one frame on the container's socket, bypassing the
+/// host's own encoding and checks.
+fn send_raw(c: &Container, frame: &[u8]) {
+    let sent = rustix::net::send(c.socket(), frame, rustix::net::SendFlags::NOSIGNAL).unwrap();
+    assert_eq!(sent, frame.len());
+}
+
+fn recv_raw_reply(c: &Container) -> hutch_host::protocol::Reply {
+    let mut buf = vec![0u8; hutch_host::protocol::MAX_FRAME_LEN];
+    let (n, _) = rustix::net::recv(c.socket(), &mut buf, rustix::net::RecvFlags::empty()).unwrap();
+    hutch_host::protocol::decode_reply(&buf[..n]).unwrap()
+}
+
+#[test]
+fn init_answers_an_invalid_request_with_a_structured_error_and_carries_on() {
+    use hutch_host::protocol::{ExecRequest, Limits, Reply, Request, encode_request};
+    let mut c = container();
+    // A well-formed frame whose content fails validation: an empty argv.
+    let request = Request::Exec(ExecRequest {
+        argv: Vec::new(),
+        env: Vec::new(),
+        fd_map: Vec::new(),
+        exec_fd: None,
+        cwd: None,
+        rlimits: Vec::new(),
+        seccomp: Vec::new(),
+        limits: Limits::default(),
+        sync: false,
+        uid: None,
+        gid: None,
+    });
+    let mut frame = vec![0u8; 1024];
+    let len = encode_request(&request, &mut frame).unwrap();
+    send_raw(&c, &frame[..len]);
+    match recv_raw_reply(&c) {
+        Reply::Error(error) => {
+            assert_eq!(error.stage, Stage::Validate);
+            assert!(error.message.contains("argv is empty"), "{}", error.message);
+        }
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+    c.ping().expect("init carries on after an invalid request");
+    assert_eq!(run(&mut c, &["true"]).result.status, Status::Ok);
+}
+
+#[test]
+fn init_answers_a_broken_frame_and_exits() {
+    use hutch_host::protocol::Reply;
+    let mut c = container();
+    send_raw(&c, b"HT\x01\x00\xff\xff\xff\xff\xff\xff");
+    match recv_raw_reply(&c) {
+        Reply::Error(error) => assert_eq!(error.stage, Stage::Protocol, "{error:?}"),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+    let err = c.ping().expect_err("init is gone");
+    assert!(matches!(err, ContainerError::InitGone { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("exit code 1"),
+        "init exited cleanly: {err}"
+    );
+}
+
+#[test]
+fn the_embedded_init_is_a_static_executable() {
+    let init = hutch_host::embedded_init();
+    assert_eq!(&init[..4], b"\x7fELF");
+    // Program headers: e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38.
+    let u16_at = |at: usize| u16::from_le_bytes([init[at], init[at + 1]]) as usize;
+    let phoff = u64::from_le_bytes(init[0x20..0x28].try_into().unwrap()) as usize;
+    let (entsize, count) = (u16_at(0x36), u16_at(0x38));
+    let types: Vec<u32> = (0..count)
+        .map(|i| {
+            let at = phoff + i * entsize;
+            u32::from_le_bytes(init[at..at + 4].try_into().unwrap())
+        })
+        .collect();
+    const PT_INTERP: u32 = 3;
+    const PT_DYNAMIC: u32 = 2;
+    const DT_NULL: u64 = 0;
+    const DT_NEEDED: u64 = 1;
+    assert!(!types.contains(&PT_INTERP), "no dynamic loader: {types:?}");
+    // A static PIE keeps a PT_DYNAMIC for its own relocations, but it names
+    // no shared library (no DT_NEEDED entry).
+    for (i, kind) in types.iter().enumerate() {
+        if *kind != PT_DYNAMIC {
+            continue;
+        }
+        let header = phoff + i * entsize;
+        let offset = u64::from_le_bytes(init[header + 8..header + 16].try_into().unwrap()) as usize;
+        let size = u64::from_le_bytes(init[header + 32..header + 40].try_into().unwrap()) as usize;
+        for entry in init[offset..offset + size].chunks_exact(16) {
+            let tag = u64::from_le_bytes(entry[..8].try_into().unwrap());
+            assert_ne!(tag, DT_NEEDED, "init needs a shared library");
+            if tag == DT_NULL {
+                break;
+            }
+        }
+    }
+}
+
+const INIT_OVERRIDE_CHILD: &str = "HUTCH_TEST_INIT_OVERRIDE";
+
+#[test]
+#[ignore = "helper: run by hutch_init_names_another_init_binary with HUTCH_INIT set"]
+fn isolated_hutch_init_override() {
+    assert!(
+        std::env::var_os(INIT_OVERRIDE_CHILD).is_some(),
+        "run through its parent test"
+    );
+    let err = builder().build().unwrap_err();
+    assert!(matches!(err, BuildError::InitBinary(_)), "{err:?}");
+    assert!(err.to_string().contains("/no/such/hutch-init"), "{err}");
+}
+
+#[test]
+fn hutch_init_names_another_init_binary() {
+    // The variable is read by every build in the process: set it only in a
+    // child process.
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "isolated_hutch_init_override",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(INIT_OVERRIDE_CHILD, "1")
+        .env(hutch_host::INIT_OVERRIDE_VAR, "/no/such/hutch-init")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{stdout}"
+    );
+}
