@@ -14,9 +14,9 @@
 
 use hutch_protocol::{
     Access, Accounting, Batch, BpfInstruction, Configure, Delete, ErrorReply, ExecRequest,
-    ExecResult, Hello, HelloReply, ItemError, ItemOutcome, Limits, MAX_FRAME_LEN, Mount,
-    MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request, Resource, Rlimit, Stage,
-    Status, SymlinkItem, Termination, encode_reply, encode_request, features,
+    ExecResult, FileSystem, Hello, HelloReply, ItemError, ItemOutcome, Limits, MAX_FRAME_LEN,
+    Mount, MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request, Resource, Rlimit,
+    Stage, Status, SymlinkItem, Termination, encode_reply, encode_request, features,
 };
 
 /// One message to benchmark, with what travels beside it.
@@ -178,6 +178,7 @@ pub fn configure() -> Request {
         uid: 1000,
         gid: 1000,
         init_command: Vec::new(),
+        filesystem: FileSystem::Container,
     })
 }
 

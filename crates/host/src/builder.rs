@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hutch_protocol::{
-    CgroupFiles, Configure, Hello, Mount, MountFlags, PROTOCOL_VERSION, Reply, Request, SymlinkItem,
+    CgroupFiles, Configure, FileSystem, Hello, Mount, MountFlags, PROTOCOL_VERSION, Reply, Request,
+    SymlinkItem,
 };
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
@@ -33,14 +34,7 @@ pub enum BuildError {
     /// The configuration is invalid; nothing was started.
     #[error("invalid container configuration")]
     InvalidConfig(#[source] hutch_protocol::ValidationError),
-    /// The namespaces asked for cannot contain a container.
-    #[error("a container needs its own {namespace} namespace: {why}")]
-    NamespaceRequired {
-        /// The namespace turned off.
-        namespace: &'static str,
-        /// Why it cannot be.
-        why: &'static str,
-    },
+
     /// The init executable is not available.
     #[error(transparent)]
     InitBinary(#[from] InitBinaryError),
@@ -101,12 +95,19 @@ pub enum BuildError {
     Cgroup(#[source] CgroupError),
 }
 
-/// Which namespaces a container gets. All are on by default.
+/// Which namespaces a container gets. All are on by default; each can be
+/// turned off, with these consequences:
 ///
-/// The mount and PID namespaces cannot be turned off: init builds the
-/// container's file system by `pivot_root` in its own mount namespace, and
-/// clears the container by killing every process of its PID namespace.
-/// [`ContainerBuilder::build`] refuses them off.
+/// - **mount** off: programs see the host's file system as it is; no mount
+///   is made (the builder's mounts, symbolic links and masks are dropped) and
+///   the work directory must be an existing host directory
+///   ([`ContainerBuilder::workdir`]).
+/// - **PID** off: programs see the host's processes; init, no longer PID 1,
+///   becomes a child subreaper and ends each run by killing its children
+///   until none is left. No `/proc` is mounted (a user namespace may not
+///   mount the host's PID namespace's `proc`).
+/// - **user** off: init runs as the caller (root is then needed), without id
+///   mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Namespaces {
     /// User namespace (`CLONE_NEWUSER`). Needed when not root.
@@ -489,12 +490,36 @@ impl ContainerBuilder {
     /// The configuration init receives.
     pub fn configuration(&self) -> Configure {
         let map = self.resolved_id_map();
+        // Programs run as 1000 where the map holds it, else as the only id.
         let (uid, gid) = self.user.unwrap_or(if map.count > 1000 {
             (1000, 1000)
         } else {
             (0, 0)
         });
+        // Without its own UTS namespace the container must not rename the host.
+        let (hostname, domainname) = if self.namespaces.uts {
+            (self.hostname.clone(), self.domainname.clone())
+        } else {
+            (String::new(), String::new())
+        };
+        if !self.namespaces.mount {
+            return Configure {
+                mounts: Vec::new(),
+                symlinks: Vec::new(),
+                masked_paths: Vec::new(),
+                hostname,
+                domainname,
+                workdir: self.workdir.clone(),
+                uid,
+                gid,
+                init_command: Vec::new(),
+                filesystem: FileSystem::Host,
+            };
+        }
         let mut mounts = self.mounts.clone();
+        if !self.namespaces.pid {
+            mounts.retain(|m| !matches!(m, Mount::Proc { .. }));
+        }
         mounts.push(Mount::Tmpfs {
             target: self.workdir.clone(),
             size_bytes: self.workdir_bytes,
@@ -518,40 +543,19 @@ impl ContainerBuilder {
             mounts,
             symlinks: self.symlinks.clone(),
             masked_paths: self.masked_paths.clone(),
-            // Without its own UTS namespace the container must not rename
-            // the host.
-            hostname: if self.namespaces.uts {
-                self.hostname.clone()
-            } else {
-                String::new()
-            },
-            domainname: if self.namespaces.uts {
-                self.domainname.clone()
-            } else {
-                String::new()
-            },
+            hostname,
+            domainname,
             workdir: self.workdir.clone(),
             uid,
             gid,
             init_command: Vec::new(),
+            filesystem: FileSystem::Container,
         }
     }
 
     /// Starts the container: init runs, answered the handshake and set the
     /// container up.
     pub fn build(&self) -> Result<Container, BuildError> {
-        if !self.namespaces.mount {
-            return Err(BuildError::NamespaceRequired {
-                namespace: "mount",
-                why: "init replaces the root file system of its mount namespace",
-            });
-        }
-        if !self.namespaces.pid {
-            return Err(BuildError::NamespaceRequired {
-                namespace: "PID",
-                why: "init ends every run by killing all processes of its PID namespace",
-            });
-        }
         let config = self.configuration();
         Request::Configure(config.clone())
             .check(0)

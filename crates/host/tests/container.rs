@@ -648,28 +648,66 @@ fn optional_namespaces_can_be_turned_off() {
 }
 
 #[test]
-fn mount_and_pid_namespaces_are_required() {
+fn without_a_mount_namespace_programs_see_the_host_file_system() {
     let all = Namespaces::default();
-    for (namespaces, name) in [
-        (
-            Namespaces {
-                mount: false,
-                ..all
-            },
-            "mount",
-        ),
-        (Namespaces { pid: false, ..all }, "PID"),
-    ] {
-        let err = builder().namespaces(namespaces).build().unwrap_err();
-        assert!(
-            matches!(err, BuildError::NamespaceRequired { namespace, .. } if namespace == name),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string().contains(&format!("own {name} namespace")),
-            "{err}"
-        );
-    }
+    let dir = tempdir();
+    std::fs::write(format!("{dir}/host-file"), "on the host\n").unwrap();
+    let mut c = builder()
+        .namespaces(Namespaces {
+            mount: false,
+            ..all
+        })
+        .workdir(&dir)
+        .build()
+        .unwrap();
+    let out = run(&mut c, &["cat", "host-file"]);
+    assert_eq!(out.stdout, "on the host\n", "{}", out.stderr);
+    let out = run(&mut c, &["pwd"]);
+    assert_eq!(out.stdout.trim(), dir);
+    drop(c);
+    // The default work directory does not exist on the host: a clear error.
+    let err = builder()
+        .namespaces(Namespaces {
+            mount: false,
+            ..all
+        })
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("configuring"), "{err}");
+    let BuildError::Configure(ContainerError::Failed { stage, path, .. }) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!((*stage, path.as_deref()), (Stage::Workdir, Some("/w")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_a_pid_namespace_a_run_still_leaves_nothing_behind() {
+    let all = Namespaces::default();
+    let mut c = builder()
+        .namespaces(Namespaces { pid: false, ..all })
+        .build()
+        .unwrap();
+    let init = c.init_pid();
+    // The program's pid is a host pid, not 2.
+    let out = run(&mut c, &["sh", "-c", "echo $$"]);
+    let pid: i32 = out.stdout.trim().parse().unwrap();
+    assert_ne!(pid, 2);
+    // Background processes, and one that detached with setsid, die with
+    // the run even though init is not PID 1.
+    let out = run(
+        &mut c,
+        &["sh", "-c", "sleep 100 & (setsid sleep 101 &); echo $!"],
+    );
+    assert_eq!(out.result.status, Status::Ok, "{}", out.stderr);
+    let background: i32 = out.stdout.trim().parse().unwrap();
+    assert_eq!(children(init), Vec::<i32>::new(), "init has no child left");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{background}")).exists(),
+        "the background sleep is gone"
+    );
+    let out = run(&mut c, &["true"]);
+    assert_eq!(out.result.status, Status::Ok);
 }
 
 #[test]

@@ -16,7 +16,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use hutch_protocol::{Configure, ErrorReply, Mount, MountFlags, Stage};
+use hutch_protocol::{Configure, ErrorReply, FileSystem, Mount, MountFlags, Stage};
 use rustix::fs::{CWD, Mode, StatVfsMountFlags};
 use rustix::mount::{
     MountFlags as Ms, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
@@ -52,7 +52,7 @@ pub struct Scratch {
 
 /// Applies `config`; on success the calling process's root and working
 /// directory are the container's.
-pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
+fn build_root(config: &Configure) -> Result<Scratch, Failure> {
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
@@ -186,7 +186,19 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
 
     rustix::mount::mount_remount("/", Ms::BIND | Ms::RDONLY | Ms::NOSUID | Ms::NODEV, "")
         .map_err(|e| fail(Stage::RemountRoot, e, "/", "cannot remount read-only"))?;
+    Ok(scratch)
+}
 
+pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
+    let scratch = match config.filesystem {
+        FileSystem::Container => build_root(config)?,
+        // The host's mount namespace: nothing may be mounted in it.
+        FileSystem::Host => Scratch {
+            paths: Vec::new(),
+            modes: Vec::new(),
+            owners: Vec::new(),
+        },
+    };
     // Empty names are left as they are (the host sends them when the
     // container shares the host's UTS namespace).
     if !config.hostname.is_empty() {
@@ -212,7 +224,40 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
             "cannot enter the work directory",
         )
     })?;
+    if !config.init_command.is_empty() {
+        run_init_command(&config.init_command)?;
+    }
     Ok(scratch)
+}
+
+/// Runs the configured command once, as the container's root, with the
+/// default search path and `/dev/null` for its standard streams; whatever
+/// it leaves running is killed before init goes on.
+fn run_init_command(argv: &[String]) -> Result<(), Failure> {
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", hutch_protocol::DEFAULT_PATH)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    crate::exec::end_everything();
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(Failure(ErrorReply {
+            stage: Stage::InitCommand,
+            errno: 0,
+            path: Some(argv[0].clone()),
+            message: format!("init command {:?} failed: {status}", argv[0]),
+        })),
+        Err(e) => Err(fail(
+            Stage::InitCommand,
+            e,
+            &argv[0],
+            "cannot run the init command",
+        )),
+    }
 }
 
 /// `mount(fstype, target, fstype, flags, data)` for a new file system.

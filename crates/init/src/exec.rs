@@ -485,8 +485,11 @@ fn reap_all(program: i32) -> (c_int, Usage) {
         status = reaped.status;
         usage.add(&reaped.usage);
     }
-    sys::kill_all();
-    while let Ok(Some(reaped)) = sys::wait4(-1, false) {
+    loop {
+        sys::kill_all();
+        let Ok(Some(reaped)) = sys::wait4(-1, false) else {
+            break;
+        };
         usage.add(&reaped.usage);
         if libc::WIFSIGNALED(reaped.status) {
             match libc::WTERMSIG(reaped.status) {
@@ -497,6 +500,16 @@ fn reap_all(program: i32) -> (c_int, Usage) {
         }
     }
     (status, usage)
+}
+
+/// Kills and reaps everything in the container, for init's exit.
+pub fn end_everything() {
+    loop {
+        sys::kill_all();
+        if !matches!(sys::wait4(-1, false), Ok(Some(_))) {
+            break;
+        }
+    }
 }
 
 #[derive(Default)]

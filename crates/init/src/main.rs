@@ -31,6 +31,7 @@ const SOCKET_FD: i32 = 3;
 
 fn main() {
     sys::ignore_signals();
+    sys::init_reaper();
     if sys::set_cloexec(SOCKET_FD).is_err() {
         // No socket: nobody to report to.
         std::process::exit(2);
@@ -46,8 +47,7 @@ fn main() {
         Ok(()) => 0,
         Err(_) => 1,
     };
-    sys::kill_all();
-    while let Ok(Some(_)) = sys::wait4(-1, false) {}
+    exec::end_everything();
     std::process::exit(code);
 }
 

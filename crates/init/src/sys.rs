@@ -407,10 +407,58 @@ pub fn wait4(pid: i32, nohang: bool) -> std::io::Result<Option<Reaped>> {
     }
 }
 
-/// Sends `SIGKILL` to every process of the PID namespace but init.
+/// How init finds the processes to kill when it is not PID 1 (the
+/// container shares the host's PID namespace): its own children, read from
+/// `/proc/self/task/<pid>/children` through a descriptor opened at start,
+/// while the host's `/proc` was still visible.
+static CHILDREN: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+
+/// Prepares [`kill_all`]. As PID 1 nothing is needed; otherwise init becomes
+/// a child subreaper, so that everything its programs leave behind is
+/// reparented to it, and keeps a way to list its children.
+pub fn init_reaper() {
+    CHILDREN.get_or_init(|| {
+        if rustix::process::getpid().is_init() {
+            return None;
+        }
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let pid = rustix::process::getpid().as_raw_nonzero();
+        let path = format!("/proc/self/task/{pid}/children");
+        rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()
+    });
+}
+
+/// Sends `SIGKILL` to every process of the container but init: as PID 1,
+/// everything in its PID namespace; otherwise every child of init (call it
+/// again after each reaped child: a killed process's children are then
+/// init's).
 pub fn kill_all() {
-    // SAFETY: kill takes integers only. ESRCH (nobody left) is fine.
-    unsafe { libc::kill(-1, libc::SIGKILL) };
+    match CHILDREN.get() {
+        Some(Some(children)) => {
+            let mut buf = [0u8; 4096];
+            let Ok(n) = rustix::io::pread(children, &mut buf, 0) else {
+                return;
+            };
+            for pid in std::str::from_utf8(&buf[..n])
+                .unwrap_or("")
+                .split_whitespace()
+            {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    kill(pid);
+                }
+            }
+        }
+        // SAFETY: kill takes integers only. ESRCH (nobody left) is fine.
+        _ => unsafe {
+            libc::kill(-1, libc::SIGKILL);
+        },
+    }
 }
 
 /// Sends `SIGKILL` to one process.

@@ -58,7 +58,8 @@ pub use reply::{
 };
 pub use request::{
     Access, BpfInstruction, CgroupFile, CgroupFiles, CgroupVersion, Configure, Delete, ExecRequest,
-    Hello, Limits, Mount, MountFlags, OpenFlags, OpenItem, Request, Resource, Rlimit, SymlinkItem,
+    FileSystem, Hello, Limits, Mount, MountFlags, OpenFlags, OpenItem, Request, Resource, Rlimit,
+    SymlinkItem,
 };
 pub use validate::{
     MAX_ARGS, MAX_BATCH, MAX_BPF_INSTRUCTIONS, MAX_ENV, MAX_MOUNTS, MAX_NAME_LEN, MAX_PATH_LEN,

@@ -155,6 +155,21 @@ pub struct Configure {
     /// A command run once inside the finished container, as root of the
     /// container, before the acknowledgement; empty for none.
     pub init_command: Vec<String>,
+    /// Whether init builds the container's own file system.
+    pub filesystem: FileSystem,
+}
+
+/// What file system a container's programs see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum FileSystem {
+    /// The container's own: a tmpfs root with the configured mounts,
+    /// `pivot_root`, read-only. Tag 0.
+    Container,
+    /// The host's, as it is (the container has no mount namespace of its
+    /// own): mounts, symbolic links and masks must be empty; only the work
+    /// directory and the names apply. Tag 1.
+    Host,
 }
 
 /// One mount of a container's file system.

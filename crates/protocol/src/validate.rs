@@ -422,6 +422,17 @@ impl crate::CgroupFiles {
 
 impl Configure {
     fn check(&self) -> Result {
+        if self.filesystem == crate::FileSystem::Host {
+            // Nothing to mount in a mount namespace that is the host's.
+            count("host file system mounts", self.mounts.len(), 0, 0)?;
+            count("host file system symlinks", self.symlinks.len(), 0, 0)?;
+            count(
+                "host file system masked paths",
+                self.masked_paths.len(),
+                0,
+                0,
+            )?;
+        }
         count("configure mounts", self.mounts.len(), 0, MAX_MOUNTS)?;
         self.mounts.iter().try_for_each(Mount::check)?;
         count("configure symlinks", self.symlinks.len(), 0, MAX_MOUNTS)?;

@@ -315,9 +315,11 @@ fn unknown_item_outcome_mount_access_and_resource_tags_are_body_errors() {
 
     let custom = body_error("request", Postcard::SerdeDeCustom);
     // Configure: one mount, Proc (index 2) of "/" read-only, then empty
-    // symlinks and masked paths, names, workdir "/", ids 0, no command.
+    // symlinks and masked paths, names, workdir "/", ids 0, no command,
+    // the container's own file system.
     let configure = [
         0x02, 0x01, 0x02, 0x01, b'/', 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, b'/', 0x00, 0x00, 0x00,
+        0x00,
     ];
     assert!(decode_request(&frame(&configure)).is_ok());
     for mount in [4, 5, 0x7f] {

@@ -11,9 +11,10 @@
 
 use hutch_protocol::{
     Access, Accounting, Batch, BpfInstruction, CgroupFile, CgroupFiles, CgroupVersion, Configure,
-    Delete, ErrorReply, ExecRequest, ExecResult, Hello, HelloReply, ItemError, ItemOutcome, Limits,
-    MAX_FRAME_LEN, Mount, MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request,
-    Resource, Rlimit, Stage, Status, SymlinkItem, Termination, encode_reply, encode_request,
+    Delete, ErrorReply, ExecRequest, ExecResult, FileSystem, Hello, HelloReply, ItemError,
+    ItemOutcome, Limits, MAX_FRAME_LEN, Mount, MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION,
+    Reply, Request, Resource, Rlimit, Stage, Status, SymlinkItem, Termination, encode_reply,
+    encode_request,
 };
 
 /// Every stage, in wire-tag order, with the name its sample carries.
@@ -306,6 +307,7 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
                 uid: 1000,
                 gid: 1000,
                 init_command: Vec::new(),
+                filesystem: FileSystem::Container,
             }),
         ),
         (
@@ -320,6 +322,7 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
                 uid: 0,
                 gid: 0,
                 init_command: strings(&["/bin/true"]),
+                filesystem: FileSystem::Host,
             }),
         ),
         (
