@@ -16,6 +16,8 @@
 //!   `strace -f -e trace=clone3,execve hutch bench` shows it.
 //! - `warm-exec`: one [`Container::exec`] in a container built beforehand.
 //! - `pool-throughput`: one worker thread per CPU, each running the program
+//!   through one shared [`hutch_host::Pool`] of as many containers (check out,
+//!   exec, reset, give back)
 //!   over and over. Samples are rounds: every worker runs a batch, and the
 //!   sample is the round's wall time divided by the execs of the round. The
 //!   same rounds with a single worker give the throughput ratio of the pool
@@ -38,7 +40,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use hutch_host::protocol::Status;
-use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec};
+use hutch_host::{
+    BuildError, Container, ContainerBuilder, ContainerError, ExecSpec, Pool, PoolError,
+};
 use serde::Serialize;
 
 use crate::units::parse_count;
@@ -123,6 +127,13 @@ pub enum BenchError {
         program: String,
         #[source]
         source: Box<ContainerError>,
+    },
+    /// The pool could not run the program.
+    #[error("the pool failed while running --program {program}")]
+    Pool {
+        program: String,
+        #[source]
+        source: Box<PoolError>,
     },
     /// The program could not be started inside the container.
     #[error(
@@ -340,7 +351,7 @@ impl Results {
         }
         text.push_str(&format!(
             "\nratio: median / median of baseline.\n\
-             pool-throughput: {} worker{} with a container each run {:.2}x the execs\n\
+             pool-throughput: {} worker{} sharing a pool run {:.2}x the execs\n\
              per second of one container ({} per exec alone, {} in the pool).\n",
             self.cpus,
             if self.cpus == 1 { "" } else { "s" },
@@ -503,30 +514,57 @@ fn container_executor(program: &str) -> Result<Executor, BenchError> {
             program: program.clone(),
             source: Box::new(source),
         })?;
-        match result.status {
-            Status::Ok => Ok(()),
-            Status::RunnerError => Err(BenchError::NotStarted {
-                program: program.clone(),
-                message: result
-                    .error
-                    .map_or_else(|| "no reason given".into(), |error| error.message),
-            }),
-            status => Err(BenchError::ContainerFailed {
-                program: program.clone(),
-                status,
-            }),
-        }
+        check_result(&program, result)
     }))
+}
+
+/// An executor that runs the program through a shared [`Pool`]: each run
+/// checks a container out, execs, and returns it with a reset.
+fn pool_executor(pool: &Pool, program: &str) -> Result<Executor, BenchError> {
+    let pool = pool.clone();
+    let null = dev_null()?;
+    let program = program.to_owned();
+    Ok(Box::new(move || {
+        let spec =
+            ExecSpec::new([program.as_str()]).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+        let result = pool.run(&spec).map_err(|source| BenchError::Pool {
+            program: program.clone(),
+            source: Box::new(source),
+        })?;
+        check_result(&program, result)
+    }))
+}
+
+/// Turns a run's result into the executor's outcome.
+fn check_result(program: &str, result: hutch_host::protocol::ExecResult) -> Result<(), BenchError> {
+    match result.status {
+        Status::Ok => Ok(()),
+        Status::RunnerError => Err(BenchError::NotStarted {
+            program: program.to_owned(),
+            message: result
+                .error
+                .map_or_else(|| "no reason given".into(), |error| error.message),
+        }),
+        status => Err(BenchError::ContainerFailed {
+            program: program.to_owned(),
+            status,
+        }),
+    }
 }
 
 /// The executors of `pool-throughput`, one per worker thread.
 ///
-/// This is the one place that decides what a worker runs the program in:
-/// today a container per worker. With a pool of containers in the library,
-/// this function builds the pool and gives every worker a closure that
-/// runs the program through it; nothing else changes.
+/// A [`Pool`] with one container per worker; every worker runs the program
+/// through the pool (check out, exec, reset, give back), as a server would.
 fn pool_executors(program: &str, workers: usize) -> Result<Vec<Executor>, BenchError> {
-    (0..workers).map(|_| container_executor(program)).collect()
+    let pool = Pool::new(ContainerBuilder::new(), workers);
+    pool.wait_ready().map_err(|source| BenchError::Pool {
+        program: program.to_owned(),
+        source: Box::new(source),
+    })?;
+    (0..workers)
+        .map(|_| pool_executor(&pool, program))
+        .collect()
 }
 
 /// Runs `rounds` rounds, each executor on its own thread running `batch`
