@@ -78,7 +78,7 @@ pub enum BuildError {
     },
     /// Init did not complete the handshake.
     #[error("handshake with the container's init failed")]
-    Handshake(#[source] ContainerError),
+    Handshake(#[source] Box<ContainerError>),
     /// Init speaks another protocol version.
     #[error(
         "the container's init speaks protocol version {found}, this host speaks {PROTOCOL_VERSION}"
@@ -89,7 +89,7 @@ pub enum BuildError {
     },
     /// Init could not set the container up.
     #[error("configuring the container failed")]
-    Configure(#[source] ContainerError),
+    Configure(#[source] Box<ContainerError>),
     /// No cgroup could be made, and rusage accounting was not accepted.
     #[error("cannot give the container a cgroup")]
     Cgroup(#[source] CgroupError),
@@ -628,34 +628,40 @@ impl ContainerBuilder {
                 });
             }
             Ok(other) => {
-                return Err(BuildError::Handshake(ContainerError::UnexpectedReply {
-                    request: "hello",
-                    reply: other.kind(),
-                }));
+                return Err(BuildError::Handshake(Box::new(
+                    ContainerError::UnexpectedReply {
+                        request: "hello",
+                        reply: other.kind(),
+                    },
+                )));
             }
-            Err(err) => return Err(BuildError::Handshake(err)),
+            Err(err) => return Err(BuildError::Handshake(Box::new(err))),
         }
         match container.call(&Request::Configure(config), &[]) {
             Ok(Reply::Ack) => {}
             Ok(other) => {
-                return Err(BuildError::Configure(ContainerError::UnexpectedReply {
-                    request: "configure",
-                    reply: other.kind(),
-                }));
+                return Err(BuildError::Configure(Box::new(
+                    ContainerError::UnexpectedReply {
+                        request: "configure",
+                        reply: other.kind(),
+                    },
+                )));
             }
-            Err(err) => return Err(BuildError::Configure(err)),
+            Err(err) => return Err(BuildError::Configure(Box::new(err))),
         }
         if let Some((cgroup, files, fds)) = cgroup {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
             match container.call(&Request::Cgroup(files), &borrowed) {
                 Ok(Reply::Ack) => container.set_cgroup(cgroup),
                 Ok(other) => {
-                    return Err(BuildError::Configure(ContainerError::UnexpectedReply {
-                        request: "cgroup",
-                        reply: other.kind(),
-                    }));
+                    return Err(BuildError::Configure(Box::new(
+                        ContainerError::UnexpectedReply {
+                            request: "cgroup",
+                            reply: other.kind(),
+                        },
+                    )));
                 }
-                Err(err) => return Err(BuildError::Configure(err)),
+                Err(err) => return Err(BuildError::Configure(Box::new(err))),
             }
         }
         Ok(container)

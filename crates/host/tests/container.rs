@@ -599,9 +599,12 @@ fn missing_bind_source_fails_the_build_with_its_path() {
         .bind("/no/such/source", "/data", false)
         .build()
         .unwrap_err();
-    let BuildError::Configure(ContainerError::Failed {
+    let BuildError::Configure(boxed) = &err else {
+        panic!("unexpected error {err:?}");
+    };
+    let ContainerError::Failed {
         stage, errno, path, ..
-    }) = &err
+    } = boxed.as_ref()
     else {
         panic!("unexpected error {err:?}");
     };
@@ -674,7 +677,10 @@ fn without_a_mount_namespace_programs_see_the_host_file_system() {
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("configuring"), "{err}");
-    let BuildError::Configure(ContainerError::Failed { stage, path, .. }) = &err else {
+    let BuildError::Configure(boxed) = &err else {
+        panic!("unexpected error {err:?}");
+    };
+    let ContainerError::Failed { stage, path, .. } = boxed.as_ref() else {
         panic!("{err:?}");
     };
     assert_eq!((*stage, path.as_deref()), (Stage::Workdir, Some("/w")));
