@@ -63,6 +63,8 @@ pub struct Defaults<'a> {
     pub gid: u32,
     /// The writable tmpfs mounts, where an output-limited file may lie.
     pub scratch: &'a [String],
+    /// The stack a child runs on until it execs.
+    pub stack: &'a mut [u8],
 }
 
 /// Runs `request` with the descriptors `fds` that came with it; talks to the
@@ -152,7 +154,12 @@ pub fn run(
     };
     // File times come from a coarse clock that may lag this one by a tick.
     let started_at = SystemTime::now() - Duration::from_millis(10);
-    let child = sys::spawn(&plan).map_err(|e| os(Stage::Spawn, e, "clone3"))?;
+    let child = if request.sync {
+        sys::spawn(&plan)
+    } else {
+        sys::spawn_vfork(&plan, defaults.stack)
+    }
+    .map_err(|e| os(Stage::Spawn, e, "clone"))?;
     drop(err_write);
     let mut start = Instant::now();
 

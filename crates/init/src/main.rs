@@ -42,6 +42,7 @@ fn main() {
     let mut init = Init {
         channel: Channel::new(socket),
         state: State::Fresh,
+        stack: vec![0; sys::CHILD_STACK_LEN],
     };
     let code = match init.serve() {
         Ok(()) => 0,
@@ -71,6 +72,8 @@ struct Ready {
 struct Init {
     channel: Channel,
     state: State,
+    /// The stack programs' processes run on between clone and exec.
+    stack: Vec<u8>,
 }
 
 fn error(stage: Stage, errno: i32, message: String) -> Reply {
@@ -191,6 +194,7 @@ impl Init {
                     uid: ready.uid,
                     gid: ready.gid,
                     scratch: &ready.scratch.paths,
+                    stack: &mut self.stack,
                 };
                 match exec::run(&request, fds, &mut defaults, &mut self.channel) {
                     Ok(result) => Reply::Finished(result),

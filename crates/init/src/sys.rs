@@ -3,14 +3,16 @@
 //!
 //! # What the child may do
 //!
-//! The child of [`spawn`] shares nothing with init but the pages it copied at
-//! `clone3`. It runs [`child_main`] and nothing else: raw `libc::syscall`
-//! calls on data that [`Plan`] prepared before the clone, no allocation, no
-//! locks, no standard I/O, no panics (every failure is reported through the
-//! error pipe as `(stage, errno)` and ends in `_exit`). This keeps it correct
-//! even when a later version shares init's memory (`CLONE_VM`).
+//! The child of [`spawn_vfork`] shares init's memory until it execs (init is
+//! suspended meanwhile); the child of [`spawn`] (a synchronised exec, whose
+//! child waits for the host) has a copy of it. Either way it runs
+//! [`child_main`] and nothing else: raw `libc::syscall` calls on data that
+//! [`Plan`] prepared before the clone, no allocation, no locks, no standard
+//! I/O, no writes to memory but its own stack, no panics (every failure is
+//! reported through the error pipe as `(stage, errno)` and ends the
+//! process).
 
-use std::ffi::{CStr, c_char, c_int, c_long};
+use std::ffi::{CStr, c_char, c_int, c_long, c_void};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use hutch_protocol::Stage;
@@ -83,6 +85,48 @@ pub fn spawn(plan: &Plan<'_>) -> std::io::Result<Child> {
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         }),
     }
+}
+
+/// Bytes of the stack a `vfork`-style child runs on.
+pub const CHILD_STACK_LEN: usize = 64 * 1024;
+
+/// Creates the program's process like [`spawn`], but sharing init's memory
+/// until it execs (`CLONE_VM | CLONE_VFORK`): no page tables are copied, and
+/// init is suspended until the program has exec'd or failed. The child runs
+/// on `stack`. Not for a synchronised exec, whose child waits for init.
+pub fn spawn_vfork(plan: &Plan<'_>, stack: &mut [u8]) -> std::io::Result<Child> {
+    extern "C" fn entry(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the `&Plan` passed below; the parent is suspended
+        // (CLONE_VFORK) until this child execs or exits, so the plan and
+        // everything it points to stay alive and unchanged.
+        let plan = unsafe { &*(arg as *const Plan<'_>) };
+        child_main(plan)
+    }
+    let mut pidfd: c_int = -1;
+    // The stack grows down from its end, kept 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: the child runs `entry` on its own stack inside init's memory
+    // and only makes raw system calls on the plan (see the module doc); init
+    // does not run until the child has exec'd or exited. With CLONE_PIDFD,
+    // clone stores the pidfd through the parent-tid pointer.
+    let ret = unsafe {
+        libc::clone(
+            entry,
+            top as *mut c_void,
+            flags,
+            plan as *const Plan<'_> as *mut c_void,
+            &mut pidfd as *mut c_int,
+        )
+    };
+    if ret == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Child {
+        pid: ret,
+        // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+    })
 }
 
 /// Reports `(stage, errno)` through the error pipe and exits.
