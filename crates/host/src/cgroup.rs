@@ -278,6 +278,16 @@ impl Drop for ContainerCgroup {
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// A name part unique in this process and unguessable from inside: random
+/// bits from the kernel, mixed with a counter in case they are unavailable.
+fn opaque_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    let random = rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
+        .map_or(0, |_| u64::from_ne_bytes(bytes));
+    let count = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    random ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// Access modes of control files.
 #[derive(Clone, Copy)]
 enum Access {
@@ -292,11 +302,9 @@ impl ContainerCgroup {
         layout: &CgroupLayout,
         fs: Arc<dyn CgroupFs>,
     ) -> Result<(Self, CgroupFiles, Vec<OwnedFd>), CgroupError> {
-        let name = format!(
-            "hutch-{}-{}",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
+        // Programs see this name in /proc/self/cgroup: it must say nothing
+        // of the host (no pid, no count of containers).
+        let name = format!("hutch-{:016x}", opaque_id());
         let mut cgroup = ContainerCgroup {
             fs,
             dirs: Vec::new(),

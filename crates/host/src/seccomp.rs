@@ -53,6 +53,17 @@ pub const DEFAULT_SECCOMP_POLICY: &str = r#"{
       "action": { "errno": 38 }
     },
     {
+      "comment": "a process may change its own resource limits (pid 0)...",
+      "syscall": "prlimit64",
+      "action": "allow",
+      "args": [{ "arg": 0, "op": "eq", "value": 0 }]
+    },
+    {
+      "comment": "...but not another's: unprivileged, programs share init's uid, and prlimit checks no more than that",
+      "syscall": "prlimit64",
+      "action": { "errno": 1 }
+    },
+    {
       "comment": "namespaces, mounts, tracing, kernel interfaces, the clock and the machine",
       "syscall": [
         "clone", "unshare", "setns",

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hutch_protocol::{
     Accounting, CgroupVersion, ErrorReply, ExecRequest, ExecResult, Limits, Request, Resource,
@@ -152,8 +152,10 @@ pub fn run(
         err_pipe: sys::raw(&err_write),
         sync_pipe: sync.as_ref().map_or(-1, |(r, _)| sys::raw(r)),
     };
-    // File times come from a coarse clock that may lag this one by a tick.
-    let started_at = SystemTime::now() - Duration::from_millis(10);
+    let big_before = match request.limits.output_bytes {
+        Some(limit) => files_over_limit(fds, defaults.scratch, limit),
+        None => Vec::new(),
+    };
     let child = if request.sync {
         sys::spawn(&plan)
     } else {
@@ -263,11 +265,13 @@ pub fn run(
         };
     }
     if let Some(limit) = request.limits.output_bytes {
-        // A shell that ran the writer reaped it itself and exits 128+SIGXFSZ;
-        // that counts when some file the run could write stands at the limit.
-        if libc::WIFEXITED(status)
-            && libc::WEXITSTATUS(status) == 128 + libc::SIGXFSZ
-            && file_at_limit(fds, defaults.scratch, limit, started_at)
+        // `RLIMIT_FSIZE` is one byte above the limit: a file the run wrote
+        // past the limit shows it, even when the writer ignored SIGXFSZ or a
+        // shell reaped it.
+        if !usage.file_size_signal
+            && files_over_limit(fds, defaults.scratch, limit)
+                .iter()
+                .any(|file| !big_before.contains(file))
         {
             usage.file_size_signal = true;
         }
@@ -277,25 +281,26 @@ pub fn run(
     Ok(result)
 }
 
-/// Whether the run wrote a file up to `limit` bytes: a regular file,
-/// modified since `since`, exactly `limit` long (`RLIMIT_FSIZE` cuts the
-/// write that crosses the limit there), among the descriptors the program
-/// could write or under the writable tmpfs mounts.
-fn file_at_limit(fds: &[OwnedFd], scratch: &[String], limit: u64, since: SystemTime) -> bool {
-    let written = |modified: SystemTime, len: u64| modified >= since && len == limit;
-    let writable_fd_at_limit = |fd: &OwnedFd| {
+/// Regular files longer than `limit` (device, inode, size) among the
+/// descriptors the program may write and under the writable tmpfs mounts.
+/// Taken before and after a run: a file that is new in the list, or grew,
+/// was written past the limit by the run (`RLIMIT_FSIZE`, one byte above
+/// the limit, stops it there), even if the writer ignored `SIGXFSZ`.
+fn files_over_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> Vec<(u64, u64, u64)> {
+    let mut found = Vec::new();
+    let mut note = |st: &rustix::fs::Stat| {
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+            && st.st_size as u64 > limit
+        {
+            found.push((st.st_dev, st.st_ino, st.st_size as u64));
+        }
+    };
+    for fd in fds {
         let writable = rustix::fs::fcntl_getfl(fd)
             .is_ok_and(|flags| flags & OFlags::ACCMODE != OFlags::RDONLY);
-        writable
-            && std::fs::File::from(match fd.try_clone() {
-                Ok(fd) => fd,
-                Err(_) => return false,
-            })
-            .metadata()
-            .is_ok_and(|m| m.is_file() && m.modified().is_ok_and(|t| written(t, m.len())))
-    };
-    if fds.iter().any(writable_fd_at_limit) {
-        return true;
+        if let (true, Ok(st)) = (writable, rustix::fs::fstat(fd)) {
+            note(&st);
+        }
     }
     // The tmpfs mounts hold a bounded number of inodes; walk them.
     let mut pending: Vec<PathBuf> = scratch.iter().map(PathBuf::from).collect();
@@ -304,21 +309,19 @@ fn file_at_limit(fds: &[OwnedFd], scratch: &[String], limit: u64, since: SystemT
             continue;
         };
         for entry in entries.flatten() {
+            let path = entry.path();
             match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
-                Ok(kind)
-                    if kind.is_file()
-                        && entry
-                            .metadata()
-                            .is_ok_and(|m| m.modified().is_ok_and(|t| written(t, m.len()))) =>
-                {
-                    return true;
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                Ok(kind) if kind.is_file() => {
+                    if let Ok(st) = rustix::fs::lstat(&path) {
+                        note(&st);
+                    }
                 }
                 _ => {}
             }
         }
     }
-    false
+    found
 }
 
 fn os(stage: Stage, err: std::io::Error, what: &str) -> ExecFailure {
@@ -599,7 +602,10 @@ fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool) -> Vec<(c_int, u64, 
         out.push((libc::RLIMIT_CPU as c_int, secs, secs + 1));
     }
     if let Some(output) = request.limits.output_bytes {
-        out.push((libc::RLIMIT_FSIZE as c_int, output, output));
+        // One byte more than allowed, so that a write past the limit leaves
+        // evidence even when the writer ignores SIGXFSZ.
+        let fsize = output.saturating_add(1);
+        out.push((libc::RLIMIT_FSIZE as c_int, fsize, fsize));
     }
     for limit in &request.rlimits {
         let resource = resource(limit.resource);

@@ -31,6 +31,7 @@ const SOCKET_FD: i32 = 3;
 
 fn main() {
     sys::ignore_signals();
+    sys::harden();
     sys::init_reaper();
     if sys::set_cloexec(SOCKET_FD).is_err() {
         // No socket: nobody to report to.
@@ -223,6 +224,9 @@ fn reset(ready: &Ready) -> Reply {
         cgroup.reclaim();
     }
     let scratch = &ready.scratch;
+    let mut first_error = None;
+    // Every mount is emptied even when one fails; the first failure is
+    // reported.
     for ((path, mode), (uid, gid)) in scratch
         .paths
         .iter()
@@ -230,15 +234,15 @@ fn reset(ready: &Ready) -> Reply {
         .zip(&scratch.owners)
     {
         if let Err(err) = configure::empty_dir(path, *mode, *uid, *gid) {
-            return Reply::Error(ErrorReply {
+            first_error.get_or_insert(Reply::Error(ErrorReply {
                 stage: Stage::Reset,
                 errno: err.raw_os_error().unwrap_or(0),
                 path: Some(path.clone()),
                 message: format!("cannot empty {path:?}: {err}"),
-            });
+            }));
         }
     }
-    Reply::Ack
+    first_error.unwrap_or(Reply::Ack)
 }
 
 /// The error and its sources, joined, for an error reply.

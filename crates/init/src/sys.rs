@@ -265,11 +265,16 @@ fn child_main(plan: &Plan<'_>) -> ! {
 
     // A fresh IPC namespace per run: SysV shared memory, semaphores and
     // message queues and POSIX message queues of one run never reach the
-    // next; they go when the run's last process does.
+    // next; they go when the run's last process does. And a cgroup
+    // namespace rooted where the run now is: /proc/self/cgroup shows "/",
+    // nothing of the host's cgroup tree.
     check(
         plan,
         Stage::Spawn,
-        raw!(libc::SYS_unshare, libc::CLONE_NEWIPC),
+        raw!(
+            libc::SYS_unshare,
+            libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP
+        ),
     );
 
     check(plan, Stage::Chdir, raw!(libc::SYS_chdir, plan.cwd.as_ptr()));
@@ -403,6 +408,27 @@ pub fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes init hard to tamper with from inside: not dumpable (so no program
+/// can ptrace it or open its `/proc` files, even one sharing its uid), and
+/// with its descriptor limit raised to the hard limit, which emptying
+/// deeply nested directories at a reset may need.
+pub fn harden() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .ok_or(())
+    {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            },
+        );
+    }
 }
 
 /// Ignores every signal that can be ignored, except `SIGCHLD` (whose
