@@ -37,6 +37,9 @@ mod exec;
 mod init_binary;
 mod pool;
 mod seccomp;
+#[path = "../../init/src/raw_syscall.rs"]
+#[macro_use]
+mod raw_syscall;
 mod sys;
 
 pub use builder::{

@@ -103,21 +103,6 @@ pub(crate) fn spawn_init(flags: u64, child: &InitChild<'_>) -> std::io::Result<S
     }
 }
 
-/// Issues a raw system call; returns -errno on failure.
-macro_rules! raw {
-    ($nr:expr $(, $arg:expr)* $(,)?) => {{
-        // SAFETY: call sites pass integers or pointers into the child's
-        // private copy of data prepared before the clone.
-        let ret = unsafe { libc::syscall($nr $(, $arg)*) };
-        if ret == -1 {
-            // SAFETY: __errno_location returns this thread's errno slot.
-            -c_long::from(unsafe { *libc::__errno_location() })
-        } else {
-            ret
-        }
-    }};
-}
-
 fn child_fail(errors: RawFd, step: ChildStep, errno: c_long) -> ! {
     let record: [u32; 2] = [step as u32, errno as u32];
     raw!(libc::SYS_write, errors, record.as_ptr(), 8usize);

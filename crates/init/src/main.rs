@@ -16,6 +16,8 @@ mod channel;
 mod configure;
 mod exec;
 mod files;
+#[macro_use]
+mod raw_syscall;
 mod sys;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};

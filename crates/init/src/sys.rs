@@ -148,21 +148,6 @@ fn unreachable_exit() -> ! {
     unsafe { core::arch::asm!("ud2", options(noreturn, nomem, nostack)) }
 }
 
-/// Issues a raw system call; returns -errno on failure.
-macro_rules! raw {
-    ($nr:expr $(, $arg:expr)* $(,)?) => {{
-        // SAFETY: every call site passes integers or pointers to data the
-        // plan keeps alive for the child's whole life.
-        let ret = unsafe { libc::syscall($nr $(, $arg)*) };
-        if ret == -1 {
-            // SAFETY: __errno_location returns this thread's errno slot.
-            -c_long::from(unsafe { *libc::__errno_location() })
-        } else {
-            ret
-        }
-    }};
-}
-
 fn check(plan: &Plan<'_>, stage: Stage, ret: c_long) -> c_long {
     if ret < 0 {
         fail(plan, stage, -ret)
