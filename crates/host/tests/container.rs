@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -13,21 +13,9 @@ use std::time::{Duration, Instant};
 
 use hutch_host::protocol::{Access, OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
 mod common;
+use common::{memfd, read_back, read_item};
 
 use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec, Namespaces};
-
-/// An in-memory file for a program's output.
-fn memfd(name: &str) -> File {
-    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create");
-    File::from(fd)
-}
-
-fn read_back(mut file: &File) -> String {
-    let mut text = String::new();
-    file.rewind().unwrap();
-    file.read_to_string(&mut text).unwrap();
-    text
-}
 
 struct Output {
     result: hutch_host::protocol::ExecResult,
@@ -95,21 +83,6 @@ fn write_item(path: &str) -> OpenItem {
         },
         mode: 0o644,
         make_parents: true,
-    }
-}
-
-fn read_item(path: &str) -> OpenItem {
-    OpenItem {
-        path: path.into(),
-        flags: OpenFlags {
-            access: Access::Read,
-            create: false,
-            exclusive: false,
-            truncate: false,
-            append: false,
-        },
-        mode: 0,
-        make_parents: false,
     }
 }
 

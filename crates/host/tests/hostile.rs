@@ -31,6 +31,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{memfd, read_item};
+
 use hutch_host::protocol::{Access, ExecResult, OpenFlags, OpenItem, Status, Termination};
 use hutch_host::{Container, ContainerBuilder, ContainerError, ExecSpec, SeccompPolicy};
 
@@ -184,12 +187,6 @@ impl Output {
     fn lines(&self) -> BTreeSet<&str> {
         self.stdout.lines().collect()
     }
-}
-
-fn memfd(name: &str) -> File {
-    File::from(
-        rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create"),
-    )
 }
 
 fn read_back(mut file: &File) -> (String, u64) {
@@ -361,22 +358,6 @@ impl Judge {
     fn open_item(&mut self, item: OpenItem) -> Result<OwnedFd, i32> {
         let mut results = self.container.open(&[item]).expect("open request");
         results.remove(0).map_err(|e| e.errno)
-    }
-}
-
-/// An item that opens `path` for reading.
-fn read_item(path: &str) -> OpenItem {
-    OpenItem {
-        path: path.into(),
-        flags: OpenFlags {
-            access: Access::Read,
-            create: false,
-            exclusive: false,
-            truncate: false,
-            append: false,
-        },
-        mode: 0,
-        make_parents: false,
     }
 }
 

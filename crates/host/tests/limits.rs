@@ -11,7 +11,7 @@
 //! measurements and wall-clock bounds are not disturbed by each other.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 mod common;
+use common::{memfd, read_back};
 
 use hutch_host::protocol::{Access, Accounting, ExecResult, OpenFlags, OpenItem, Resource, Status};
 use hutch_host::{AccountingChoice, BuildError, Container, ContainerBuilder, ExecSpec};
@@ -387,20 +388,6 @@ impl Drop for Programs {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// An in-memory file for a program's output.
-fn memfd(name: &str) -> File {
-    File::from(
-        rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create"),
-    )
-}
-
-fn read_back(mut file: &File) -> String {
-    let mut text = String::new();
-    file.rewind().unwrap();
-    file.read_to_string(&mut text).unwrap();
-    text
 }
 
 struct Output {

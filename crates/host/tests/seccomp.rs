@@ -8,7 +8,6 @@
 //! the container read-only at `/t`.
 
 use std::fs::File;
-use std::io::{Read, Seek};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +15,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{memfd, read_back};
 
 use hutch_host::protocol::{ExecResult, Status, Termination};
 use hutch_host::{Container, ContainerBuilder, ExecSpec, SeccompPolicy};
@@ -339,18 +341,6 @@ impl std::fmt::Debug for Output {
             self.result.status, self.result.termination, self.stdout, self.stderr
         )
     }
-}
-
-fn memfd(name: &str) -> File {
-    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create");
-    File::from(fd)
-}
-
-fn read_back(mut file: &File) -> String {
-    let mut text = String::new();
-    file.rewind().unwrap();
-    file.read_to_string(&mut text).unwrap();
-    text
 }
 
 fn run_spec(container: &mut Container, spec: ExecSpec<'_>) -> Output {

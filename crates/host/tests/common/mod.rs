@@ -1,4 +1,7 @@
-//! Helpers shared by the host's test files.
+//! Helpers shared by the host's test files. Each test binary uses some of
+//! them, so unused ones are not an error.
+
+#![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -29,4 +32,36 @@ pub fn this_binary_as_nobody() -> Command {
     let mut command = Command::new(exe);
     command.uid(NOBODY).gid(NOBODY).env("TMPDIR", "/tmp");
     command
+}
+
+/// An in-memory file for a program's output.
+pub fn memfd(name: &str) -> std::fs::File {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create");
+    std::fs::File::from(fd)
+}
+
+/// Everything written to `file`, from its start.
+pub fn read_back(mut file: &std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    file.rewind().unwrap();
+    file.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// An open item that reads `path`.
+pub fn read_item(path: &str) -> hutch_host::protocol::OpenItem {
+    use hutch_host::protocol::{Access, OpenFlags, OpenItem};
+    OpenItem {
+        path: path.into(),
+        flags: OpenFlags {
+            access: Access::Read,
+            create: false,
+            exclusive: false,
+            truncate: false,
+            append: false,
+        },
+        mode: 0,
+        make_parents: false,
+    }
 }
