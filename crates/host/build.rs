@@ -42,6 +42,15 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", crates.join(watched).display());
     }
+    // The workspace manifest holds init's build profile.
+    println!(
+        "cargo:rerun-if-changed={}",
+        crates
+            .parent()
+            .expect("workspace root")
+            .join("Cargo.toml")
+            .display()
+    );
     println!(
         "cargo:rerun-if-changed={}",
         crates

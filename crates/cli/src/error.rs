@@ -15,6 +15,13 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The input file could not be copied into a sealed in-memory file.
+    #[error("cannot copy the input {path} into a sealed in-memory file")]
+    StdinCopy {
+        path: String,
+        #[source]
+        source: hutch_host::InputError,
+    },
     /// `--stdout` or `--stderr` cannot be created.
     #[error("cannot create the {flag} file {}", .path.display())]
     Output {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use hutch_host::protocol::{
     Access, ExecResult, MAX_FDS_PER_FRAME, OpenFlags, OpenItem, Resource, Status,
 };
-use hutch_host::{ContainerBuilder, ExecSpec};
+use hutch_host::{ContainerBuilder, ExecSpec, SealedInput};
 use rustix::io::Errno;
 
 use crate::args::RunArgs;
@@ -241,6 +241,7 @@ impl Stdio {
             },
             None => own(std::io::stdin().as_fd(), "input", false)?,
         };
+        let stdin = sealed_if_file(stdin, args.stdin.as_deref())?;
         let stdout = match &args.stdout {
             Some(path) => create("--stdout", path)?,
             None => own(std::io::stdout().as_fd(), "output", true)?,
@@ -264,6 +265,30 @@ impl Stdio {
             stderr,
         })
     }
+}
+
+/// The input as a sealed in-memory copy when it is a regular file; any
+/// other kind (a pipe, a terminal, `/dev/null`) as it is.
+///
+/// The program could otherwise open the file itself through
+/// `/proc/self/fd/0` and rewrite it whenever its user may write the file: a
+/// rootless program runs as the caller, who usually owns the input.
+fn sealed_if_file(stdin: OwnedFd, path: Option<&Path>) -> Result<OwnedFd, CliError> {
+    let is_file = rustix::fs::fstat(&stdin)
+        .map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode).is_file())
+        .unwrap_or(false);
+    if !is_file {
+        return Ok(stdin);
+    }
+    SealedInput::from_reader(&mut File::from(stdin))
+        .map(OwnedFd::from)
+        .map_err(|source| CliError::StdinCopy {
+            path: path.map_or_else(
+                || "standard input".into(),
+                |path| path.display().to_string(),
+            ),
+            source,
+        })
 }
 
 fn create(flag: &'static str, path: &Path) -> Result<OwnedFd, CliError> {

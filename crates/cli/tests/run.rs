@@ -1068,3 +1068,68 @@ fn unprivileged_without_a_cgroup_fails_unless_rusage_is_allowed() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report()["accounting"], "rusage");
 }
+
+// ---------------------------------------------------------------------------
+// The input file stays as it was
+
+/// A program that tries to rewrite its input through `/proc/self/fd/0`,
+/// says whether it could, then prints the input as it reads it.
+const REWRITE_STDIN: &str = "echo TAMPERED 1<>/proc/self/fd/0 || echo refused; cat";
+
+#[test]
+fn a_program_cannot_rewrite_the_stdin_file() {
+    let dir = TempDir::new("stdin-file");
+    // World-writable: the program's user could write the file itself.
+    let input = dir.file("input", b"original\n", 0o666);
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--stdin",
+        &input,
+        "--",
+        "sh",
+        "-c",
+        REWRITE_STDIN,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&input).unwrap(), "original\n");
+    assert_eq!(run.stdout(), "refused\noriginal\n", "{}", run.stderr);
+}
+
+#[test]
+fn a_program_cannot_rewrite_a_file_redirected_to_hutchs_stdin() {
+    let dir = TempDir::new("stdin-redirect");
+    let input = dir.file("input", b"skipped\noriginal\n", 0o666);
+    let mut file = fs::File::open(&input).unwrap();
+    // The program gets the input from where hutch's own offset stands.
+    std::io::Read::read_exact(&mut file, &mut [0; 8]).unwrap();
+    let run: Run = hutch_command(HUTCH, &["run", "--quiet", "--", "sh", "-c", REWRITE_STDIN])
+        .stdin(file)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&input).unwrap(), "skipped\noriginal\n");
+    assert_eq!(run.stdout(), "refused\noriginal\n", "{}", run.stderr);
+}
+
+#[test]
+fn unprivileged_program_cannot_rewrite_its_callers_stdin_file() {
+    // Rootless, the program runs as the caller, who owns the input.
+    let dir = TempDir::new("nobody-stdin");
+    let input = dir.file("input", b"original\n", 0o644);
+    std::os::unix::fs::chown(&input, Some(NOBODY), Some(NOBODY)).unwrap();
+    let run = hutch_as_nobody(&[
+        "run",
+        "--quiet",
+        "--stdin",
+        &input,
+        "--",
+        "sh",
+        "-c",
+        REWRITE_STDIN,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&input).unwrap(), "original\n");
+    assert_eq!(run.stdout(), "refused\noriginal\n", "{}", run.stderr);
+}

@@ -119,7 +119,8 @@ pub struct Namespaces {
     pub pid: bool,
     /// UTS namespace: host and domain name (`CLONE_NEWUTS`).
     pub uts: bool,
-    /// IPC namespace: SysV IPC and POSIX message queues (`CLONE_NEWIPC`).
+    /// IPC namespace for init (`CLONE_NEWIPC`). Programs always run in a
+    /// further one that init makes for itself and empties after every run.
     pub ipc: bool,
     /// Network namespace: no interface but a down loopback (`CLONE_NEWNET`).
     pub net: bool,

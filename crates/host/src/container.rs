@@ -265,10 +265,17 @@ impl Container {
         }
         let reply = match self.channel.recv_reply(&mut self.received) {
             Ok(reply) => reply,
-            Err(cause) => return Err(self.gone(cause)),
+            Err(cause) => {
+                // A frame that does not decode may still have brought
+                // descriptors: close them now, not when the broken container
+                // is dropped.
+                self.received.clear();
+                return Err(self.gone(cause));
+            }
         };
         if let Err(source) = reply.check(self.received.len()) {
             let kind = reply.kind();
+            self.received.clear();
             self.kill_and_reap();
             return Err(ContainerError::InvalidReply { kind, source });
         }

@@ -92,6 +92,11 @@ impl<'fd> ExecSpec<'fd> {
     }
 
     /// Sets the program's fds 0, 1 and 2.
+    ///
+    /// The program can open each of these files anew through
+    /// `/proc/self/fd/N`, with whatever access the file's permissions give
+    /// its uid: pass input as a [`SealedInput`](crate::SealedInput), or as a
+    /// file the program's uid cannot write.
     pub fn stdio(
         mut self,
         stdin: BorrowedFd<'fd>,

@@ -34,7 +34,10 @@ mod cgroup;
 mod channel;
 mod container;
 mod exec;
+#[cfg(test)]
+mod fault_tests;
 mod init_binary;
+mod input;
 mod pool;
 mod seccomp;
 #[path = "../../init/src/raw_syscall.rs"]
@@ -52,5 +55,6 @@ pub use container::{Container, ContainerError, Killer};
 pub use exec::ExecSpec;
 pub use hutch_protocol as protocol;
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init, embedded_init_len};
+pub use input::{InputError, SealedInput};
 pub use pool::{Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};

@@ -1014,3 +1014,56 @@ fn hutch_init_names_another_init_binary() {
         "{stdout}"
     );
 }
+
+/// Makes one SysV object of each kind in a run and checks the next run of
+/// `c` sees none of them.
+fn assert_ipc_objects_do_not_reach_the_next_run(c: &mut Container) {
+    for kind in ["-M 4096", "-S 2", "-Q"] {
+        let out = run(c, &["sh", "-c", &format!("ipcmk {kind}")]);
+        assert_eq!(
+            out.result.status,
+            Status::Ok,
+            "ipcmk {kind}: {}",
+            out.stderr
+        );
+        // Seen inside the run that made it...
+        let out = run(
+            c,
+            &["sh", "-c", &format!("ipcmk {kind} >/dev/null && ipcs -a")],
+        );
+        assert!(
+            out.stdout.lines().any(|line| line.starts_with("0x")),
+            "ipcmk {kind} made nothing to see: {}",
+            out.stdout
+        );
+        // ...and by no later one.
+        let out = run(c, &["ipcs", "-a"]);
+        assert!(
+            !out.stdout.lines().any(|line| line.starts_with("0x")),
+            "an object of ipcmk {kind} reached the next run: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn ipc_objects_do_not_reach_the_next_run() {
+    let mut c = container();
+    assert_ipc_objects_do_not_reach_the_next_run(&mut c);
+}
+
+#[test]
+fn without_a_mount_namespace_ipc_objects_still_do_not_reach_the_next_run() {
+    // init cannot mount the message queue file system it sweeps through
+    // here: every run gets an IPC namespace of its own instead.
+    let dir = tempdir();
+    let mut c = builder()
+        .namespaces(Namespaces {
+            mount: false,
+            ..Namespaces::default()
+        })
+        .workdir(&dir)
+        .build()
+        .unwrap();
+    assert_ipc_objects_do_not_reach_the_next_run(&mut c);
+}

@@ -55,6 +55,9 @@ fn runner(stage: Stage, errno: i32, path: Option<&str>, message: String) -> Exec
 pub struct Defaults<'a> {
     /// The container's cgroup, when the host set one up.
     pub cgroup: Option<&'a mut Cgroup>,
+    /// init sweeps its IPC namespace after each run; otherwise every run
+    /// gets an IPC namespace of its own.
+    pub ipc_swept: bool,
     /// Work directory.
     pub workdir: &'a str,
     /// User id.
@@ -146,6 +149,7 @@ pub fn run(
         envp: &envp_ptrs,
         cwd: &cwd,
         rlimits: &rlimits,
+        new_ipc: !defaults.ipc_swept,
         uid: request.uid.unwrap_or(defaults.uid),
         gid: request.gid.unwrap_or(defaults.gid),
         seccomp: &seccomp,

@@ -16,6 +16,7 @@ mod channel;
 mod configure;
 mod exec;
 mod files;
+mod ipc;
 #[macro_use]
 mod raw_syscall;
 mod sys;
@@ -42,10 +43,28 @@ fn main() {
     // SAFETY: fd 3 is the socket the host placed there for this process,
     // and nothing else in init owns it.
     let socket = unsafe { OwnedFd::from_raw_fd(SOCKET_FD) };
+    // Set up once for every run to come; a failure is the answer to the
+    // host's hello.
+    // Set up once for every run to come; a failure is the answer to the
+    // host's hello.
+    let setup_error = sys::harden_credentials().err().map(|err| ErrorReply {
+        stage: Stage::Credentials,
+        errno: err.raw_os_error().unwrap_or(0),
+        path: None,
+        message: format!(
+            "cannot drop init's capability bounding set and lock its securebits: {err}"
+        ),
+    });
     let mut init = Init {
         channel: Channel::new(socket),
         state: State::Fresh,
         stack: vec![0; sys::CHILD_STACK_LEN],
+        // Without a mount namespace of its own init cannot mount the
+        // message queue file system it sweeps through; each run then gets
+        // a fresh IPC namespace instead.
+        ipc: ipc::Ipc::new().ok(),
+        ipc_dirty: false,
+        setup_error,
     };
     let code = match init.serve() {
         Ok(()) => 0,
@@ -77,6 +96,13 @@ struct Init {
     state: State,
     /// The stack programs' processes run on between clone and exec.
     stack: Vec<u8>,
+    /// The IPC namespace programs run in, swept after every run; `None`
+    /// when every run gets a fresh one instead.
+    ipc: Option<ipc::Ipc>,
+    /// A sweep failed: the next run may not start before one succeeds.
+    ipc_dirty: bool,
+    /// Why init cannot serve, told to the host's hello.
+    setup_error: Option<ErrorReply>,
 }
 
 fn error(stage: Stage, errno: i32, message: String) -> Reply {
@@ -121,6 +147,14 @@ impl Init {
     fn handle(&mut self, request: Request, fds: &mut Vec<OwnedFd>) -> Result<(), ChannelError> {
         let reply = match (&mut self.state, request) {
             (_, Request::Ping) => Reply::Pong,
+            (State::Fresh, Request::Hello(_)) if self.setup_error.is_some() => {
+                Reply::Error(self.setup_error.clone().unwrap_or_else(|| ErrorReply {
+                    stage: Stage::Handshake,
+                    errno: 0,
+                    path: None,
+                    message: "init could not set itself up".into(),
+                }))
+            }
             (State::Fresh, Request::Hello(hello)) => {
                 // Validation already matched the version to ours.
                 debug_assert_eq!(hello.version, PROTOCOL_VERSION);
@@ -185,21 +219,42 @@ impl Init {
                     .collect(),
                 fds_attached: 0,
             }),
-            (State::Ready(ready), Request::Reset) => reset(ready),
+            (State::Ready(ready), Request::Reset) => match sweep_ipc(self.ipc.as_ref()) {
+                Ok(()) => {
+                    self.ipc_dirty = false;
+                    reset(ready)
+                }
+                Err(message) => error(Stage::Reset, 0, message),
+            },
             (State::Ready(ready), Request::Cgroup(files)) if ready.cgroup.is_none() => {
                 ready.cgroup = Some(cgroup::Cgroup::new(&files, std::mem::take(fds)));
                 Reply::Ack
             }
+            (State::Ready(_), Request::Exec(_))
+                if self.ipc_dirty && sweep_ipc(self.ipc.as_ref()).is_err() =>
+            {
+                Reply::Finished(exec::not_started_with(ErrorReply {
+                    stage: Stage::Spawn,
+                    errno: 0,
+                    path: None,
+                    message: "the IPC objects an earlier run left cannot be removed".into(),
+                }))
+            }
             (State::Ready(ready), Request::Exec(request)) => {
                 let mut defaults = exec::Defaults {
                     cgroup: ready.cgroup.as_mut(),
+                    ipc_swept: self.ipc.is_some(),
                     workdir: &ready.workdir,
                     uid: ready.uid,
                     gid: ready.gid,
                     scratch: &ready.scratch.paths,
                     stack: &mut self.stack,
                 };
-                match exec::run(&request, fds, &mut defaults, &mut self.channel) {
+                let outcome = exec::run(&request, fds, &mut defaults, &mut self.channel);
+                // Nothing of the run may reach the next one; a failed sweep
+                // is retried before the next run, which waits for it.
+                self.ipc_dirty = sweep_ipc(self.ipc.as_ref()).is_err();
+                match outcome {
                     Ok(result) => Reply::Finished(result),
                     // It never started: a verdict, and the container stays usable.
                     Err(exec::ExecFailure::Runner(error)) => {
@@ -218,6 +273,15 @@ impl Init {
             ),
         };
         self.channel.send_reply(&reply, &[])
+    }
+}
+
+/// Empties the IPC namespace programs run in; with none (every run has a
+/// namespace of its own) there is nothing to do.
+fn sweep_ipc(ipc: Option<&ipc::Ipc>) -> Result<(), String> {
+    match ipc {
+        Some(ipc) => ipc.sweep().map(drop).map_err(|err| report(&err)),
+        None => Ok(()),
     }
 }
 

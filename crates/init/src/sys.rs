@@ -38,6 +38,9 @@ pub struct Plan<'a> {
     pub cwd: &'a CStr,
     /// `(resource, soft, hard)` triples.
     pub rlimits: &'a [(c_int, u64, u64)],
+    /// Whether the program gets an IPC namespace of its own (when init
+    /// cannot sweep its own between runs).
+    pub new_ipc: bool,
     /// User and group to run as.
     pub uid: u32,
     /// Group to run as.
@@ -248,18 +251,16 @@ fn child_main(plan: &Plan<'_>) -> ! {
         raw!(libc::SYS_close_range, n, c_int::MAX, CLOSE_RANGE_CLOEXEC),
     );
 
-    // A fresh IPC namespace per run: SysV shared memory, semaphores and
-    // message queues and POSIX message queues of one run never reach the
-    // next; they go when the run's last process does. And a cgroup
-    // namespace rooted where the run now is: /proc/self/cgroup shows "/",
-    // nothing of the host's cgroup tree.
+    // A cgroup namespace rooted where the run now is: /proc/self/cgroup
+    // shows "/", nothing of the host's cgroup tree. IPC objects do not
+    // outlive a run either: init sweeps its IPC namespace after each one,
+    // or, where it cannot, the run gets an IPC namespace of its own, which
+    // goes with its last process.
+    let ipc = if plan.new_ipc { libc::CLONE_NEWIPC } else { 0 };
     check(
         plan,
         Stage::Spawn,
-        raw!(
-            libc::SYS_unshare,
-            libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP
-        ),
+        raw!(libc::SYS_unshare, libc::CLONE_NEWCGROUP | ipc),
     );
 
     check(plan, Stage::Chdir, raw!(libc::SYS_chdir, plan.cwd.as_ptr()));
@@ -282,38 +283,9 @@ fn child_main(plan: &Plan<'_>) -> ! {
         );
     }
 
-    // Capabilities: lock root out of privilege for good, empty the bounding
-    // and ambient sets, then change identity (which clears the rest).
-    check(
-        plan,
-        Stage::Capabilities,
-        raw!(
-            libc::SYS_prctl,
-            libc::PR_SET_SECUREBITS,
-            SECBIT_NOROOT
-                | SECBIT_NOROOT_LOCKED
-                | SECBIT_KEEP_CAPS_LOCKED
-                | SECBIT_NO_CAP_AMBIENT_RAISE
-                | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
-        ),
-    );
-    for cap in 0..64 {
-        if raw!(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap) < 0 {
-            break; // EINVAL: past the last capability this kernel knows
-        }
-    }
-    check(
-        plan,
-        Stage::Capabilities,
-        raw!(
-            libc::SYS_prctl,
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL,
-            0,
-            0,
-            0
-        ),
-    );
+    // Securebits, the bounding and the ambient sets were fixed once in
+    // init (`harden_credentials`) and are inherited; changing identity
+    // below clears the rest.
     // setgroups is refused where the user namespace was made with
     // setgroups=deny (unprivileged hosts); the groups are then the caller's.
     let ret = raw!(libc::SYS_setgroups, 0, 0usize);
@@ -541,4 +513,146 @@ pub fn cpu_count() -> u32 {
     }
     // SAFETY: CPU_COUNT reads the set initialised above.
     (unsafe { libc::CPU_COUNT(&set) }).max(1) as u32
+}
+
+/// One kind of System V IPC object, with the `*ctl` system call and the
+/// commands that list and remove its objects.
+#[derive(Debug, Clone, Copy)]
+pub struct IpcKind {
+    /// `SYS_shmctl`, `SYS_semctl` or `SYS_msgctl`.
+    syscall: c_long,
+    /// `SHM_INFO` (14), `SEM_INFO` (19), `MSG_INFO` (12): returns the
+    /// highest index in use.
+    info: c_int,
+    /// `SHM_STAT_ANY` (15), `SEM_STAT_ANY` (20), `MSG_STAT_ANY` (13): the id
+    /// of the object at an index, whatever its permissions.
+    stat_any: c_int,
+    /// The `int` of the info structure that counts the objects in use:
+    /// `shm_info.used_ids`, `seminfo.semusz`, `msginfo.msgpool`.
+    in_use_field: usize,
+    /// Its name, for messages.
+    pub name: &'static str,
+}
+
+/// Shared memory segments.
+pub const SHM: IpcKind = IpcKind {
+    syscall: libc::SYS_shmctl,
+    info: 14,
+    stat_any: 15,
+    in_use_field: 0,
+    name: "shared memory segment",
+};
+/// Semaphore sets.
+pub const SEM: IpcKind = IpcKind {
+    syscall: libc::SYS_semctl,
+    info: 19,
+    stat_any: 20,
+    in_use_field: 7,
+    name: "semaphore set",
+};
+/// Message queues.
+pub const MSG: IpcKind = IpcKind {
+    syscall: libc::SYS_msgctl,
+    info: 12,
+    stat_any: 13,
+    in_use_field: 0,
+    name: "message queue",
+};
+
+/// Room for any of the `*_ds` and `*info` structures the commands fill.
+#[repr(C, align(8))]
+struct IpcBuffer([u8; 512]);
+
+impl IpcKind {
+    fn ctl(&self, id: c_int, cmd: c_int, buf: *mut IpcBuffer) -> c_long {
+        if self.syscall == libc::SYS_semctl {
+            // SAFETY: semctl(id, semnum, cmd, arg): every command used here
+            // either ignores `arg` (IPC_RMID) or writes at most one kernel
+            // structure of well under 512 bytes to it, and `buf` points to a
+            // live IpcBuffer (or is null, for IPC_RMID).
+            unsafe { libc::syscall(self.syscall, id, 0, cmd, buf) }
+        } else {
+            // SAFETY: shmctl/msgctl(id, cmd, buf), with `buf` as above.
+            unsafe { libc::syscall(self.syscall, id, cmd, buf) }
+        }
+    }
+
+    /// How many objects of this kind exist in init's IPC namespace, and the
+    /// highest index in use.
+    pub fn census(&self) -> std::io::Result<(usize, c_int)> {
+        let mut buf = IpcBuffer([0; 512]);
+        let highest = self.ctl(0, self.info, &mut buf);
+        if highest < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let at = self.in_use_field * 4;
+        let field = [buf.0[at], buf.0[at + 1], buf.0[at + 2], buf.0[at + 3]];
+        let in_use = usize::try_from(c_int::from_ne_bytes(field)).unwrap_or(0);
+        Ok((in_use, highest as c_int))
+    }
+
+    /// The id of the object at `index`, if there is one.
+    pub fn id_at(&self, index: c_int) -> Option<c_int> {
+        let mut buf = IpcBuffer([0; 512]);
+        let id = self.ctl(index, self.stat_any, &mut buf);
+        (id >= 0).then_some(id as c_int)
+    }
+
+    /// Removes the object `id`.
+    pub fn remove(&self, id: c_int) -> std::io::Result<()> {
+        if self.ctl(id, libc::IPC_RMID, std::ptr::null_mut()) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Locks root out of privilege for good for init and every process it
+/// creates from now on: `SECBIT_NOROOT` and the other securebits, locked;
+/// the bounding set emptied (no `execve` can grant a capability again); the
+/// ambient set cleared. init's own capabilities stay: it still mounts,
+/// changes identity in its children and removes IPC objects.
+pub fn harden_credentials() -> std::io::Result<()> {
+    let secure = raw!(
+        libc::SYS_prctl,
+        libc::PR_SET_SECUREBITS,
+        SECBIT_NOROOT
+            | SECBIT_NOROOT_LOCKED
+            | SECBIT_KEEP_CAPS_LOCKED
+            | SECBIT_NO_CAP_AMBIENT_RAISE
+            | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+    );
+    if secure < 0 {
+        return Err(std::io::Error::from_raw_os_error(-secure as i32));
+    }
+    for cap in 0..64 {
+        let ret = raw!(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap);
+        if ret == -c_long::from(libc::EINVAL) {
+            break; // past the last capability this kernel knows
+        }
+        if ret < 0 {
+            return Err(std::io::Error::from_raw_os_error(-ret as i32));
+        }
+    }
+    let ambient = raw!(
+        libc::SYS_prctl,
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL,
+        0,
+        0,
+        0
+    );
+    if ambient < 0 {
+        return Err(std::io::Error::from_raw_os_error(-ambient as i32));
+    }
+    Ok(())
+}
+
+/// Moves init into a new IPC namespace.
+pub fn unshare_ipc() -> std::io::Result<()> {
+    let ret = raw!(libc::SYS_unshare, libc::CLONE_NEWIPC);
+    if ret < 0 {
+        return Err(std::io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(())
 }

@@ -65,3 +65,61 @@ pub fn read_item(path: &str) -> hutch_host::protocol::OpenItem {
         make_parents: false,
     }
 }
+
+/// How many descriptors this process has open.
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Pids of the direct children of `pid`, from every one of its threads.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for task in tasks.flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(list.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
+    }
+    pids
+}
+
+/// The resident set size of `pid` (`"self"` for this process) in KiB, as
+/// `VmRSS` of `/proc/<pid>/status` says.
+pub fn vm_rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"))
+}
+
+/// Runs the ignored test `name` alone in a child process of this test
+/// binary, with `var` set in its environment (so it can tell it was started
+/// this way), for measurements of the whole process that tests running in
+/// parallel would disturb. Checks that it passed, copies what it printed
+/// to stderr into this test's output, and returns that text.
+pub fn run_isolated(name: &str, var: &str) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(var, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} failed in isolation ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    eprint!("{stderr}");
+    stderr
+}

@@ -1,0 +1,79 @@
+//! One operation in a loop, for profilers (`perf record -a -g`, `strace -c
+//! -f`): warm execs of a program in one container, or container builds.
+//!
+//! ```sh
+//! cargo run --release -p hutch-host --example exec_loop -- exec 20000
+//! cargo run --release -p hutch-host --example exec_loop -- exec 20000 --rusage
+//! cargo run --release -p hutch-host --example exec_loop -- build 2000 --no-net
+//! ```
+//!
+//! Prints the median and 90th percentile per operation. `--rusage` skips the
+//! cgroup (rusage accounting), `--no-net` the network namespace; `--program
+//! PATH` runs another program (default `/bin/true`).
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use hutch_host::{AccountingChoice, ContainerBuilder, ExecSpec, Namespaces};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: exec_loop exec|build COUNT [--rusage] [--no-net] [--program PATH]";
+    let (operation, count) = match args.as_slice() {
+        [operation, count, ..] => (operation.as_str(), count.parse::<usize>()?),
+        _ => return Err(usage.into()),
+    };
+    let mut builder = ContainerBuilder::new();
+    let mut program = "/bin/true".to_owned();
+    let mut rest = args[2..].iter();
+    while let Some(flag) = rest.next() {
+        match flag.as_str() {
+            "--rusage" => builder = builder.accounting(AccountingChoice::Rusage),
+            "--no-net" => {
+                builder = builder.namespaces(Namespaces {
+                    net: false,
+                    ..Namespaces::default()
+                })
+            }
+            "--program" => program = rest.next().ok_or(usage)?.clone(),
+            _ => return Err(usage.into()),
+        }
+    }
+    let mut times = Vec::with_capacity(count);
+    match operation {
+        "exec" => {
+            let mut container = builder.build()?;
+            let null = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?;
+            let spec =
+                ExecSpec::new([program.as_str()]).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+            for _ in 0..count {
+                let start = Instant::now();
+                let result = container.exec(&spec)?;
+                times.push(start.elapsed());
+                if result.status != hutch_host::protocol::Status::Ok {
+                    return Err(format!("{program} did not exit with 0: {result:?}").into());
+                }
+            }
+        }
+        "build" => {
+            for _ in 0..count {
+                let start = Instant::now();
+                builder.build()?.destroy();
+                times.push(start.elapsed());
+            }
+        }
+        _ => return Err(usage.into()),
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    println!(
+        "{operation} x{count}: median {:?}, p90 {:?}, total {:?}",
+        at(0.5),
+        at(0.9),
+        times.iter().sum::<Duration>()
+    );
+    Ok(())
+}
