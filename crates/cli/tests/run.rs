@@ -1076,24 +1076,35 @@ fn unprivileged_without_a_cgroup_fails_unless_rusage_is_allowed() {
 /// says whether it could, then prints the input as it reads it.
 const REWRITE_STDIN: &str = "echo TAMPERED 1<>/proc/self/fd/0 || echo refused; cat";
 
+/// `hutch run` of [`REWRITE_STDIN`] with `--stdin` naming `input`.
+fn rewrite_stdin_args(input: &str) -> [&str; 8] {
+    [
+        "run",
+        "--quiet",
+        "--stdin",
+        input,
+        "--",
+        "sh",
+        "-c",
+        REWRITE_STDIN,
+    ]
+}
+
+/// A run of [`REWRITE_STDIN`] succeeded, the program was refused and read
+/// "original", and the file `input` still holds `contents`.
+fn assert_stdin_not_rewritten(run: &Run, input: &str, contents: &str) {
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(input).unwrap(), contents);
+    assert_eq!(run.stdout(), "refused\noriginal\n", "{}", run.stderr);
+}
+
 #[test]
 fn a_program_cannot_rewrite_the_stdin_file() {
     let dir = TempDir::new("stdin-file");
     // World-writable: the program's user could write the file itself.
     let input = dir.file("input", b"original\n", 0o666);
-    let run = hutch(&[
-        "run",
-        "--quiet",
-        "--stdin",
-        &input,
-        "--",
-        "sh",
-        "-c",
-        REWRITE_STDIN,
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(fs::read_to_string(&input).unwrap(), "original\n");
-    assert_eq!(run.stdout(), "refused\noriginal\n", "{}", run.stderr);
+    let run = hutch(&rewrite_stdin_args(&input));
+    assert_stdin_not_rewritten(&run, &input, "original\n");
 }
 
 #[test]
@@ -1108,9 +1119,7 @@ fn a_program_cannot_rewrite_a_file_redirected_to_hutchs_stdin() {
         .output()
         .unwrap()
         .into();
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(fs::read_to_string(&input).unwrap(), "skipped\noriginal\n");
-    assert_eq!(run.stdout(), "refused\noriginal\n", "{}", run.stderr);
+    assert_stdin_not_rewritten(&run, &input, "skipped\noriginal\n");
 }
 
 #[test]
@@ -1119,17 +1128,6 @@ fn unprivileged_program_cannot_rewrite_its_callers_stdin_file() {
     let dir = TempDir::new("nobody-stdin");
     let input = dir.file("input", b"original\n", 0o644);
     std::os::unix::fs::chown(&input, Some(NOBODY), Some(NOBODY)).unwrap();
-    let run = hutch_as_nobody(&[
-        "run",
-        "--quiet",
-        "--stdin",
-        &input,
-        "--",
-        "sh",
-        "-c",
-        REWRITE_STDIN,
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(fs::read_to_string(&input).unwrap(), "original\n");
-    assert_eq!(run.stdout(), "refused\noriginal\n", "{}", run.stderr);
+    let run = hutch_as_nobody(&rewrite_stdin_args(&input));
+    assert_stdin_not_rewritten(&run, &input, "original\n");
 }

@@ -297,8 +297,11 @@ impl Container {
     /// The connection broke: make sure init is dead and say how it ended.
     fn gone(&mut self, cause: ChannelError) -> ContainerError {
         self.broken = true;
-        // Init closes the socket only by exiting: give it a moment to finish.
-        let status = if sys::pidfd_exits_within(&self.pidfd, 200) {
+        // Init closes the socket only by exiting: give it a moment to
+        // finish. A frame that does not decode came from an init still
+        // running, which the host no longer trusts: no waiting for it.
+        let closed = matches!(cause, ChannelError::Closed | ChannelError::Socket { .. });
+        let status = if closed && sys::pidfd_exits_within(&self.pidfd, 200) {
             sys::pidfd_reap(&self.pidfd)
         } else {
             sys::pidfd_kill(&self.pidfd);

@@ -14,10 +14,7 @@
 //! run in parallel and open descriptors of their own, but none of them can
 //! hold a copy of a memfd, socket or pidfd that another test created.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
 use hutch_protocol::{
@@ -26,73 +23,31 @@ use hutch_protocol::{
     SymlinkItem, Termination, ValidationError,
 };
 use rustix::io::Errno;
-use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
-};
-use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::process::{Signal, WaitId, WaitIdOptions};
 
 use crate::channel::{Channel, ChannelError};
 use crate::container::{Container, ContainerError};
 use crate::exec::ExecSpec;
 
-/// How long a peer may take before a test calls it hung. Only a guard
-/// against a test blocking forever; nothing waits for it in a passing run.
-const GUARD_MS: i64 = 30_000;
-
-/// The most descriptors one `SCM_RIGHTS` message may carry (`SCM_MAX_FD`).
-const SCM_MAX_FD: usize = 253;
+/// The helpers of the integration tests, which use no path of this crate.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{
+    FileId, GUARD_MS, SCM_MAX_FD, borrow, copies, is_reaped, pidfd, read_item, readable_within,
+    recv_frame, send_frame, with_header,
+};
 
 /// What `InitGone` says when init was alive and the host had to kill it.
 const KILLED_BY_HOST: &str = "killed by the host after: killed by signal 9";
 
-/// A file's identity: device and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId(u64, u64);
-
-impl FileId {
-    fn of(fd: BorrowedFd<'_>) -> Self {
-        let stat = rustix::fs::fstat(fd).expect("fstat");
-        FileId(stat.st_dev, stat.st_ino)
-    }
-
-    /// How many descriptors of this process refer to this file.
-    fn copies_open(self) -> usize {
-        std::fs::read_dir("/proc/self/fd")
-            .expect("/proc/self/fd")
-            .flatten()
-            // A descriptor closed by another thread meanwhile fails to stat.
-            .filter_map(|entry| std::fs::metadata(entry.path()).ok())
-            .filter(|meta| FileId(meta.dev(), meta.ino()) == self)
-            .count()
-    }
-}
-
-/// A memfd of this test's own: whatever copy of it is open later came from
+/// `count` copies of a memfd of this test's own, and its identity: the
+/// memfd itself is closed, so whatever copy of it is open later came from
 /// the fake init.
-fn bait() -> (OwnedFd, FileId) {
+fn bait(count: usize) -> (Vec<OwnedFd>, FileId) {
     let fd = rustix::fs::memfd_create("hutch-fault-bait", rustix::fs::MemfdFlags::CLOEXEC)
         .expect("memfd_create");
-    let id = FileId::of(fd.as_fd());
-    (fd, id)
-}
-
-fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i64) -> bool {
-    let timeout = rustix::time::Timespec {
-        tv_sec: timeout_ms / 1000,
-        tv_nsec: (timeout_ms % 1000) * 1_000_000,
-    };
-    loop {
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(n) => return n > 0,
-            Err(Errno::INTR) => continue,
-            Err(err) => panic!("poll: {err}"),
-        }
-    }
+    (copies(&fd, count), FileId::of(fd.as_fd()))
 }
 
 /// The real process that stands in for init: the host kills and reaps it
@@ -116,11 +71,7 @@ impl StandIn {
         // Nothing reaps the child before this (std's `Child` neither waits
         // nor kills when dropped, and no code here waits for any child),
         // so the pid still names it.
-        let pidfd = rustix::process::pidfd_open(
-            Pid::from_raw(pid).expect("a positive pid"),
-            PidfdFlags::empty(),
-        )
-        .expect("pidfd_open");
+        let pidfd = pidfd(pid);
         drop(child);
         Self { pidfd, pid }
     }
@@ -131,13 +82,7 @@ impl StandIn {
 
     /// Whether someone already collected its exit status.
     fn is_reaped(&self) -> bool {
-        matches!(
-            rustix::process::waitid(
-                WaitId::PidFd(self.pidfd.as_fd()),
-                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-            ),
-            Err(Errno::CHILD)
-        )
+        is_reaped(self.pidfd.as_fd())
     }
 }
 
@@ -171,47 +116,16 @@ impl Fake {
     /// Receives the host's next request, checks its kind, and closes the
     /// descriptors that came with it.
     fn expect(&mut self, kind: &str) -> Request {
-        let socket = self.socket();
-        assert!(
-            readable_within(socket, GUARD_MS),
-            "the host sent no {kind} request"
-        );
-        let mut buf = vec![0u8; MAX_FRAME_LEN];
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(SCM_MAX_FD))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let msg = rustix::net::recvmsg(
-            socket,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .expect("recvmsg");
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(fds) = message {
-                fds.for_each(drop);
-            }
-        }
-        let request =
-            hutch_protocol::decode_request(&buf[..msg.bytes]).expect("the host's request decodes");
+        let (frame, fds) = recv_frame(self.socket(), &format!("the host sent no {kind} request"));
+        drop(fds);
+        let request = hutch_protocol::decode_request(&frame).expect("the host's request decodes");
         assert_eq!(request.kind(), kind, "{request:?}");
         request
     }
 
     /// Sends `frame` as one datagram with `fds` attached.
     fn send(&self, frame: &[u8], fds: &[BorrowedFd<'_>]) {
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(SCM_MAX_FD))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !fds.is_empty() {
-            assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-        }
-        let sent = rustix::net::sendmsg(
-            self.socket(),
-            &[IoSlice::new(frame)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        )
-        .expect("sendmsg");
-        assert_eq!(sent, frame.len());
+        send_frame(self.socket(), frame, fds);
     }
 
     fn reply(&self, reply: &Reply, fds: &[BorrowedFd<'_>]) {
@@ -228,14 +142,6 @@ fn frame(reply: &Reply) -> Vec<u8> {
     let len = hutch_protocol::encode_reply(reply, &mut buf).expect("encode");
     buf.truncate(len);
     buf
-}
-
-/// A header of this protocol version followed by `body`.
-fn with_header(body: &[u8]) -> Vec<u8> {
-    let mut frame = hutch_protocol::MAGIC.to_vec();
-    frame.extend(PROTOCOL_VERSION.to_le_bytes());
-    frame.extend(body);
-    frame
 }
 
 struct Harness {
@@ -302,16 +208,42 @@ impl Harness {
         out
     }
 
+    /// The fake answers the host's `kind` request, which `host` makes,
+    /// with `frame` and `fds`; returns the error the host makes of it.
+    fn answered<T: std::fmt::Debug>(
+        &mut self,
+        kind: &'static str,
+        host: impl FnOnce(&mut Container) -> Result<T, ContainerError>,
+        frame: Vec<u8>,
+        fds: Vec<OwnedFd>,
+    ) -> ContainerError {
+        self.converse(
+            move |fake| {
+                fake.expect(kind);
+                fake.send(&frame, &borrow(&fds));
+            },
+            |c| host(c).expect_err("the host refuses the reply"),
+        )
+    }
+
     /// The fake answers a ping with `frame` and `fds`; returns the error
     /// the host makes of it.
     fn ping_answered(&mut self, frame: Vec<u8>, fds: Vec<OwnedFd>) -> ContainerError {
+        self.answered("ping", Container::ping, frame, fds)
+    }
+
+    /// The fake receives an exec of `true` and answers by `init`; returns
+    /// the error the host makes of it.
+    fn exec_answered(&mut self, init: impl FnOnce(&mut Fake) + Send) -> ContainerError {
         self.converse(
             move |fake| {
-                fake.expect("ping");
-                let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-                fake.send(&frame, &borrowed);
+                fake.expect("exec");
+                init(fake);
             },
-            |c| c.ping().expect_err("the host refuses the reply"),
+            |c| {
+                c.exec(&ExecSpec::new(["true"]))
+                    .expect_err("the host refuses the reply")
+            },
         )
     }
 
@@ -378,21 +310,6 @@ fn finished_ok() -> Reply {
     })
 }
 
-fn read_item(path: &str) -> OpenItem {
-    OpenItem {
-        path: path.into(),
-        flags: hutch_protocol::OpenFlags {
-            access: hutch_protocol::Access::Read,
-            create: false,
-            exclusive: false,
-            truncate: false,
-            append: false,
-        },
-        mode: 0,
-        make_parents: false,
-    }
-}
-
 fn opened(results: Vec<ItemOutcome>, fds_attached: u32) -> Reply {
     Reply::Opened(Batch {
         results,
@@ -400,14 +317,38 @@ fn opened(results: Vec<ItemOutcome>, fds_attached: u32) -> Reply {
     })
 }
 
-/// `count` copies of `fd` in one array.
-fn copies(fd: &OwnedFd, count: usize) -> Vec<OwnedFd> {
-    (0..count).map(|_| fd.try_clone().expect("dup")).collect()
+/// The cause of an `InitGone` in which the host killed the still running
+/// init.
+fn killed_over(error: ContainerError) -> ChannelError {
+    match error {
+        ContainerError::InitGone { status, cause } => {
+            assert_eq!(status, KILLED_BY_HOST, "{cause:?}");
+            cause
+        }
+        other => panic!("expected InitGone, got {other:?}"),
+    }
 }
 
-/// The postcard error inside a `Body` decode error, by name.
-fn body_reason(error: &DecodeError) -> String {
-    match error {
+/// `error` is an `InitGone` in which the host killed the still running
+/// init over a cause `is_cause` accepts.
+fn assert_killed_over(error: ContainerError, is_cause: impl FnOnce(&ChannelError) -> bool) {
+    let cause = killed_over(error);
+    assert!(is_cause(&cause), "{cause:?}");
+}
+
+/// The host gave up with `InitGone`, killing the still running init, over
+/// a frame that did not decode; returns the decode error.
+fn decode_error(error: ContainerError) -> DecodeError {
+    match killed_over(error) {
+        ChannelError::Decode(decode) => decode,
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+/// The host gave up as [`decode_error`] says, over a reply body that did
+/// not decode; returns the postcard error, by name.
+fn body_reason(error: ContainerError) -> String {
+    match decode_error(error) {
         DecodeError::Body {
             message: "reply",
             reason,
@@ -416,19 +357,43 @@ fn body_reason(error: &DecodeError) -> String {
     }
 }
 
-/// The host gave up with `InitGone`, killing the still running init, over
-/// a frame that did not decode; returns the decode error.
-fn decode_error(error: ContainerError) -> DecodeError {
-    match error {
-        ContainerError::InitGone {
-            status,
-            cause: ChannelError::Decode(decode),
-        } => {
-            assert_eq!(status, KILLED_BY_HOST);
-            decode
-        }
-        other => panic!("expected InitGone with a decode error, got {other:?}"),
-    }
+/// In a fresh harness, runs `exchange` with `baits` copies of a bait for
+/// the fake to send, and checks that the host gave the container up over
+/// it: every copy of the bait is closed at once, not held until the
+/// container is dropped; then [`Harness::assert_given_up`] and
+/// [`Harness::finish`]. Returns the error the exchange ended in.
+fn given_up_over(
+    baits: usize,
+    exchange: impl FnOnce(&mut Harness, Vec<OwnedFd>) -> ContainerError,
+) -> ContainerError {
+    let mut h = Harness::new();
+    let (fds, id) = bait(baits);
+    let err = exchange(&mut h, fds);
+    assert_eq!(id.copies_open(), 0, "a descriptor the fake sent is open");
+    h.assert_given_up();
+    h.finish();
+    err
+}
+
+/// The fake answers a ping with `frame` and `baits` copies of a bait, and
+/// the host gives the container up ([`given_up_over`]); returns the error.
+fn ping_refused(frame: Vec<u8>, baits: usize) -> ContainerError {
+    given_up_over(baits, |h, fds| h.ping_answered(frame, fds))
+}
+
+/// The fake answers an exec by `init`, and the host gives the container
+/// up ([`given_up_over`]); returns the error.
+fn exec_refused(init: impl FnOnce(&mut Fake) + Send) -> ContainerError {
+    given_up_over(0, |h, _| h.exec_answered(init))
+}
+
+/// The fake answers an open of `items` with `frame` and `baits` copies of
+/// a bait, and the host gives the container up ([`given_up_over`]);
+/// returns the error.
+fn open_refused(items: &[OpenItem], frame: Vec<u8>, baits: usize) -> ContainerError {
+    given_up_over(baits, |h, fds| {
+        h.answered("open", |c| c.open(items), frame, fds)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -436,8 +401,7 @@ fn decode_error(error: ContainerError) -> DecodeError {
 
 #[test]
 fn fault_wrong_version_in_the_header() {
-    let mut h = Harness::new();
-    let err = h.ping_answered(b"HT\x02\x00\x01".to_vec(), Vec::new());
+    let err = ping_refused(b"HT\x02\x00\x01".to_vec(), 0);
     assert_eq!(
         decode_error(err),
         DecodeError::VersionMismatch {
@@ -445,326 +409,166 @@ fn fault_wrong_version_in_the_header() {
             expected: 1
         }
     );
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_bad_magic() {
-    let mut h = Harness::new();
-    let err = h.ping_answered(b"XT\x01\x00\x01".to_vec(), Vec::new());
+    let err = ping_refused(b"XT\x01\x00\x01".to_vec(), 0);
     assert_eq!(
         decode_error(err),
         DecodeError::BadMagic {
             found: [b'X', b'T']
         }
     );
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_datagram_shorter_than_the_header() {
-    let mut h = Harness::new();
-    let err = h.ping_answered(b"HT".to_vec(), Vec::new());
+    let err = ping_refused(b"HT".to_vec(), 0);
     assert_eq!(decode_error(err), DecodeError::ShortHeader { len: 2 });
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_garbage_after_a_valid_header() {
-    let mut h = Harness::new();
     // A tag varint above u32::MAX.
-    let err = h.ping_answered(with_header(&[0xff, 0xff, 0xff, 0xff, 0x1f]), Vec::new());
-    assert_eq!(body_reason(&decode_error(err)), "DeserializeBadVarint");
-    h.assert_given_up();
-    h.finish();
+    let err = ping_refused(with_header(&[0xff, 0xff, 0xff, 0xff, 0x1f]), 0);
+    assert_eq!(body_reason(err), "DeserializeBadVarint");
 }
 
 #[test]
 fn fault_unknown_reply_tag() {
-    let mut h = Harness::new();
-    let err = h.ping_answered(with_header(&[8]), Vec::new());
-    assert_eq!(body_reason(&decode_error(err)), "SerdeDeCustom");
-    h.assert_given_up();
-    h.finish();
+    let err = ping_refused(with_header(&[8]), 0);
+    assert_eq!(body_reason(err), "SerdeDeCustom");
 }
 
 #[test]
 fn fault_trailing_bytes_after_a_valid_reply() {
-    let mut h = Harness::new();
     let mut frame = frame(&Reply::Pong);
     frame.push(0);
-    let err = h.ping_answered(frame, Vec::new());
     assert_eq!(
-        decode_error(err),
+        decode_error(ping_refused(frame, 0)),
         DecodeError::TrailingBytes {
             message: "reply",
             end: 5,
             trailing: 1
         }
     );
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_truncated_reply() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            let whole = frame(&finished_ok());
-            fake.send(&whole[..whole.len() - 1], &[]);
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("a cut reply"),
-    );
-    assert_eq!(body_reason(&decode_error(err)), "DeserializeUnexpectedEnd");
-    h.assert_given_up();
-    h.finish();
+    let err = exec_refused(|fake| {
+        let whole = frame(&finished_ok());
+        fake.send(&whole[..whole.len() - 1], &[]);
+    });
+    assert_eq!(body_reason(err), "DeserializeUnexpectedEnd");
 }
 
 #[test]
 fn fault_huge_length_inside_a_message() {
-    let mut h = Harness::new();
     // An error reply (stage 0, errno 0, no path) whose message claims
     // 2^32 - 1 bytes.
     let body = [3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    let err = h.ping_answered(with_header(&body), Vec::new());
-    assert_eq!(body_reason(&decode_error(err)), "DeserializeUnexpectedEnd");
-    h.assert_given_up();
-    h.finish();
+    let err = ping_refused(with_header(&body), 0);
+    assert_eq!(body_reason(err), "DeserializeUnexpectedEnd");
 }
 
 #[test]
 fn fault_opened_claiming_four_billion_items() {
-    let mut h = Harness::new();
     let body = [4, 0xff, 0xff, 0xff, 0xff, 0x0f];
-    let err = h.converse(
-        move |fake| {
-            fake.expect("open");
-            fake.send(&with_header(&body), &[]);
-        },
-        |c| c.open(&[read_item("/a")]).expect_err("a lying count"),
-    );
-    assert_eq!(body_reason(&decode_error(err)), "DeserializeUnexpectedEnd");
-    h.assert_given_up();
-    h.finish();
+    let err = open_refused(&[read_item("/a")], with_header(&body), 0);
+    assert_eq!(body_reason(err), "DeserializeUnexpectedEnd");
 }
 
 #[test]
 fn fault_undecodable_frame_with_descriptors_closes_them() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    let err = h.ping_answered(with_header(&[8]), copies(&fd, 3));
-    drop(fd);
-    assert_eq!(body_reason(&decode_error(err)), "SerdeDeCustom");
-    // Closed at once, not held until the container is dropped.
-    assert_eq!(id.copies_open(), 0);
-    h.assert_given_up();
-    h.finish();
+    // `given_up_over` checks that they are closed at once.
+    let err = ping_refused(with_header(&[8]), 3);
+    assert_eq!(body_reason(err), "SerdeDeCustom");
 }
 
 #[test]
 fn fault_empty_datagram_reads_as_the_peer_closing() {
-    let mut h = Harness::new();
-    let err = h.ping_answered(Vec::new(), Vec::new());
-    match err {
-        ContainerError::InitGone {
-            status,
-            cause: ChannelError::Closed,
-        } => assert_eq!(status, KILLED_BY_HOST),
-        other => panic!("{other:?}"),
-    }
-    h.assert_given_up();
-    h.finish();
+    let err = ping_refused(Vec::new(), 0);
+    assert_killed_over(err, |cause| matches!(cause, ChannelError::Closed));
 }
 
 #[test]
 fn fault_frame_longer_than_max_frame_len_is_detected() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    // A valid header and a body of zeros, one byte over the limit; the
-    // default send buffer cannot hold a datagram that long.
-    let mut frame = with_header(&[]);
-    frame.resize(MAX_FRAME_LEN + 1, 0);
-    rustix::net::sockopt::set_socket_send_buffer_size(h.fake().socket(), 2 * MAX_FRAME_LEN)
-        .expect("SO_SNDBUF");
-    let err = h.ping_answered(frame, copies(&fd, 1));
-    drop(fd);
-    match err {
-        ContainerError::InitGone {
-            status,
-            cause: ChannelError::Truncated,
-        } => assert_eq!(status, KILLED_BY_HOST),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(id.copies_open(), 0, "the oversized frame's descriptor");
-    h.assert_given_up();
-    h.finish();
+    let err = given_up_over(1, |h, fds| {
+        // A valid header and a body of zeros, one byte over the limit; the
+        // default send buffer cannot hold a datagram that long.
+        let mut frame = with_header(&[]);
+        frame.resize(MAX_FRAME_LEN + 1, 0);
+        rustix::net::sockopt::set_socket_send_buffer_size(h.fake().socket(), 2 * MAX_FRAME_LEN)
+            .expect("SO_SNDBUF");
+        h.ping_answered(frame, fds)
+    });
+    assert_killed_over(err, |cause| matches!(cause, ChannelError::Truncated));
 }
 
 // ---------------------------------------------------------------------------
 // Descriptor counts
 
+/// The host refused a `kind` reply whose `message` came with `attached`
+/// descriptors where it accounts for `expected`.
+fn assert_fd_count(
+    err: &ContainerError,
+    kind: &str,
+    message: &'static str,
+    attached: usize,
+    expected: usize,
+) {
+    assert_invalid(err, kind, |e| {
+        *e == ValidationError::FdCount {
+            message,
+            attached,
+            expected,
+        }
+    });
+}
+
 #[test]
 fn fault_opened_with_fewer_fds_than_done_items() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    let fds = copies(&fd, 1);
-    drop(fd);
-    let err = h.converse(
-        move |fake| {
-            fake.expect("open");
-            let reply = opened(vec![ItemOutcome::Done, ItemOutcome::Done], 2);
-            fake.reply(&reply, &[fds[0].as_fd()]);
-        },
-        |c| {
-            c.open(&[read_item("/a"), read_item("/b")])
-                .expect_err("a missing descriptor")
-        },
-    );
-    assert!(
-        matches!(
-            err,
-            ContainerError::InvalidReply {
-                kind: "opened reply",
-                source: ValidationError::FdCount {
-                    message: "opened reply",
-                    attached: 1,
-                    expected: 2
-                }
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(id.copies_open(), 0, "the one descriptor that came");
-    h.assert_given_up();
-    h.finish();
+    let reply = opened(vec![ItemOutcome::Done, ItemOutcome::Done], 2);
+    let err = open_refused(&[read_item("/a"), read_item("/b")], frame(&reply), 1);
+    assert_fd_count(&err, "opened reply", "opened reply", 1, 2);
 }
 
 #[test]
 fn fault_opened_with_more_fds_than_done_items() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    let fds = copies(&fd, 2);
-    drop(fd);
-    let err = h.converse(
-        move |fake| {
-            fake.expect("open");
-            let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-            fake.reply(&opened(vec![ItemOutcome::Done], 1), &borrowed);
-        },
-        |c| c.open(&[read_item("/a")]).expect_err("an extra descriptor"),
-    );
-    assert!(
-        matches!(
-            err,
-            ContainerError::InvalidReply {
-                kind: "opened reply",
-                source: ValidationError::FdCount {
-                    message: "opened reply",
-                    attached: 2,
-                    expected: 1
-                }
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(id.copies_open(), 0, "both descriptors that came");
-    h.assert_given_up();
-    h.finish();
+    let reply = opened(vec![ItemOutcome::Done], 1);
+    let err = open_refused(&[read_item("/a")], frame(&reply), 2);
+    assert_fd_count(&err, "opened reply", "opened reply", 2, 1);
 }
 
 #[test]
 fn fault_opened_whose_fd_count_disagrees_with_its_items() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    let fds = copies(&fd, 2);
-    drop(fd);
-    let err = h.converse(
-        move |fake| {
-            fake.expect("open");
-            let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-            let reply = opened(
-                vec![
-                    ItemOutcome::Done,
-                    ItemOutcome::Failed(ItemError {
-                        errno: 2,
-                        message: "no".into(),
-                    }),
-                ],
-                2,
-            );
-            fake.reply(&reply, &borrowed);
-        },
-        |c| {
-            c.open(&[read_item("/a"), read_item("/b")])
-                .expect_err("a lying header")
-        },
+    let reply = opened(
+        vec![
+            ItemOutcome::Done,
+            ItemOutcome::Failed(ItemError {
+                errno: 2,
+                message: "no".into(),
+            }),
+        ],
+        2,
     );
-    assert!(
-        matches!(
-            err,
-            ContainerError::InvalidReply {
-                kind: "opened reply",
-                source: ValidationError::FdCount {
-                    message: "opened reply header",
-                    attached: 2,
-                    expected: 1
-                }
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(id.copies_open(), 0);
-    h.assert_given_up();
-    h.finish();
+    let err = open_refused(&[read_item("/a"), read_item("/b")], frame(&reply), 2);
+    assert_fd_count(&err, "opened reply", "opened reply header", 2, 1);
 }
 
 #[test]
 fn fault_descriptors_on_a_reply_that_carries_none() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    // As many as the host accepts in one frame.
-    let err = h.ping_answered(frame(&Reply::Pong), copies(&fd, MAX_FDS_PER_FRAME));
-    drop(fd);
-    assert!(
-        matches!(
-            err,
-            ContainerError::InvalidReply {
-                kind: "pong",
-                source: ValidationError::FdCount {
-                    message: "pong",
-                    attached: MAX_FDS_PER_FRAME,
-                    expected: 0
-                }
-            }
-        ),
-        "{err:?}"
-    );
-    // Closed at once, not held until the container is dropped.
-    assert_eq!(id.copies_open(), 0);
-    h.assert_given_up();
-    h.finish();
+    // As many as the host accepts in one frame; `given_up_over` checks
+    // that they are closed at once.
+    let err = ping_refused(frame(&Reply::Pong), MAX_FDS_PER_FRAME);
+    assert_fd_count(&err, "pong", "pong", MAX_FDS_PER_FRAME, 0);
 }
 
 fn more_fds_than_a_frame_may_carry(count: usize) {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    let err = h.ping_answered(frame(&Reply::Pong), copies(&fd, count));
-    drop(fd);
-    match err {
-        ContainerError::InitGone {
-            status,
-            cause: ChannelError::TooManyFds,
-        } => assert_eq!(status, KILLED_BY_HOST),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(id.copies_open(), 0, "every descriptor that came");
-    h.assert_given_up();
-    h.finish();
+    let err = ping_refused(frame(&Reply::Pong), count);
+    assert_killed_over(err, |cause| matches!(cause, ChannelError::TooManyFds));
 }
 
 #[test]
@@ -792,165 +596,100 @@ fn assert_unexpected(err: &ContainerError, request: &str, reply: &str) {
 
 #[test]
 fn fault_pong_to_an_exec() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            fake.reply(&Reply::Pong, &[]);
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("a pong"),
-    );
+    let err = exec_refused(|fake| fake.reply(&Reply::Pong, &[]));
     assert_unexpected(&err, "exec", "pong");
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_started_for_an_exec_that_is_not_synchronised() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            let Request::Exec(exec) = fake.expect("exec") else {
-                unreachable!()
-            };
-            assert!(!exec.sync);
-            fake.reply(&Reply::Started { pid: 2 }, &[]);
-            fake.reply(&finished_ok(), &[]);
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("a started"),
-    );
+    let err = given_up_over(0, |h, _| {
+        h.converse(
+            |fake| {
+                let Request::Exec(exec) = fake.expect("exec") else {
+                    unreachable!()
+                };
+                assert!(!exec.sync);
+                fake.reply(&Reply::Started { pid: 2 }, &[]);
+                fake.reply(&finished_ok(), &[]);
+            },
+            |c| c.exec(&ExecSpec::new(["true"])).expect_err("a started"),
+        )
+    });
     assert_unexpected(&err, "exec", "started reply");
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_opened_with_a_descriptor_to_a_ping() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    let err = h.ping_answered(frame(&opened(vec![ItemOutcome::Done], 1)), copies(&fd, 1));
-    drop(fd);
+    let err = ping_refused(frame(&opened(vec![ItemOutcome::Done], 1)), 1);
     assert_unexpected(&err, "ping", "opened reply");
-    assert_eq!(id.copies_open(), 0);
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_opened_with_another_number_of_items() {
-    let mut h = Harness::new();
-    let (fd, id) = bait();
-    let fds = copies(&fd, 2);
-    drop(fd);
-    let err = h.converse(
-        move |fake| {
-            fake.expect("open");
-            let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-            fake.reply(
-                &opened(vec![ItemOutcome::Done, ItemOutcome::Done], 2),
-                &borrowed,
-            );
-        },
-        |c| c.open(&[read_item("/a")]).expect_err("two results for one"),
-    );
+    let reply = opened(vec![ItemOutcome::Done, ItemOutcome::Done], 2);
+    let err = open_refused(&[read_item("/a")], frame(&reply), 2);
     assert_unexpected(&err, "open", "opened reply");
-    assert_eq!(id.copies_open(), 0);
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_linked_with_another_number_of_items() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("symlink");
-            let reply = Reply::Linked(Batch {
-                results: Vec::new(),
-                fds_attached: 0,
-            });
-            fake.reply(&reply, &[]);
-        },
-        |c| {
-            let item = SymlinkItem {
-                link: "/a".into(),
-                target: "b".into(),
-            };
-            c.symlink(&[item]).expect_err("no result for one")
-        },
-    );
+    let item = SymlinkItem {
+        link: "/a".into(),
+        target: "b".into(),
+    };
+    let reply = Reply::Linked(Batch {
+        results: Vec::new(),
+        fds_attached: 0,
+    });
+    let err = given_up_over(0, |h, _| {
+        h.answered("symlink", |c| c.symlink(&[item]), frame(&reply), Vec::new())
+    });
     assert_unexpected(&err, "symlink", "linked reply");
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_finished_to_a_reset() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("reset");
-            fake.reply(&finished_ok(), &[]);
-        },
-        |c| c.reset().expect_err("a finished"),
-    );
+    let err = given_up_over(0, |h, _| {
+        h.answered("reset", Container::reset, frame(&finished_ok()), Vec::new())
+    });
     assert_unexpected(&err, "reset", "finished reply");
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_handshake_reply_to_a_ping() {
-    let mut h = Harness::new();
     let hello = Reply::Hello(HelloReply {
         version: PROTOCOL_VERSION,
         features: 0,
     });
-    let err = h.ping_answered(frame(&hello), Vec::new());
+    let err = ping_refused(frame(&hello), 0);
     assert_unexpected(&err, "ping", "hello reply");
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_unsolicited_reply_before_the_real_one() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            fake.reply(&Reply::Pong, &[]);
-            fake.reply(&finished_ok(), &[]);
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("a pong first"),
-    );
+    let err = exec_refused(|fake| {
+        fake.reply(&Reply::Pong, &[]);
+        fake.reply(&finished_ok(), &[]);
+    });
     assert_unexpected(&err, "exec", "pong");
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_extra_reply_is_caught_by_the_next_request() {
-    let mut h = Harness::new();
-    // Two acks to one reset: the host takes the first, and the second is
-    // what it reads for the exec that follows.
-    h.converse(
-        |fake| {
-            fake.expect("reset");
-            fake.reply(&Reply::Ack, &[]);
-            fake.reply(&Reply::Ack, &[]);
-        },
-        |c| c.reset().expect("the first ack answers the reset"),
-    );
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            fake.reply(&finished_ok(), &[]);
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("the stale ack"),
-    );
+    let err = given_up_over(0, |h, _| {
+        // Two acks to one reset: the host takes the first, and the second
+        // is what it reads for the exec that follows.
+        h.converse(
+            |fake| {
+                fake.expect("reset");
+                fake.reply(&Reply::Ack, &[]);
+                fake.reply(&Reply::Ack, &[]);
+            },
+            |c| c.reset().expect("the first ack answers the reset"),
+        );
+        h.exec_answered(|fake| fake.reply(&finished_ok(), &[]))
+    });
     assert_unexpected(&err, "exec", "ack");
-    h.assert_given_up();
-    h.finish();
 }
 
 // ---------------------------------------------------------------------------
@@ -968,49 +707,36 @@ fn assert_invalid(err: &ContainerError, kind: &str, check: impl Fn(&ValidationEr
 
 #[test]
 fn fault_hello_naming_another_version() {
-    let mut h = Harness::new();
     let hello = Reply::Hello(HelloReply {
         version: 2,
         features: 0,
     });
-    let err = h.ping_answered(frame(&hello), Vec::new());
+    let err = ping_refused(frame(&hello), 0);
     assert_invalid(&err, "hello reply", |e| {
         *e == ValidationError::HelloVersion {
             found: 2,
             expected: 1,
         }
     });
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_error_reply_with_a_negative_errno() {
-    let mut h = Harness::new();
     let reply = Reply::Error(ErrorReply {
         stage: Stage::Open,
         errno: -1,
         path: None,
         message: "lie".into(),
     });
-    let err = h.ping_answered(frame(&reply), Vec::new());
+    let err = ping_refused(frame(&reply), 0);
     assert_invalid(&err, "error reply", |e| {
         matches!(e, ValidationError::OutOfRange { value: -1, .. })
     });
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_started_naming_init_itself() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            fake.reply(&Reply::Started { pid: 1 }, &[]);
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("pid 1"),
-    );
+    let err = exec_refused(|fake| fake.reply(&Reply::Started { pid: 1 }, &[]));
     assert_invalid(&err, "started reply", |e| {
         matches!(
             e,
@@ -1021,27 +747,17 @@ fn fault_started_naming_init_itself() {
             }
         )
     });
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_finished_that_contradicts_itself() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            let Reply::Finished(mut result) = finished_ok() else {
-                unreachable!()
-            };
-            result.termination = Termination::Exited(1);
-            fake.reply(&Reply::Finished(result), &[]);
-        },
-        |c| {
-            c.exec(&ExecSpec::new(["true"]))
-                .expect_err("ok with exit 1")
-        },
-    );
+    let err = exec_refused(|fake| {
+        let Reply::Finished(mut result) = finished_ok() else {
+            unreachable!()
+        };
+        result.termination = Termination::Exited(1);
+        fake.reply(&Reply::Finished(result), &[]);
+    });
     assert_invalid(&err, "finished reply", |e| {
         matches!(
             e,
@@ -1051,8 +767,6 @@ fn fault_finished_that_contradicts_itself() {
             }
         )
     });
-    h.assert_given_up();
-    h.finish();
 }
 
 // ---------------------------------------------------------------------------
@@ -1060,38 +774,18 @@ fn fault_finished_that_contradicts_itself() {
 
 #[test]
 fn fault_peer_closes_the_socket_mid_exec() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            fake.close();
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("no reply"),
-    );
-    match err {
-        ContainerError::InitGone {
-            status,
-            cause: ChannelError::Closed,
-        } => assert_eq!(status, KILLED_BY_HOST),
-        other => panic!("{other:?}"),
-    }
-    h.assert_given_up();
-    h.finish();
+    let err = exec_refused(Fake::close);
+    assert_killed_over(err, |cause| matches!(cause, ChannelError::Closed));
 }
 
 #[test]
 fn fault_init_dies_mid_exec() {
-    let mut h = Harness::new();
-    let err = h.converse(
-        |fake| {
-            fake.expect("exec");
-            // Init ends first, and its socket closes with it.
-            rustix::process::pidfd_send_signal(&fake.standin, Signal::TERM).expect("SIGTERM");
-            assert!(readable_within(fake.standin.as_fd(), GUARD_MS));
-            fake.close();
-        },
-        |c| c.exec(&ExecSpec::new(["true"])).expect_err("no reply"),
-    );
+    let err = exec_refused(|fake| {
+        // Init ends first, and its socket closes with it.
+        rustix::process::pidfd_send_signal(&fake.standin, Signal::TERM).expect("SIGTERM");
+        assert!(readable_within(fake.standin.as_fd(), GUARD_MS));
+        fake.close();
+    });
     match err {
         // The host reports how init ended, without killing it itself.
         ContainerError::InitGone {
@@ -1100,24 +794,15 @@ fn fault_init_dies_mid_exec() {
         } => assert_eq!(status, "killed by signal 15"),
         other => panic!("{other:?}"),
     }
-    h.assert_given_up();
-    h.finish();
 }
 
 #[test]
 fn fault_peer_closed_before_the_request() {
-    let mut h = Harness::new();
-    h.fake().close();
-    let err = h.container.ping().expect_err("nobody to send to");
-    match err {
-        ContainerError::InitGone {
-            status,
-            cause: ChannelError::Closed,
-        } => assert_eq!(status, KILLED_BY_HOST),
-        other => panic!("{other:?}"),
-    }
-    h.assert_given_up();
-    h.finish();
+    let err = given_up_over(0, |h, _| {
+        h.fake().close();
+        h.container.ping().expect_err("nobody to send to")
+    });
+    assert_killed_over(err, |cause| matches!(cause, ChannelError::Closed));
 }
 
 // ---------------------------------------------------------------------------
@@ -1155,9 +840,7 @@ fn fault_valid_error_reply_leaves_the_container_usable() {
 #[test]
 fn fault_harness_control_a_truthful_open_hands_over_the_descriptor() {
     let mut h = Harness::new();
-    let (fd, id) = bait();
-    let fds = copies(&fd, 1);
-    drop(fd);
+    let (fds, id) = bait(1);
     let results = h.converse(
         move |fake| {
             fake.expect("open");
@@ -1171,7 +854,7 @@ fn fault_harness_control_a_truthful_open_hands_over_the_descriptor() {
                 ],
                 1,
             );
-            fake.reply(&reply, &[fds[0].as_fd()]);
+            fake.reply(&reply, &borrow(&fds));
         },
         |c| c.open(&[read_item("/a"), read_item("/b")]).expect("opened"),
     );

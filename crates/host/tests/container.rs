@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hutch_host::protocol::{Access, OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
 mod common;
-use common::{memfd, read_back, read_item};
+use common::{memfd, read_back, read_item, run_isolated};
 
 use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec, Namespaces};
 
@@ -162,34 +162,11 @@ fn many_execs_in_one_container() {
     }
 }
 
-/// Runs the ignored test `name` alone in a child process (for measurements
-/// of the whole process that parallel tests would disturb) and checks that
-/// it passed.
-fn run_isolated(name: &str) {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env(ISOLATED_VAR, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{name} failed in isolation:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 const ISOLATED_VAR: &str = "HUTCH_TEST_ISOLATED";
 
 #[test]
 fn no_host_fd_growth_over_1000_execs() {
-    run_isolated("isolated_no_host_fd_growth_over_1000_execs");
+    run_isolated("isolated_no_host_fd_growth_over_1000_execs", ISOLATED_VAR);
 }
 
 #[test]

@@ -599,3 +599,49 @@ fn host_killed_by_sigkill_takes_the_container_down_within_100ms() {
         "median {median:?} of {times:?}"
     );
 }
+
+#[test]
+fn init_killed_mid_exec_ends_the_run_with_a_clear_error_and_leaves_nothing() {
+    let _serial = serial();
+    let mut container = builder().build().unwrap();
+    let init = container.init_pid();
+    let null = File::open("/dev/null").unwrap();
+    let (ready_read, ready_write) = rustix::pipe::pipe().unwrap();
+    let spec = ExecSpec::new(["sh", "-c", "echo ready; exec sleep 1000"]).stdio(
+        null.as_fd(),
+        ready_write.as_fd(),
+        null.as_fd(),
+    );
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            let outcome = container.exec(&spec);
+            (outcome, container)
+        });
+        // The program has started once it says so.
+        let mut ready = BufReader::new(File::from(ready_read));
+        let mut line = String::new();
+        ready.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        let program = children(init);
+        assert_eq!(program.len(), 1, "init's children: {program:?}");
+        let program_fd = pidfd(program[0]);
+        rustix::process::pidfd_send_signal(pidfd(init), rustix::process::Signal::KILL).unwrap();
+        let (outcome, mut container) = running.join().unwrap();
+        let err = outcome.expect_err("init died mid-exec");
+        assert!(
+            matches!(err, hutch_host::ContainerError::InitGone { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("signal 9"), "{err}");
+        // The program went with its PID namespace.
+        assert!(
+            wait_all_exited(&[&program_fd], Instant::now() + GONE_GUARD),
+            "the program outlived init"
+        );
+        assert!(container.is_broken());
+        assert!(matches!(
+            container.ping(),
+            Err(hutch_host::ContainerError::Destroyed)
+        ));
+    });
+}

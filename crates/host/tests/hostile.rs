@@ -1522,35 +1522,9 @@ fn init_limits_cannot_be_changed_by_a_program() {
 const ROOTLESS_VAR: &str = "HUTCH_HOSTILE_ROOTLESS";
 
 /// Runs the ignored test `name` of this binary as uid and gid 65534 and
-/// checks that it passed. The binary is copied to a world-readable
-/// directory first: the build directory may not be reachable by that user.
+/// checks that it passed.
 fn run_as_nobody(name: &str) {
-    use std::os::unix::process::CommandExt;
-    let programs = Programs::prepare(&[]);
-    let exe = programs.path("hostile");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let output = Command::new(&exe)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .uid(65534)
-        .gid(65534)
-        .env(ROOTLESS_VAR, "1")
-        .env("TMPDIR", "/tmp")
-        .output()
-        .expect("run this test binary as uid 65534");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{name} failed as uid 65534 ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::run_ignored_test(common::this_binary_as_nobody(), name, ROOTLESS_VAR);
 }
 
 #[test]

@@ -12,10 +12,7 @@
 //! no process is left in its PID namespace.
 
 use std::fs::File;
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 
 use hutch_host::protocol::{
     CgroupFile, CgroupFiles, CgroupVersion, DecodeError, Delete, ErrorReply, ExecRequest,
@@ -23,51 +20,12 @@ use hutch_host::protocol::{
     Status, Termination, encode_request,
 };
 use hutch_host::{ChannelError, Container, ContainerBuilder, ContainerError, ExecSpec};
-use rustix::io::Errno;
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
-use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
 
 mod common;
-use common::{children, read_item};
-
-/// How long init may take before a test calls it hung. Only a guard
-/// against blocking forever; nothing waits for it in a passing run.
-const GUARD_MS: i64 = 30_000;
-
-/// The most descriptors one `SCM_RIGHTS` message may carry (`SCM_MAX_FD`).
-const SCM_MAX_FD: usize = 253;
-
-fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i64) -> bool {
-    let timeout = rustix::time::Timespec {
-        tv_sec: timeout_ms / 1000,
-        tv_nsec: (timeout_ms % 1000) * 1_000_000,
-    };
-    loop {
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(n) => return n > 0,
-            Err(Errno::INTR) => continue,
-            Err(err) => panic!("poll: {err}"),
-        }
-    }
-}
-
-/// A file's identity: device and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId(u64, u64);
-
-impl FileId {
-    fn of(fd: BorrowedFd<'_>) -> Self {
-        let stat = rustix::fs::fstat(fd).expect("fstat");
-        FileId(stat.st_dev, stat.st_ino)
-    }
-}
+use common::{
+    FileId, GUARD_MS, SCM_MAX_FD, borrow, children, copies, is_reaped, pidfd, read_item,
+    readable_within, recv_frame, send_frame, with_header,
+};
 
 /// The pids of every process in the PID namespace `ns`.
 fn processes_in(ns: FileId) -> Vec<i32> {
@@ -75,11 +33,8 @@ fn processes_in(ns: FileId) -> Vec<i32> {
         .expect("/proc")
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            // A process that ended meanwhile fails to stat.
-            std::fs::metadata(format!("/proc/{pid}/ns/pid"))
-                .is_ok_and(|meta| FileId(meta.dev(), meta.ino()) == ns)
-        })
+        // A process that ended meanwhile fails to stat.
+        .filter(|pid| FileId::at(format!("/proc/{pid}/ns/pid")) == Some(ns))
         .collect()
 }
 
@@ -107,11 +62,7 @@ impl Subject {
         let pid = c.init_pid();
         // Init is this process's child and nobody reaps it but the
         // container, so the pid names it.
-        let init = rustix::process::pidfd_open(
-            Pid::from_raw(pid).expect("a positive pid"),
-            PidfdFlags::empty(),
-        )
-        .expect("pidfd_open");
+        let init = pidfd(pid);
         let pid_ns = File::open(format!("/proc/{pid}/ns/pid")).expect("init's PID namespace");
         Self {
             c,
@@ -123,51 +74,26 @@ impl Subject {
 
     /// Sends `frame` as one datagram with `fds` attached.
     fn send(&self, frame: &[u8], fds: &[BorrowedFd<'_>]) {
-        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(SCM_MAX_FD))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if !fds.is_empty() {
-            assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-        }
-        let sent = rustix::net::sendmsg(
-            self.c.socket(),
-            &[IoSlice::new(frame)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        )
-        .expect("sendmsg");
-        assert_eq!(sent, frame.len());
+        send_frame(self.c.socket(), frame, fds);
     }
 
     fn send_request(&self, request: &Request, fds: &[BorrowedFd<'_>]) {
         self.send(&encode(request), fds);
     }
 
+    /// Sends `request` with the three descriptors of /dev/null it names.
+    fn send_exec(&self, request: ExecRequest) {
+        self.send_request(&Request::Exec(request), &borrow(&nulls(3)));
+    }
+
     /// The next datagram from init: `None` at end of file.
     fn recv(&self) -> Option<Received> {
-        let socket = self.c.socket();
-        assert!(readable_within(socket, GUARD_MS), "init did not answer");
-        let mut buf = vec![0u8; MAX_FRAME_LEN];
-        let mut space =
-            [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let msg = rustix::net::recvmsg(
-            socket,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .expect("recvmsg");
-        let mut fds = Vec::new();
-        for message in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(received) = message {
-                fds.extend(received);
-            }
-        }
-        if msg.bytes == 0 {
+        let (frame, fds) = recv_frame(self.c.socket(), "init did not answer");
+        if frame.is_empty() {
             assert!(fds.is_empty());
             return None;
         }
-        let reply = hutch_host::protocol::decode_reply(&buf[..msg.bytes]).expect("init's reply");
+        let reply = hutch_host::protocol::decode_reply(&frame).expect("init's reply");
         reply.check(fds.len()).expect("init's reply is a valid one");
         Some(Received { reply, fds })
     }
@@ -239,16 +165,7 @@ impl Subject {
         }
         self.c.destroy();
         assert!(readable_within(self.init.as_fd(), 0), "init has exited");
-        assert!(
-            matches!(
-                rustix::process::waitid(
-                    WaitId::PidFd(self.init.as_fd()),
-                    WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-                ),
-                Err(Errno::CHILD)
-            ),
-            "init was reaped"
-        );
+        assert!(is_reaped(self.init.as_fd()), "init was reaped");
         assert_eq!(processes_in(ns), Vec::<i32>::new(), "processes left");
     }
 }
@@ -260,22 +177,9 @@ fn encode(request: &Request) -> Vec<u8> {
     buf
 }
 
-/// A header of this protocol version followed by `body`.
-fn with_header(body: &[u8]) -> Vec<u8> {
-    let mut frame = hutch_host::protocol::MAGIC.to_vec();
-    frame.extend(PROTOCOL_VERSION.to_le_bytes());
-    frame.extend(body);
-    frame
-}
-
 /// `count` descriptors of /dev/null.
 fn nulls(count: usize) -> Vec<OwnedFd> {
-    let null = OwnedFd::from(File::open("/dev/null").unwrap());
-    (0..count).map(|_| null.try_clone().unwrap()).collect()
-}
-
-fn borrow(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
-    fds.iter().map(|fd| fd.as_fd()).collect()
+    copies(&OwnedFd::from(File::open("/dev/null").unwrap()), count)
 }
 
 /// An exec request for `argv` with stdin, stdout and stderr mapped from
@@ -310,88 +214,72 @@ fn refused_by_validation(request: Request, fds: usize) {
 // ---------------------------------------------------------------------------
 // Frames that cannot be decoded: an error reply, then init exits with 1
 
+/// Sends `frame` with `fds` descriptors of /dev/null to a fresh init,
+/// which must answer with a protocol error saying `what` and exit with
+/// code 1.
+fn gives_up_on(frame: &[u8], fds: usize, what: &str) {
+    let mut s = Subject::new();
+    s.send(frame, &borrow(&nulls(fds)));
+    s.assert_gave_up_with(what);
+    s.finish();
+}
+
 #[test]
 fn raw_wrong_protocol_version() {
-    let mut s = Subject::new();
-    s.send(b"HT\x02\x00\x01", &[]);
-    s.assert_gave_up_with(
-        &DecodeError::VersionMismatch {
-            found: 2,
-            expected: 1,
-        }
-        .to_string(),
-    );
-    s.finish();
+    let what = DecodeError::VersionMismatch {
+        found: 2,
+        expected: 1,
+    };
+    gives_up_on(b"HT\x02\x00\x01", 0, &what.to_string());
 }
 
 #[test]
 fn raw_bad_magic() {
-    let mut s = Subject::new();
-    s.send(b"XT\x01\x00\x01", &[]);
-    s.assert_gave_up_with("bad frame magic");
-    s.finish();
+    gives_up_on(b"XT\x01\x00\x01", 0, "bad frame magic");
 }
 
 #[test]
 fn raw_frame_shorter_than_the_header() {
-    let mut s = Subject::new();
-    s.send(b"HT\x01", &[]);
-    s.assert_gave_up_with(&DecodeError::ShortHeader { len: 3 }.to_string());
-    s.finish();
+    let what = DecodeError::ShortHeader { len: 3 };
+    gives_up_on(b"HT\x01", 0, &what.to_string());
 }
 
 #[test]
 fn raw_truncated_exec() {
-    let mut s = Subject::new();
     let whole = encode(&Request::Exec(exec_request(&["true"])));
-    let fds = nulls(3);
-    s.send(&whole[..whole.len() / 2], &borrow(&fds));
-    s.assert_gave_up_with("malformed request body");
-    s.finish();
+    gives_up_on(&whole[..whole.len() / 2], 3, "malformed request body");
 }
 
 #[test]
 fn raw_trailing_bytes_after_a_valid_request() {
-    let mut s = Subject::new();
     let mut frame = encode(&Request::Ping);
     frame.push(0);
-    s.send(&frame, &[]);
-    s.assert_gave_up_with(
-        &DecodeError::TrailingBytes {
-            message: "request",
-            end: 5,
-            trailing: 1,
-        }
-        .to_string(),
-    );
-    s.finish();
+    let what = DecodeError::TrailingBytes {
+        message: "request",
+        end: 5,
+        trailing: 1,
+    };
+    gives_up_on(&frame, 0, &what.to_string());
 }
 
 #[test]
 fn raw_unknown_request_tag() {
-    let mut s = Subject::new();
     // Tag 10 is `Cgroup`, the last request; 11 is none.
-    s.send(&with_header(&[11]), &[]);
-    s.assert_gave_up_with("malformed request body");
-    s.finish();
+    gives_up_on(&with_header(&[11]), 0, "malformed request body");
 }
 
 #[test]
 fn raw_huge_string_length_inside_a_request() {
-    let mut s = Subject::new();
     // A delete whose path claims 2^32 - 1 bytes.
-    s.send(&with_header(&[4, 0xff, 0xff, 0xff, 0xff, 0x0f]), &[]);
-    s.assert_gave_up_with("malformed request body");
-    s.finish();
+    let frame = with_header(&[4, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    gives_up_on(&frame, 0, "malformed request body");
 }
 
 #[test]
 fn raw_huge_item_count_inside_a_request() {
-    let mut s = Subject::new();
     // An open claiming 2^32 - 1 items.
-    s.send(&with_header(&[3, 0xff, 0xff, 0xff, 0xff, 0x0f]), &[]);
-    s.assert_gave_up_with("malformed request body");
-    s.finish();
+    let frame = with_header(&[3, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    gives_up_on(&frame, 0, "malformed request body");
 }
 
 #[test]
@@ -409,20 +297,14 @@ fn raw_frame_longer_than_max_frame_len() {
 
 #[test]
 fn raw_more_fds_than_max_fds_per_frame() {
-    let mut s = Subject::new();
-    let fds = nulls(MAX_FDS_PER_FRAME + 1);
-    s.send_request(&Request::Ping, &borrow(&fds));
-    s.assert_gave_up_with(&ChannelError::TooManyFds.to_string());
-    s.finish();
+    let what = ChannelError::TooManyFds.to_string();
+    gives_up_on(&encode(&Request::Ping), MAX_FDS_PER_FRAME + 1, &what);
 }
 
 #[test]
 fn raw_scm_max_fd_descriptors() {
-    let mut s = Subject::new();
-    let fds = nulls(SCM_MAX_FD);
-    s.send_request(&Request::Ping, &borrow(&fds));
-    s.assert_gave_up_with(&ChannelError::TooManyFds.to_string());
-    s.finish();
+    let what = ChannelError::TooManyFds.to_string();
+    gives_up_on(&encode(&Request::Ping), SCM_MAX_FD, &what);
 }
 
 #[test]
@@ -437,11 +319,7 @@ fn raw_empty_datagram_reads_as_the_host_closing() {
 #[test]
 fn raw_broken_frame_during_a_run_ends_the_run_and_init() {
     let mut s = Subject::new();
-    let fds = nulls(3);
-    s.send_request(
-        &Request::Exec(exec_request(&["sleep", "1000"])),
-        &borrow(&fds),
-    );
+    s.send_exec(exec_request(&["sleep", "1000"]));
     // A request while the program runs is answered, so the program runs.
     s.send_request(&Request::Ping, &[]);
     let error = s.expect_error(Stage::State);
@@ -504,28 +382,33 @@ fn raw_delete_of_the_root() {
 // ---------------------------------------------------------------------------
 // Requests init cannot act on in its state
 
-#[test]
-fn raw_proceed_when_no_run_waits() {
+/// A handshake of this protocol version.
+fn hello() -> Request {
+    Request::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        features: 0,
+    })
+}
+
+/// Sends `request` to a fresh init, which must refuse it with a state
+/// error saying `message` and carry on.
+fn refused_in_this_state(request: Request, message: &str) {
     let mut s = Subject::new();
-    s.send_request(&Request::Proceed, &[]);
+    s.send_request(&request, &[]);
     let error = s.expect_error(Stage::State);
-    assert_eq!(error.message, "unexpected proceed request in this state");
+    assert_eq!(error.message, message);
     s.assert_carries_on();
     s.finish();
 }
 
 #[test]
+fn raw_proceed_when_no_run_waits() {
+    refused_in_this_state(Request::Proceed, "unexpected proceed request in this state");
+}
+
+#[test]
 fn raw_second_handshake() {
-    let mut s = Subject::new();
-    let hello = Request::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        features: 0,
-    });
-    s.send_request(&hello, &[]);
-    let error = s.expect_error(Stage::State);
-    assert_eq!(error.message, "unexpected hello request in this state");
-    s.assert_carries_on();
-    s.finish();
+    refused_in_this_state(hello(), "unexpected hello request in this state");
 }
 
 #[test]
@@ -545,17 +428,12 @@ fn raw_kill_when_nothing_runs_gets_no_reply() {
 #[test]
 fn raw_requests_back_to_back_are_answered_in_order() {
     let mut s = Subject::new();
-    let hello = Request::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        features: 0,
-    });
     s.send_request(&Request::Ping, &[]);
     s.send_request(&Request::Open(vec![read_item("/etc/ld.so.cache")]), &[]);
-    s.send_request(&hello, &[]);
+    s.send_request(&hello(), &[]);
     let mut no_argv = exec_request(&["true"]);
     no_argv.argv.clear();
-    let fds = nulls(3);
-    s.send_request(&Request::Exec(no_argv), &borrow(&fds));
+    s.send_exec(no_argv);
     s.send_request(&Request::Ping, &[]);
     assert_eq!(s.recv_reply(), Reply::Pong);
     let opened = s.recv().expect("an opened reply");
@@ -583,13 +461,9 @@ fn finished(s: &Subject) -> ExecResult {
 #[test]
 fn raw_requests_while_a_program_runs_are_refused_and_the_run_goes_on() {
     let mut s = Subject::new();
-    let fds = nulls(3);
-    s.send_request(
-        &Request::Exec(exec_request(&["sleep", "1000"])),
-        &borrow(&fds),
-    );
+    s.send_exec(exec_request(&["sleep", "1000"]));
     s.send_request(&Request::Reset, &[]);
-    s.send_request(&Request::Exec(exec_request(&["true"])), &borrow(&fds));
+    s.send_exec(exec_request(&["true"]));
     let error = s.expect_error(Stage::State);
     assert_eq!(error.message, "reset request while a program runs");
     let error = s.expect_error(Stage::State);
@@ -609,8 +483,7 @@ fn raw_requests_while_a_program_runs_are_refused_and_the_run_goes_on() {
 fn start_synchronised(s: &Subject, argv: &[&str]) -> u32 {
     let mut request = exec_request(argv);
     request.sync = true;
-    let fds = nulls(3);
-    s.send_request(&Request::Exec(request), &borrow(&fds));
+    s.send_exec(request);
     match s.recv_reply() {
         Reply::Started { pid } => pid,
         other => panic!("expected started, got {other:?}"),
