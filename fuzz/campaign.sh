@@ -44,7 +44,7 @@ for target in "${targets[@]}"; do
     cargo +nightly fuzz run "$target" -- \
         -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
         </dev/null >"$log" 2>&1 || {
-        status="CRASH: $(grep -oE 'Test unit written to [^ ]+' "$log" | tail -n 1 || echo 'see log')"
+        status="FAILED: $(grep -oE 'Test unit written to [^ ]+' "$log" | tail -n 1 || echo "see $log")"
         failed=1
     }
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo '?')

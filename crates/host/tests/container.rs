@@ -724,19 +724,15 @@ fn hold_container_until_killed() {
 
 #[test]
 fn host_killed_takes_the_container_down() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "hold_container_until_killed",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HOLD_VAR, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::ignored_test(
+        Command::new(std::env::current_exe().unwrap()),
+        "hold_container_until_killed",
+        HOLD_VAR,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     // libtest prints "test NAME ... " on the same line before ours.
     let mut line = Vec::new();

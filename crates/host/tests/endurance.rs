@@ -20,7 +20,7 @@ use std::sync::{Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{children, memfd, open_fd_count, read_back, run_isolated, vm_rss_kib};
+use common::{children, ignored_test, memfd, open_fd_count, read_back, run_isolated, vm_rss_kib};
 
 use hutch_host::protocol::{Status, Termination};
 use hutch_host::{Container, ContainerBuilder, ExecSpec, Pool};
@@ -493,20 +493,16 @@ impl Drop for Host {
 /// left behind.
 fn kill_a_host_and_time_its_container() -> (Duration, Vec<PathBuf>) {
     let mut host = Host(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "hold_a_running_program_until_killed",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(HOLD_VAR, "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+        ignored_test(
+            Command::new(std::env::current_exe().unwrap()),
+            "hold_a_running_program_until_killed",
+            HOLD_VAR,
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     let mut lines = BufReader::new(host.0.stdout.take().unwrap()).lines();
     let mut pids = None;

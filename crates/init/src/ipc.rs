@@ -89,6 +89,9 @@ impl Ipc {
             kind: "POSIX message queue",
             source: errno.into(),
         };
+        // The mount's descriptor is an `O_PATH` one of its root: open the
+        // directory for reading, anew each sweep so the listing starts at
+        // its beginning.
         let dir = rustix::fs::openat(
             &self.mqueue,
             ".",
@@ -97,13 +100,13 @@ impl Ipc {
         )
         .map_err(list)?;
         let mut removed = 0;
-        for entry in rustix::fs::Dir::read_from(&dir).map_err(list)? {
+        for entry in rustix::fs::Dir::new(dir).map_err(list)? {
             let entry = entry.map_err(list)?;
             let name = entry.file_name();
             if name == c"." || name == c".." {
                 continue;
             }
-            rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(|errno| {
+            rustix::fs::unlinkat(&self.mqueue, name, AtFlags::empty()).map_err(|errno| {
                 IpcError::Remove {
                     kind: "POSIX message queue",
                     id: name.to_string_lossy().into_owned(),

@@ -45,8 +45,6 @@ fn main() {
     let socket = unsafe { OwnedFd::from_raw_fd(SOCKET_FD) };
     // Set up once for every run to come; a failure is the answer to the
     // host's hello.
-    // Set up once for every run to come; a failure is the answer to the
-    // host's hello.
     let setup_error = sys::harden_credentials().err().map(|err| ErrorReply {
         stage: Stage::Credentials,
         errno: err.raw_os_error().unwrap_or(0),
@@ -145,16 +143,29 @@ impl Init {
     }
 
     fn handle(&mut self, request: Request, fds: &mut Vec<OwnedFd>) -> Result<(), ChannelError> {
-        let reply = match (&mut self.state, request) {
-            (_, Request::Ping) => Reply::Pong,
-            (State::Fresh, Request::Hello(_)) if self.setup_error.is_some() => {
-                Reply::Error(self.setup_error.clone().unwrap_or_else(|| ErrorReply {
-                    stage: Stage::Handshake,
+        if let (State::Fresh, Request::Hello(_), Some(error)) =
+            (&self.state, &request, &self.setup_error)
+        {
+            return self.channel.send_reply(&Reply::Error(error.clone()), &[]);
+        }
+        // The sweep after the last run failed: no run starts before a retry
+        // succeeds.
+        if let (Request::Exec(_), true) = (&request, self.ipc_dirty) {
+            if let Err(reason) = sweep_ipc(self.ipc.as_ref()) {
+                let result = exec::not_started_with(ErrorReply {
+                    stage: Stage::Spawn,
                     errno: 0,
                     path: None,
-                    message: "init could not set itself up".into(),
-                }))
+                    message: format!(
+                        "the IPC objects an earlier run left cannot be removed: {reason}"
+                    ),
+                });
+                return self.channel.send_reply(&Reply::Finished(result), &[]);
             }
+            self.ipc_dirty = false;
+        }
+        let reply = match (&mut self.state, request) {
+            (_, Request::Ping) => Reply::Pong,
             (State::Fresh, Request::Hello(hello)) => {
                 // Validation already matched the version to ours.
                 debug_assert_eq!(hello.version, PROTOCOL_VERSION);
@@ -229,16 +240,6 @@ impl Init {
             (State::Ready(ready), Request::Cgroup(files)) if ready.cgroup.is_none() => {
                 ready.cgroup = Some(cgroup::Cgroup::new(&files, std::mem::take(fds)));
                 Reply::Ack
-            }
-            (State::Ready(_), Request::Exec(_))
-                if self.ipc_dirty && sweep_ipc(self.ipc.as_ref()).is_err() =>
-            {
-                Reply::Finished(exec::not_started_with(ErrorReply {
-                    stage: Stage::Spawn,
-                    errno: 0,
-                    path: None,
-                    message: "the IPC objects an earlier run left cannot be removed".into(),
-                }))
             }
             (State::Ready(ready), Request::Exec(request)) => {
                 let mut defaults = exec::Defaults {

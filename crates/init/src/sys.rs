@@ -622,17 +622,13 @@ pub fn harden_credentials() -> std::io::Result<()> {
             | SECBIT_NO_CAP_AMBIENT_RAISE
             | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
     );
-    if secure < 0 {
-        return Err(std::io::Error::from_raw_os_error(-secure as i32));
-    }
+    raw_result(secure)?;
     for cap in 0..64 {
         let ret = raw!(libc::SYS_prctl, libc::PR_CAPBSET_DROP, cap);
         if ret == -c_long::from(libc::EINVAL) {
             break; // past the last capability this kernel knows
         }
-        if ret < 0 {
-            return Err(std::io::Error::from_raw_os_error(-ret as i32));
-        }
+        raw_result(ret)?;
     }
     let ambient = raw!(
         libc::SYS_prctl,
@@ -642,17 +638,18 @@ pub fn harden_credentials() -> std::io::Result<()> {
         0,
         0
     );
-    if ambient < 0 {
-        return Err(std::io::Error::from_raw_os_error(-ambient as i32));
-    }
-    Ok(())
+    raw_result(ambient).map(drop)
 }
 
 /// Moves init into a new IPC namespace.
 pub fn unshare_ipc() -> std::io::Result<()> {
-    let ret = raw!(libc::SYS_unshare, libc::CLONE_NEWIPC);
+    raw_result(raw!(libc::SYS_unshare, libc::CLONE_NEWIPC)).map(drop)
+}
+
+/// A `raw!` return value as a result: negative values are `-errno`.
+fn raw_result(ret: c_long) -> std::io::Result<c_long> {
     if ret < 0 {
         return Err(std::io::Error::from_raw_os_error(-ret as i32));
     }
-    Ok(())
+    Ok(ret)
 }

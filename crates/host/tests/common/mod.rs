@@ -119,12 +119,11 @@ pub fn run_isolated(name: &str, var: &str) -> String {
     run_ignored_test(Command::new(std::env::current_exe().unwrap()), name, var)
 }
 
-/// Runs the ignored test `name` alone through `binary`, a command that
-/// starts this test binary (as this user or as another), with `var` set in
-/// its environment. Checks that it passed, copies what it printed to
-/// stderr into this test's output, and returns that text.
-pub fn run_ignored_test(mut binary: Command, name: &str, var: &str) -> String {
-    let output = binary
+/// `binary`, a command that starts this test binary, made to run the
+/// ignored test `name` alone, printing as it goes, with `var` set in its
+/// environment.
+pub fn ignored_test(mut binary: Command, name: &str, var: &str) -> Command {
+    binary
         .args([
             "--exact",
             name,
@@ -132,7 +131,16 @@ pub fn run_ignored_test(mut binary: Command, name: &str, var: &str) -> String {
             "--test-threads=1",
             "--nocapture",
         ])
-        .env(var, "1")
+        .env(var, "1");
+    binary
+}
+
+/// Runs the ignored test `name` alone through `binary`, a command that
+/// starts this test binary (as this user or as another), with `var` set in
+/// its environment. Checks that it passed, copies what it printed to
+/// stderr into this test's output, and returns that text.
+pub fn run_ignored_test(binary: Command, name: &str, var: &str) -> String {
+    let output = ignored_test(binary, name, var)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {name} in a child process: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
