@@ -5,20 +5,25 @@
 //! cargo run --release -p hutch-host --example exec_loop -- exec 20000
 //! cargo run --release -p hutch-host --example exec_loop -- exec 20000 --rusage
 //! cargo run --release -p hutch-host --example exec_loop -- build 2000 --no-net
+//! cargo run --release -p hutch-host --example exec_loop -- pool 4000
 //! ```
 //!
-//! Prints the median and 90th percentile per operation. `--rusage` skips the
+//! Prints the median and 90th percentile per operation. `pool` runs COUNT
+//! execs through a [`Pool`](hutch_host::Pool) (check out, exec, reset, give
+//! back) from one thread, then from one thread per CPU, and the same with
+//! bare `posix_spawn` + wait, and prints how much each gains from the second
+//! thread. `--rusage` skips the
 //! cgroup (rusage accounting), `--no-net` the network namespace; `--program
 //! PATH` runs another program (default `/bin/true`).
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use hutch_host::{AccountingChoice, ContainerBuilder, ExecSpec, Namespaces};
+use hutch_host::{AccountingChoice, ContainerBuilder, ExecSpec, Namespaces, Pool};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: exec_loop exec|build COUNT [--rusage] [--no-net] [--program PATH]";
+    let usage = "usage: exec_loop exec|build|pool COUNT [--rusage] [--no-net] [--program PATH]";
     let (operation, count) = match args.as_slice() {
         [operation, count, ..] => (operation.as_str(), count.parse::<usize>()?),
         _ => return Err(usage.into()),
@@ -65,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 times.push(start.elapsed());
             }
         }
+        "pool" => return pool(builder, &program, count),
         _ => return Err(usage.into()),
     }
     times.sort();
@@ -75,5 +81,57 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         at(0.9),
         times.iter().sum::<Duration>()
     );
+    Ok(())
+}
+
+/// Per-exec wall time of `count` execs spread over `threads` threads.
+fn spread(threads: usize, count: usize, one: impl Fn() + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| (0..count / threads).for_each(|_| one()));
+        }
+    });
+    start.elapsed() / (count / threads * threads) as u32
+}
+
+fn pool(
+    builder: ContainerBuilder,
+    program: &str,
+    count: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cpus = std::thread::available_parallelism()?.get();
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let spec = ExecSpec::new([program]).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+    let pool = Pool::new(builder, cpus);
+    pool.wait_ready()?;
+    let run = || {
+        let result = pool.run(&spec).expect("the pool runs the program");
+        assert_eq!(
+            result.status,
+            hutch_host::protocol::Status::Ok,
+            "{result:?}"
+        );
+    };
+    let spawn = || {
+        let status = std::process::Command::new(program)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("the program starts");
+        assert!(status.success(), "{program}: {status}");
+    };
+    spread(1, count / 10, run);
+    for (name, one) in [("pool", &run as &(dyn Fn() + Sync)), ("spawn", &spawn)] {
+        let alone = spread(1, count, one);
+        let shared = spread(cpus, count, one);
+        println!(
+            "{name} x{count}: {alone:?} per exec from 1 thread, {shared:?} from {cpus}: {:.2}x",
+            alone.as_secs_f64() / shared.as_secs_f64()
+        );
+    }
     Ok(())
 }

@@ -13,11 +13,11 @@ use std::ffi::{CString, c_char};
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hutch_protocol::{
     CgroupFiles, Configure, FileSystem, Hello, Mount, MountFlags, PROTOCOL_VERSION, Reply, Request,
-    SymlinkItem,
+    SymlinkItem, features,
 };
 use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
@@ -119,8 +119,11 @@ pub struct Namespaces {
     pub pid: bool,
     /// UTS namespace: host and domain name (`CLONE_NEWUTS`).
     pub uts: bool,
-    /// IPC namespace for init (`CLONE_NEWIPC`). Programs always run in a
-    /// further one that init makes for itself and empties after every run.
+    /// IPC namespace (`CLONE_NEWIPC`). Init makes this one itself, at its
+    /// start, and empties it after every run; where it cannot (no mount
+    /// namespace to mount the message queue file system in), every run gets
+    /// a fresh one. Programs therefore never share the host's IPC objects,
+    /// and turning this off changes nothing.
     pub ipc: bool,
     /// Network namespace: no interface but a down loopback (`CLONE_NEWNET`).
     pub net: bool,
@@ -149,7 +152,6 @@ impl Namespaces {
             (self.mount, libc::CLONE_NEWNS),
             (self.pid, libc::CLONE_NEWPID),
             (self.uts, libc::CLONE_NEWUTS),
-            (self.ipc, libc::CLONE_NEWIPC),
             (self.net, libc::CLONE_NEWNET),
             (self.cgroup, libc::CLONE_NEWCGROUP),
         ]
@@ -258,6 +260,10 @@ pub struct ContainerBuilder {
     cgroup_layout: Option<CgroupLayout>,
     cgroup_parent: Option<PathBuf>,
     cgroup_fs: Arc<dyn CgroupFs>,
+    /// The layout detected at this builder's (or a clone's) first build
+    /// that needed it: reading `/proc/self/mountinfo` every build cost as
+    /// much as a tenth of a cold build.
+    detected_layout: Arc<OnceLock<CgroupLayout>>,
 }
 
 /// How a container measures and limits its runs.
@@ -335,6 +341,7 @@ impl ContainerBuilder {
             cgroup_layout: None,
             cgroup_parent: None,
             cgroup_fs: Arc::new(KernelCgroupFs),
+            detected_layout: Arc::new(OnceLock::new()),
         }
     }
 
@@ -464,7 +471,11 @@ impl ContainerBuilder {
         }
         let made = match &self.cgroup_layout {
             Some(layout) => Ok(layout.clone()),
-            None => CgroupLayout::detect(),
+            None => match self.detected_layout.get() {
+                Some(layout) => Ok(layout.clone()),
+                None => CgroupLayout::detect()
+                    .inspect(|layout| drop(self.detected_layout.set(layout.clone()))),
+            },
         }
         .map(|layout| match &self.cgroup_parent {
             Some(parent) => layout.with_parent(parent),
@@ -615,14 +626,14 @@ impl ContainerBuilder {
             });
         }
         let mut container = guard;
-        match container.call(
+        let init_features = match container.call(
             &Request::Hello(Hello {
                 version: PROTOCOL_VERSION,
-                features: hutch_protocol::features::HOST_KNOWN,
+                features: features::HOST_KNOWN,
             }),
             &[],
         ) {
-            Ok(Reply::Hello(hello)) if hello.version == PROTOCOL_VERSION => {}
+            Ok(Reply::Hello(hello)) if hello.version == PROTOCOL_VERSION => hello.features,
             Ok(Reply::Hello(hello)) => {
                 return Err(BuildError::Version {
                     found: hello.version,
@@ -637,7 +648,7 @@ impl ContainerBuilder {
                 )));
             }
             Err(err) => return Err(BuildError::Handshake(Box::new(err))),
-        }
+        };
         match container.call(&Request::Configure(config), &[]) {
             Ok(Reply::Ack) => {}
             Ok(other) => {
@@ -650,7 +661,8 @@ impl ContainerBuilder {
             }
             Err(err) => return Err(BuildError::Configure(Box::new(err))),
         }
-        if let Some((cgroup, files, fds)) = cgroup {
+        if let Some((cgroup, mut files, mut fds)) = cgroup {
+            crate::cgroup::keep_what_init_knows(&mut files, &mut fds, init_features);
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
             match container.call(&Request::Cgroup(files), &borrowed) {
                 Ok(Reply::Ack) => container.set_cgroup(cgroup),

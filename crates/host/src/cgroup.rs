@@ -382,6 +382,7 @@ impl ContainerCgroup {
                     CgroupFile::ForceEmpty,
                     Access::Write,
                 )?;
+                add(&memory, "memory.stat", CgroupFile::MemoryStat, Access::Read)?;
                 add(&pids, "pids.max", CgroupFile::PidsLimit, Access::Write)?;
                 add(
                     &memory,
@@ -539,6 +540,25 @@ mod tests {
     }
 }
 
+/// Leaves out the files an init that did not announce them in its `Hello`
+/// would reject (an older one named by `HUTCH_INIT`): without
+/// `memory.stat`, its resets reclaim every time.
+pub(crate) fn keep_what_init_knows(
+    files: &mut CgroupFiles,
+    fds: &mut Vec<OwnedFd>,
+    init_features: u64,
+) {
+    if init_features & hutch_protocol::features::INIT_MEMORY_STAT == 0
+        && let Some(at) = files
+            .files
+            .iter()
+            .position(|f| *f == CgroupFile::MemoryStat)
+    {
+        files.files.remove(at);
+        fds.remove(at);
+    }
+}
+
 #[cfg(test)]
 mod fake_tree {
     //! The host's side of both versions against a fake cgroup tree: plain
@@ -553,8 +573,9 @@ mod fake_tree {
         removed: Mutex<Vec<PathBuf>>,
     }
 
-    const FILES: [&str; 18] = [
+    const FILES: [&str; 19] = [
         "memory.current",
+        "memory.stat",
         "memory.usage_in_bytes",
         "cgroup.procs",
         "cpu.stat",
@@ -681,6 +702,27 @@ mod fake_tree {
             files.files.contains(&CgroupFile::SwapLimit),
             "memsw exists in the fake tree"
         );
+        assert!(
+            files.files.contains(&CgroupFile::ForceEmpty)
+                && files.files.contains(&CgroupFile::MemoryStat),
+            "a reset reclaims, when memory.stat shows cache"
+        );
+        let mut older = files.clone();
+        let mut older_fds: Vec<OwnedFd> = fds.iter().map(|fd| fd.try_clone().unwrap()).collect();
+        keep_what_init_knows(&mut older, &mut older_fds, 0);
+        assert!(!older.files.contains(&CgroupFile::MemoryStat));
+        assert_eq!(older.files.len() + 1, files.files.len());
+        hutch_protocol::Request::Cgroup(older)
+            .check(older_fds.len())
+            .unwrap();
+        let mut current = files.clone();
+        let mut current_fds: Vec<OwnedFd> = fds.iter().map(|fd| fd.try_clone().unwrap()).collect();
+        keep_what_init_knows(
+            &mut current,
+            &mut current_fds,
+            hutch_protocol::features::INIT_KNOWN,
+        );
+        assert_eq!(current, files);
         hutch_protocol::Request::Cgroup(files)
             .check(fds.len())
             .unwrap();

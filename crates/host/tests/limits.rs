@@ -830,6 +830,54 @@ fn files_left_by_an_earlier_run_are_not_charged_to_the_next() {
 }
 
 #[test]
+fn page_cache_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit() {
+    require_root();
+    let programs = Programs::compile(&[("touch", TOUCH_C, &[])]);
+    // A file none of whose pages is cached: the container's read of it
+    // charges them to the container's group.
+    let big = programs.dir.join("big");
+    let file = File::create(&big).unwrap();
+    let chunk = vec![7u8; MIB as usize];
+    for _ in 0..64 {
+        (&file).write_all(&chunk).unwrap();
+    }
+    file.sync_all().unwrap();
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _serial = serial();
+    let mut c = programs.container();
+    let out = run(&mut c, &["sh", "-c", "cat /t/big > /dev/null"]);
+    assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
+    assert!(
+        out.result.memory_bytes >= 48 * MIB,
+        "the read was not charged as page cache to the container, so this test \
+         cannot check the reclaim (is {} on a tmpfs?): {}",
+        programs.path(),
+        out.describe()
+    );
+    c.reset().expect("reset");
+    // Left charged, the 64 MiB of cache would raise this run's limit by as
+    // much, and 48 MiB would fit under 32.
+    let out = run_spec(
+        &mut c,
+        ExecSpec::new(["/t/touch", "48"]).memory_limit(32 * MIB),
+    );
+    assert_eq!(
+        out.result.status,
+        Status::MemoryLimit,
+        "the cache of the run before the reset loosened the limit: {}",
+        out.describe()
+    );
+    let out = run(&mut c, &["/t/touch", "16"]);
+    assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
+    assert!(
+        (16 * MIB..24 * MIB).contains(&out.result.memory_bytes),
+        "the peak is not the run's own: {}",
+        out.describe()
+    );
+}
+
+#[test]
 fn root_builds_measure_with_a_cgroup_unless_told_otherwise() {
     require_root();
     let _serial = serial();

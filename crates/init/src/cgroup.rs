@@ -24,6 +24,7 @@ pub struct Cgroup {
     force_empty: Option<OwnedFd>,
     pids_limit: Option<OwnedFd>,
     memory_usage: Option<OwnedFd>,
+    memory_stat: Option<OwnedFd>,
     /// Limits last written, to skip writes that change nothing.
     written: Option<(Option<u64>, Option<u32>)>,
 }
@@ -67,6 +68,7 @@ impl Cgroup {
             force_empty: None,
             pids_limit: None,
             memory_usage: None,
+            memory_stat: None,
             written: None,
         };
         for (file, fd) in files.files.iter().zip(fds) {
@@ -86,21 +88,34 @@ impl Cgroup {
                 CgroupFile::ForceEmpty => &mut cgroup.force_empty,
                 CgroupFile::PidsLimit => &mut cgroup.pids_limit,
                 CgroupFile::MemoryUsage => &mut cgroup.memory_usage,
+                CgroupFile::MemoryStat => &mut cgroup.memory_stat,
             };
             *slot = Some(fd);
         }
         cgroup
     }
 
-    /// Drops what earlier runs left charged that can be reclaimed (page
-    /// cache, v1 only), at a reset: it costs about half a millisecond, too
-    /// much for every run, whose limit and peak discount what is charged
-    /// anyway.
+    /// Drops the page cache earlier runs left charged (v1 only), at a reset,
+    /// so that it neither takes room in the next run's limit nor, reclaimed
+    /// inside that run, hides part of its peak. `memory.force_empty` costs
+    /// half a millisecond or more even with nothing to drop, and
+    /// serialises the resets of every container: it drains every CPU's
+    /// page lists, then retries reclaim until the group's usage is zero,
+    /// which the kernel memory charged to it never lets happen. So it runs
+    /// only when `memory.stat` shows page cache (or cannot be read).
+    /// Called after the scratch mounts are emptied, whose files would count
+    /// as cache.
     pub fn reclaim(&self) {
-        if let Some(fd) = &self.force_empty {
-            // Fails with EBUSY while tasks remain; none do between runs.
-            let _ = write_at(fd, b"0");
+        let Some(fd) = &self.force_empty else {
+            return;
+        };
+        if let Some(stat) = &self.memory_stat
+            && matches!(read_keyed(stat, "cache"), Ok(Some(0)))
+        {
+            return;
         }
+        // Fails with EBUSY while tasks remain; none do between runs.
+        let _ = write_at(fd, b"0");
     }
 
     /// The `cgroup.procs` descriptors a program writes `0` to.
@@ -287,15 +302,20 @@ fn write_at(fd: &OwnedFd, data: &[u8]) -> io::Result<()> {
     }
 }
 
-fn read_text(fd: &OwnedFd) -> io::Result<String> {
-    let mut buf = [0u8; 1024];
-    let n = loop {
-        match rustix::io::pread(fd, &mut buf, 0) {
-            Ok(n) => break n,
+/// Reads the file from its start into `buf`; returns the length read.
+fn read_start(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::pread(fd, &mut *buf, 0) {
+            Ok(n) => return Ok(n),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
-    };
+    }
+}
+
+fn read_text(fd: &OwnedFd) -> io::Result<String> {
+    let mut buf = [0u8; 1024];
+    let n = read_start(fd, &mut buf)?;
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
@@ -307,6 +327,21 @@ fn read_number(fd: &OwnedFd) -> io::Result<u64> {
             format!("not a number: {text:?}"),
         )
     })
+}
+
+/// The value of `key` in a `key value` per line file of up to 4 KiB
+/// (`memory.stat`), read without allocating.
+fn read_keyed(fd: &OwnedFd, key: &str) -> io::Result<Option<u64>> {
+    let mut buf = [0u8; 4096];
+    let n = read_start(fd, &mut buf)?;
+    // A line cut at the end of the buffer has no newline: left out.
+    let whole = buf[..n]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |last| last + 1);
+    let text = std::str::from_utf8(&buf[..whole])
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not text"))?;
+    Ok(keyed(text, key))
 }
 
 /// The value of `key` in a `key value` per line file (`cpu.stat`,
@@ -329,6 +364,22 @@ mod tests {
         assert_eq!(super::split(999, 1, 2), (333, 666));
         let (user, system) = super::split(u64::MAX, u64::MAX, u64::MAX);
         assert_eq!(user + system, u64::MAX);
+    }
+
+    #[test]
+    fn a_key_of_memory_stat_is_read_but_not_from_a_line_the_buffer_cut() {
+        let fd = rustix::fs::memfd_create("stat", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let mut text = String::from("cache 8192\nrss 0\n");
+        while text.len() < 4090 {
+            text.push_str("pad 1\n");
+        }
+        // Crosses the 4 KiB the reader takes: it reads "tail 1", no newline.
+        text.push_str("tail 123456\n");
+        rustix::io::write(&fd, text.as_bytes()).unwrap();
+        assert_eq!(super::read_keyed(&fd, "cache").unwrap(), Some(8192));
+        assert_eq!(super::read_keyed(&fd, "rss").unwrap(), Some(0));
+        assert_eq!(super::read_keyed(&fd, "tail").unwrap(), None);
+        assert_eq!(super::read_keyed(&fd, "shmem").unwrap(), None);
     }
 
     #[test]

@@ -78,7 +78,7 @@ enum State {
     /// Handshake done, waiting for the configuration.
     Greeted,
     /// Configured: programs may run.
-    Ready(Ready),
+    Ready(Box<Ready>),
 }
 
 struct Ready {
@@ -177,13 +177,13 @@ impl Init {
             }
             (State::Greeted, Request::Configure(config)) => match configure::apply(&config) {
                 Ok(scratch) => {
-                    self.state = State::Ready(Ready {
+                    self.state = State::Ready(Box::new(Ready {
                         cgroup: None,
                         workdir: config.workdir,
                         uid: config.uid,
                         gid: config.gid,
                         scratch,
-                    });
+                    }));
                     Reply::Ack
                 }
                 Err(failure) => Reply::Error(failure.0),
@@ -287,9 +287,6 @@ fn sweep_ipc(ipc: Option<&ipc::Ipc>) -> Result<(), String> {
 }
 
 fn reset(ready: &Ready) -> Reply {
-    if let Some(cgroup) = &ready.cgroup {
-        cgroup.reclaim();
-    }
     let scratch = &ready.scratch;
     let mut first_error = None;
     // Every mount is emptied even when one fails; the first failure is
@@ -308,6 +305,10 @@ fn reset(ready: &Ready) -> Reply {
                 message: format!("cannot empty {path:?}: {err}"),
             }));
         }
+    }
+    // After the files are gone: those left would count as page cache.
+    if let Some(cgroup) = &ready.cgroup {
+        cgroup.reclaim();
     }
     first_error.unwrap_or(Reply::Ack)
 }

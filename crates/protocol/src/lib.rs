@@ -69,13 +69,16 @@ pub use validate::{
 /// The search path a program gets when its environment names none.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Feature bits a host may announce in [`Hello::features`]. None are defined
-/// in protocol version 1; a receiver ignores bits it does not know.
+/// Feature bits a host announces in [`Hello::features`] and init in
+/// [`HelloReply::features`]; a receiver ignores bits it does not know.
 pub mod features {
-    /// Every host feature bit defined by this version of the crate.
+    /// Every host feature bit defined by this version of the crate (none).
     pub const HOST_KNOWN: u64 = 0;
+    /// Init accepts [`CgroupFile::MemoryStat`](crate::CgroupFile::MemoryStat)
+    /// in a `Cgroup` request.
+    pub const INIT_MEMORY_STAT: u64 = 1 << 0;
     /// Every init feature bit defined by this version of the crate.
-    pub const INIT_KNOWN: u64 = 0;
+    pub const INIT_KNOWN: u64 = INIT_MEMORY_STAT;
 }
 
 #[cfg(test)]

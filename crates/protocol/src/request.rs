@@ -117,6 +117,11 @@ pub enum CgroupFile {
     /// mounts, say), so that the run's limit and peak count only its own.
     /// Read-only. Tag 11.
     MemoryUsage,
+    /// v1 `memory.stat`: its `cache` line tells a reset whether earlier runs
+    /// left page cache charged, the only case in which it must reclaim.
+    /// Read-only. Tag 12. Sent only to an init announcing
+    /// [`features::INIT_MEMORY_STAT`](crate::features::INIT_MEMORY_STAT).
+    MemoryStat,
 }
 
 /// The host's half of the handshake.

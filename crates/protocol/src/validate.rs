@@ -397,7 +397,9 @@ impl crate::CgroupFiles {
         for (index, file) in self.files.iter().enumerate() {
             let fits = match file {
                 F::Procs => true,
-                F::CpuUser | F::CpuSystem | F::CpuUsage | F::ForceEmpty => self.version == V::V1,
+                F::CpuUser | F::CpuSystem | F::CpuUsage | F::ForceEmpty | F::MemoryStat => {
+                    self.version == V::V1
+                }
                 F::CpuStat => self.version == V::V2,
                 F::MemoryPeak
                 | F::OomEvents

@@ -197,6 +197,10 @@ mod request {
             0x48, 0x54, 0x01, 0x00, 0x0a, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x02,
             0x03, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b,
         ];
+        // tag 10, version V1 (0), 2 files: Procs (0), MemoryStat (12).
+        cgroup_v1_memory_stat: "cgroup-v1-memory-stat" => [
+            0x48, 0x54, 0x01, 0x00, 0x0a, 0x00, 0x02, 0x00, 0x0c,
+        ];
         // tag 10, version V2 (1), 8 files: Procs, CpuStat (4), then 5, 6, 7,
         // 8, 10, 11.
         cgroup_v2: "cgroup-v2" => [
@@ -667,6 +671,7 @@ fn golden_requests_cover_every_variant_and_option() {
         "CgroupFile::ForceEmpty",
         "CgroupFile::PidsLimit",
         "CgroupFile::MemoryUsage",
+        "CgroupFile::MemoryStat",
         "Mount::bind",
         "Mount::tmpfs",
         "Mount::proc",

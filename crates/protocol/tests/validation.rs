@@ -1533,6 +1533,20 @@ fn cgroup_files_must_match_the_descriptors_and_the_version() {
         }
     );
     assert_eq!(
+        cgroup(V::V2, vec![F::Procs, F::MemoryStat])
+            .validate(2)
+            .unwrap_err(),
+        E::CgroupFile {
+            file: F::MemoryStat,
+            version: V::V2
+        }
+    );
+    assert!(
+        cgroup(V::V1, vec![F::Procs, F::MemoryStat])
+            .validate(2)
+            .is_ok()
+    );
+    assert_eq!(
         cgroup(V::V1, vec![F::Procs, F::CpuStat])
             .validate(2)
             .unwrap_err(),

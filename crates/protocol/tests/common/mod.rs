@@ -436,6 +436,13 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
             }),
         ),
         (
+            "cgroup-v1-memory-stat",
+            Request::Cgroup(CgroupFiles {
+                version: CgroupVersion::V1,
+                files: vec![CgroupFile::Procs, CgroupFile::MemoryStat],
+            }),
+        ),
+        (
             "cgroup-v2",
             Request::Cgroup(CgroupFiles {
                 version: CgroupVersion::V2,
