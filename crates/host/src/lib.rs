@@ -27,6 +27,11 @@
 
 #![deny(missing_docs)]
 
+extern crate alloc;
+
+/// The error type of [`channel`]'s OS failures.
+type OsError = std::io::Error;
+
 mod builder;
 mod cgroup;
 #[path = "../../init/src/channel.rs"]

@@ -13,6 +13,70 @@
 use std::ffi::{c_char, c_int, c_long};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+/// A container's frame buffer: an anonymous mapping of its own, whose
+/// pages the kernel supplies zeroed on first touch. Allocated through the
+/// C library instead, 256 KiB come from the heap once an earlier buffer
+/// was freed (glibc then raises its mapping threshold), and `calloc`
+/// clears every byte: a tenth of a cold container's build went there.
+pub(crate) struct FrameBuffer {
+    start: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the buffer owns its mapping outright, like a `Box<[u8]>`.
+unsafe impl Send for FrameBuffer {}
+// SAFETY: shared references give only `&[u8]`.
+unsafe impl Sync for FrameBuffer {}
+
+impl FrameBuffer {
+    /// `len` zero bytes. Aborts like any allocation when memory is out.
+    pub(crate) fn new(len: usize) -> Self {
+        // SAFETY: a new private anonymous mapping aliases nothing.
+        let mapped = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        };
+        match mapped.ok().and_then(|at| std::ptr::NonNull::new(at.cast())) {
+            Some(start) => Self { start, len },
+            None => std::alloc::handle_alloc_error(
+                std::alloc::Layout::array::<u8>(len).expect("frame length fits"),
+            ),
+        }
+    }
+}
+
+impl std::ops::Deref for FrameBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes, zeroed or written, owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for FrameBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`, and `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for FrameBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, referenced by nothing else.
+        let _ = unsafe { rustix::mm::munmap(self.start.as_ptr().cast(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for FrameBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FrameBuffer({} bytes)", self.len)
+    }
+}
+
 /// Steps of the child, reported through the error pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

@@ -4,8 +4,13 @@
 //! limits, reads CPU time while the run goes on, and reads the peak memory
 //! and the OOM kills after it.
 
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use rustix::fd::{AsRawFd, OwnedFd, RawFd};
+
+use crate::os as io;
 
 use hutch_protocol::{CgroupFile, CgroupFiles, CgroupVersion, Limits};
 
@@ -321,12 +326,9 @@ fn read_text(fd: &OwnedFd) -> io::Result<String> {
 
 fn read_number(fd: &OwnedFd) -> io::Result<u64> {
     let text = read_text(fd)?;
-    text.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("not a number: {text:?}"),
-        )
-    })
+    text.trim()
+        .parse()
+        .map_err(|_| io::Error::Data(format!("not a number: {text:?}")))
 }
 
 /// The value of `key` in a `key value` per line file of up to 4 KiB
@@ -339,8 +341,8 @@ fn read_keyed(fd: &OwnedFd, key: &str) -> io::Result<Option<u64>> {
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |last| last + 1);
-    let text = std::str::from_utf8(&buf[..whole])
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not text"))?;
+    let text = core::str::from_utf8(&buf[..whole])
+        .map_err(|_| io::Error::Data("memory.stat is not text".into()))?;
     Ok(keyed(text, key))
 }
 

@@ -6,9 +6,11 @@
 //! datagrams and truncated control data rejected, received descriptors
 //! close-on-exec, `MSG_NOSIGNAL` on every send.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::{IoSlice, IoSliceMut};
 
 use hutch_protocol::{DecodeError, EncodeError, MAX_FDS_PER_FRAME, MAX_FRAME_LEN, Reply, Request};
 use rustix::io::Errno;
@@ -30,7 +32,7 @@ pub enum ChannelError {
         op: &'static str,
         /// The OS error.
         #[source]
-        errno: std::io::Error,
+        errno: crate::OsError,
     },
     /// The datagram was longer than [`MAX_FRAME_LEN`].
     #[error("received a frame longer than {MAX_FRAME_LEN} bytes")]
@@ -57,7 +59,7 @@ const CMSG_LEN: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME));
 /// A connected `SOCK_SEQPACKET` socket with its frame buffer.
 pub struct Channel {
     socket: OwnedFd,
-    buf: Box<[u8]>,
+    buf: crate::sys::FrameBuffer,
 }
 
 impl Channel {
@@ -65,7 +67,7 @@ impl Channel {
     pub fn new(socket: OwnedFd) -> Self {
         Self {
             socket,
-            buf: vec![0u8; MAX_FRAME_LEN].into_boxed_slice(),
+            buf: crate::sys::FrameBuffer::new(MAX_FRAME_LEN),
         }
     }
 

@@ -13,11 +13,18 @@
 //! 5. Symbolic links, masked paths, `/` read-only and `nosuid`, host and
 //!    domain names, the work directory.
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use alloc::borrow::ToOwned;
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
+use rustix::fd::{AsFd, OwnedFd};
+
+use crate::{os, sys};
 use hutch_protocol::{Configure, ErrorReply, FileSystem, Mount, MountFlags, Stage};
 use rustix::fs::{CWD, Mode, StatVfsMountFlags};
+
 use rustix::mount::{
     MountFlags as Ms, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
 };
@@ -30,7 +37,7 @@ const STAGING: &str = "/tmp";
 #[derive(Debug)]
 pub struct Failure(pub ErrorReply);
 
-fn fail(stage: Stage, err: impl Into<std::io::Error>, path: &str, what: &str) -> Failure {
+fn fail(stage: Stage, err: impl Into<os::Error>, path: &str, what: &str) -> Failure {
     let err = err.into();
     Failure(ErrorReply {
         stage,
@@ -76,8 +83,7 @@ fn build_root(config: &Configure) -> Result<Scratch, Failure> {
         "size=1m,nr_inodes=4096,mode=0755",
     )
     .map_err(|e| fail(Stage::Mount, e, STAGING, "cannot mount the root tmpfs at"))?;
-    std::env::set_current_dir(STAGING)
-        .map_err(|e| fail(Stage::Mount, e, STAGING, "cannot enter"))?;
+    rustix::process::chdir(STAGING).map_err(|e| fail(Stage::Mount, e, STAGING, "cannot enter"))?;
 
     let mut scratch = Scratch {
         paths: Vec::new(),
@@ -155,7 +161,7 @@ fn build_root(config: &Configure) -> Result<Scratch, Failure> {
             (Mount::Bind { target, .. } | Mount::Device { target, .. }, None) => {
                 return Err(fail(
                     Stage::Mount,
-                    std::io::ErrorKind::NotFound,
+                    rustix::io::Errno::NOENT,
                     target,
                     "no source tree for",
                 ));
@@ -169,14 +175,14 @@ fn build_root(config: &Configure) -> Result<Scratch, Failure> {
         .map_err(|e| fail(Stage::PivotRoot, e, STAGING, "cannot pivot_root into"))?;
     rustix::mount::unmount(".", UnmountFlags::DETACH)
         .map_err(|e| fail(Stage::PivotRoot, e, "/", "cannot detach the old root at"))?;
-    std::env::set_current_dir("/").map_err(|e| fail(Stage::PivotRoot, e, "/", "cannot enter"))?;
+    rustix::process::chdir("/").map_err(|e| fail(Stage::PivotRoot, e, "/", "cannot enter"))?;
 
     for link in &config.symlinks {
-        if let Some(parent) = Path::new(&link.link).parent() {
-            std::fs::create_dir_all(parent)
+        if let Some(parent) = os::parent(&link.link) {
+            os::create_dir_all(parent)
                 .map_err(|e| fail(Stage::Symlink, e, &link.link, "cannot create the parent of"))?;
         }
-        std::os::unix::fs::symlink(&link.target, &link.link)
+        rustix::fs::symlink(link.target.as_str(), link.link.as_str())
             .map_err(|e| fail(Stage::Symlink, e, &link.link, "cannot create symbolic link"))?;
     }
 
@@ -216,7 +222,7 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
         })?;
     }
 
-    std::env::set_current_dir(&config.workdir).map_err(|e| {
+    rustix::process::chdir(config.workdir.as_str()).map_err(|e| {
         fail(
             Stage::Workdir,
             e,
@@ -230,39 +236,82 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
     Ok(scratch)
 }
 
-/// Runs the configured command once, as the container's root, with the
-/// default search path and `/dev/null` for its standard streams; whatever
-/// it leaves running is killed before init goes on.
+/// Runs the configured command once, as the container's root (with no
+/// capabilities), with the default search path and `/dev/null` for its
+/// standard streams; whatever it leaves running is killed before init goes
+/// on.
 fn run_init_command(argv: &[String]) -> Result<(), Failure> {
-    let status = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", hutch_protocol::DEFAULT_PATH)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
-    crate::exec::end_everything();
-    match status {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(Failure(ErrorReply {
-            stage: Stage::InitCommand,
-            errno: 0,
-            path: Some(argv[0].clone()),
-            message: format!("init command {:?} failed: {status}", argv[0]),
-        })),
-        Err(e) => Err(fail(
+    let cannot = |e: os::Error| {
+        fail(
             Stage::InitCommand,
             e,
             &argv[0],
             "cannot run the init command",
-        )),
+        )
+    };
+    let program = crate::exec::lookup(&argv[0], hutch_protocol::DEFAULT_PATH)
+        .ok_or_else(|| cannot(rustix::io::Errno::NOENT.into()))?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| cannot(rustix::io::Errno::INVAL.into()));
+    let path = cstr(&program)?;
+    let args = argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = [cstr(&format!("PATH={}", hutch_protocol::DEFAULT_PATH))?];
+    let arg_ptrs = crate::exec::null_terminated(&args);
+    let env_ptrs = crate::exec::null_terminated(&env);
+    let null = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| cannot(e.into()))?;
+    let (err_read, err_write) = sys::pipe().map_err(cannot)?;
+    let null_raw = sys::raw(&null);
+    let plan = sys::Plan {
+        cgroup_procs: &[],
+        fds: &[null_raw, null_raw, null_raw],
+        exec_fd: -1,
+        path: &path,
+        argv: &arg_ptrs,
+        envp: &env_ptrs,
+        cwd: c".",
+        rlimits: &[],
+        new_ipc: false,
+        uid: 0,
+        gid: 0,
+        seccomp: &[],
+        err_pipe: sys::raw(&err_write),
+        sync_pipe: -1,
+    };
+    let child = sys::spawn(&plan).map_err(cannot)?;
+    drop(err_write);
+    let failed = crate::exec::read_failure(&err_read);
+    let reaped = sys::wait4(child.pid, false);
+    crate::exec::end_everything();
+    if let Some((_, errno)) = failed {
+        return Err(cannot(os::Error::from_raw_os_error(errno)));
+    }
+    match reaped {
+        Ok(Some(reaped)) if reaped.status == 0 => Ok(()),
+        Ok(Some(reaped)) => Err(Failure(ErrorReply {
+            stage: Stage::InitCommand,
+            errno: 0,
+            path: Some(argv[0].clone()),
+            message: format!(
+                "init command {:?} failed: {}",
+                argv[0],
+                crate::exec::describe_status(reaped.status)
+            ),
+        })),
+        Ok(None) => Err(cannot(rustix::io::Errno::CHILD.into())),
+        Err(e) => Err(cannot(e)),
     }
 }
 
 /// `mount(fstype, target, fstype, flags, data)` for a new file system.
 fn mount_fs(fstype: &str, target: &str, flags: Ms, data: &str) -> rustix::io::Result<()> {
-    let data = std::ffi::CString::new(data).map_err(|_| rustix::io::Errno::INVAL)?;
+    let data = CString::new(data).map_err(|_| rustix::io::Errno::INVAL)?;
     rustix::mount::mount(fstype, target, fstype, flags, data.as_c_str())
 }
 
@@ -289,8 +338,7 @@ fn open_tree(source: &str, recursive: bool) -> Result<OwnedFd, Failure> {
 }
 
 fn make_dir(at: &str, target: &str) -> Result<(), Failure> {
-    std::fs::create_dir_all(at)
-        .map_err(|e| fail(Stage::Mount, e, target, "cannot create mount point"))
+    os::create_dir_all(at).map_err(|e| fail(Stage::Mount, e, target, "cannot create mount point"))
 }
 
 /// Moves a detached tree to `target`, creating a mount point of its kind.
@@ -304,16 +352,16 @@ fn place_tree(tree: OwnedFd, target: &str) -> Result<(), Failure> {
     if is_dir {
         make_dir(&at, target)?;
     } else {
-        if let Some(parent) = Path::new(&at).parent() {
-            std::fs::create_dir_all(parent)
+        if let Some(parent) = os::parent(&at) {
+            os::create_dir_all(parent)
                 .map_err(|e| fail(Stage::Mount, e, target, "cannot create the parent of"))?;
         }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&at)
-            .map_err(|e| fail(Stage::Mount, e, target, "cannot create mount point"))?;
+        rustix::fs::open(
+            at.as_str(),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE | rustix::fs::OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(|e| fail(Stage::Mount, e, target, "cannot create mount point"))?;
     }
     rustix::mount::move_mount(
         tree.as_fd(),
@@ -376,12 +424,14 @@ fn locked_flags(at: &str, target: &str) -> Result<Ms, Failure> {
 /// Hides `path`: a directory under an empty read-only tmpfs, anything else
 /// under a bind of `/dev/null`. A path that does not exist is left alone.
 fn mask(path: &str) -> Result<(), Failure> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+    let kind = match os::file_type(path) {
+        Ok(kind) => kind,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
+            return Ok(());
+        }
         Err(e) => return Err(fail(Stage::Mask, e, path, "cannot inspect")),
     };
-    if meta.is_dir() {
+    if kind.is_dir() {
         mount_fs(
             "tmpfs",
             path,
@@ -396,15 +446,8 @@ fn mask(path: &str) -> Result<(), Failure> {
 }
 
 /// Empties a writable tmpfs and restores its root's owner and mode.
-pub fn empty_dir(path: &str, mode: u32, uid_raw: u32, gid_raw: u32) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
+pub fn empty_dir(path: &str, mode: u32, uid_raw: u32, gid_raw: u32) -> os::Result<()> {
+    os::remove_contents(path)?;
     rustix::fs::chown(path, Some(uid(uid_raw)), Some(gid(gid_raw)))?;
     rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
     Ok(())

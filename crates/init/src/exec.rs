@@ -1,11 +1,15 @@
 //! Running one program: prepare, spawn, supervise, reap, judge.
 
-use std::ffi::{CString, c_char, c_int};
-use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use alloc::borrow::ToOwned;
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int};
+use core::time::Duration;
+
+use rustix::fd::OwnedFd;
 
 use hutch_protocol::{
     Accounting, CgroupVersion, ErrorReply, ExecRequest, ExecResult, Limits, Request, Resource,
@@ -16,6 +20,7 @@ use rustix::fs::OFlags;
 
 use crate::cgroup::{Baseline, Cgroup};
 use crate::channel::{Channel, ChannelError};
+use crate::os::{self, Instant};
 
 /// The shortest sleep between two reads of the run's CPU time near its
 /// limit: a run overshoots by at most this times the number of CPUs.
@@ -84,7 +89,7 @@ pub fn run(
         .find_map(|entry| entry.strip_prefix("PATH="))
         .unwrap_or(hutch_protocol::DEFAULT_PATH);
     let program = if request.exec_fd.is_some() {
-        PathBuf::new()
+        String::new()
     } else {
         lookup(&request.argv[0], env_path).ok_or_else(|| {
             runner(
@@ -99,7 +104,7 @@ pub fn run(
         })?
     };
     let cstr = |s: &str| CString::new(s).expect("validated strings hold no NUL");
-    let path = CString::new(program.as_os_str().as_bytes()).expect("paths hold no NUL");
+    let path = cstr(&program);
     let argv: Vec<CString> = request.argv.iter().map(|a| cstr(a)).collect();
     let envp: Vec<CString> = request.env.iter().map(|e| cstr(e)).collect();
     let argv_ptrs = null_terminated(&argv);
@@ -212,7 +217,6 @@ pub fn run(
         .map(|ns| start + Duration::from_nanos(ns));
     let mut record = [0u8; 8];
     let mut got = 0;
-    let mut err_read = std::fs::File::from(err_read);
     while got < 8 {
         if !wait_readable(&err_read, deadline) {
             let wall = start.elapsed();
@@ -226,23 +230,22 @@ pub fn run(
                 false,
             ));
         }
-        match err_read.read(&mut record[got..]) {
+        match rustix::io::read(&err_read, &mut record[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(os(Stage::Spawn, e, "error pipe")),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(os(Stage::Spawn, e.into(), "error pipe")),
         }
     }
     if got == 8 {
-        let stage = u32::from_ne_bytes(record[..4].try_into().expect("4 bytes"));
-        let errno = u32::from_ne_bytes(record[4..].try_into().expect("4 bytes")) as i32;
+        let (stage, errno) = decode_failure(&record);
         reap_all(child.pid);
         let stage = stage_from(stage);
         let what = match stage {
             Stage::Execve => format!("cannot execute {:?}", request.argv[0]),
             other => format!("program setup failed at {other:?}"),
         };
-        let message = format!("{what}: {}", std::io::Error::from_raw_os_error(errno));
+        let message = format!("{what}: {}", os::Error::from_raw_os_error(errno));
         return Ok(not_started(stage, errno, message));
     }
 
@@ -307,17 +310,17 @@ fn files_over_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> Vec<(u64
         }
     }
     // The tmpfs mounts hold a bounded number of inodes; walk them.
-    let mut pending: Vec<PathBuf> = scratch.iter().map(PathBuf::from).collect();
+    let mut pending: Vec<String> = scratch.to_vec();
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(entries) = os::list_dir(&dir) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => pending.push(path),
-                Ok(kind) if kind.is_file() => {
-                    if let Ok(st) = rustix::fs::lstat(&path) {
+        for (name, kind) in entries {
+            let path = os::join(&dir, &name);
+            match kind {
+                rustix::fs::FileType::Directory => pending.push(path),
+                rustix::fs::FileType::RegularFile => {
+                    if let Ok(st) = rustix::fs::lstat(path.as_str()) {
                         note(&st);
                     }
                 }
@@ -328,7 +331,7 @@ fn files_over_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> Vec<(u64
     found
 }
 
-fn os(stage: Stage, err: std::io::Error, what: &str) -> ExecFailure {
+fn os(stage: Stage, err: os::Error, what: &str) -> ExecFailure {
     runner(
         stage,
         err.raw_os_error().unwrap_or(0),
@@ -380,7 +383,7 @@ fn stage_from(raw: u32) -> Stage {
 }
 
 /// Waits until `fd` is readable (`true`) or `deadline` passes (`false`).
-fn wait_readable(fd: &impl std::os::fd::AsFd, deadline: Option<Instant>) -> bool {
+fn wait_readable(fd: &impl rustix::fd::AsFd, deadline: Option<Instant>) -> bool {
     loop {
         let timeout = match deadline {
             Some(deadline) => {
@@ -643,25 +646,55 @@ fn resource(resource: Resource) -> c_int {
 
 /// Finds `name` through `path` as `execvp` would: names with a `/` are
 /// taken as they are; otherwise the first executable regular file wins.
-fn lookup(name: &str, path: &str) -> Option<PathBuf> {
+pub fn lookup(name: &str, path: &str) -> Option<String> {
     if name.contains('/') {
-        return Some(PathBuf::from(name));
+        return Some(name.to_owned());
     }
     path.split(':')
         .filter(|dir| !dir.is_empty())
-        .map(|dir| Path::new(dir).join(name))
-        .find(|candidate| is_executable(candidate))
+        .map(|dir| os::join(dir, name))
+        .find(|candidate| os::is_executable(candidate))
 }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+/// Pointers to `strings`, then a null pointer, for `execve`.
+pub fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
+        .chain(core::iter::once(core::ptr::null()))
         .collect()
+}
+
+/// The `(stage, errno)` record a child writes to the error pipe.
+fn decode_failure(record: &[u8; 8]) -> (u32, i32) {
+    let [s0, s1, s2, s3, e0, e1, e2, e3] = *record;
+    (
+        u32::from_ne_bytes([s0, s1, s2, s3]),
+        u32::from_ne_bytes([e0, e1, e2, e3]) as i32,
+    )
+}
+
+/// Reads the error pipe of a child until it closes (the child exec'd) or
+/// holds a failure record: `Some((stage, errno))` when the child failed.
+pub fn read_failure(pipe: &OwnedFd) -> Option<(u32, i32)> {
+    let mut record = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        match rustix::io::read(pipe, &mut record[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+        }
+    }
+    (got == 8).then(|| decode_failure(&record))
+}
+
+/// A wait status as words: `exit status: N` or `signal: N`.
+pub fn describe_status(status: c_int) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit status: {}", libc::WEXITSTATUS(status))
+    } else {
+        format!("signal: {}", libc::WTERMSIG(status))
+    }
 }

@@ -5,8 +5,10 @@
 //! refuse magic links (`/proc/*/fd/*`, `/proc/*/root`) and a symbolic link
 //! in the last component, and hand back regular files only.
 
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use alloc::format;
+use alloc::vec::Vec;
+
+use rustix::fd::OwnedFd;
 
 use hutch_protocol::{Access, ItemError, OpenItem, SymlinkItem};
 use rustix::fs::{CWD, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
@@ -15,7 +17,7 @@ use rustix::io::Errno;
 fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
     ItemError {
         errno: errno.raw_os_error(),
-        message: format!("{what} {path:?}: {}", std::io::Error::from(errno)),
+        message: format!("{what} {path:?}: {}", crate::os::Error::from(errno)),
     }
 }
 
@@ -24,13 +26,13 @@ fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
 pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
     let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
     if item.make_parents {
-        if let Some(parent) = Path::new(&item.path).parent() {
+        if let Some(parent) = crate::os::parent(&item.path) {
             make_parents(parent, uid, gid).map_err(|e| ItemError {
                 errno: e.raw_os_error(),
                 message: format!(
                     "cannot create the parent of {:?}: {}",
                     item.path,
-                    std::io::Error::from(e)
+                    crate::os::Error::from(e)
                 ),
             })?;
         }
@@ -82,14 +84,16 @@ pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
 
 /// Creates `dir` and its missing ancestors (mode 0755) owned by the
 /// programs' user.
-fn make_parents(dir: &Path, uid: Uid, gid: Gid) -> Result<(), Errno> {
+fn make_parents(dir: &str, uid: Uid, gid: Gid) -> Result<(), Errno> {
     let mut missing = Vec::new();
-    for ancestor in dir.ancestors() {
-        match rustix::fs::stat(ancestor) {
+    let mut ancestor = Some(dir);
+    while let Some(at) = ancestor.filter(|at| !at.is_empty()) {
+        match rustix::fs::stat(at) {
             Ok(_) => break,
-            Err(Errno::NOENT) => missing.push(ancestor),
+            Err(Errno::NOENT) => missing.push(at),
             Err(e) => return Err(e),
         }
+        ancestor = crate::os::parent(at);
     }
     for created in missing.into_iter().rev() {
         match rustix::fs::mkdir(created, Mode::from_raw_mode(0o755)) {

@@ -12,7 +12,9 @@
 //! system; init lists them through a mount of it that is attached nowhere
 //! (`fsopen`/`fsmount`), so programs never see it.
 
-use std::os::fd::OwnedFd;
+use alloc::string::{String, ToString};
+
+use rustix::fd::OwnedFd;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -25,10 +27,10 @@ use crate::sys;
 pub enum IpcError {
     /// `unshare(CLONE_NEWIPC)` failed.
     #[error("cannot create the IPC namespace")]
-    Unshare(#[source] std::io::Error),
+    Unshare(#[source] crate::os::Error),
     /// The detached `mqueue` mount could not be made.
     #[error("cannot mount the POSIX message queue file system")]
-    Mqueue(#[source] std::io::Error),
+    Mqueue(#[source] crate::os::Error),
     /// Objects of one kind could not be listed.
     #[error("cannot list the {kind}s")]
     List {
@@ -36,7 +38,7 @@ pub enum IpcError {
         kind: &'static str,
         /// The OS error.
         #[source]
-        source: std::io::Error,
+        source: crate::os::Error,
     },
     /// An object could not be removed.
     #[error("cannot remove {kind} {id}")]
@@ -47,7 +49,7 @@ pub enum IpcError {
         id: String,
         /// The OS error.
         #[source]
-        source: std::io::Error,
+        source: crate::os::Error,
     },
     /// Objects were still there after a sweep.
     #[error("{count} {kind}s are left after removing them")]

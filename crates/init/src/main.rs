@@ -11,23 +11,40 @@
 //! cannot be decoded gets an error reply and init exits, since it can no
 //! longer trust its view of the conversation.
 
+#![cfg_attr(hutch_nolibc, no_std)]
+#![cfg_attr(hutch_nolibc, no_main)]
+
+extern crate alloc;
+
+#[macro_use]
+mod raw_syscall;
 mod cgroup;
 mod channel;
 mod configure;
 mod exec;
 mod files;
 mod ipc;
-#[macro_use]
-mod raw_syscall;
+mod os;
+#[cfg(hutch_nolibc)]
+mod rt;
 mod sys;
 
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rustix::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use hutch_protocol::{
     Batch, ErrorReply, HelloReply, ItemOutcome, PROTOCOL_VERSION, Reply, Request, Stage,
 };
 
 use channel::{Channel, ChannelError};
+
+/// The error type of [`channel`]'s OS failures.
+type OsError = os::Error;
 
 /// The descriptor the host leaves the socket at.
 const SOCKET_FD: i32 = 3;
@@ -38,7 +55,7 @@ fn main() {
     sys::init_reaper();
     if sys::set_cloexec(SOCKET_FD).is_err() {
         // No socket: nobody to report to.
-        std::process::exit(2);
+        sys::exit(2);
     }
     // SAFETY: fd 3 is the socket the host placed there for this process,
     // and nothing else in init owns it.
@@ -69,7 +86,7 @@ fn main() {
         Err(_) => 1,
     };
     exec::end_everything();
-    std::process::exit(code);
+    sys::exit(code);
 }
 
 enum State {
@@ -216,7 +233,7 @@ impl Init {
                     message: format!(
                         "cannot delete {:?}: {}",
                         delete.path,
-                        std::io::Error::from(errno)
+                        os::Error::from(errno)
                     ),
                 }),
             },
@@ -238,7 +255,7 @@ impl Init {
                 Err(message) => error(Stage::Reset, 0, message),
             },
             (State::Ready(ready), Request::Cgroup(files)) if ready.cgroup.is_none() => {
-                ready.cgroup = Some(cgroup::Cgroup::new(&files, std::mem::take(fds)));
+                ready.cgroup = Some(cgroup::Cgroup::new(&files, core::mem::take(fds)));
                 Reply::Ack
             }
             (State::Ready(ready), Request::Exec(request)) => {
@@ -314,7 +331,7 @@ fn reset(ready: &Ready) -> Reply {
 }
 
 /// The error and its sources, joined, for an error reply.
-fn report(err: &dyn std::error::Error) -> String {
+fn report(err: &dyn core::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -6,16 +6,45 @@
 //! The child of [`spawn_vfork`] shares init's memory until it execs (init is
 //! suspended meanwhile); the child of [`spawn`] (a synchronised exec, whose
 //! child waits for the host) has a copy of it. Either way it runs
-//! [`child_main`] and nothing else: raw `libc::syscall` calls on data that
+//! [`child_main`] and nothing else: raw system calls on data that
 //! [`Plan`] prepared before the clone, no allocation, no locks, no standard
 //! I/O, no writes to memory but its own stack, no panics (every failure is
 //! reported through the error pipe as `(stage, errno)` and ends the
 //! process).
 
-use std::ffi::{CStr, c_char, c_int, c_long, c_void};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use alloc::format;
+use core::ffi::{CStr, c_char, c_int, c_long, c_void};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use rustix::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::os;
 
 use hutch_protocol::Stage;
+
+/// A frame buffer: init's heap maps a block this large afresh, so its
+/// pages stay out of the resident set until a frame fills them.
+pub struct FrameBuffer(alloc::boxed::Box<[u8]>);
+
+impl FrameBuffer {
+    /// `len` zero bytes.
+    pub fn new(len: usize) -> Self {
+        Self(alloc::vec![0u8; len].into_boxed_slice())
+    }
+}
+
+impl core::ops::Deref for FrameBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for FrameBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
 
 /// Most rlimits a plan holds.
 pub const MAX_RLIMITS: usize = 16;
@@ -62,25 +91,23 @@ pub struct Child {
 }
 
 /// Creates the program's process, which runs `plan` and execs.
-pub fn spawn(plan: &Plan<'_>) -> std::io::Result<Child> {
+pub fn spawn(plan: &Plan<'_>) -> os::Result<Child> {
     let mut pidfd: c_int = -1;
     // SAFETY: clone_args is plain data; zero is a valid value of every field.
-    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    let mut args: libc::clone_args = unsafe { core::mem::zeroed() };
     args.flags = libc::CLONE_PIDFD as u64;
     args.pidfd = &mut pidfd as *mut c_int as u64;
     args.exit_signal = libc::SIGCHLD as u64;
-    // SAFETY: clone3 without CLONE_VM gives the child a copy of this
-    // single-threaded process; the child runs only child_main, which makes
-    // raw system calls on the plan (valid in the copy) and never returns.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
-        )
-    };
+    // clone3 without CLONE_VM gives the child a copy of this single-threaded
+    // process; the child runs only child_main, which makes raw system calls
+    // on the plan (valid in the copy) and never returns.
+    let ret = raw!(
+        libc::SYS_clone3,
+        &mut args as *mut libc::clone_args,
+        core::mem::size_of::<libc::clone_args>()
+    );
     match ret {
-        -1 => Err(std::io::Error::last_os_error()),
+        ..0 => Err(os::Error::from_raw_os_error(-ret as i32)),
         0 => child_main(plan),
         pid => Ok(Child {
             pid: pid as i32,
@@ -97,7 +124,7 @@ pub const CHILD_STACK_LEN: usize = 64 * 1024;
 /// until it execs (`CLONE_VM | CLONE_VFORK`): no page tables are copied, and
 /// init is suspended until the program has exec'd or failed. The child runs
 /// on `stack`. Not for a synchronised exec, whose child waits for init.
-pub fn spawn_vfork(plan: &Plan<'_>, stack: &mut [u8]) -> std::io::Result<Child> {
+pub fn spawn_vfork(plan: &Plan<'_>, stack: &mut [u8]) -> os::Result<Child> {
     extern "C" fn entry(arg: *mut c_void) -> c_int {
         // SAFETY: `arg` is the `&Plan` passed below; the parent is suspended
         // (CLONE_VFORK) until this child execs or exits, so the plan and
@@ -109,34 +136,89 @@ pub fn spawn_vfork(plan: &Plan<'_>, stack: &mut [u8]) -> std::io::Result<Child> 
     // The stack grows down from its end, kept 16-byte aligned.
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
-    // SAFETY: the child runs `entry` on its own stack inside init's memory
-    // and only makes raw system calls on the plan (see the module doc); init
-    // does not run until the child has exec'd or exited. With CLONE_PIDFD,
-    // clone stores the pidfd through the parent-tid pointer.
-    let ret = unsafe {
-        libc::clone(
-            entry,
-            top as *mut c_void,
-            flags,
-            plan as *const Plan<'_> as *mut c_void,
-            &mut pidfd as *mut c_int,
-        )
-    };
-    if ret == -1 {
-        return Err(std::io::Error::last_os_error());
+    let ret = clone_on_stack(
+        flags,
+        top,
+        &mut pidfd,
+        entry,
+        plan as *const Plan<'_> as *mut c_void,
+    );
+    if ret < 0 {
+        return Err(os::Error::from_raw_os_error(-ret as i32));
     }
     Ok(Child {
-        pid: ret,
+        pid: ret as i32,
         // SAFETY: CLONE_PIDFD stored a new descriptor that nothing else owns.
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
     })
 }
 
+/// `clone(flags)` with the child starting in `entry(arg)` on the stack
+/// whose top is `top`: raw on x86_64 (init has no C library there), through
+/// the C library elsewhere. Returns the child's pid, or `-errno`. With
+/// `CLONE_PIDFD` the kernel stores the pidfd at `pidfd` (the parent-tid
+/// argument).
+fn clone_on_stack(
+    flags: c_int,
+    top: usize,
+    pidfd: &mut c_int,
+    entry: extern "C" fn(*mut c_void) -> c_int,
+    arg: *mut c_void,
+) -> c_long {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ret: c_long;
+        // SAFETY: clone(flags, stack, parent_tid, child_tid, tls). In the
+        // child (rax 0) the kernel has switched to `top`, 16-byte aligned,
+        // so `call` leaves the stack as the ABI wants at `entry`; rbp is
+        // cleared to end backtraces there. `entry` never returns (it execs
+        // or exits), and `ud2` guards against it. The parent gets rax and
+        // finds every other register but rcx and r11 as it was; r12 and r13
+        // carry `arg` and `entry` across the call. The child, sharing this
+        // memory, writes only to its own stack (see the module doc).
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "mov rdi, r12",
+                "call r13",
+                "ud2",
+                "2:",
+                inlateout("rax") libc::SYS_clone => ret,
+                in("rdi") flags as usize,
+                in("rsi") top,
+                in("rdx") pidfd as *mut c_int,
+                in("r10") 0usize,
+                in("r8") 0usize,
+                in("r12") arg,
+                in("r13") entry,
+                lateout("rcx") _,
+                lateout("r11") _,
+            );
+        }
+        ret
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: as for x86_64: the child runs `entry` on its own stack
+        // and never returns from it.
+        let ret =
+            unsafe { libc::clone(entry, top as *mut c_void, flags, arg, pidfd as *mut c_int) };
+        if ret == -1 {
+            // SAFETY: __errno_location returns this thread's errno slot.
+            -c_long::from(unsafe { *libc::__errno_location() })
+        } else {
+            c_long::from(ret)
+        }
+    }
+}
+
 /// Reports `(stage, errno)` through the error pipe and exits.
 fn fail(plan: &Plan<'_>, stage: Stage, errno: c_long) -> ! {
     let record: [u32; 2] = [stage as u32, errno as u32];
-    // SAFETY: writes 8 bytes from a live local array.
-    unsafe { libc::syscall(libc::SYS_write, plan.err_pipe, record.as_ptr(), 8usize) };
+    raw!(libc::SYS_write, plan.err_pipe, record.as_ptr(), 8usize);
     unreachable_exit()
 }
 
@@ -144,9 +226,13 @@ fn fail(plan: &Plan<'_>, stage: Stage, errno: c_long) -> ! {
 /// filter refuses it; then an invalid instruction ends the process with
 /// `SIGILL`, whose default action (restored above) no filter can stop.
 fn unreachable_exit() -> ! {
-    // SAFETY: exit_group has no memory operands and does not return when it
-    // succeeds.
-    unsafe { libc::syscall(libc::SYS_exit_group, 127) };
+    exit(127)
+}
+
+/// Ends this process with `code`, at once (no handlers to run: init has
+/// none).
+pub fn exit(code: c_int) -> ! {
+    raw!(libc::SYS_exit_group, code);
     // SAFETY: `ud2` raises SIGILL; it touches no memory and never returns.
     unsafe { core::arch::asm!("ud2", options(noreturn, nomem, nostack)) }
 }
@@ -172,14 +258,14 @@ fn child_main(plan: &Plan<'_>) -> ! {
     // Dispositions init ignores would survive exec: restore the defaults,
     // and unblock every signal.
     // SAFETY: sigaction is plain data; zero means SIG_DFL, no flags.
-    let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    let dfl = KernelSigaction::with_handler(libc::SIG_DFL);
     for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             // Numbers the kernel refuses (none here) are harmless to skip.
             raw!(
                 libc::SYS_rt_sigaction,
                 sig,
-                &dfl as *const libc::sigaction,
+                &dfl as *const KernelSigaction,
                 0usize,
                 8usize
             );
@@ -352,19 +438,37 @@ fn child_main(plan: &Plan<'_>) -> ! {
     fail(plan, Stage::Execve, -ret)
 }
 
+/// The kernel's `struct sigaction` (not the C library's, which is laid out
+/// differently): handler, flags, restorer, mask.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+impl KernelSigaction {
+    /// `SIG_DFL` or `SIG_IGN`: no handler code, so no restorer either.
+    fn with_handler(handler: usize) -> Self {
+        Self {
+            handler,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        }
+    }
+}
+
 /// Creates a pipe whose ends are both close-on-exec.
-pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub fn pipe() -> os::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((r, w))
 }
 
 /// Marks `fd` close-on-exec.
-pub fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
-    // SAFETY: F_SETFD on an integer descriptor touches no memory.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+pub fn set_cloexec(fd: RawFd) -> os::Result<()> {
+    raw_result(raw!(libc::SYS_fcntl, fd, libc::F_SETFD, libc::FD_CLOEXEC)).map(drop)
 }
 
 /// Makes init hard to tamper with from inside: not dumpable (so no program
@@ -372,8 +476,7 @@ pub fn set_cloexec(fd: RawFd) -> std::io::Result<()> {
 /// with its descriptor limit raised to the hard limit, which emptying
 /// deeply nested directories at a reset may need.
 pub fn harden() {
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    raw!(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .maximum
         .ok_or(())
@@ -395,9 +498,16 @@ pub fn ignore_signals() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGCHLD {
             continue;
         }
-        // SAFETY: setting SIG_IGN installs no handler code; numbers the C
-        // library reserves fail with EINVAL and are skipped.
-        unsafe { libc::signal(sig, libc::SIG_IGN) };
+        // No handler code is installed; a number the kernel refuses is
+        // skipped.
+        let ignore = KernelSigaction::with_handler(libc::SIG_IGN);
+        raw!(
+            libc::SYS_rt_sigaction,
+            sig,
+            &ignore as *const KernelSigaction,
+            0usize,
+            8usize
+        );
     }
 }
 
@@ -411,25 +521,25 @@ pub struct Reaped {
 
 /// `wait4(pid, 0)`: waits for `pid` (or any child with -1). `Ok(None)` when
 /// there is no child left.
-pub fn wait4(pid: i32, nohang: bool) -> std::io::Result<Option<Reaped>> {
+pub fn wait4(pid: i32, nohang: bool) -> os::Result<Option<Reaped>> {
     let mut status: c_int = 0;
     // SAFETY: rusage is plain data.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut usage: libc::rusage = unsafe { core::mem::zeroed() };
     let flags = if nohang { libc::WNOHANG } else { 0 };
     loop {
-        // SAFETY: status and usage are live locals.
-        let ret = unsafe { libc::wait4(pid, &mut status, flags | libc::__WALL, &mut usage) };
+        let ret = raw!(
+            libc::SYS_wait4,
+            pid,
+            &mut status as *mut c_int,
+            flags | libc::__WALL,
+            &mut usage as *mut libc::rusage
+        );
         match ret {
-            -1 => {
-                let err = std::io::Error::last_os_error();
-                match err.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ECHILD) => return Ok(None),
-                    _ => return Err(err),
-                }
-            }
             0 => return Ok(None),
-            _ => return Ok(Some(Reaped { status, usage })),
+            1.. => return Ok(Some(Reaped { status, usage })),
+            _ if ret == -c_long::from(libc::EINTR) => continue,
+            _ if ret == -c_long::from(libc::ECHILD) => return Ok(None),
+            _ => return Err(os::Error::from_raw_os_error(-ret as i32)),
         }
     }
 }
@@ -438,27 +548,28 @@ pub fn wait4(pid: i32, nohang: bool) -> std::io::Result<Option<Reaped>> {
 /// container shares the host's PID namespace): its own children, read from
 /// `/proc/self/task/<pid>/children` through a descriptor opened at start,
 /// while the host's `/proc` was still visible.
-static CHILDREN: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+/// The descriptor, or -1 (PID 1, or the file could not be opened). Set
+/// once at start; init has one thread.
+static CHILDREN: AtomicI32 = AtomicI32::new(-1);
 
 /// Prepares [`kill_all`]. As PID 1 nothing is needed; otherwise init becomes
 /// a child subreaper, so that everything its programs leave behind is
 /// reparented to it, and keeps a way to list its children.
 pub fn init_reaper() {
-    CHILDREN.get_or_init(|| {
-        if rustix::process::getpid().is_init() {
-            return None;
-        }
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        let pid = rustix::process::getpid().as_raw_nonzero();
-        let path = format!("/proc/self/task/{pid}/children");
-        rustix::fs::open(
-            path.as_str(),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok()
-    });
+    if rustix::process::getpid().is_init() {
+        return;
+    }
+    raw!(libc::SYS_prctl, libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    let pid = rustix::process::getpid().as_raw_nonzero();
+    let path = format!("/proc/self/task/{pid}/children");
+    if let Ok(fd) = rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        // Kept open for init's lifetime.
+        CHILDREN.store(rustix::fd::IntoRawFd::into_raw_fd(fd), Ordering::Relaxed);
+    }
 }
 
 /// Sends `SIGKILL` to every process of the container but init: as PID 1,
@@ -466,13 +577,15 @@ pub fn init_reaper() {
 /// again after each reaped child: a killed process's children are then
 /// init's).
 pub fn kill_all() {
-    match CHILDREN.get() {
-        Some(Some(children)) => {
+    match CHILDREN.load(Ordering::Relaxed) {
+        children @ 0.. => {
+            // SAFETY: the descriptor opened by `init_reaper`, never closed.
+            let children = unsafe { rustix::fd::BorrowedFd::borrow_raw(children) };
             let mut buf = [0u8; 4096];
             let Ok(n) = rustix::io::pread(children, &mut buf, 0) else {
                 return;
             };
-            for pid in std::str::from_utf8(&buf[..n])
+            for pid in core::str::from_utf8(&buf[..n])
                 .unwrap_or("")
                 .split_whitespace()
             {
@@ -481,18 +594,17 @@ pub fn kill_all() {
                 }
             }
         }
-        // SAFETY: kill takes integers only. ESRCH (nobody left) is fine.
-        _ => unsafe {
-            libc::kill(-1, libc::SIGKILL);
-        },
+        // ESRCH (nobody left) is fine.
+        _ => {
+            raw!(libc::SYS_kill, -1i32, libc::SIGKILL);
+        }
     }
 }
 
 /// Sends `SIGKILL` to one process.
 pub fn kill(pid: i32) {
-    // SAFETY: kill takes integers only; the pid is init's unreaped child, so
-    // it cannot have been recycled.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The pid is init's unreaped child, so it cannot have been recycled.
+    raw!(libc::SYS_kill, pid, libc::SIGKILL);
 }
 
 /// Raw descriptor of an owned fd, for the plan.
@@ -502,17 +614,7 @@ pub fn raw(fd: &OwnedFd) -> RawFd {
 
 /// How many CPUs this process may run on.
 pub fn cpu_count() -> u32 {
-    // SAFETY: cpu_set_t is plain data; zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes
-    // into the live local `set`.
-    let ret =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if ret != 0 {
-        return 1;
-    }
-    // SAFETY: CPU_COUNT reads the set initialised above.
-    (unsafe { libc::CPU_COUNT(&set) }).max(1) as u32
+    rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count().max(1))
 }
 
 /// One kind of System V IPC object, with the `*ctl` system call and the
@@ -564,27 +666,24 @@ pub const MSG: IpcKind = IpcKind {
 struct IpcBuffer([u8; 512]);
 
 impl IpcKind {
+    /// The `*ctl` call: its result, `-errno` on failure. Every command
+    /// used here either ignores the buffer (`IPC_RMID`, given null) or
+    /// writes at most one kernel structure of well under 512 bytes to it.
     fn ctl(&self, id: c_int, cmd: c_int, buf: *mut IpcBuffer) -> c_long {
         if self.syscall == libc::SYS_semctl {
-            // SAFETY: semctl(id, semnum, cmd, arg): every command used here
-            // either ignores `arg` (IPC_RMID) or writes at most one kernel
-            // structure of well under 512 bytes to it, and `buf` points to a
-            // live IpcBuffer (or is null, for IPC_RMID).
-            unsafe { libc::syscall(self.syscall, id, 0, cmd, buf) }
+            // semctl(id, semnum, cmd, arg).
+            raw!(self.syscall, id, 0, cmd, buf)
         } else {
-            // SAFETY: shmctl/msgctl(id, cmd, buf), with `buf` as above.
-            unsafe { libc::syscall(self.syscall, id, cmd, buf) }
+            // shmctl/msgctl(id, cmd, buf).
+            raw!(self.syscall, id, cmd, buf)
         }
     }
 
     /// How many objects of this kind exist in init's IPC namespace, and the
     /// highest index in use.
-    pub fn census(&self) -> std::io::Result<(usize, c_int)> {
+    pub fn census(&self) -> os::Result<(usize, c_int)> {
         let mut buf = IpcBuffer([0; 512]);
-        let highest = self.ctl(0, self.info, &mut buf);
-        if highest < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let highest = raw_result(self.ctl(0, self.info, &mut buf))?;
         let at = self.in_use_field * 4;
         let field = [buf.0[at], buf.0[at + 1], buf.0[at + 2], buf.0[at + 3]];
         let in_use = usize::try_from(c_int::from_ne_bytes(field)).unwrap_or(0);
@@ -599,11 +698,8 @@ impl IpcKind {
     }
 
     /// Removes the object `id`.
-    pub fn remove(&self, id: c_int) -> std::io::Result<()> {
-        if self.ctl(id, libc::IPC_RMID, std::ptr::null_mut()) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+    pub fn remove(&self, id: c_int) -> os::Result<()> {
+        raw_result(self.ctl(id, libc::IPC_RMID, core::ptr::null_mut())).map(drop)
     }
 }
 
@@ -612,7 +708,7 @@ impl IpcKind {
 /// the bounding set emptied (no `execve` can grant a capability again); the
 /// ambient set cleared. init's own capabilities stay: it still mounts,
 /// changes identity in its children and removes IPC objects.
-pub fn harden_credentials() -> std::io::Result<()> {
+pub fn harden_credentials() -> os::Result<()> {
     let secure = raw!(
         libc::SYS_prctl,
         libc::PR_SET_SECUREBITS,
@@ -642,14 +738,14 @@ pub fn harden_credentials() -> std::io::Result<()> {
 }
 
 /// Moves init into a new IPC namespace.
-pub fn unshare_ipc() -> std::io::Result<()> {
+pub fn unshare_ipc() -> os::Result<()> {
     raw_result(raw!(libc::SYS_unshare, libc::CLONE_NEWIPC)).map(drop)
 }
 
 /// A `raw!` return value as a result: negative values are `-errno`.
-fn raw_result(ret: c_long) -> std::io::Result<c_long> {
+fn raw_result(ret: c_long) -> os::Result<c_long> {
     if ret < 0 {
-        return Err(std::io::Error::from_raw_os_error(-ret as i32));
+        return Err(os::Error::from_raw_os_error(-ret as i32));
     }
     Ok(ret)
 }

@@ -1,0 +1,344 @@
+//! What init needs of an operating-system library, on `core`, `alloc` and
+//! rustix alone (init links no C library): OS errors with their usual
+//! text, a monotonic clock, and the few path and directory operations its
+//! requests use.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+/// An OS error, or bad data read from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// An `errno`.
+    Os(Errno),
+    /// A file held what it should not.
+    Data(String),
+}
+
+/// A result with an [`Error`].
+pub type Result<T> = core::result::Result<T, Error>;
+
+impl Error {
+    /// The error of `errno`.
+    pub fn from_raw_os_error(errno: i32) -> Self {
+        Self::Os(Errno::from_raw_os_error(errno))
+    }
+
+    /// Its `errno`, if it is an OS error.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Self::Os(errno) => Some(errno.raw_os_error()),
+            Self::Data(_) => None,
+        }
+    }
+}
+
+impl From<Errno> for Error {
+    fn from(errno: Errno) -> Self {
+        Self::Os(errno)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Os(errno) => {
+                let code = errno.raw_os_error();
+                match describe(code) {
+                    Some(text) => write!(f, "{text} (os error {code})"),
+                    None => write!(f, "Unknown error {code} (os error {code})"),
+                }
+            }
+            Self::Data(text) => f.write_str(text),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// The C library's text for an `errno` of Linux on x86_64 and arm64.
+fn describe(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        1 => "Operation not permitted",
+        2 => "No such file or directory",
+        3 => "No such process",
+        4 => "Interrupted system call",
+        5 => "Input/output error",
+        6 => "No such device or address",
+        7 => "Argument list too long",
+        8 => "Exec format error",
+        9 => "Bad file descriptor",
+        10 => "No child processes",
+        11 => "Resource temporarily unavailable",
+        12 => "Cannot allocate memory",
+        13 => "Permission denied",
+        14 => "Bad address",
+        15 => "Block device required",
+        16 => "Device or resource busy",
+        17 => "File exists",
+        18 => "Invalid cross-device link",
+        19 => "No such device",
+        20 => "Not a directory",
+        21 => "Is a directory",
+        22 => "Invalid argument",
+        23 => "Too many open files in system",
+        24 => "Too many open files",
+        25 => "Inappropriate ioctl for device",
+        26 => "Text file busy",
+        27 => "File too large",
+        28 => "No space left on device",
+        29 => "Illegal seek",
+        30 => "Read-only file system",
+        31 => "Too many links",
+        32 => "Broken pipe",
+        33 => "Numerical argument out of domain",
+        34 => "Numerical result out of range",
+        35 => "Resource deadlock avoided",
+        36 => "File name too long",
+        37 => "No locks available",
+        38 => "Function not implemented",
+        39 => "Directory not empty",
+        40 => "Too many levels of symbolic links",
+        61 => "No data available",
+        62 => "Timer expired",
+        71 => "Protocol error",
+        75 => "Value too large for defined data type",
+        84 => "Invalid or incomplete multibyte or wide character",
+        88 => "Socket operation on non-socket",
+        90 => "Message too long",
+        95 => "Operation not supported",
+        104 => "Connection reset by peer",
+        110 => "Connection timed out",
+        122 => "Disk quota exceeded",
+        125 => "Operation canceled",
+        _ => return None,
+    })
+}
+
+/// A point on the monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant(Duration);
+
+impl Instant {
+    /// Now.
+    pub fn now() -> Self {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        Self(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
+    }
+
+    /// Time since `self`.
+    pub fn elapsed(self) -> Duration {
+        Self::now().saturating_duration_since(self)
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl core::ops::Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, later: Duration) -> Instant {
+        Instant(self.0.saturating_add(later))
+    }
+}
+
+/// The directory part of `path`, as `std::path::Path::parent` gives it:
+/// `None` for `/` and the empty path, `""` for a bare name.
+pub fn parent(path: &str) -> Option<&str> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(match trimmed.rfind('/') {
+        Some(at) => match trimmed[..at].trim_end_matches('/') {
+            "" => "/",
+            head => head,
+        },
+        None => "",
+    })
+}
+
+/// `dir/name`.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Creates `path` and its missing ancestors (mode 0777 less the umask).
+pub fn create_dir_all(path: &str) -> Result<()> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    match rustix::fs::mkdir(path, Mode::from_raw_mode(0o777)) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EXIST) if is_dir(path) => return Ok(()),
+        Err(Errno::NOENT) => {}
+        Err(errno) => return Err(errno.into()),
+    }
+    if let Some(up) = parent(path) {
+        create_dir_all(up)?;
+    }
+    match rustix::fs::mkdir(path, Mode::from_raw_mode(0o777)) {
+        Ok(()) => Ok(()),
+        Err(Errno::EXIST) if is_dir(path) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+fn is_dir(path: &str) -> bool {
+    rustix::fs::stat(path).is_ok_and(|st| FileType::from_raw_mode(st.st_mode).is_dir())
+}
+
+/// The type of `path` itself (a symbolic link is not followed).
+pub fn file_type(path: &str) -> Result<FileType> {
+    Ok(FileType::from_raw_mode(rustix::fs::lstat(path)?.st_mode))
+}
+
+/// Whether `path` is a regular file someone may execute.
+pub fn is_executable(path: &str) -> bool {
+    rustix::fs::stat(path).is_ok_and(|st| {
+        FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_mode & 0o111 != 0
+    })
+}
+
+/// Opens a directory for listing, without following a final symbolic link.
+fn open_dir(at: impl AsFd, path: &str) -> Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        at,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The entries of the directory `path` (without `.` and `..`): names and
+/// types.
+pub fn list_dir(path: &str) -> Result<Vec<(String, FileType)>> {
+    let dir = open_dir(CWD, path)?;
+    let mut entries = Vec::new();
+    for entry in Dir::new(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        let kind = match entry.file_type() {
+            FileType::Unknown => file_type(&join(path, &name))?,
+            kind => kind,
+        };
+        entries.push((name, kind));
+    }
+    Ok(entries)
+}
+
+/// Removes everything inside the directory `path`, however deep, keeping
+/// `path`. Works down one directory descriptor per level, never through a
+/// symbolic link.
+pub fn remove_contents(path: &str) -> Result<()> {
+    let mut levels: Vec<OwnedFd> = alloc::vec![open_dir(CWD, path)?];
+    while let Some(dir) = levels.last() {
+        let mut deeper = None;
+        for entry in Dir::read_from(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Unknown => FileType::from_raw_mode(
+                    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+                ),
+                kind => kind,
+            };
+            if kind != FileType::Directory {
+                rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+                continue;
+            }
+            match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+                Ok(()) => {}
+                Err(Errno::NOTEMPTY) => {
+                    deeper = Some(rustix::fs::openat(
+                        dir,
+                        name,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?);
+                    break;
+                }
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        match deeper {
+            // Empty it, then come back here to remove it.
+            Some(fd) => levels.push(fd),
+            None => {
+                levels.pop();
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_are_those_of_std_paths() {
+        for path in ["/a/b", "/a/b/", "/a", "/", "a", "a/b", "", "/a//b", "//a"] {
+            let want = std::path::Path::new(path)
+                .parent()
+                .map(|p| p.to_str().unwrap().to_owned());
+            assert_eq!(parent(path).map(str::to_owned), want, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn os_errors_read_as_std_ones() {
+        for errno in [1, 2, 13, 22, 38, 39, 95, 122, 200] {
+            assert_eq!(
+                Error::from_raw_os_error(errno).to_string(),
+                std::io::Error::from_raw_os_error(errno).to_string(),
+                "errno {errno}"
+            );
+        }
+    }
+
+    #[test]
+    fn contents_go_however_deep_and_the_directory_stays() {
+        let root = std::env::temp_dir().join(format!("hutch-init-os-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut deep = root.clone();
+        for level in 0..50 {
+            deep = deep.join(format!("d{level}"));
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), "x").unwrap();
+        std::fs::write(root.join("top"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+        let text = root.to_str().unwrap();
+        remove_contents(text).unwrap();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        assert!(std::path::Path::new("/etc/passwd").exists());
+        create_dir_all(&format!("{text}/x/y/z")).unwrap();
+        assert!(root.join("x/y/z").is_dir());
+        assert_eq!(
+            list_dir(text).unwrap(),
+            [("x".to_owned(), FileType::Directory)]
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}
