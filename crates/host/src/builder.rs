@@ -596,12 +596,15 @@ impl ContainerBuilder {
             argv: &argv,
             envp: &envp,
         };
-        let spawned = sys::spawn_init(self.namespaces.clone_flags(), &child).map_err(|source| {
-            BuildError::Clone {
+        // The child runs on this stack, reading `child`, until it execs:
+        // both are declared before `guard`, which is dropped first.
+        let mut stack = sys::Mapping::new(sys::CHILD_STACK_LEN);
+        let spawned = sys::spawn_init(self.namespaces.clone_flags(), &child, &mut stack).map_err(
+            |source| BuildError::Clone {
                 hint: clone_hint(&source, user_ns),
                 source,
-            }
-        })?;
+            },
+        )?;
         drop((container_end, release_read, errors_write, init));
         // From here on, dropping `guard` kills and reaps the child.
         let guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);

@@ -1,34 +1,48 @@
 //! The host's unsafe code: starting a container's init with `clone3` and
-//! the raw system calls its child makes before `execveat`.
+//! the raw system calls its child makes before `execveat`, and anonymous
+//! mappings (frame buffers, the child's stack).
 //!
 //! # What the child may do
 //!
-//! The host may be multi-threaded. The child of `clone3` is a copy of the
-//! calling thread alone: another thread may have held the allocator's lock
-//! or stdio's at the moment of the copy. So [`init_child`] makes raw
-//! `libc::syscall` calls on data prepared before the clone and nothing else:
-//! no allocation, no locks, no panics. Each failure is written to the error
-//! pipe as `(step, errno)` before `_exit`.
+//! The host may be multi-threaded. On x86_64 the child of `clone3` shares
+//! the host's memory until it execs (`CLONE_VM`, on a stack of its own):
+//! copying the host's page tables, and the copy-on-write faults the host
+//! then takes on every page it writes, made a fork cost in proportion to
+//! the host's size (a tenth of a small host's cold build). Elsewhere it is
+//! a copy of the calling thread alone. Either way another thread may hold
+//! the allocator's lock or stdio's, and with `CLONE_VM` the child's writes
+//! land in the host's memory: [`init_child`] makes raw system calls (which
+//! touch neither `errno` nor any thread-local state) on data prepared
+//! before the clone, writes only to its own stack, and does nothing else:
+//! no allocation, no locks, no panics. Signal handlers are reset in the
+//! child (`CLONE_CLEAR_SIGHAND`), so no handler of the host runs on its
+//! stack. Each failure is written to the error pipe as `(step, errno)`
+//! before `exit_group`. The host keeps the stack and the prepared data
+//! alive until the child has exec'd, exited, or been killed and reaped.
 
 use std::ffi::{c_char, c_int, c_long};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// A container's frame buffer: an anonymous mapping of its own, whose
-/// pages the kernel supplies zeroed on first touch. Allocated through the
-/// C library instead, 256 KiB come from the heap once an earlier buffer
-/// was freed (glibc then raises its mapping threshold), and `calloc`
-/// clears every byte: a tenth of a cold container's build went there.
-pub(crate) struct FrameBuffer {
+/// Zeroed memory in an anonymous mapping of its own, whose pages the
+/// kernel supplies on first touch. A container's frame buffer is one:
+/// allocated through the C library instead, 256 KiB come from the heap
+/// once an earlier buffer was freed (glibc then raises its mapping
+/// threshold), and `calloc` clears every byte, a tenth of a cold
+/// container's build. So is the stack of init's child before it execs.
+pub(crate) struct Mapping {
     start: std::ptr::NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: the buffer owns its mapping outright, like a `Box<[u8]>`.
-unsafe impl Send for FrameBuffer {}
-// SAFETY: shared references give only `&[u8]`.
-unsafe impl Sync for FrameBuffer {}
+/// The frame buffer of [`channel`](crate::channel).
+pub(crate) use Mapping as FrameBuffer;
 
-impl FrameBuffer {
+// SAFETY: the mapping is owned outright, like a `Box<[u8]>`.
+unsafe impl Send for Mapping {}
+// SAFETY: shared references give only `&[u8]`.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
     /// `len` zero bytes. Aborts like any allocation when memory is out.
     pub(crate) fn new(len: usize) -> Self {
         // SAFETY: a new private anonymous mapping aliases nothing.
@@ -49,7 +63,7 @@ impl FrameBuffer {
     }
 }
 
-impl std::ops::Deref for FrameBuffer {
+impl std::ops::Deref for Mapping {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: `len` readable bytes, zeroed or written, owned by `self`.
@@ -57,23 +71,23 @@ impl std::ops::Deref for FrameBuffer {
     }
 }
 
-impl std::ops::DerefMut for FrameBuffer {
+impl std::ops::DerefMut for Mapping {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`, and `&mut self` makes this the only view.
         unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr(), self.len) }
     }
 }
 
-impl Drop for FrameBuffer {
+impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, referenced by nothing else.
         let _ = unsafe { rustix::mm::munmap(self.start.as_ptr().cast(), self.len) };
     }
 }
 
-impl std::fmt::Debug for FrameBuffer {
+impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FrameBuffer({} bytes)", self.len)
+        write!(f, "Mapping({} bytes)", self.len)
     }
 }
 
@@ -138,33 +152,99 @@ const CLOSE_RANGE_CLOEXEC: c_long = 1 << 2;
 /// Descriptors are lifted at or above this before being placed.
 const LIFT: c_long = 10;
 
-/// `clone3` with `flags | CLONE_PIDFD`; the child runs [`init_child`].
-pub(crate) fn spawn_init(flags: u64, child: &InitChild<'_>) -> std::io::Result<Spawned> {
+/// Bytes of the stack init's child runs on until it execs; it makes a few
+/// system calls from frames of a few hundred bytes.
+pub(crate) const CHILD_STACK_LEN: usize = 64 * 1024;
+
+/// `CLONE_CLEAR_SIGHAND` (Linux 5.5): the child starts with every handled
+/// signal back at its default action.
+const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// `clone3` with `flags | CLONE_PIDFD`; the child runs [`init_child`], on
+/// `stack` and sharing this process's memory where that is supported (see
+/// the module doc). The caller keeps `child`, what it points to and `stack`
+/// alive until the child has exec'd or exited (its error pipe's end of
+/// file) or has been killed and reaped.
+pub(crate) fn spawn_init(
+    flags: u64,
+    child: &InitChild<'_>,
+    stack: &mut Mapping,
+) -> std::io::Result<Spawned> {
     let mut pidfd: c_int = -1;
     // SAFETY: clone_args is plain data; zero is valid for every field.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = flags | libc::CLONE_PIDFD as u64;
     args.pidfd = &mut pidfd as *mut c_int as u64;
     args.exit_signal = libc::SIGCHLD as u64;
-    // SAFETY: without CLONE_VM the child gets a private copy of the memory
-    // `child` points into and runs only init_child, which makes raw system
-    // calls and never returns.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
-        )
-    };
-    match ret {
-        -1 => Err(std::io::Error::last_os_error()),
-        0 => init_child(child),
-        pid => Ok(Spawned {
-            pid: pid as i32,
-            // SAFETY: CLONE_PIDFD stored a fresh descriptor owned by no one.
-            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
-        }),
+    let ret = clone_init(&mut args, child, stack);
+    if ret < 0 {
+        return Err(std::io::Error::from_raw_os_error(-ret as i32));
     }
+    Ok(Spawned {
+        pid: ret as i32,
+        // SAFETY: CLONE_PIDFD stored a fresh descriptor owned by no one.
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+    })
+}
+
+/// The child's side of [`spawn_init`] on its own stack.
+extern "C" fn init_entry(child: *const InitChild<'_>) -> ! {
+    // SAFETY: the `&InitChild` passed to `clone_init`, which the parent
+    // keeps alive and unchanged until this child execs or exits.
+    init_child(unsafe { &*child })
+}
+
+/// `clone3(args)` with `CLONE_VM | CLONE_CLEAR_SIGHAND` on `stack`, the
+/// child entering [`init_entry`]: the pid, or `-errno`.
+#[cfg(target_arch = "x86_64")]
+fn clone_init(args: &mut libc::clone_args, child: &InitChild<'_>, stack: &mut Mapping) -> c_long {
+    args.flags |= libc::CLONE_VM as u64 | CLONE_CLEAR_SIGHAND;
+    args.stack = stack.as_mut_ptr() as u64;
+    args.stack_size = stack.len() as u64;
+    let entry: extern "C" fn(*const InitChild<'_>) -> ! = init_entry;
+    let ret: c_long;
+    // SAFETY: clone3(args, size). In the child (rax 0) the kernel has
+    // switched to the top of `stack`, page-aligned, so `call` leaves the
+    // stack as the ABI wants at `init_entry`; rbp is cleared to end
+    // backtraces there. `init_entry` never returns, and `ud2` guards
+    // against it. The parent gets rax and finds every other register but
+    // rcx and r11 as it was; r12 and r13 carry `child` and the entry across
+    // the call. What the child may touch is in the module doc.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *mut libc::clone_args,
+            in("rsi") std::mem::size_of::<libc::clone_args>(),
+            in("r12") child as *const InitChild<'_>,
+            in("r13") entry,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+/// `clone3(args)`, the child a copy of this thread entering
+/// [`init_entry`] on the same stack: the pid, or `-errno`.
+#[cfg(not(target_arch = "x86_64"))]
+fn clone_init(args: &mut libc::clone_args, child: &InitChild<'_>, _stack: &mut Mapping) -> c_long {
+    let ret = raw!(
+        libc::SYS_clone3,
+        args as *mut libc::clone_args,
+        std::mem::size_of::<libc::clone_args>()
+    );
+    if ret == 0 {
+        init_entry(child);
+    }
+    ret
 }
 
 fn child_fail(errors: RawFd, step: ChildStep, errno: c_long) -> ! {
