@@ -202,34 +202,25 @@ fn clone_init(args: &mut libc::clone_args, child: &InitChild<'_>, stack: &mut Ma
     args.stack = stack.as_mut_ptr() as u64;
     args.stack_size = stack.len() as u64;
     let entry: extern "C" fn(*const InitChild<'_>) -> ! = init_entry;
-    let ret: c_long;
-    // SAFETY: clone3(args, size). In the child (rax 0) the kernel has
-    // switched to the top of `stack`, page-aligned, so `call` leaves the
-    // stack as the ABI wants at `init_entry`; rbp is cleared to end
-    // backtraces there. `init_entry` never returns, and `ud2` guards
-    // against it. The parent gets rax and finds every other register but
-    // rcx and r11 as it was; r12 and r13 carry `child` and the entry across
-    // the call. What the child may touch is in the module doc.
+    let call = [
+        args as *mut libc::clone_args as usize,
+        std::mem::size_of::<libc::clone_args>(),
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: clone3 with the stack `stack`, page-aligned and alive until
+    // the child execs or exits (the caller's contract, as is `child`'s);
+    // the child runs `init_entry`, which never returns. What the child may
+    // touch is in the module doc.
     unsafe {
-        std::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "mov rdi, r12",
-            "call r13",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_clone3 => ret,
-            in("rdi") args as *mut libc::clone_args,
-            in("rsi") std::mem::size_of::<libc::clone_args>(),
-            in("r12") child as *const InitChild<'_>,
-            in("r13") entry,
-            lateout("rcx") _,
-            lateout("r11") _,
-        );
+        crate::raw_syscall::clone_entering(
+            libc::SYS_clone3,
+            call,
+            entry as usize,
+            child as *const InitChild<'_> as usize,
+        )
     }
-    ret
 }
 
 /// `clone3(args)`, the child a copy of this thread entering

@@ -65,3 +65,54 @@ pub unsafe fn syscall(nr: core::ffi::c_long, args: &[usize]) -> core::ffi::c_lon
         ret
     }
 }
+
+/// `clone` or `clone3` (`nr`, with up to five arguments) giving the child a
+/// stack of its own, on which it calls `entry(arg)` at once; `entry` must
+/// never return. Returns the child's pid to the parent, or `-errno`.
+///
+/// # Safety
+///
+/// The arguments must set up a stack for the child (`clone`'s stack
+/// argument, or `clone3`'s `stack` and `stack_size`): 16-byte aligned
+/// memory that stays alive and unused by anyone else until the child execs
+/// or exits, as must whatever `arg` points to. `entry` is an
+/// `extern "C" fn(usize) -> !` in effect.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn clone_entering(
+    nr: core::ffi::c_long,
+    args: [usize; 5],
+    entry: usize,
+    arg: usize,
+) -> core::ffi::c_long {
+    let ret: isize;
+    // SAFETY: the caller vouches for the arguments. In the child (rax 0)
+    // the kernel has switched to the new stack, 16-byte aligned, so `call`
+    // leaves it as the ABI wants at `entry`; rbp is cleared to end
+    // backtraces there, and nothing of the parent's frame is touched.
+    // `entry` never returns, and `ud2` guards against it. The parent gets
+    // rax and finds every other register but rcx and r11 as it was; r12 and
+    // r13 carry `arg` and `entry` across the call.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            in("r12") arg,
+            in("r13") entry,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret as core::ffi::c_long
+}

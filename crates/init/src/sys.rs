@@ -167,38 +167,15 @@ fn clone_on_stack(
 ) -> c_long {
     #[cfg(target_arch = "x86_64")]
     {
-        let ret: c_long;
-        // SAFETY: clone(flags, stack, parent_tid, child_tid, tls). In the
-        // child (rax 0) the kernel has switched to `top`, 16-byte aligned,
-        // so `call` leaves the stack as the ABI wants at `entry`; rbp is
-        // cleared to end backtraces there. `entry` never returns (it execs
-        // or exits), and `ud2` guards against it. The parent gets rax and
-        // finds every other register but rcx and r11 as it was; r12 and r13
-        // carry `arg` and `entry` across the call. The child, sharing this
-        // memory, writes only to its own stack (see the module doc).
+        let args = [flags as usize, top, pidfd as *mut c_int as usize, 0, 0];
+        // SAFETY: clone(flags, stack, parent_tid, child_tid, tls) with the
+        // stack `top` that the caller owns; the child runs `entry`, which
+        // never returns, and shares this memory writing only to its own
+        // stack (see the module doc); `arg` is the plan, alive until the
+        // child execs or exits (CLONE_VFORK keeps init waiting).
         unsafe {
-            core::arch::asm!(
-                "syscall",
-                "test rax, rax",
-                "jnz 2f",
-                "xor ebp, ebp",
-                "mov rdi, r12",
-                "call r13",
-                "ud2",
-                "2:",
-                inlateout("rax") libc::SYS_clone => ret,
-                in("rdi") flags as usize,
-                in("rsi") top,
-                in("rdx") pidfd as *mut c_int,
-                in("r10") 0usize,
-                in("r8") 0usize,
-                in("r12") arg,
-                in("r13") entry,
-                lateout("rcx") _,
-                lateout("r11") _,
-            );
+            crate::raw_syscall::clone_entering(libc::SYS_clone, args, entry as usize, arg as usize)
         }
-        ret
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
