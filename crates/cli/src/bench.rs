@@ -23,7 +23,8 @@
 //!   same rounds with a single worker give the throughput ratio of the pool
 //!   to one container, shown under the table.
 //! - `cold-container`: [`ContainerBuilder::build`] with the defaults, then
-//!   [`Container::destroy`].
+//!   [`Container::destroy`], from one builder made beforehand (as a server
+//!   keeps one: it detects the cgroup layout once).
 //! - `hutch-run`: `hutch run --quiet -- PROGRAM` as a child process, this
 //!   very executable.
 //!
