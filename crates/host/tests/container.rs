@@ -954,13 +954,19 @@ fn the_embedded_init_is_a_static_executable() {
 
 const INIT_OVERRIDE_CHILD: &str = "HUTCH_TEST_INIT_OVERRIDE";
 
+/// Fails a helper test run directly: its parent sets `var` (and the
+/// environment the helper needs).
+fn only_through_the_parent(var: &str) {
+    assert!(
+        std::env::var_os(var).is_some(),
+        "run through its parent test"
+    );
+}
+
 #[test]
 #[ignore = "helper: run by hutch_init_names_another_init_binary with HUTCH_INIT set"]
 fn isolated_hutch_init_override() {
-    assert!(
-        std::env::var_os(INIT_OVERRIDE_CHILD).is_some(),
-        "run through its parent test"
-    );
+    only_through_the_parent(INIT_OVERRIDE_CHILD);
     let err = builder().build().unwrap_err();
     assert!(matches!(err, BuildError::InitBinary(_)), "{err:?}");
     assert!(err.to_string().contains("/no/such/hutch-init"), "{err}");
@@ -986,6 +992,61 @@ fn hutch_init_names_another_init_binary() {
         output.status.success() && stdout.contains("1 passed"),
         "{stdout}"
     );
+}
+
+const BAD_INIT_CHILD: &str = "HUTCH_TEST_BAD_INIT";
+
+#[test]
+#[ignore = "helper: run by a_child_that_cannot_exec_init_fails_the_build_and_leaves_the_host_whole"]
+fn isolated_bad_init() {
+    only_through_the_parent(BAD_INIT_CHILD);
+    // The child that becomes init shares this process's memory until it
+    // execs; here every exec fails, so every child writes its failure and
+    // exits from its own stack. Many times over, from several threads at
+    // once, while this process keeps allocating.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for _ in 0..25 {
+                    let noise: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+                    let err = builder().build().unwrap_err();
+                    match &err {
+                        BuildError::Child { step, source } => {
+                            assert_eq!(*step, "executing init", "{err}");
+                            assert_eq!(source.raw_os_error(), Some(libc::ENOEXEC), "{err}");
+                        }
+                        other => panic!("not a child error: {other:?}"),
+                    }
+                    assert_eq!(noise.len(), 100);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("no builder thread panicked");
+    }
+    let pid = std::process::id();
+    let children: String = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(children.trim(), "", "children left behind");
+}
+
+#[test]
+fn a_child_that_cannot_exec_init_fails_the_build_and_leaves_the_host_whole() {
+    let dir = std::env::temp_dir().join(format!("hutch-bad-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("hutch-init");
+    // Neither ELF nor a script: execveat fails with ENOEXEC.
+    std::fs::write(&bad, "this is not a program\n").unwrap();
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut binary = Command::new(std::env::current_exe().unwrap());
+    binary.env(hutch_host::INIT_OVERRIDE_VAR, &bad);
+    common::run_ignored_test(binary, "isolated_bad_init", BAD_INIT_CHILD);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Makes one SysV object of each kind in a run and checks the next run of
