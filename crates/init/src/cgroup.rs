@@ -5,7 +5,7 @@
 //! and the OOM kills after it.
 
 use alloc::format;
-use alloc::string::{String, ToString};
+
 use alloc::vec::Vec;
 
 use rustix::fd::{AsRawFd, OwnedFd, RawFd};
@@ -18,6 +18,8 @@ use hutch_protocol::{CgroupFile, CgroupFiles, CgroupVersion, Limits};
 pub struct Cgroup {
     version: CgroupVersion,
     procs: Vec<OwnedFd>,
+    /// The same as raw descriptors, for a run's plan.
+    procs_raw: Vec<RawFd>,
     cpu_user: Option<OwnedFd>,
     cpu_system: Option<OwnedFd>,
     cpu_usage: Option<OwnedFd>,
@@ -62,6 +64,7 @@ impl Cgroup {
         let mut cgroup = Cgroup {
             version: files.version,
             procs: Vec::new(),
+            procs_raw: Vec::new(),
             cpu_user: None,
             cpu_system: None,
             cpu_usage: None,
@@ -97,6 +100,7 @@ impl Cgroup {
             };
             *slot = Some(fd);
         }
+        cgroup.procs_raw = cgroup.procs.iter().map(AsRawFd::as_raw_fd).collect();
         cgroup
     }
 
@@ -124,8 +128,8 @@ impl Cgroup {
     }
 
     /// The `cgroup.procs` descriptors a program writes `0` to.
-    pub fn procs(&self) -> Vec<RawFd> {
-        self.procs.iter().map(AsRawFd::as_raw_fd).collect()
+    pub fn procs(&self) -> &[RawFd] {
+        &self.procs_raw
     }
 
     /// The hierarchy version.
@@ -173,7 +177,8 @@ impl Cgroup {
             CgroupVersion::V1 => b"-1",
             CgroupVersion::V2 => b"max",
         };
-        let number = |value: u64| value.to_string().into_bytes();
+        let memory_text = memory.map(Decimal::new);
+        let memory_bytes = memory_text.as_ref().map_or(unlimited, Decimal::as_bytes);
         match self.version {
             CgroupVersion::V1 => {
                 // memsw must stay at least the memory limit: lift it first,
@@ -182,10 +187,10 @@ impl Cgroup {
                     write_at(fd, unlimited)?;
                 }
                 if let Some(fd) = &self.memory_limit {
-                    write_at(fd, &memory.map_or(unlimited.to_vec(), number))?;
+                    write_at(fd, memory_bytes)?;
                 }
-                if let (Some(fd), Some(bytes)) = (&self.swap_limit, memory) {
-                    write_at(fd, &number(bytes))?;
+                if let (Some(fd), Some(bytes)) = (&self.swap_limit, &memory_text) {
+                    write_at(fd, bytes.as_bytes())?;
                 }
             }
             CgroupVersion::V2 => {
@@ -193,13 +198,14 @@ impl Cgroup {
                     write_at(fd, b"0")?;
                 }
                 if let Some(fd) = &self.memory_limit {
-                    write_at(fd, &memory.map_or(unlimited.to_vec(), number))?;
+                    write_at(fd, memory_bytes)?;
                 }
             }
         }
         // `pids.max` says "max" in both versions.
         if let Some(fd) = &self.pids_limit {
-            write_at(fd, &pids.map_or(b"max".to_vec(), |n| number(u64::from(n))))?;
+            let pids_text = pids.map(|n| Decimal::new(u64::from(n)));
+            write_at(fd, pids_text.as_ref().map_or(b"max", Decimal::as_bytes))?;
         }
         self.written = Some((memory, pids));
         Ok(())
@@ -252,10 +258,11 @@ impl Cgroup {
             }
             CgroupVersion::V2 => match &self.cpu_stat {
                 Some(fd) => {
-                    let text = read_text(fd)?;
+                    let mut buf = [0u8; 1024];
+                    let text = read_lines(fd, &mut buf)?;
                     Ok((
-                        keyed(&text, "user_usec").unwrap_or(0) * 1000,
-                        keyed(&text, "system_usec").unwrap_or(0) * 1000,
+                        keyed(text, "user_usec").unwrap_or(0) * 1000,
+                        keyed(text, "system_usec").unwrap_or(0) * 1000,
                     ))
                 }
                 None => Ok((0, 0)),
@@ -265,7 +272,10 @@ impl Cgroup {
 
     fn oom_kills(&self) -> io::Result<u64> {
         match &self.oom_events {
-            Some(fd) => Ok(keyed(&read_text(fd)?, "oom_kill").unwrap_or(0)),
+            Some(fd) => {
+                let mut buf = [0u8; 1024];
+                Ok(keyed(read_lines(fd, &mut buf)?, "oom_kill").unwrap_or(0))
+            }
             None => Ok(0),
         }
     }
@@ -318,32 +328,59 @@ fn read_start(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-fn read_text(fd: &OwnedFd) -> io::Result<String> {
-    let mut buf = [0u8; 1024];
-    let n = read_start(fd, &mut buf)?;
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+/// The whole lines at the start of the file, read into `buf`, as text.
+fn read_lines<'a>(fd: &OwnedFd, buf: &'a mut [u8]) -> io::Result<&'a str> {
+    let n = read_start(fd, buf)?;
+    // A line cut at the end of the buffer has no newline: left out, unless
+    // it is all there is (a number without one).
+    let whole = match buf[..n].iter().rposition(|&b| b == b'\n') {
+        Some(last) => last + 1,
+        None => n,
+    };
+    core::str::from_utf8(&buf[..whole])
+        .map_err(|_| io::Error::Data(format!("not text: {:?}", &buf[..whole])))
 }
 
+/// A number alone in a file (`memory.usage_in_bytes`, `cpuacct.usage`).
 fn read_number(fd: &OwnedFd) -> io::Result<u64> {
-    let text = read_text(fd)?;
+    let mut buf = [0u8; 64];
+    let text = read_lines(fd, &mut buf)?;
     text.trim()
         .parse()
         .map_err(|_| io::Error::Data(format!("not a number: {text:?}")))
 }
 
 /// The value of `key` in a `key value` per line file of up to 4 KiB
-/// (`memory.stat`), read without allocating.
+/// (`memory.stat`).
 fn read_keyed(fd: &OwnedFd, key: &str) -> io::Result<Option<u64>> {
     let mut buf = [0u8; 4096];
-    let n = read_start(fd, &mut buf)?;
-    // A line cut at the end of the buffer has no newline: left out.
-    let whole = buf[..n]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |last| last + 1);
-    let text = core::str::from_utf8(&buf[..whole])
-        .map_err(|_| io::Error::Data("memory.stat is not text".into()))?;
-    Ok(keyed(text, key))
+    Ok(keyed(read_lines(fd, &mut buf)?, key))
+}
+
+/// A number in decimal, formatted without allocating.
+struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    fn new(mut value: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        Self { digits, start }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
 }
 
 /// The value of `key` in a `key value` per line file (`cpu.stat`,
@@ -515,6 +552,8 @@ mod fake_files {
                 ("memory.limit_in_bytes", "9223372036854771712\n"),
                 ("memory.memsw.limit_in_bytes", "9223372036854771712\n"),
                 ("memory.force_empty", ""),
+                ("memory.stat", "cache 0\nrss 0\n"),
+                ("memory.usage_in_bytes", "4096\n"),
                 ("pids.max", "max\n"),
             ],
         );
@@ -528,6 +567,8 @@ mod fake_files {
             ("memory.limit_in_bytes", CgroupFile::MemoryLimit),
             ("memory.memsw.limit_in_bytes", CgroupFile::SwapLimit),
             ("memory.force_empty", CgroupFile::ForceEmpty),
+            ("memory.stat", CgroupFile::MemoryStat),
+            ("memory.usage_in_bytes", CgroupFile::MemoryUsage),
             ("pids.max", CgroupFile::PidsLimit),
         ];
         let files = CgroupFiles {
@@ -547,20 +588,37 @@ mod fake_files {
             read(&dir, "memory.max_usage_in_bytes").starts_with('0'),
             "peak reset"
         );
-        assert!(read(&dir, "memory.limit_in_bytes").starts_with("1073741824"));
-        assert!(read(&dir, "memory.memsw.limit_in_bytes").starts_with("1073741824"));
+        // The limit is raised by what was charged before the run.
+        assert!(read(&dir, "memory.limit_in_bytes").starts_with("1073745920"));
+        assert!(read(&dir, "memory.memsw.limit_in_bytes").starts_with("1073745920"));
         assert!(read(&dir, "pids.max").starts_with("max"));
         std::fs::write(dir.join("cpuacct.usage"), "2000000\n").unwrap();
         std::fs::write(dir.join("cpuacct.usage_user"), "3\n").unwrap();
         std::fs::write(dir.join("cpuacct.usage_sys"), "1\n").unwrap();
-        std::fs::write(dir.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
+        std::fs::write(dir.join("memory.max_usage_in_bytes"), "8192\n").unwrap();
         let measured = cgroup.measure(&base).unwrap();
         assert_eq!(
             measured.user_ns + measured.system_ns,
             2_000_000 - base_total(&base)
         );
         assert!(!measured.oom_killed);
-        assert_eq!(measured.peak_bytes, 4096);
+        assert_eq!(measured.peak_bytes, 4096, "the peak less the usage before");
+        // Every later run: counters, limits (changed, so written) and
+        // usage without a single allocation.
+        let limits = Limits {
+            memory_bytes: Some(256 << 20),
+            processes: Some(64),
+            ..Limits::default()
+        };
+        let (_, allocations) = crate::sys::counting::allocations(|| {
+            let base = cgroup.prepare(&limits).unwrap();
+            cgroup.cpu_total(&base).unwrap();
+            cgroup.measure(&base).unwrap();
+            cgroup.reclaim();
+        });
+        assert_eq!(allocations, 0);
+        assert!(read(&dir, "memory.limit_in_bytes").starts_with("268439552"));
+        assert!(read(&dir, "pids.max").starts_with("64"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -726,3 +726,48 @@ fn raw_result(ret: c_long) -> os::Result<c_long> {
     }
     Ok(ret)
 }
+
+/// Counts the allocations of the calling thread, for the tests that show
+/// a run's work allocates nothing once warmed up.
+#[cfg(test)]
+pub mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    std::thread_local! {
+        static COUNT: Cell<u64> = const { Cell::new(0) };
+    }
+
+    struct Counting;
+
+    // SAFETY: every call is passed on to the system allocator unchanged;
+    // the count is a thread-local cell that needs no allocation.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            COUNT.with(|count| count.set(count.get() + 1));
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.dealloc(block, layout) }
+        }
+
+        unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            COUNT.with(|count| count.set(count.get() + 1));
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.realloc(block, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// `f`'s result and how many allocations (and reallocations) it made.
+    pub fn allocations<R>(f: impl FnOnce() -> R) -> (R, u64) {
+        let before = COUNT.with(Cell::get);
+        let result = f();
+        (result, COUNT.with(Cell::get) - before)
+    }
+}
