@@ -3,6 +3,8 @@
 //!
 //! * [`decode`]: any byte string given to a decoder yields a message or an
 //!   error, never a panic; an error's `Display` text can be produced.
+//! * [`decode_reusing`]: decoding a request into an exec request that
+//!   already holds one gives what decoding afresh gives.
 //! * [`round_trip`]: a frame that decodes re-encodes (into a buffer of
 //!   [`MAX_FRAME_LEN`] bytes, to no more bytes than the frame had), decodes
 //!   again to an equal message, and encodes again to the same bytes.
@@ -15,8 +17,9 @@ use core::fmt::{self, Debug, Display, Write};
 use std::cell::RefCell;
 
 use hutch_protocol::{
-    DecodeError, EncodeError, MAX_FDS_PER_FRAME, MAX_FRAME_LEN, Reply, Request, Validated,
-    ValidationError, decode_reply, decode_request, encode_reply, encode_request,
+    DecodeError, EncodeError, ExecRequest, MAX_FDS_PER_FRAME, MAX_FRAME_LEN, Reply, Request,
+    Validated, ValidationError, decode_reply, decode_request, decode_request_reusing, encode_reply,
+    encode_request,
 };
 
 /// A message type of the protocol, with its codec and validation.
@@ -61,6 +64,34 @@ impl Message for Reply {
 pub fn decode<M: Message>(data: &[u8]) {
     if let Err(error) = M::decode(data) {
         render(&error);
+    }
+}
+
+/// Decodes `data` as a request twice with [`decode_request_reusing`], into
+/// an exec request that first holds a fixed one and then whatever the first
+/// pass left, and checks both agree with [`decode_request`]: the same
+/// request, or the same error.
+pub fn decode_reusing(data: &[u8]) {
+    let fresh = decode_request(data);
+    let mut place = ExecRequest {
+        argv: (0..6).map(|i| "argument ".repeat(i)).collect(),
+        env: vec!["PATH=/usr/bin:/bin".into(), "HOME=/w".into()],
+        fd_map: vec![0, 1, 1],
+        exec_fd: Some(2),
+        cwd: Some("/tmp".into()),
+        sync: true,
+        uid: Some(1000),
+        ..ExecRequest::default()
+    };
+    for _ in 0..2 {
+        match (&fresh, decode_request_reusing(data, &mut place)) {
+            (Ok(Request::Exec(exec)), Ok(None)) => assert_eq!(&place, exec),
+            (Ok(other), Ok(Some(reused))) => assert_eq!(&reused, other),
+            (Err(fresh), Err(reused)) => assert_eq!(&reused, fresh),
+            (fresh, reused) => {
+                panic!("decode_request gave {fresh:?}, decode_request_reusing {reused:?}")
+            }
+        }
     }
 }
 

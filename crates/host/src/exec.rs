@@ -49,15 +49,7 @@ impl<'fd> ExecSpec<'fd> {
             request: Request::Exec(ExecRequest {
                 argv: argv.into_iter().map(Into::into).collect(),
                 env: vec![format!("PATH={DEFAULT_PATH}")],
-                fd_map: Vec::new(),
-                exec_fd: None,
-                cwd: None,
-                rlimits: Vec::new(),
-                seccomp: Vec::new(),
-                limits: Limits::default(),
-                sync: false,
-                uid: None,
-                gid: None,
+                ..ExecRequest::default()
             }),
             fds: Vec::new(),
             program_fds: 0,

@@ -867,22 +867,10 @@ fn recv_raw_reply(c: &Container) -> hutch_host::protocol::Reply {
 
 #[test]
 fn init_answers_an_invalid_request_with_a_structured_error_and_carries_on() {
-    use hutch_host::protocol::{ExecRequest, Limits, Reply, Request, encode_request};
+    use hutch_host::protocol::{ExecRequest, Reply, Request, encode_request};
     let mut c = container();
     // A well-formed frame whose content fails validation: an empty argv.
-    let request = Request::Exec(ExecRequest {
-        argv: Vec::new(),
-        env: Vec::new(),
-        fd_map: Vec::new(),
-        exec_fd: None,
-        cwd: None,
-        rlimits: Vec::new(),
-        seccomp: Vec::new(),
-        limits: Limits::default(),
-        sync: false,
-        uid: None,
-        gid: None,
-    });
+    let request = Request::Exec(ExecRequest::default());
     let mut frame = vec![0u8; 1024];
     let len = encode_request(&request, &mut frame).unwrap();
     send_raw(&c, &frame[..len]);

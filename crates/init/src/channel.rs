@@ -12,7 +12,9 @@ use core::mem::MaybeUninit;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::{IoSlice, IoSliceMut};
 
-use hutch_protocol::{DecodeError, EncodeError, MAX_FDS_PER_FRAME, MAX_FRAME_LEN, Reply, Request};
+use hutch_protocol::{
+    DecodeError, EncodeError, ExecRequest, MAX_FDS_PER_FRAME, MAX_FRAME_LEN, Reply, Request,
+};
 use rustix::io::Errno;
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
@@ -113,6 +115,18 @@ impl Channel {
     pub fn recv_request(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Request, ChannelError> {
         let len = recv_frame(self.socket.as_fd(), &mut self.buf, fds)?;
         hutch_protocol::decode_request(&self.buf[..len]).map_err(ChannelError::Decode)
+    }
+
+    /// Receives one request and the descriptors that came with it; an exec
+    /// request is decoded into `exec` (`Ok(None)`), reusing its buffers.
+    #[allow(dead_code)]
+    pub fn recv_request_reusing(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+        exec: &mut ExecRequest,
+    ) -> Result<Option<Request>, ChannelError> {
+        let len = recv_frame(self.socket.as_fd(), &mut self.buf, fds)?;
+        hutch_protocol::decode_request_reusing(&self.buf[..len], exec).map_err(ChannelError::Decode)
     }
 
     /// Receives one reply and the descriptors that came with it.

@@ -249,10 +249,13 @@ fn run_init_command(argv: &[String]) -> Result<(), Failure> {
             "cannot run the init command",
         )
     };
-    let program = crate::exec::lookup(&argv[0], hutch_protocol::DEFAULT_PATH)
-        .ok_or_else(|| cannot(rustix::io::Errno::NOENT.into()))?;
+    let mut program = Vec::new();
+    if !crate::exec::lookup_into(&argv[0], hutch_protocol::DEFAULT_PATH, &mut program) {
+        return Err(cannot(rustix::io::Errno::NOENT.into()));
+    }
     let cstr = |s: &str| CString::new(s).map_err(|_| cannot(rustix::io::Errno::INVAL.into()));
-    let path = cstr(&program)?;
+    let path = core::ffi::CStr::from_bytes_with_nul(&program)
+        .map_err(|_| cannot(rustix::io::Errno::INVAL.into()))?;
     let args = argv
         .iter()
         .map(|a| cstr(a))
@@ -272,7 +275,7 @@ fn run_init_command(argv: &[String]) -> Result<(), Failure> {
         cgroup_procs: &[],
         fds: &[null_raw, null_raw, null_raw],
         exec_fd: -1,
-        path: &path,
+        path,
         argv: &arg_ptrs,
         envp: &env_ptrs,
         cwd: c".",

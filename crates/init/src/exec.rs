@@ -4,8 +4,8 @@ use alloc::borrow::ToOwned;
 use alloc::ffi::CString;
 use alloc::format;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
+use core::ffi::CStr;
 use core::ffi::{c_char, c_int};
 use core::time::Duration;
 
@@ -73,6 +73,127 @@ pub struct Defaults<'a> {
     pub scratch: &'a [String],
     /// The stack a child runs on until it execs.
     pub stack: &'a mut [u8],
+    /// What a run's preparation fills, kept from run to run.
+    pub buffers: &'a mut RunBuffers,
+}
+
+/// The program's path, arguments, environment, directory, limits, filter
+/// and descriptors as its child needs them, in buffers reused from run to
+/// run: once they have grown to a run's size, preparing another run of
+/// that size allocates nothing.
+#[derive(Default)]
+pub struct RunBuffers {
+    /// The resolved program path, NUL-terminated (just the NUL with
+    /// `exec_fd`).
+    path: Vec<u8>,
+    /// The arguments, the environment and the directory, each
+    /// NUL-terminated, end to end.
+    strings: Vec<u8>,
+    /// Pointers into `strings`: the arguments, null, the environment, null.
+    pointers: Vec<*const c_char>,
+    /// Where the environment's pointers start in `pointers`.
+    envp_at: usize,
+    /// Where the directory starts in `strings`.
+    cwd_at: usize,
+    rlimits: Vec<(c_int, u64, u64)>,
+    seccomp: Vec<libc::sock_filter>,
+    fds: Vec<c_int>,
+    /// Files over the output limit before the run: (device, inode, size).
+    big: Vec<(u64, u64, u64)>,
+    /// Directories still to walk when looking for them.
+    dirs: Vec<OwnedFd>,
+}
+
+impl RunBuffers {
+    /// Prepares `request`'s run (program looked up through its `PATH`).
+    fn fill(
+        &mut self,
+        request: &ExecRequest,
+        fds: &[OwnedFd],
+        workdir: &str,
+        cgroup_watches_cpu: bool,
+    ) -> Result<(), ExecFailure> {
+        self.path.clear();
+        if request.exec_fd.is_none() {
+            let env_path = request
+                .env
+                .iter()
+                .find_map(|entry| entry.strip_prefix("PATH="))
+                .unwrap_or(hutch_protocol::DEFAULT_PATH);
+            if !lookup_into(&request.argv[0], env_path, &mut self.path) {
+                return Err(runner(
+                    Stage::Execve,
+                    libc::ENOENT,
+                    Some(&request.argv[0]),
+                    format!(
+                        "program {:?} not found in PATH {env_path:?}",
+                        request.argv[0]
+                    ),
+                ));
+            }
+        } else {
+            self.path.push(0);
+        }
+        // Validation guarantees no string holds a NUL.
+        self.strings.clear();
+        for text in request.argv.iter().chain(&request.env) {
+            self.strings.extend_from_slice(text.as_bytes());
+            self.strings.push(0);
+        }
+        self.cwd_at = self.strings.len();
+        let cwd = request.cwd.as_deref().unwrap_or(workdir);
+        self.strings.extend_from_slice(cwd.as_bytes());
+        self.strings.push(0);
+        self.pointers.clear();
+        let mut at = 0;
+        for (index, text) in request.argv.iter().chain(&request.env).enumerate() {
+            if index == request.argv.len() {
+                self.pointers.push(core::ptr::null());
+                self.envp_at = self.pointers.len();
+            }
+            self.pointers.push(self.strings[at..].as_ptr().cast());
+            at += text.len() + 1;
+        }
+        if request.env.is_empty() {
+            self.pointers.push(core::ptr::null());
+            self.envp_at = self.pointers.len();
+        }
+        self.pointers.push(core::ptr::null());
+        rlimits(request, cgroup_watches_cpu, &mut self.rlimits);
+        self.seccomp.clear();
+        self.seccomp
+            .extend(request.seccomp.iter().map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            }));
+        self.fds.clear();
+        self.fds.extend(
+            request
+                .fd_map
+                .iter()
+                .map(|&index| sys::raw(&fds[index as usize])),
+        );
+        Ok(())
+    }
+
+    fn path(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.path).expect("the path ends in its only NUL")
+    }
+
+    fn argv(&self) -> &[*const c_char] {
+        &self.pointers[..self.envp_at]
+    }
+
+    fn envp(&self) -> &[*const c_char] {
+        &self.pointers[self.envp_at..]
+    }
+
+    fn cwd(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.strings[self.cwd_at..])
+            .expect("the directory ends in its only NUL")
+    }
 }
 
 /// Runs `request` with the descriptors `fds` that came with it; talks to the
@@ -83,49 +204,8 @@ pub fn run(
     defaults: &mut Defaults<'_>,
     channel: &mut Channel,
 ) -> Result<ExecResult, ExecFailure> {
-    let env_path = request
-        .env
-        .iter()
-        .find_map(|entry| entry.strip_prefix("PATH="))
-        .unwrap_or(hutch_protocol::DEFAULT_PATH);
-    let program = if request.exec_fd.is_some() {
-        String::new()
-    } else {
-        lookup(&request.argv[0], env_path).ok_or_else(|| {
-            runner(
-                Stage::Execve,
-                libc::ENOENT,
-                Some(&request.argv[0]),
-                format!(
-                    "program {:?} not found in PATH {env_path:?}",
-                    request.argv[0]
-                ),
-            )
-        })?
-    };
-    let cstr = |s: &str| CString::new(s).expect("validated strings hold no NUL");
-    let path = cstr(&program);
-    let argv: Vec<CString> = request.argv.iter().map(|a| cstr(a)).collect();
-    let envp: Vec<CString> = request.env.iter().map(|e| cstr(e)).collect();
-    let argv_ptrs = null_terminated(&argv);
-    let envp_ptrs = null_terminated(&envp);
-    let cwd = cstr(request.cwd.as_deref().unwrap_or(defaults.workdir));
-    let rlimits = rlimits(request, defaults.cgroup.is_some());
-    let seccomp: Vec<libc::sock_filter> = request
-        .seccomp
-        .iter()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    let raw_fds: Vec<c_int> = request
-        .fd_map
-        .iter()
-        .map(|&index| sys::raw(&fds[index as usize]))
-        .collect();
+    let buffers = &mut *defaults.buffers;
+    buffers.fill(request, fds, defaults.workdir, defaults.cgroup.is_some())?;
     let (err_read, err_write) = sys::pipe().map_err(|e| os(Stage::Spawn, e, "error pipe"))?;
     let sync = if request.sync {
         Some(sys::pipe().map_err(|e| os(Stage::Spawn, e, "sync pipe"))?)
@@ -145,25 +225,30 @@ pub fn run(
         .as_deref()
         .map(Cgroup::procs)
         .unwrap_or_default();
+    if let Some(limit) = request.limits.output_bytes {
+        let buffers = &mut *defaults.buffers;
+        buffers.big.clear();
+        let big = &mut buffers.big;
+        files_over_limit(fds, defaults.scratch, limit, &mut buffers.dirs, |file| {
+            big.push(file)
+        });
+    }
+    let buffers = &*defaults.buffers;
     let plan = Plan {
-        cgroup_procs: &cgroup_procs,
-        fds: &raw_fds,
+        cgroup_procs,
+        fds: &buffers.fds,
         exec_fd: request.exec_fd.map_or(-1, |i| sys::raw(&fds[i as usize])),
-        path: &path,
-        argv: &argv_ptrs,
-        envp: &envp_ptrs,
-        cwd: &cwd,
-        rlimits: &rlimits,
+        path: buffers.path(),
+        argv: buffers.argv(),
+        envp: buffers.envp(),
+        cwd: buffers.cwd(),
+        rlimits: &buffers.rlimits,
         new_ipc: !defaults.ipc_swept,
         uid: request.uid.unwrap_or(defaults.uid),
         gid: request.gid.unwrap_or(defaults.gid),
-        seccomp: &seccomp,
+        seccomp: &buffers.seccomp,
         err_pipe: sys::raw(&err_write),
         sync_pipe: sync.as_ref().map_or(-1, |(r, _)| sys::raw(r)),
-    };
-    let big_before = match request.limits.output_bytes {
-        Some(limit) => files_over_limit(fds, defaults.scratch, limit),
-        None => Vec::new(),
     };
     let child = if request.sync {
         sys::spawn(&plan)
@@ -275,12 +360,12 @@ pub fn run(
         // `RLIMIT_FSIZE` is one byte above the limit: a file the run wrote
         // past the limit shows it, even when the writer ignored SIGXFSZ or a
         // shell reaped it.
-        if !usage.file_size_signal
-            && files_over_limit(fds, defaults.scratch, limit)
-                .iter()
-                .any(|file| !big_before.contains(file))
-        {
-            usage.file_size_signal = true;
+        if !usage.file_size_signal {
+            let buffers = &mut *defaults.buffers;
+            let before = &buffers.big;
+            files_over_limit(fds, defaults.scratch, limit, &mut buffers.dirs, |file| {
+                usage.file_size_signal |= !before.contains(&file);
+            });
         }
     }
     let mut result = judge(ending, status, &usage, wall, &request.limits, oom_killed);
@@ -293,13 +378,18 @@ pub fn run(
 /// Taken before and after a run: a file that is new in the list, or grew,
 /// was written past the limit by the run (`RLIMIT_FSIZE`, one byte above
 /// the limit, stops it there), even if the writer ignored `SIGXFSZ`.
-fn files_over_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> Vec<(u64, u64, u64)> {
-    let mut found = Vec::new();
+fn files_over_limit(
+    fds: &[OwnedFd],
+    scratch: &[String],
+    limit: u64,
+    dirs: &mut Vec<OwnedFd>,
+    mut found: impl FnMut((u64, u64, u64)),
+) {
     let mut note = |st: &rustix::fs::Stat| {
         if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
             && st.st_size as u64 > limit
         {
-            found.push((st.st_dev, st.st_ino, st.st_size as u64));
+            found((st.st_dev, st.st_ino, st.st_size as u64));
         }
     };
     for fd in fds {
@@ -310,25 +400,9 @@ fn files_over_limit(fds: &[OwnedFd], scratch: &[String], limit: u64) -> Vec<(u64
         }
     }
     // The tmpfs mounts hold a bounded number of inodes; walk them.
-    let mut pending: Vec<String> = scratch.to_vec();
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = os::list_dir(&dir) else {
-            continue;
-        };
-        for (name, kind) in entries {
-            let path = os::join(&dir, &name);
-            match kind {
-                rustix::fs::FileType::Directory => pending.push(path),
-                rustix::fs::FileType::RegularFile => {
-                    if let Ok(st) = rustix::fs::lstat(path.as_str()) {
-                        note(&st);
-                    }
-                }
-                _ => {}
-            }
-        }
+    for root in scratch {
+        os::each_file_under(root, dirs, &mut note);
     }
-    found
 }
 
 fn os(stage: Stage, err: os::Error, what: &str) -> ExecFailure {
@@ -595,8 +669,9 @@ fn judge(
 /// Resource limits for the child: the request's, plus the ones its limits
 /// imply (CPU seconds as a backstop, file size for the output limit) and
 /// core dumps off.
-fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool) -> Vec<(c_int, u64, u64)> {
-    let mut out: Vec<(c_int, u64, u64)> = vec![(libc::RLIMIT_CORE as c_int, 0, 0)];
+fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool, out: &mut Vec<(c_int, u64, u64)>) {
+    out.clear();
+    out.push((libc::RLIMIT_CORE as c_int, 0, 0));
     // The stack may grow as far as the memory limit allows.
     if let Some(memory) = request.limits.memory_bytes {
         out.push((libc::RLIMIT_STACK as c_int, memory, memory));
@@ -620,7 +695,6 @@ fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool) -> Vec<(c_int, u64, 
         out.push((resource, limit.soft, limit.hard));
     }
     out.truncate(sys::MAX_RLIMITS);
-    out
 }
 
 fn resource(resource: Resource) -> c_int {
@@ -646,14 +720,28 @@ fn resource(resource: Resource) -> c_int {
 
 /// Finds `name` through `path` as `execvp` would: names with a `/` are
 /// taken as they are; otherwise the first executable regular file wins.
-pub fn lookup(name: &str, path: &str) -> Option<String> {
+/// Leaves it NUL-terminated in `out` and says whether there was one.
+pub fn lookup_into(name: &str, path: &str, out: &mut Vec<u8>) -> bool {
+    out.clear();
     if name.contains('/') {
-        return Some(name.to_owned());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        return true;
     }
-    path.split(':')
-        .filter(|dir| !dir.is_empty())
-        .map(|dir| os::join(dir, name))
-        .find(|candidate| os::is_executable(candidate))
+    for dir in path.split(':').filter(|dir| !dir.is_empty()) {
+        out.clear();
+        out.extend_from_slice(dir.as_bytes());
+        if !dir.ends_with('/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        if CStr::from_bytes_with_nul(out).is_ok_and(os::is_executable) {
+            return true;
+        }
+    }
+    out.clear();
+    false
 }
 
 /// Pointers to `strings`, then a null pointer, for `execve`.
@@ -696,5 +784,97 @@ pub fn describe_status(status: c_int) -> String {
         format!("exit status: {}", libc::WEXITSTATUS(status))
     } else {
         format!("signal: {}", libc::WTERMSIG(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hutch_protocol::{BpfInstruction, Rlimit};
+
+    fn exec_frame(argv0: &str) -> Vec<u8> {
+        let request = Request::Exec(ExecRequest {
+            argv: vec![argv0.into(), "-x".into(), "an argument".into()],
+            env: vec!["PATH=/usr/bin:/bin".into(), "LANG=C".into()],
+            fd_map: vec![0, 0, 1],
+            rlimits: vec![Rlimit {
+                resource: Resource::Nofile,
+                soft: 64,
+                hard: 64,
+            }],
+            seccomp: vec![
+                BpfInstruction {
+                    code: 6,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x7fff_0000,
+                };
+                4
+            ],
+            limits: Limits {
+                cpu_time_ns: Some(1_000_000_000),
+                memory_bytes: Some(64 << 20),
+                output_bytes: Some(1 << 20),
+                ..Limits::default()
+            },
+            ..ExecRequest::default()
+        });
+        let mut buf = vec![0u8; hutch_protocol::MAX_FRAME_LEN];
+        let len = hutch_protocol::encode_request(&request, &mut buf).unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    #[test]
+    fn a_warm_exec_is_decoded_and_prepared_without_allocating() {
+        let fds: Vec<OwnedFd> = (0..2)
+            .map(|_| rustix::fs::memfd_create("fd", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
+            .collect();
+        // Looked up through PATH, and given with a path.
+        for argv0 in ["true", "/bin/true"] {
+            let frame = exec_frame(argv0);
+            let mut exec = ExecRequest::default();
+            let mut buffers = RunBuffers::default();
+            let prepare = |exec: &mut ExecRequest, buffers: &mut RunBuffers| {
+                assert!(
+                    hutch_protocol::decode_request_reusing(&frame, exec)
+                        .unwrap()
+                        .is_none()
+                );
+                exec.check(fds.len()).unwrap();
+                assert!(buffers.fill(exec, &fds, "/w", true).is_ok());
+            };
+            prepare(&mut exec, &mut buffers);
+            let ((), allocations) =
+                crate::sys::counting::allocations(|| prepare(&mut exec, &mut buffers));
+            assert_eq!(allocations, 0, "{argv0}");
+            // What the child gets.
+            assert!(buffers.path().to_str().unwrap().ends_with("/true"));
+            // Each pointer is the start of its string in the buffer.
+            let text = [argv0, "-x", "an argument", "PATH=/usr/bin:/bin", "LANG=C"];
+            let mut starts = Vec::new();
+            let mut at = 0;
+            for piece in text {
+                starts.push(buffers.strings[at..].as_ptr().cast::<c_char>());
+                at += piece.len() + 1;
+            }
+            let joined: Vec<u8> = text
+                .iter()
+                .chain(&["/w"])
+                .flat_map(|piece| piece.bytes().chain([0]))
+                .collect();
+            assert_eq!(buffers.strings, joined);
+            let null = core::ptr::null::<c_char>();
+            assert_eq!(buffers.argv(), [starts[0], starts[1], starts[2], null]);
+            assert_eq!(buffers.envp(), [starts[3], starts[4], null]);
+            assert_eq!(buffers.cwd(), c"/w");
+            assert_eq!(buffers.fds.len(), 3);
+            assert_eq!(buffers.seccomp.len(), 4);
+            assert!(
+                buffers
+                    .rlimits
+                    .contains(&(libc::RLIMIT_NOFILE as c_int, 64, 64))
+            );
+        }
     }
 }

@@ -102,7 +102,10 @@ impl Ipc {
         )
         .map_err(list)?;
         let mut removed = 0;
-        for entry in rustix::fs::Dir::new(dir).map_err(list)? {
+        // Read through a buffer on the stack: a sweep allocates nothing.
+        let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+        while let Some(entry) = entries.next() {
             let entry = entry.map_err(list)?;
             let name = entry.file_name();
             if name == c"." || name == c".." {

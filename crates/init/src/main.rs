@@ -38,7 +38,8 @@ use alloc::vec::Vec;
 use rustix::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use hutch_protocol::{
-    Batch, ErrorReply, HelloReply, ItemOutcome, PROTOCOL_VERSION, Reply, Request, Stage,
+    Batch, ErrorReply, ExecRequest, HelloReply, ItemOutcome, PROTOCOL_VERSION, Reply, Request,
+    Stage,
 };
 
 use channel::{Channel, ChannelError};
@@ -74,6 +75,8 @@ fn main() {
         channel: Channel::new(socket),
         state: State::Fresh,
         stack: vec![0; sys::CHILD_STACK_LEN],
+        buffers: exec::RunBuffers::default(),
+        exec: ExecRequest::default(),
         // Without a mount namespace of its own init cannot mount the
         // message queue file system it sweeps through; each run then gets
         // a fresh IPC namespace instead.
@@ -111,6 +114,10 @@ struct Init {
     state: State,
     /// The stack programs' processes run on between clone and exec.
     stack: Vec<u8>,
+    /// What each run's preparation fills, reused.
+    buffers: exec::RunBuffers,
+    /// Every exec request is decoded into this one, reusing its buffers.
+    exec: ExecRequest,
     /// The IPC namespace programs run in, swept after every run; `None`
     /// when every run gets a fresh one instead.
     ipc: Option<ipc::Ipc>,
@@ -135,8 +142,21 @@ impl Init {
     fn serve(&mut self) -> Result<(), ChannelError> {
         let mut fds: Vec<OwnedFd> = Vec::new();
         loop {
-            let request = match self.channel.recv_request(&mut fds) {
-                Ok(request) => request,
+            // An exec is decoded into `self.exec`, reusing its buffers.
+            let request = match self.channel.recv_request_reusing(&mut fds, &mut self.exec) {
+                Ok(Some(request)) => request,
+                Ok(None) => {
+                    match self.exec.check(fds.len()) {
+                        Ok(()) => self.handle_exec(&fds)?,
+                        Err(err) => {
+                            fds.clear();
+                            self.channel
+                                .send_reply(&error(Stage::Validate, 0, err.to_string()), &[])?;
+                        }
+                    }
+                    fds.clear();
+                    continue;
+                }
                 Err(ChannelError::Closed) => return Ok(()),
                 Err(err) => {
                     let reply = error(Stage::Protocol, 0, report(&err));
@@ -164,22 +184,6 @@ impl Init {
             (&self.state, &request, &self.setup_error)
         {
             return self.channel.send_reply(&Reply::Error(error.clone()), &[]);
-        }
-        // The sweep after the last run failed: no run starts before a retry
-        // succeeds.
-        if let (Request::Exec(_), true) = (&request, self.ipc_dirty) {
-            if let Err(reason) = sweep_ipc(self.ipc.as_ref()) {
-                let result = exec::not_started_with(ErrorReply {
-                    stage: Stage::Spawn,
-                    errno: 0,
-                    path: None,
-                    message: format!(
-                        "the IPC objects an earlier run left cannot be removed: {reason}"
-                    ),
-                });
-                return self.channel.send_reply(&Reply::Finished(result), &[]);
-            }
-            self.ipc_dirty = false;
         }
         let reply = match (&mut self.state, request) {
             (_, Request::Ping) => Reply::Pong,
@@ -258,29 +262,6 @@ impl Init {
                 ready.cgroup = Some(cgroup::Cgroup::new(&files, core::mem::take(fds)));
                 Reply::Ack
             }
-            (State::Ready(ready), Request::Exec(request)) => {
-                let mut defaults = exec::Defaults {
-                    cgroup: ready.cgroup.as_mut(),
-                    ipc_swept: self.ipc.is_some(),
-                    workdir: &ready.workdir,
-                    uid: ready.uid,
-                    gid: ready.gid,
-                    scratch: &ready.scratch.paths,
-                    stack: &mut self.stack,
-                };
-                let outcome = exec::run(&request, fds, &mut defaults, &mut self.channel);
-                // Nothing of the run may reach the next one; a failed sweep
-                // is retried before the next run, which waits for it.
-                self.ipc_dirty = sweep_ipc(self.ipc.as_ref()).is_err();
-                match outcome {
-                    Ok(result) => Reply::Finished(result),
-                    // It never started: a verdict, and the container stays usable.
-                    Err(exec::ExecFailure::Runner(error)) => {
-                        Reply::Finished(exec::not_started_with(error))
-                    }
-                    Err(exec::ExecFailure::Channel(err)) => return Err(err),
-                }
-            }
             // Nothing runs between requests: a kill that raced with the end
             // of a run has nothing to do, and gets no reply.
             (_, Request::Kill) => return Ok(()),
@@ -289,6 +270,57 @@ impl Init {
                 0,
                 format!("unexpected {} request in this state", request.kind()),
             ),
+        };
+        self.channel.send_reply(&reply, &[])
+    }
+
+    /// Runs the validated exec request in `self.exec`, which came with
+    /// `fds`, and replies. Allocates nothing once the buffers have grown to
+    /// the size of the runs.
+    fn handle_exec(&mut self, fds: &[OwnedFd]) -> Result<(), ChannelError> {
+        let State::Ready(ready) = &mut self.state else {
+            let reply = error(
+                Stage::State,
+                0,
+                "unexpected exec request in this state".into(),
+            );
+            return self.channel.send_reply(&reply, &[]);
+        };
+        // The sweep after the last run failed: no run starts before a retry
+        // succeeds.
+        if self.ipc_dirty {
+            if let Err(reason) = sweep_ipc(self.ipc.as_ref()) {
+                let result = exec::not_started_with(ErrorReply {
+                    stage: Stage::Spawn,
+                    errno: 0,
+                    path: None,
+                    message: format!(
+                        "the IPC objects an earlier run left cannot be removed: {reason}"
+                    ),
+                });
+                return self.channel.send_reply(&Reply::Finished(result), &[]);
+            }
+            self.ipc_dirty = false;
+        }
+        let mut defaults = exec::Defaults {
+            cgroup: ready.cgroup.as_mut(),
+            ipc_swept: self.ipc.is_some(),
+            workdir: &ready.workdir,
+            uid: ready.uid,
+            gid: ready.gid,
+            scratch: &ready.scratch.paths,
+            stack: &mut self.stack,
+            buffers: &mut self.buffers,
+        };
+        let outcome = exec::run(&self.exec, fds, &mut defaults, &mut self.channel);
+        // Nothing of the run may reach the next one; a failed sweep is
+        // retried before the next run, which waits for it.
+        self.ipc_dirty = sweep_ipc(self.ipc.as_ref()).is_err();
+        let reply = match outcome {
+            Ok(result) => Reply::Finished(result),
+            // It never started: a verdict, and the container stays usable.
+            Err(exec::ExecFailure::Runner(error)) => Reply::Finished(exec::not_started_with(error)),
+            Err(exec::ExecFailure::Channel(err)) => return Err(err),
         };
         self.channel.send_reply(&reply, &[])
     }

@@ -3,7 +3,6 @@
 //! text, a monotonic clock, and the few path and directory operations its
 //! requests use.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -167,15 +166,6 @@ pub fn parent(path: &str) -> Option<&str> {
     })
 }
 
-/// `dir/name`.
-pub fn join(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
 /// Creates `path` and its missing ancestors (mode 0777 less the umask).
 pub fn create_dir_all(path: &str) -> Result<()> {
     if path.is_empty() {
@@ -207,14 +197,14 @@ pub fn file_type(path: &str) -> Result<FileType> {
 }
 
 /// Whether `path` is a regular file someone may execute.
-pub fn is_executable(path: &str) -> bool {
+pub fn is_executable<P: rustix::path::Arg>(path: P) -> bool {
     rustix::fs::stat(path).is_ok_and(|st| {
         FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_mode & 0o111 != 0
     })
 }
 
 /// Opens a directory for listing, without following a final symbolic link.
-fn open_dir(at: impl AsFd, path: &str) -> Result<OwnedFd> {
+fn open_dir<P: rustix::path::Arg>(at: impl AsFd, path: P) -> Result<OwnedFd> {
     Ok(rustix::fs::openat(
         at,
         path,
@@ -223,25 +213,53 @@ fn open_dir(at: impl AsFd, path: &str) -> Result<OwnedFd> {
     )?)
 }
 
-/// The entries of the directory `path` (without `.` and `..`): names and
-/// types.
-pub fn list_dir(path: &str) -> Result<Vec<(String, FileType)>> {
-    let dir = open_dir(CWD, path)?;
-    let mut entries = Vec::new();
-    for entry in Dir::new(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
+/// Calls `f` with the status of every regular file under the directory
+/// `root`, however deep, never through a symbolic link; what cannot be
+/// opened or inspected is skipped. Reads directories into a buffer on the
+/// stack and keeps the descriptors still to visit in `pending` (emptied
+/// when done): with its capacity grown, a walk allocates nothing.
+pub fn each_file_under(
+    root: &str,
+    pending: &mut Vec<OwnedFd>,
+    mut f: impl FnMut(&rustix::fs::Stat),
+) {
+    pending.clear();
+    let Ok(fd) = open_dir(CWD, root) else {
+        return;
+    };
+    pending.push(fd);
+    let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 4096];
+    while let Some(dir) = pending.pop() {
+        let mut entries = rustix::fs::RawDir::new(&dir, &mut buf);
+        while let Some(Ok(entry)) = entries.next() {
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Unknown => {
+                    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) => FileType::from_raw_mode(st.st_mode),
+                        Err(_) => continue,
+                    }
+                }
+                kind => kind,
+            };
+            match kind {
+                FileType::Directory => {
+                    if let Ok(sub) = open_dir(&dir, name) {
+                        pending.push(sub);
+                    }
+                }
+                FileType::RegularFile => {
+                    if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        f(&st);
+                    }
+                }
+                _ => {}
+            }
         }
-        let name = String::from_utf8_lossy(name).into_owned();
-        let kind = match entry.file_type() {
-            FileType::Unknown => file_type(&join(path, &name))?,
-            kind => kind,
-        };
-        entries.push((name, kind));
     }
-    Ok(entries)
 }
 
 /// Removes everything inside the directory `path`, however deep, keeping
@@ -335,10 +353,21 @@ mod tests {
         assert!(std::path::Path::new("/etc/passwd").exists());
         create_dir_all(&format!("{text}/x/y/z")).unwrap();
         assert!(root.join("x/y/z").is_dir());
-        assert_eq!(
-            list_dir(text).unwrap(),
-            [("x".to_owned(), FileType::Directory)]
-        );
+        std::fs::write(root.join("x/y/z/deep"), "12345").unwrap();
+        std::fs::write(root.join("top"), "1").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("x/link")).unwrap();
+        let mut pending = Vec::new();
+        let mut sizes = Vec::new();
+        each_file_under(text, &mut pending, |st| sizes.push(st.st_size));
+        sizes.sort();
+        assert_eq!(sizes, [1, 5], "two regular files, the link not followed");
+        // A second walk with the grown buffers allocates nothing.
+        let (_, allocations) = crate::sys::counting::allocations(|| {
+            let mut count = 0;
+            each_file_under(text, &mut pending, |_| count += 1);
+            assert_eq!(count, 2);
+        });
+        assert_eq!(allocations, 0);
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -7,9 +7,9 @@
 //! 4       n     postcard encoding of one Request or Reply, nothing after it
 //! ```
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{Reply, Request};
+use crate::{ExecRequest, Reply, Request};
 
 /// The two bytes every frame starts with: `HT`.
 pub const MAGIC: [u8; 2] = *b"HT";
@@ -144,7 +144,51 @@ fn encode<T: Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, EncodeError>
     }
 }
 
-fn decode<T: DeserializeOwned>(frame: &[u8], message: &'static str) -> Result<T, DecodeError> {
+/// The tag of [`Request::Exec`], in the one byte its varint takes.
+const EXEC_TAG: u8 = 7;
+
+/// Decodes one request frame as [`decode_request`] does, except that an
+/// `Exec` request is decoded into `exec`, reusing the vectors and strings
+/// it already holds: `Ok(None)` then means `exec` holds the request; any
+/// other request comes back as `Ok(Some(request))`.
+///
+/// A receiver that keeps one `ExecRequest` for all its execs decodes the
+/// usual exec without allocating once those buffers have grown to the
+/// requests' size (a `cwd` is the exception: an `Option` is always
+/// decoded afresh). After an error `exec` holds a partly decoded request;
+/// the next call overwrites all of it. As with `decode_request`, call
+/// [`ExecRequest::check`] before acting on the result.
+pub fn decode_request_reusing(
+    frame: &[u8],
+    exec: &mut ExecRequest,
+) -> Result<Option<Request>, DecodeError> {
+    let body = body(frame)?;
+    let Some((&EXEC_TAG, fields)) = body.split_first() else {
+        return decode(frame, "request").map(Some);
+    };
+    let mut deserializer = postcard::Deserializer::from_bytes(fields);
+    ExecRequest::deserialize_in_place(&mut deserializer, exec).map_err(|reason| {
+        DecodeError::Body {
+            message: "request",
+            reason,
+        }
+    })?;
+    match deserializer.finalize() {
+        Ok([]) => Ok(None),
+        Ok(rest) => Err(DecodeError::TrailingBytes {
+            message: "request",
+            end: frame.len() - rest.len(),
+            trailing: rest.len(),
+        }),
+        Err(reason) => Err(DecodeError::Body {
+            message: "request",
+            reason,
+        }),
+    }
+}
+
+/// The body of a frame whose size and header are right.
+fn body(frame: &[u8]) -> Result<&[u8], DecodeError> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(DecodeError::Oversized { len: frame.len() });
     }
@@ -162,6 +206,11 @@ fn decode<T: DeserializeOwned>(frame: &[u8], message: &'static str) -> Result<T,
             expected: PROTOCOL_VERSION,
         });
     }
+    Ok(body)
+}
+
+fn decode<T: DeserializeOwned>(frame: &[u8], message: &'static str) -> Result<T, DecodeError> {
+    let body = body(frame)?;
     match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(DecodeError::TrailingBytes {

@@ -50,7 +50,8 @@ mod validate;
 
 pub use frame::{
     DecodeError, EncodeError, HEADER_LEN, MAGIC, MAX_FDS_PER_FRAME, MAX_FRAME_LEN,
-    PROTOCOL_VERSION, decode_reply, decode_request, encode_reply, encode_request,
+    PROTOCOL_VERSION, decode_reply, decode_request, decode_request_reusing, encode_reply,
+    encode_request,
 };
 pub use reply::{
     Accounting, Batch, ErrorReply, ExecResult, HelloReply, ItemError, ItemOutcome, Reply, Stage,

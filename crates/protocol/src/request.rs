@@ -297,7 +297,11 @@ pub struct SymlinkItem {
 }
 
 /// Everything init needs to run one program.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The default is the empty request: no arguments (so it fails
+/// validation), no limits; a place to decode into
+/// ([`decode_request_reusing`](crate::decode_request_reusing)) or to fill.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ExecRequest {
     /// Arguments; `argv[0]` is looked up through the environment's `PATH`

@@ -9,7 +9,7 @@ use crate::{
     Accounting, Batch, BpfInstruction, DecodeError, ErrorReply, ExecRequest, ExecResult, ItemError,
     ItemOutcome, Limits, MAX_FRAME_LEN, MAX_PROCESSES, MAX_TIME_NS, MIN_MEMORY_BYTES, Reply,
     Request, Resource, Rlimit, Stage, Status, Termination, decode_reply, decode_request,
-    encode_reply, encode_request,
+    decode_request_reusing, encode_reply, encode_request,
 };
 use proptest::{collection::vec as vec_of, option, prelude::*, sample::Index};
 
@@ -268,6 +268,30 @@ proptest! {
             decode_request(&frame),
             Err(DecodeError::TrailingBytes { message: "request", end, trailing: extra.len() })
         );
+    }
+
+    #[test]
+    fn decoding_into_an_earlier_exec_gives_what_decoding_afresh_gives(
+        earlier: ExecRequest,
+        request: Request,
+        cut: Index,
+        extra in vec_of(any::<u8>(), 0..4),
+    ) {
+        // Whole frames, cut ones and padded ones: the same verdict, and the
+        // same request, whatever `place` held before.
+        let whole = request_frame(&request);
+        let cut_frame = whole[..cut.index(whole.len())].to_vec();
+        let mut padded = whole.clone();
+        padded.extend_from_slice(&extra);
+        for frame in [whole, cut_frame, padded] {
+            let mut place = earlier.clone();
+            match (decode_request(&frame), decode_request_reusing(&frame, &mut place)) {
+                (Ok(Request::Exec(exec)), Ok(None)) => prop_assert_eq!(place, exec),
+                (Ok(other), Ok(Some(reused))) => prop_assert_eq!(reused, other),
+                (Err(fresh), Err(reused)) => prop_assert_eq!(reused, fresh),
+                (fresh, reused) => prop_assert!(false, "{fresh:?} but {reused:?}"),
+            }
+        }
     }
 
     #[test]

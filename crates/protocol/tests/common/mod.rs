@@ -142,16 +142,7 @@ pub(crate) fn exec_request() -> ExecRequest {
 pub(crate) fn minimal_exec() -> ExecRequest {
     ExecRequest {
         argv: strings(&["true"]),
-        env: Vec::new(),
-        fd_map: Vec::new(),
-        exec_fd: None,
-        cwd: None,
-        rlimits: Vec::new(),
-        seccomp: Vec::new(),
-        limits: Limits::default(),
-        sync: false,
-        uid: None,
-        gid: None,
+        ..ExecRequest::default()
     }
 }
 
