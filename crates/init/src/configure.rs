@@ -449,8 +449,14 @@ fn mask(path: &str) -> Result<(), Failure> {
 }
 
 /// Empties a writable tmpfs and restores its root's owner and mode.
-pub fn empty_dir(path: &str, mode: u32, uid_raw: u32, gid_raw: u32) -> os::Result<()> {
-    os::remove_contents(path)?;
+/// `levels` is reused from reset to reset (see [`os::remove_contents`]).
+pub fn empty_dir(
+    path: &str,
+    mode: u32,
+    (uid_raw, gid_raw): (u32, u32),
+    levels: &mut Vec<OwnedFd>,
+) -> os::Result<()> {
+    os::remove_contents(path, levels)?;
     rustix::fs::chown(path, Some(uid(uid_raw)), Some(gid(gid_raw)))?;
     rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
     Ok(())

@@ -77,6 +77,7 @@ fn main() {
         stack: vec![0; sys::CHILD_STACK_LEN],
         buffers: exec::RunBuffers::default(),
         exec: ExecRequest::default(),
+        levels: Vec::new(),
         // Without a mount namespace of its own init cannot mount the
         // message queue file system it sweeps through; each run then gets
         // a fresh IPC namespace instead.
@@ -118,6 +119,8 @@ struct Init {
     buffers: exec::RunBuffers,
     /// Every exec request is decoded into this one, reusing its buffers.
     exec: ExecRequest,
+    /// The directories a reset is emptying, one per level, reused.
+    levels: Vec<OwnedFd>,
     /// The IPC namespace programs run in, swept after every run; `None`
     /// when every run gets a fresh one instead.
     ipc: Option<ipc::Ipc>,
@@ -254,7 +257,7 @@ impl Init {
             (State::Ready(ready), Request::Reset) => match sweep_ipc(self.ipc.as_ref()) {
                 Ok(()) => {
                     self.ipc_dirty = false;
-                    reset(ready)
+                    reset(ready, &mut self.levels)
                 }
                 Err(message) => error(Stage::Reset, 0, message),
             },
@@ -335,7 +338,7 @@ fn sweep_ipc(ipc: Option<&ipc::Ipc>) -> Result<(), String> {
     }
 }
 
-fn reset(ready: &Ready) -> Reply {
+fn reset(ready: &Ready, levels: &mut Vec<OwnedFd>) -> Reply {
     let scratch = &ready.scratch;
     let mut first_error = None;
     // Every mount is emptied even when one fails; the first failure is
@@ -346,7 +349,7 @@ fn reset(ready: &Ready) -> Reply {
         .zip(&scratch.modes)
         .zip(&scratch.owners)
     {
-        if let Err(err) = configure::empty_dir(path, *mode, *uid, *gid) {
+        if let Err(err) = configure::empty_dir(path, *mode, (*uid, *gid), levels) {
             first_error.get_or_insert(Reply::Error(ErrorReply {
                 stage: Stage::Reset,
                 errno: err.raw_os_error().unwrap_or(0),

@@ -9,7 +9,7 @@ use core::fmt;
 use core::time::Duration;
 
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 /// An OS error, or bad data read from the kernel.
@@ -263,13 +263,22 @@ pub fn each_file_under(
 }
 
 /// Removes everything inside the directory `path`, however deep, keeping
-/// `path`. Works down one directory descriptor per level, never through a
-/// symbolic link.
-pub fn remove_contents(path: &str) -> Result<()> {
-    let mut levels: Vec<OwnedFd> = alloc::vec![open_dir(CWD, path)?];
+/// `path`. Works down one directory descriptor per level (kept in
+/// `levels`, emptied when done), never through a symbolic link, reading
+/// directories through a buffer on the stack: with `levels` grown, it
+/// allocates nothing.
+pub fn remove_contents(path: &str, levels: &mut Vec<OwnedFd>) -> Result<()> {
+    levels.clear();
+    levels.push(open_dir(CWD, path)?);
+    let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 4096];
     while let Some(dir) = levels.last() {
+        // Each pass reads the directory from its start; one that finds
+        // nothing to remove leaves it empty.
+        rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
+        let mut removed = false;
         let mut deeper = None;
-        for entry in Dir::read_from(dir)? {
+        let mut entries = rustix::fs::RawDir::new(dir, &mut buf);
+        while let Some(entry) = entries.next() {
             let entry = entry?;
             let name = entry.file_name();
             if name == c"." || name == c".." {
@@ -281,6 +290,7 @@ pub fn remove_contents(path: &str) -> Result<()> {
                 ),
                 kind => kind,
             };
+            removed = true;
             if kind != FileType::Directory {
                 rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
                 continue;
@@ -288,12 +298,7 @@ pub fn remove_contents(path: &str) -> Result<()> {
             match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
                 Ok(()) => {}
                 Err(Errno::NOTEMPTY) => {
-                    deeper = Some(rustix::fs::openat(
-                        dir,
-                        name,
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )?);
+                    deeper = Some(open_dir(dir, name)?);
                     break;
                 }
                 Err(errno) => return Err(errno.into()),
@@ -302,9 +307,10 @@ pub fn remove_contents(path: &str) -> Result<()> {
         match deeper {
             // Empty it, then come back here to remove it.
             Some(fd) => levels.push(fd),
-            None => {
+            None if !removed => {
                 levels.pop();
             }
+            None => {}
         }
     }
     Ok(())
@@ -348,7 +354,17 @@ mod tests {
         std::fs::write(root.join("top"), "x").unwrap();
         std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
         let text = root.to_str().unwrap();
-        remove_contents(text).unwrap();
+        let mut levels = Vec::new();
+        remove_contents(text, &mut levels).unwrap();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        assert!(std::path::Path::new("/etc/passwd").exists());
+        // Again, as deep: the grown `levels` is all it needs.
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), "x").unwrap();
+        let (removed, allocations) =
+            crate::sys::counting::allocations(|| remove_contents(text, &mut levels));
+        removed.unwrap();
+        assert_eq!(allocations, 0);
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         assert!(std::path::Path::new("/etc/passwd").exists());
         create_dir_all(&format!("{text}/x/y/z")).unwrap();
