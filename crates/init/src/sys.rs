@@ -1,5 +1,8 @@
-//! The only unsafe code of init: creating a program's process and the raw
-//! system calls it makes before `execve`.
+//! init's unsafe code for processes: creating a program's process and the
+//! raw system calls it makes before `execve`, init's own system calls that
+//! rustix does not offer, and (for tests) an allocation counter. The rest
+//! of init's unsafe code is its run-time without a C library (`rt.rs`) and
+//! the raw system call itself (`raw_syscall.rs`).
 //!
 //! # What the child may do
 //!
