@@ -19,15 +19,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rustix::fd::{AsFd, OwnedFd};
-
-use crate::{os, sys};
 use hutch_protocol::{Configure, ErrorReply, FileSystem, Mount, MountFlags, Stage};
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{CWD, Mode, StatVfsMountFlags};
-
 use rustix::mount::{
     MountFlags as Ms, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
 };
+
+use crate::{os, sys};
 
 /// Where the new root is assembled before `pivot_root`. Bind sources are
 /// opened before anything is mounted here, so none is hidden by it.
@@ -289,11 +288,14 @@ fn run_init_command(argv: &[String]) -> Result<(), Failure> {
     };
     let child = sys::spawn(&plan).map_err(cannot)?;
     drop(err_write);
-    let failed = crate::exec::read_failure(&err_read);
+    let started = crate::exec::await_start(&err_read, None);
     let reaped = sys::wait4(child.pid, false);
     crate::exec::end_everything();
-    if let Some((_, errno)) = failed {
-        return Err(cannot(os::Error::from_raw_os_error(errno)));
+    match started.map_err(cannot)? {
+        crate::exec::Start::Failed { errno, .. } => {
+            return Err(cannot(os::Error::from_raw_os_error(errno)));
+        }
+        crate::exec::Start::Execd | crate::exec::Start::TimedOut => {}
     }
     match reaped {
         Ok(Some(reaped)) if reaped.status == 0 => Ok(()),
@@ -429,9 +431,7 @@ fn locked_flags(at: &str, target: &str) -> Result<Ms, Failure> {
 fn mask(path: &str) -> Result<(), Failure> {
     let kind = match os::file_type(path) {
         Ok(kind) => kind,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
-            return Ok(());
-        }
+        Err(os::Error::Os(rustix::io::Errno::NOENT)) => return Ok(()),
         Err(e) => return Err(fail(Stage::Mask, e, path, "cannot inspect")),
     };
     if kind.is_dir() {

@@ -144,20 +144,17 @@ impl RunBuffers {
         let cwd = request.cwd.as_deref().unwrap_or(workdir);
         self.strings.extend_from_slice(cwd.as_bytes());
         self.strings.push(0);
+        // The arguments' pointers, a null one, the environment's, a null one.
         self.pointers.clear();
-        let mut at = 0;
-        for (index, text) in request.argv.iter().chain(&request.env).enumerate() {
-            if index == request.argv.len() {
-                self.pointers.push(core::ptr::null());
-                self.envp_at = self.pointers.len();
-            }
-            self.pointers.push(self.strings[at..].as_ptr().cast());
-            at += text.len() + 1;
-        }
-        if request.env.is_empty() {
-            self.pointers.push(core::ptr::null());
-            self.envp_at = self.pointers.len();
-        }
+        let mut starts = self
+            .strings
+            .split_inclusive(|&b| b == 0)
+            .map(|text| text.as_ptr().cast::<c_char>());
+        self.pointers
+            .extend(starts.by_ref().take(request.argv.len()));
+        self.pointers.push(core::ptr::null());
+        self.envp_at = self.pointers.len();
+        self.pointers.extend(starts.take(request.env.len()));
         self.pointers.push(core::ptr::null());
         rlimits(request, cgroup_watches_cpu, &mut self.rlimits);
         self.seccomp.clear();
@@ -300,10 +297,9 @@ pub fn run(
         .limits
         .wall_time_ns
         .map(|ns| start + Duration::from_nanos(ns));
-    let mut record = [0u8; 8];
-    let mut got = 0;
-    while got < 8 {
-        if !wait_readable(&err_read, deadline) {
+    match await_start(&err_read, deadline).map_err(|e| os(Stage::Spawn, e, "error pipe"))? {
+        Start::Execd => {}
+        Start::TimedOut => {
             let wall = start.elapsed();
             let (status, usage) = reap_all(child.pid);
             return Ok(judge(
@@ -315,23 +311,16 @@ pub fn run(
                 false,
             ));
         }
-        match rustix::io::read(&err_read, &mut record[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(os(Stage::Spawn, e.into(), "error pipe")),
+        Start::Failed { stage, errno } => {
+            reap_all(child.pid);
+            let stage = stage_from(stage);
+            let what = match stage {
+                Stage::Execve => format!("cannot execute {:?}", request.argv[0]),
+                other => format!("program setup failed at {other:?}"),
+            };
+            let message = format!("{what}: {}", os::Error::from_raw_os_error(errno));
+            return Ok(not_started(stage, errno, message));
         }
-    }
-    if got == 8 {
-        let (stage, errno) = decode_failure(&record);
-        reap_all(child.pid);
-        let stage = stage_from(stage);
-        let what = match stage {
-            Stage::Execve => format!("cannot execute {:?}", request.argv[0]),
-            other => format!("program setup failed at {other:?}"),
-        };
-        let message = format!("{what}: {}", os::Error::from_raw_os_error(errno));
-        return Ok(not_started(stage, errno, message));
     }
 
     let meter = match (defaults.cgroup.as_deref(), &baseline) {
@@ -753,29 +742,42 @@ pub fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
         .collect()
 }
 
-/// The `(stage, errno)` record a child writes to the error pipe.
-fn decode_failure(record: &[u8; 8]) -> (u32, i32) {
-    let [s0, s1, s2, s3, e0, e1, e2, e3] = *record;
-    (
-        u32::from_ne_bytes([s0, s1, s2, s3]),
-        u32::from_ne_bytes([e0, e1, e2, e3]) as i32,
-    )
+/// How a child's start ended, as its error pipe tells.
+pub enum Start {
+    /// The pipe closed: the child exec'd (or died before writing).
+    Execd,
+    /// The child wrote `(stage, errno)` and exited.
+    Failed {
+        /// The raw [`Stage`] it failed at.
+        stage: u32,
+        /// The error.
+        errno: i32,
+    },
+    /// `deadline` passed first.
+    TimedOut,
 }
 
-/// Reads the error pipe of a child until it closes (the child exec'd) or
-/// holds a failure record: `Some((stage, errno))` when the child failed.
-pub fn read_failure(pipe: &OwnedFd) -> Option<(u32, i32)> {
+/// Reads a child's error pipe until it closes, holds the 8-byte failure
+/// record, or `deadline` passes.
+pub fn await_start(pipe: &OwnedFd, deadline: Option<Instant>) -> os::Result<Start> {
     let mut record = [0u8; 8];
     let mut got = 0;
     while got < 8 {
+        if !wait_readable(pipe, deadline) {
+            return Ok(Start::TimedOut);
+        }
         match rustix::io::read(pipe, &mut record[got..]) {
-            Ok(0) => break,
+            Ok(0) => return Ok(Start::Execd),
             Ok(n) => got += n,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break,
+            Err(e) => return Err(e.into()),
         }
     }
-    (got == 8).then(|| decode_failure(&record))
+    let [s0, s1, s2, s3, e0, e1, e2, e3] = record;
+    Ok(Start::Failed {
+        stage: u32::from_ne_bytes([s0, s1, s2, s3]),
+        errno: u32::from_ne_bytes([e0, e1, e2, e3]) as i32,
+    })
 }
 
 /// A wait status as words: `exit status: N` or `signal: N`.
