@@ -230,7 +230,7 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
         )
     })?;
     if !config.init_command.is_empty() {
-        run_init_command(&config.init_command)?;
+        run_init_command(&config.init_command, &config.workdir)?;
     }
     Ok(scratch)
 }
@@ -239,7 +239,7 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
 /// capabilities), with the default search path and `/dev/null` for its
 /// standard streams; whatever it leaves running is killed before init goes
 /// on.
-fn run_init_command(argv: &[String]) -> Result<(), Failure> {
+fn run_init_command(argv: &[String], workdir: &str) -> Result<(), Failure> {
     let cannot = |e: os::Error| {
         fail(
             Stage::InitCommand,
@@ -249,7 +249,12 @@ fn run_init_command(argv: &[String]) -> Result<(), Failure> {
         )
     };
     let mut program = Vec::new();
-    if !crate::exec::lookup_into(&argv[0], hutch_protocol::DEFAULT_PATH, &mut program) {
+    if !crate::exec::lookup_into(
+        &argv[0],
+        workdir,
+        hutch_protocol::DEFAULT_PATH,
+        &mut program,
+    ) {
         return Err(cannot(rustix::io::Errno::NOENT.into()));
     }
     let cstr = |s: &str| CString::new(s).map_err(|_| cannot(rustix::io::Errno::INVAL.into()));

@@ -105,7 +105,8 @@ pub struct RunBuffers {
 }
 
 impl RunBuffers {
-    /// Prepares `request`'s run (program looked up through its `PATH`).
+    /// Prepares `request`'s run (a bare program name looked up in its
+    /// starting directory, then through its `PATH`).
     fn fill(
         &mut self,
         request: &ExecRequest,
@@ -120,13 +121,14 @@ impl RunBuffers {
                 .iter()
                 .find_map(|entry| entry.strip_prefix("PATH="))
                 .unwrap_or(hutch_protocol::DEFAULT_PATH);
-            if !lookup_into(&request.argv[0], env_path, &mut self.path) {
+            let cwd = request.cwd.as_deref().unwrap_or(workdir);
+            if !lookup_into(&request.argv[0], cwd, env_path, &mut self.path) {
                 return Err(runner(
                     Stage::Execve,
                     libc::ENOENT,
                     Some(&request.argv[0]),
                     format!(
-                        "program {:?} not found in PATH {env_path:?}",
+                        "program {:?} not found in {cwd:?} or PATH {env_path:?}",
                         request.argv[0]
                     ),
                 ));
@@ -247,6 +249,11 @@ pub fn run(
         err_pipe: sys::raw(&err_write),
         sync_pipe: sync.as_ref().map_or(-1, |(r, _)| sys::raw(r)),
     };
+    // Wall-clock time runs from before the program's process exists: with
+    // CLONE_VFORK init only resumes once the child has exec'd, and may
+    // then wait for a CPU while the program runs, so a clock started after
+    // the clone would miss part (for a short program, nearly all) of it.
+    let mut start = Instant::now();
     let child = if request.sync {
         sys::spawn(&plan)
     } else {
@@ -254,7 +261,6 @@ pub fn run(
     }
     .map_err(|e| os(Stage::Spawn, e, "clone"))?;
     drop(err_write);
-    let mut start = Instant::now();
 
     if let Some((sync_read, sync_write)) = sync {
         drop(sync_read);
@@ -707,12 +713,29 @@ fn resource(resource: Resource) -> c_int {
     }) as c_int
 }
 
-/// Finds `name` through `path` as `execvp` would: names with a `/` are
-/// taken as they are; otherwise the first executable regular file wins.
-/// Leaves it NUL-terminated in `out` and says whether there was one.
-pub fn lookup_into(name: &str, path: &str, out: &mut Vec<u8>) -> bool {
+/// Finds the program `name`: a name with a `/` is taken as it is; a bare
+/// name is an executable regular file of that name in `cwd`, the directory
+/// the program starts in, if there is one (a program copied into the work
+/// directory runs by its name, as in go-sandbox's containers), else the
+/// first one through `path`, as `execvp` would find it. Leaves it
+/// NUL-terminated in `out` and says whether there was one.
+pub fn lookup_into(name: &str, cwd: &str, path: &str, out: &mut Vec<u8>) -> bool {
     out.clear();
     if name.contains('/') {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        return true;
+    }
+    // Found in the starting directory, it runs by the name it was given:
+    // the program's process enters that directory before it execs.
+    out.extend_from_slice(cwd.as_bytes());
+    if !cwd.ends_with('/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    if CStr::from_bytes_with_nul(out).is_ok_and(os::is_executable) {
+        out.clear();
         out.extend_from_slice(name.as_bytes());
         out.push(0);
         return true;

@@ -6,10 +6,10 @@
 //! is left in the namespace with it.
 //!
 //! Lifecycle: `Hello` → `Configure` → any number of `Open`, `Delete`,
-//! `Symlink`, `Exec`, `Reset`, `Ping`. A request that fails validation or
-//! comes out of order gets an error reply and init carries on; a frame that
-//! cannot be decoded gets an error reply and init exits, since it can no
-//! longer trust its view of the conversation.
+//! `Symlink`, `CopyIn`, `CopyOut`, `Exec`, `Reset`, `Ping`. A request that
+//! fails validation or comes out of order gets an error reply and init
+//! carries on; a frame that cannot be decoded gets an error reply and init
+//! exits, since it can no longer trust its view of the conversation.
 
 #![cfg_attr(hutch_nolibc, no_std)]
 #![cfg_attr(hutch_nolibc, no_main)]
@@ -213,23 +213,20 @@ impl Init {
                 Err(failure) => Reply::Error(failure.0),
             },
             (State::Ready(ready), Request::Open(items)) => {
-                let mut opened = Vec::with_capacity(items.len());
-                let results = items
+                let owner = (ready.uid, ready.gid);
+                return send_opened(&mut self.channel, &items, |item| files::open(item, owner));
+            }
+            (State::Ready(ready), Request::CopyIn(items)) => Reply::CopiedIn(
+                items
                     .iter()
-                    .map(|item| match files::open(item, (ready.uid, ready.gid)) {
-                        Ok(fd) => {
-                            opened.push(fd);
-                            ItemOutcome::Done
-                        }
-                        Err(err) => ItemOutcome::Failed(err),
-                    })
-                    .collect();
-                let reply = Reply::Opened(Batch {
-                    results,
-                    fds_attached: opened.len() as u32,
+                    .zip(fds.iter())
+                    .map(|(item, source)| files::copy_in(item, source, (ready.uid, ready.gid)))
+                    .collect(),
+            ),
+            (State::Ready(_), Request::CopyOut(paths)) => {
+                return send_opened(&mut self.channel, &paths, |path| {
+                    files::open_for_copy_out(path)
                 });
-                let borrowed: Vec<BorrowedFd<'_>> = opened.iter().map(|fd| fd.as_fd()).collect();
-                return self.channel.send_reply(&reply, &borrowed);
             }
             (State::Ready(_), Request::Delete(delete)) => match files::delete(&delete.path) {
                 Ok(()) => Reply::Ack,
@@ -327,6 +324,32 @@ impl Init {
         };
         self.channel.send_reply(&reply, &[])
     }
+}
+
+/// Opens every item with `open` and answers with one outcome per item and
+/// the descriptors of those that opened, in order.
+fn send_opened<T>(
+    channel: &mut Channel,
+    items: &[T],
+    open: impl Fn(&T) -> Result<OwnedFd, hutch_protocol::ItemError>,
+) -> Result<(), ChannelError> {
+    let mut opened = Vec::with_capacity(items.len());
+    let results = items
+        .iter()
+        .map(|item| match open(item) {
+            Ok(fd) => {
+                opened.push(fd);
+                ItemOutcome::Done
+            }
+            Err(err) => ItemOutcome::Failed(err),
+        })
+        .collect();
+    let reply = Reply::Opened(Batch {
+        results,
+        fds_attached: opened.len() as u32,
+    });
+    let borrowed: Vec<BorrowedFd<'_>> = opened.iter().map(|fd| fd.as_fd()).collect();
+    channel.send_reply(&reply, &borrowed)
 }
 
 /// Empties the IPC namespace programs run in; with none (every run has a

@@ -54,13 +54,13 @@ pub use frame::{
     encode_request,
 };
 pub use reply::{
-    Accounting, Batch, ErrorReply, ExecResult, HelloReply, ItemError, ItemOutcome, Reply, Stage,
-    Status, Termination,
+    Accounting, Batch, CopyInFailure, CopyInOutcome, CopyInStep, ErrorReply, ExecResult,
+    HelloReply, ItemError, ItemOutcome, Reply, Stage, Status, Termination,
 };
 pub use request::{
-    Access, BpfInstruction, CgroupFile, CgroupFiles, CgroupVersion, Configure, Delete, ExecRequest,
-    FileSystem, Hello, Limits, Mount, MountFlags, OpenFlags, OpenItem, Request, Resource, Rlimit,
-    SymlinkItem,
+    Access, BpfInstruction, CgroupFile, CgroupFiles, CgroupVersion, Configure, CopyInItem, Delete,
+    ExecRequest, FileSystem, Hello, Limits, Mount, MountFlags, OpenFlags, OpenItem, Request,
+    Resource, Rlimit, SymlinkItem,
 };
 pub use validate::{
     MAX_ARGS, MAX_BATCH, MAX_BPF_INSTRUCTIONS, MAX_ENV, MAX_MOUNTS, MAX_NAME_LEN, MAX_PATH_LEN,
@@ -78,8 +78,11 @@ pub mod features {
     /// Init accepts [`CgroupFile::MemoryStat`](crate::CgroupFile::MemoryStat)
     /// in a `Cgroup` request.
     pub const INIT_MEMORY_STAT: u64 = 1 << 0;
+    /// Init serves [`Request::CopyIn`](crate::Request::CopyIn) and
+    /// [`Request::CopyOut`](crate::Request::CopyOut).
+    pub const INIT_COPY: u64 = 1 << 1;
     /// Every init feature bit defined by this version of the crate.
-    pub const INIT_KNOWN: u64 = INIT_MEMORY_STAT;
+    pub const INIT_KNOWN: u64 = INIT_MEMORY_STAT | INIT_COPY;
 }
 
 #[cfg(test)]

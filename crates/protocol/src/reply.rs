@@ -33,6 +33,44 @@ pub enum Reply {
     },
     /// The program ended. Tag 7.
     Finished(ExecResult),
+    /// Per-item outcome of a [`Request::CopyIn`](crate::Request::CopyIn),
+    /// in item order; no descriptors attached. Tag 8.
+    CopiedIn(Vec<CopyInOutcome>),
+}
+
+/// Outcome of one item of a copy-in. Tags follow declaration order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum CopyInOutcome {
+    /// The file holds the whole source. Tag 0.
+    Done,
+    /// The item failed. Tag 1.
+    Failed(CopyInFailure),
+}
+
+/// Why one item of a copy-in failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct CopyInFailure {
+    /// The step that failed.
+    pub step: CopyInStep,
+    /// The `errno`; 0 when no system call failed.
+    pub errno: i32,
+    /// A lowercase description.
+    pub message: String,
+}
+
+/// The steps of one copy-in item. Tags follow declaration order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum CopyInStep {
+    /// Creating the file (or a missing parent directory), or finding the
+    /// source not a regular file: nothing was written to it (an existing
+    /// file may have been truncated already). Tag 0.
+    Create,
+    /// Filling the created file (a full file system, say); it is left
+    /// empty. Tag 1.
+    Fill,
 }
 
 /// Init's half of the handshake.

@@ -55,6 +55,33 @@ pub enum Request {
     /// init measures and limits each run through these files. Answered by
     /// [`Reply::Ack`](crate::Reply::Ack). Tag 10.
     Cgroup(CgroupFiles),
+    /// Create files inside the container and fill each with the whole of
+    /// one attached descriptor (a regular file, read from offset 0 to its
+    /// end), in item order, one descriptor per item. Init does the writing
+    /// itself, so no writable descriptor of a file a program may execute
+    /// ever exists outside the container. Answered by
+    /// [`Reply::CopiedIn`](crate::Reply::CopiedIn). Tag 11. Sent only to an
+    /// init announcing [`features::INIT_COPY`](crate::features::INIT_COPY).
+    CopyIn(Vec<CopyInItem>),
+    /// Open files for the host to read what a run left: read-only, never
+    /// through a symbolic link anywhere in the path, regular files only.
+    /// Answered by [`Reply::Opened`](crate::Reply::Opened). Tag 12. Sent
+    /// only to an init announcing
+    /// [`features::INIT_COPY`](crate::features::INIT_COPY).
+    CopyOut(Vec<String>),
+}
+
+/// One file to create and fill from an attached descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct CopyInItem {
+    /// Absolute path inside the container. Missing parent directories are
+    /// created (mode `0o755`); the file and the directories belong to the
+    /// programs' user. An existing file is truncated; a symbolic link as the
+    /// last component is refused.
+    pub path: String,
+    /// Permission bits of the file (at most `0o7777`).
+    pub mode: u32,
 }
 
 /// The cgroup files of a container, one attached descriptor each.
@@ -304,8 +331,10 @@ pub struct SymlinkItem {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ExecRequest {
-    /// Arguments; `argv[0]` is looked up through the environment's `PATH`
-    /// inside the container unless it contains a `/` or `exec_fd` is set.
+    /// Arguments. Unless `exec_fd` is set, `argv[0]` names the program: a
+    /// name with a `/` is a path; a bare name is an executable file of that
+    /// name in the directory the program starts in, if there is one, else
+    /// is looked up through the environment's `PATH` inside the container.
     pub argv: Vec<String>,
     /// The program's whole environment, as `KEY=VALUE` strings.
     pub env: Vec<String>,

@@ -264,6 +264,34 @@ impl Request {
                 items.iter().try_for_each(SymlinkItem::check)?;
             }
             Request::Cgroup(cgroup) => return cgroup.check(fds_attached),
+            Request::CopyIn(items) => {
+                // One source descriptor per item.
+                count("copy-in items", items.len(), 1, MAX_FDS_PER_FRAME)?;
+                for item in items {
+                    path("copy-in path", &item.path)?;
+                    if item.path.split('/').all(|c| c.is_empty() || c == ".") {
+                        return Err(ValidationError::Empty {
+                            field: "copy-in path below the root",
+                        });
+                    }
+                    range("copy-in mode", i128::from(item.mode), 0, 0o7777)?;
+                }
+                if fds_attached != items.len() {
+                    return Err(ValidationError::FdCount {
+                        message: "copy-in",
+                        attached: fds_attached,
+                        expected: items.len(),
+                    });
+                }
+                return Ok(());
+            }
+            Request::CopyOut(paths) => {
+                // Every opened file travels back as one descriptor.
+                count("copy-out paths", paths.len(), 1, MAX_FDS_PER_FRAME)?;
+                for copied in paths {
+                    path("copy-out path", copied)?;
+                }
+            }
             Request::Ping | Request::Reset | Request::Proceed | Request::Kill => {}
         }
         no_fds(self.kind(), fds_attached)
@@ -290,6 +318,8 @@ impl Request {
             Request::Proceed => "proceed",
             Request::Kill => "kill",
             Request::Cgroup(_) => "cgroup",
+            Request::CopyIn(_) => "copy-in",
+            Request::CopyOut(_) => "copy-out",
         }
     }
 }
@@ -342,6 +372,14 @@ impl Reply {
                 range("started pid", i128::from(*pid), 2, i128::from(i32::MAX))?
             }
             Reply::Finished(result) => result.check()?,
+            Reply::CopiedIn(outcomes) => {
+                count("copied-in results", outcomes.len(), 0, MAX_FDS_PER_FRAME)?;
+                for outcome in outcomes {
+                    if let crate::CopyInOutcome::Failed(failure) = outcome {
+                        errno("copy-in errno", failure.errno)?;
+                    }
+                }
+            }
             Reply::Hello(hello) => {
                 if hello.version != PROTOCOL_VERSION {
                     return Err(ValidationError::HelloVersion {
@@ -373,6 +411,7 @@ impl Reply {
             Reply::Linked(_) => "linked reply",
             Reply::Started { .. } => "started reply",
             Reply::Finished(_) => "finished reply",
+            Reply::CopiedIn(_) => "copied-in reply",
         }
     }
 }

@@ -138,8 +138,14 @@ fn measure<T>(f: impl FnOnce() -> T) -> (T, Usage) {
     (out, usage)
 }
 
+/// Heap bytes per frame byte decoding may hold: twice the largest ratio of
+/// an element's size in memory to its smallest encoding, that of an
+/// `ItemOutcome::Done` or a `CopyInOutcome::Done` (32 bytes, 1 on the
+/// wire). See `docs/protocol.md`, "Allocation bound".
+const MULTIPLE: usize = 64;
+
 fn bound(frame_len: usize) -> usize {
-    64 * frame_len + 4096
+    MULTIPLE * frame_len + 4096
 }
 
 /// Decodes frames and keeps score.
@@ -202,7 +208,7 @@ impl Checker {
         );
         assert!(
             self.failures.is_empty(),
-            "{what}: {} of {} decodes exceeded 64 × frame length + 4096 bytes:\n{}",
+            "{what}: {} of {} decodes exceeded {MULTIPLE} × frame length + 4096 bytes:\n{}",
             self.failures.len(),
             self.decodes,
             self.failures.join("\n")
@@ -296,6 +302,55 @@ fn decoding_frames_claiming_huge_lengths_stays_within_the_bound() {
     checker.finish("huge length claims");
 }
 
+/// The counts of one-byte elements at which a vector of `T` that serde
+/// preallocated at its 1 MiB cap has just doubled its capacity, up to what
+/// a frame can hold.
+fn just_past_a_doubling<T>() -> Vec<usize> {
+    let cap = (1 << 20) / size_of::<T>();
+    (0..)
+        .map(|doublings| (cap << doublings) + 1)
+        .take_while(|&count| count < MAX_FRAME_LEN)
+        .collect()
+}
+
+#[test]
+fn outcomes_are_no_larger_than_the_bound_allows() {
+    // The bound is twice the largest element size per encoded byte; an
+    // outcome's `Done` is one byte, so no outcome may outgrow
+    // `MULTIPLE / 2` bytes.
+    // (32 bytes each on x86-64.)
+    assert!(size_of::<hutch_protocol::ItemOutcome>() <= MULTIPLE / 2);
+    assert!(size_of::<hutch_protocol::CopyInOutcome>() <= MULTIPLE / 2);
+}
+
+#[test]
+fn decoding_outcome_vectors_just_past_a_doubling_stays_within_the_bound() {
+    // The outcomes of opened and copied-in replies are the largest elements
+    // per encoded byte: a `Done` is one byte on the wire.
+    let _guard = lock();
+    let mut checker = Checker::default();
+    let mut frames = Vec::new();
+    for count in just_past_a_doubling::<hutch_protocol::ItemOutcome>() {
+        let mut body = vec![0x04];
+        body.extend(common::varint(count as u64));
+        body.resize(body.len() + count + 1, 0x00);
+        frames.push((format!("opened-{count}-done"), common::frame(&body)));
+    }
+    for count in just_past_a_doubling::<hutch_protocol::CopyInOutcome>() {
+        let mut body = vec![0x08];
+        body.extend(common::varint(count as u64));
+        body.resize(body.len() + count, 0x00);
+        frames.push((format!("copied-in-{count}-done"), common::frame(&body)));
+    }
+    assert!(frames.len() >= 6);
+    for (name, frame) in frames {
+        assert!(frame.len() <= MAX_FRAME_LEN, "{name}");
+        assert!(decode_reply(&frame).is_ok(), "{name} decodes");
+        checker.check(&name, Kind::Reply, &frame);
+    }
+    checker.finish("outcome vectors just past a doubling");
+}
+
 #[test]
 fn decoding_random_frames_stays_within_the_bound() {
     let _guard = lock();
@@ -317,7 +372,9 @@ fn decoding_random_frames_stays_within_the_bound() {
             });
         }
         if let (true, Some(tag)) = (i % 4 >= 2, frame.get_mut(4)) {
-            *tag = rng.below(10) as u8;
+            // Every request tag (0 to 12), every reply tag (0 to 8), and a
+            // few beyond.
+            *tag = rng.below(15) as u8;
         }
         checker.check_both(&format!("random frame {i}"), &frame);
     }

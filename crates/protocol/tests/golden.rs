@@ -18,9 +18,9 @@ mod common;
 use std::{collections::BTreeSet, fmt::Debug};
 
 use hutch_protocol::{
-    Access, Accounting, DecodeError, EncodeError, ItemOutcome, MAGIC, MAX_FRAME_LEN, Mount,
-    PROTOCOL_VERSION, Reply, Request, Stage, Status, Termination, decode_reply, decode_request,
-    encode_reply, encode_request,
+    Access, Accounting, CopyInOutcome, CopyInStep, DecodeError, EncodeError, ItemOutcome, MAGIC,
+    MAX_FRAME_LEN, Mount, PROTOCOL_VERSION, Reply, Request, Stage, Status, Termination,
+    decode_reply, decode_request, encode_reply, encode_request,
 };
 
 /// Checks that the sample `name` encodes to exactly `golden`, and that
@@ -188,10 +188,10 @@ mod request {
         proceed: "proceed" => [
             0x48, 0x54, 0x01, 0x00, 0x08,
         ];
-                kill: "kill" => [
+        kill: "kill" => [
             0x48, 0x54, 0x01, 0x00, 0x09,
         ];
-                // tag 10, version V1 (0), 13 files: three Procs (0), then tags 1, 2,
+        // tag 10, version V1 (0), 13 files: three Procs (0), then tags 1, 2,
         // 3, 5, 6, 7, 8, 9, 10, 11.
         cgroup_v1: "cgroup-v1" => [
             0x48, 0x54, 0x01, 0x00, 0x0a, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x01, 0x02,
@@ -206,6 +206,37 @@ mod request {
         cgroup_v2: "cgroup-v2" => [
             0x48, 0x54, 0x01, 0x00, 0x0a, 0x01, 0x08, 0x00, 0x04, 0x05, 0x06, 0x07,
             0x08, 0x0a, 0x0b,
+        ];
+        // Checked by hand: tag 11 (CopyIn); 3 items, each a path (length,
+        // then its bytes) and a mode: "/box/main.py" (12 bytes), 0o644 = 420
+        // = 3 × 128 + 0x24: 0xa4, 0x03; "/box/bin/run" (12 bytes), 0o755 =
+        // 493 = 3 × 128 + 0x6d: 0xed, 0x03; "/box/all" (8 bytes), 0o7777 =
+        // 4095 = 31 × 128 + 0x7f: 0xff, 0x1f.
+        copy_in: "copy-in" => [
+            0x48, 0x54, 0x01, 0x00,
+            0x0b,
+            0x03,
+            0x0c, 0x2f, 0x62, 0x6f, 0x78, 0x2f, 0x6d, 0x61, 0x69, 0x6e, 0x2e, 0x70, 0x79,
+            0xa4, 0x03,
+            0x0c, 0x2f, 0x62, 0x6f, 0x78, 0x2f, 0x62, 0x69, 0x6e, 0x2f, 0x72, 0x75, 0x6e,
+            0xed, 0x03,
+            0x08, 0x2f, 0x62, 0x6f, 0x78, 0x2f, 0x61, 0x6c, 0x6c,
+            0xff, 0x1f,
+        ];
+        // Checked by hand: tag 11; 1 item: "/a" (2 bytes), mode 0.
+        copy_in_minimal: "copy-in-minimal" => [
+            0x48, 0x54, 0x01, 0x00, 0x0b, 0x01, 0x02, 0x2f, 0x61, 0x00,
+        ];
+        // Checked by hand: tag 12 (CopyOut); 3 strings: "/box/out.txt" (12
+        // bytes), "/box/result/answer" (18, 0x12), "/tmp/log" (8).
+        copy_out: "copy-out" => [
+            0x48, 0x54, 0x01, 0x00,
+            0x0c,
+            0x03,
+            0x0c, 0x2f, 0x62, 0x6f, 0x78, 0x2f, 0x6f, 0x75, 0x74, 0x2e, 0x74, 0x78, 0x74,
+            0x12, 0x2f, 0x62, 0x6f, 0x78, 0x2f, 0x72, 0x65, 0x73, 0x75, 0x6c, 0x74, 0x2f,
+            0x61, 0x6e, 0x73, 0x77, 0x65, 0x72,
+            0x08, 0x2f, 0x74, 0x6d, 0x70, 0x2f, 0x6c, 0x6f, 0x67,
         ];
     }
 }
@@ -395,6 +426,26 @@ mod reply {
         error_stage_wait: "error-stage-wait" => [
             0x48, 0x54, 0x01, 0x00, 0x03, 0x19, 0x00, 0x00, 0x00,
         ];
+        // Checked by hand: tag 8 (CopiedIn); 3 outcomes: Done (0); Failed
+        // (1), step Create (0), errno 21 zigzag 42 (0x2a), "is a directory"
+        // (14 bytes); Failed (1), step Fill (1), errno 28 zigzag 56 (0x38),
+        // "no space left on device" (23 bytes, 0x17).
+        copied_in: "copied-in" => [
+            0x48, 0x54, 0x01, 0x00,
+            0x08,
+            0x03,
+            0x00,
+            0x01, 0x00, 0x2a,
+            0x0e, 0x69, 0x73, 0x20, 0x61, 0x20, 0x64, 0x69, 0x72, 0x65, 0x63, 0x74, 0x6f,
+            0x72, 0x79,
+            0x01, 0x01, 0x38,
+            0x17, 0x6e, 0x6f, 0x20, 0x73, 0x70, 0x61, 0x63, 0x65, 0x20, 0x6c, 0x65, 0x66,
+            0x74, 0x20, 0x6f, 0x6e, 0x20, 0x64, 0x65, 0x76, 0x69, 0x63, 0x65,
+        ];
+        // Checked by hand: tag 8; 1 outcome, Done (0).
+        copied_in_done: "copied-in-done" => [
+            0x48, 0x54, 0x01, 0x00, 0x08, 0x01, 0x00,
+        ];
     }
 }
 
@@ -510,6 +561,13 @@ impl Coverage {
                 }
                 "cgroup"
             }
+            Request::CopyIn(items) => {
+                for item in items {
+                    self.note(format!("copy-in mode={:o}", item.mode));
+                }
+                "copy-in"
+            }
+            Request::CopyOut(_) => "copy-out",
         };
         self.note(format!("Request::{variant}"));
     }
@@ -574,6 +632,22 @@ impl Coverage {
                 self.note(format!("Accounting::{accounting}"));
                 self.option("result error", &result.error);
                 "finished"
+            }
+            Reply::CopiedIn(outcomes) => {
+                for outcome in outcomes {
+                    match outcome {
+                        CopyInOutcome::Done => self.note("CopyInOutcome::done"),
+                        CopyInOutcome::Failed(failure) => {
+                            self.note("CopyInOutcome::failed");
+                            let step = match failure.step {
+                                CopyInStep::Create => "create",
+                                CopyInStep::Fill => "fill",
+                            };
+                            self.note(format!("CopyInStep::{step}"));
+                        }
+                    }
+                }
+                "copied-in"
             }
         };
         self.note(format!("Reply::{variant}"));
@@ -657,6 +731,8 @@ fn golden_requests_cover_every_variant_and_option() {
         "Request::proceed",
         "Request::kill",
         "Request::cgroup",
+        "Request::copy-in",
+        "Request::copy-out",
         "CgroupVersion::V1",
         "CgroupVersion::V2",
         "CgroupFile::Procs",
@@ -681,6 +757,11 @@ fn golden_requests_cover_every_variant_and_option() {
         "Access::read-write",
         "sync=true",
         "sync=false",
+        // The smallest and the largest mode, and two in between.
+        "copy-in mode=0",
+        "copy-in mode=644",
+        "copy-in mode=755",
+        "copy-in mode=7777",
     ]));
     for field in [
         "exec_fd",
@@ -713,8 +794,13 @@ fn golden_replies_cover_every_variant_and_option() {
         "Reply::linked",
         "Reply::started",
         "Reply::finished",
+        "Reply::copied-in",
         "ItemOutcome::done",
         "ItemOutcome::failed",
+        "CopyInOutcome::done",
+        "CopyInOutcome::failed",
+        "CopyInStep::create",
+        "CopyInStep::fill",
         "Termination::exited",
         "Termination::signalled",
         "Termination::not-started",

@@ -11,8 +11,9 @@ use std::fmt::Debug;
 
 use common::{HEADER, Kind, frame};
 use hutch_protocol::{
-    DecodeError, EncodeError, ErrorReply, ExecRequest, MAX_FRAME_LEN, PROTOCOL_VERSION, Reply,
-    Request, Stage, decode_reply, decode_request, encode_reply, encode_request,
+    CopyInFailure, CopyInOutcome, CopyInStep, DecodeError, EncodeError, ErrorReply, ExecRequest,
+    MAX_FRAME_LEN, PROTOCOL_VERSION, Reply, Request, Stage, decode_reply, decode_request,
+    encode_reply, encode_request,
 };
 use postcard::Error as Postcard;
 
@@ -241,16 +242,24 @@ fn trailing_bytes_are_rejected_with_their_position() {
 fn unknown_request_tags_are_body_errors() {
     let custom = body_error("request", Postcard::SerdeDeCustom);
     for tag in [
-        &[0x0b][..],
-        &[0x0c],
+        &[0x0d][..],
+        &[0x0e],
         &[0x7f],
         &[0x80, 0x01],
         &[0xff, 0xff, 0xff, 0xff, 0x0f],
     ] {
         assert_request_error(&frame(tag), custom.clone());
     }
-    // Tag 10 (Cgroup) is the last one: with its body it decodes.
-    assert!(decode_request(&frame(&[0x0a, 0x01, 0x01, 0x00])).is_ok());
+    // Tag 12 (CopyOut) is the last one: with its body it decodes.
+    assert_eq!(
+        decode_request(&frame(&[0x0c, 0x01, 0x01, b'/'])),
+        Ok(Request::CopyOut(vec!["/".to_owned()]))
+    );
+    // Tag 11 (CopyIn) needs its body too.
+    assert_request_error(
+        &frame(&[0x0b]),
+        body_error("request", Postcard::DeserializeUnexpectedEnd),
+    );
     // A tag wider than u32 is not even a tag.
     assert_request_error(
         &frame(&[0xff, 0xff, 0xff, 0xff, 0x10]),
@@ -261,11 +270,15 @@ fn unknown_request_tags_are_body_errors() {
 #[test]
 fn unknown_reply_tags_are_body_errors() {
     let custom = body_error("reply", Postcard::SerdeDeCustom);
-    for tag in [&[0x08][..], &[0x09], &[0x80, 0x01], &[0xc8, 0x01]] {
+    for tag in [&[0x09][..], &[0x0a], &[0x80, 0x01], &[0xc8, 0x01]] {
         assert_reply_error(&frame(tag), custom.clone());
     }
-    // Tag 2 (Ack) is valid.
+    // Tag 2 (Ack) is valid, and tag 8 (CopiedIn) is the last one.
     assert!(decode_reply(&frame(&[0x02])).is_ok());
+    assert_eq!(
+        decode_reply(&frame(&[0x08, 0x00])),
+        Ok(Reply::CopiedIn(Vec::new()))
+    );
 }
 
 /// An error reply: tag 3, stage (index 1), errno 0, path None, empty
@@ -343,6 +356,55 @@ fn unknown_item_outcome_mount_access_and_resource_tags_are_body_errors() {
 }
 
 #[test]
+fn unknown_copy_in_outcome_and_step_tags_are_body_errors() {
+    let custom = body_error("reply", Postcard::SerdeDeCustom);
+    // CopiedIn: tag 8, one outcome: Failed (tag 1, at body index 2), step
+    // Fill (tag 1, at index 3), errno 0, empty message.
+    let copied_in = [0x08, 0x01, 0x01, 0x01, 0x00, 0x00];
+    assert_eq!(
+        decode_reply(&frame(&copied_in)),
+        Ok(Reply::CopiedIn(vec![CopyInOutcome::Failed(
+            CopyInFailure {
+                step: CopyInStep::Fill,
+                errno: 0,
+                message: String::new(),
+            }
+        )]))
+    );
+    assert_eq!(
+        decode_reply(&frame(&with_byte(&copied_in, 3, 0x00))),
+        Ok(Reply::CopiedIn(vec![CopyInOutcome::Failed(
+            CopyInFailure {
+                step: CopyInStep::Create,
+                errno: 0,
+                message: String::new(),
+            }
+        )]))
+    );
+    // Outcome tags end at 1 (Failed): the old FillFailed tag 2 is gone.
+    for outcome in [2, 3, 0x7f] {
+        assert_reply_error(&frame(&with_byte(&copied_in, 2, outcome)), custom.clone());
+    }
+    // Step tags end at 1 (Fill).
+    for step in [2, 3, 0x7f] {
+        assert_reply_error(&frame(&with_byte(&copied_in, 3, step)), custom.clone());
+    }
+    // A Done outcome has no step: the bytes after it are the next outcome's.
+    assert_eq!(
+        decode_reply(&frame(&[0x08, 0x02, 0x00, 0x00])),
+        Ok(Reply::CopiedIn(vec![CopyInOutcome::Done; 2]))
+    );
+    assert_reply_error(
+        &frame(&[0x08, 0x01, 0x00, 0x01]),
+        DecodeError::TrailingBytes {
+            message: "reply",
+            end: HEADER.len() + 3,
+            trailing: 1,
+        },
+    );
+}
+
+#[test]
 fn invalid_utf8_in_a_string_is_a_bad_utf8_body_error() {
     let bad_utf8 = body_error("request", Postcard::DeserializeBadUtf8);
     for bytes in [
@@ -361,6 +423,26 @@ fn invalid_utf8_in_a_string_is_a_bad_utf8_body_error() {
         let mut body = vec![0x07, 0x01, bytes.len() as u8];
         body.extend_from_slice(bytes);
         body.extend_from_slice(&[0; 14]);
+        assert_request_error(&frame(&body), bad_utf8.clone());
+
+        // CopyIn of "/<bytes>", mode 0.
+        let mut body = vec![0x0b, 0x01, bytes.len() as u8 + 1, b'/'];
+        body.extend_from_slice(bytes);
+        body.push(0x00);
+        assert_request_error(&frame(&body), bad_utf8.clone());
+
+        // CopyOut of "/ok" and "/<bytes>".
+        let mut body = vec![
+            0x0c,
+            0x02,
+            0x03,
+            b'/',
+            b'o',
+            b'k',
+            bytes.len() as u8 + 1,
+            b'/',
+        ];
+        body.extend_from_slice(bytes);
         assert_request_error(&frame(&body), bad_utf8.clone());
     }
     // The same shape with valid UTF-8 decodes.
@@ -436,10 +518,23 @@ fn overlong_varints_are_bad_varint_body_errors() {
     let mut delete = vec![0x04];
     delete.extend_from_slice(&[0x80; 10]);
     delete.push(0x00);
-    assert_request_error(&frame(&delete), request);
+    assert_request_error(&frame(&delete), request.clone());
+    // u32 (a copy-in mode): a fifth byte above 0x0f.
+    assert_request_error(
+        &frame(&[0x0b, 0x01, 0x02, b'/', b'a', 0xff, 0xff, 0xff, 0xff, 0x10]),
+        request,
+    );
     // i32 (an errno): a fifth byte above 0x0f.
     assert_reply_error(
         &frame(&[0x03, 0x00, 0xff, 0xff, 0xff, 0xff, 0x1f, 0x00, 0x00]),
+        reply.clone(),
+    );
+    // The errno of a failed copy-in item (after its step, Create): six
+    // bytes.
+    assert_reply_error(
+        &frame(&[
+            0x08, 0x01, 0x01, 0x00, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x00,
+        ]),
         reply,
     );
 }
@@ -571,6 +666,6 @@ fn encoding_a_value_larger_than_the_maximum_frame_is_too_large() {
 fn body_error_messages_name_the_message_kind() {
     let request = decode_request(&frame(&[0x0a])).unwrap_err().to_string();
     assert!(request.starts_with("malformed request body"), "{request}");
-    let reply = decode_reply(&frame(&[0x08])).unwrap_err().to_string();
+    let reply = decode_reply(&frame(&[0x09])).unwrap_err().to_string();
     assert!(reply.starts_with("malformed reply body"), "{reply}");
 }

@@ -4,11 +4,12 @@
 mod common;
 
 use hutch_protocol::{
-    Access, Accounting, Batch, Configure, Delete, ErrorReply, ExecRequest, ExecResult, Hello,
-    HelloReply, ItemError, ItemOutcome, Limits, MAX_ARGS, MAX_BATCH, MAX_BPF_INSTRUCTIONS, MAX_ENV,
-    MAX_FDS_PER_FRAME, MAX_MOUNTS, MAX_NAME_LEN, MAX_PATH_LEN, MAX_PROCESSES, MAX_TIME_NS,
-    MIN_MEMORY_BYTES, Mount, MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request,
-    Resource, Rlimit, Stage, Status, SymlinkItem, Termination, ValidationError,
+    Access, Accounting, Batch, Configure, CopyInFailure, CopyInItem, CopyInOutcome, CopyInStep,
+    Delete, ErrorReply, ExecRequest, ExecResult, Hello, HelloReply, ItemError, ItemOutcome, Limits,
+    MAX_ARGS, MAX_BATCH, MAX_BPF_INSTRUCTIONS, MAX_ENV, MAX_FDS_PER_FRAME, MAX_MOUNTS,
+    MAX_NAME_LEN, MAX_PATH_LEN, MAX_PROCESSES, MAX_TIME_NS, MIN_MEMORY_BYTES, Mount, MountFlags,
+    OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request, Resource, Rlimit, Stage, Status,
+    SymlinkItem, Termination, ValidationError,
 };
 
 use ValidationError as E;
@@ -136,6 +137,34 @@ fn failed(errno: i32) -> ItemOutcome {
     ItemOutcome::Failed(ItemError {
         errno,
         message: "permission denied".to_owned(),
+    })
+}
+
+fn copy_item(path: &str, mode: u32) -> CopyInItem {
+    CopyInItem {
+        path: path.to_owned(),
+        mode,
+    }
+}
+
+/// A copy-in of `items`, validated with one descriptor per item.
+#[track_caller]
+fn copy_in_error(items: Vec<CopyInItem>) -> ValidationError {
+    let fds = items.len();
+    Request::CopyIn(items)
+        .validate(fds)
+        .expect_err("copy-in is invalid")
+}
+
+fn copy_out(paths: &[&str]) -> Request {
+    Request::CopyOut(paths.iter().map(|p| (*p).to_owned()).collect())
+}
+
+fn copy_failed(step: CopyInStep, errno: i32) -> CopyInOutcome {
+    CopyInOutcome::Failed(CopyInFailure {
+        step,
+        errno,
+        message: "no space left on device".to_owned(),
     })
 }
 
@@ -1016,11 +1045,321 @@ fn configure_ids_of_minus_one_are_out_of_range() {
 }
 
 // ---------------------------------------------------------------------------
+// Copy-in and copy-out.
+
+#[test]
+fn copy_in_of_one_to_64_items_with_one_descriptor_each_validates() {
+    for count in [1, 2, MAX_FDS_PER_FRAME] {
+        let items = vec![copy_item("/box/a", 0o644); count];
+        assert!(
+            Request::CopyIn(items).validate(count).is_ok(),
+            "{count} items"
+        );
+    }
+}
+
+#[test]
+fn copy_in_modes_from_0_to_0o7777_validate() {
+    for mode in [0, 0o644, 0o755, 0o4755, 0o7777] {
+        assert!(
+            Request::CopyIn(vec![copy_item("/box/a", mode)])
+                .validate(1)
+                .is_ok(),
+            "{mode:o}"
+        );
+    }
+}
+
+#[test]
+fn copy_in_and_copy_out_paths_at_their_maximum_length_validate() {
+    let path = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
+    assert!(
+        Request::CopyIn(vec![copy_item(&path, 0o644)])
+            .validate(1)
+            .is_ok()
+    );
+    assert!(copy_out(&[&path]).validate(0).is_ok());
+}
+
+#[test]
+fn copy_in_without_items_is_empty() {
+    assert_eq!(
+        Request::CopyIn(Vec::new()).validate(0),
+        Err(E::Empty {
+            field: "copy-in items"
+        })
+    );
+}
+
+#[test]
+fn copy_in_of_more_items_than_a_frame_carries_descriptors_is_too_many() {
+    let count = MAX_FDS_PER_FRAME + 1;
+    assert_eq!(
+        copy_in_error(vec![copy_item("/box/a", 0o644); count]),
+        E::TooMany {
+            field: "copy-in items",
+            count,
+            max: MAX_FDS_PER_FRAME
+        }
+    );
+}
+
+#[test]
+fn copy_in_path_problems_are_reported_for_the_copy_in_path() {
+    let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+    let cases = [
+        (
+            "box/main.py",
+            E::RelativePath {
+                field: "copy-in path",
+                path: "box/main.py".to_owned(),
+            },
+        ),
+        (
+            "",
+            E::RelativePath {
+                field: "copy-in path",
+                path: String::new(),
+            },
+        ),
+        (
+            "/box/../etc/passwd",
+            E::ParentComponent {
+                field: "copy-in path",
+                path: "/box/../etc/passwd".to_owned(),
+            },
+        ),
+        (
+            "/box/ma\0in.py",
+            E::Nul {
+                field: "copy-in path",
+            },
+        ),
+        (
+            long.as_str(),
+            E::TooLong {
+                field: "copy-in path",
+                len: MAX_PATH_LEN + 1,
+                max: MAX_PATH_LEN,
+            },
+        ),
+    ];
+    for (path, expected) in cases {
+        // The bad item comes after a good one: every item is checked.
+        let items = vec![copy_item("/box/ok", 0o644), copy_item(path, 0o644)];
+        assert_eq!(copy_in_error(items), expected, "{path:?}");
+    }
+}
+
+#[test]
+fn copy_in_of_the_root_is_empty_below_the_root() {
+    for path in ["/", "//", "///", "/.", "/./", "/./.", "/.//./"] {
+        // The bad item comes after a good one: every item is checked.
+        let items = vec![copy_item("/box/ok", 0o644), copy_item(path, 0o644)];
+        assert_eq!(
+            copy_in_error(items),
+            E::Empty {
+                field: "copy-in path below the root"
+            },
+            "{path:?}"
+        );
+    }
+    // Names that merely start with a dot, or a file below a `.`, are below
+    // the root.
+    for path in ["/.a", "/..a", "/./a", "/a/.", "/a/"] {
+        assert!(
+            Request::CopyIn(vec![copy_item(path, 0o644)])
+                .validate(1)
+                .is_ok(),
+            "{path:?}"
+        );
+    }
+}
+
+#[test]
+fn copy_in_of_the_root_is_rejected_before_its_mode_and_the_descriptor_count() {
+    assert_eq!(
+        Request::CopyIn(vec![copy_item("/", 0o10000)]).validate(0),
+        Err(E::Empty {
+            field: "copy-in path below the root"
+        })
+    );
+    // A path problem comes first.
+    assert_eq!(
+        copy_in_error(vec![copy_item("/./../", 0o644)]),
+        E::ParentComponent {
+            field: "copy-in path",
+            path: "/./../".to_owned()
+        }
+    );
+}
+
+#[test]
+fn copy_in_mode_beyond_permission_bits_is_out_of_range() {
+    for mode in [0o10000, 0o100644, u32::MAX] {
+        let items = vec![copy_item("/box/a", 0o644), copy_item("/box/b", mode)];
+        assert_eq!(
+            copy_in_error(items),
+            out_of_range("copy-in mode", mode, 0, 0o7777),
+            "{mode:o}"
+        );
+    }
+}
+
+#[test]
+fn copy_in_with_other_descriptors_than_items_is_fd_count() {
+    let items = vec![copy_item("/box/a", 0o644); 3];
+    assert!(Request::CopyIn(items.clone()).validate(3).is_ok());
+    for fds in [0, 1, 2, 4, MAX_FDS_PER_FRAME] {
+        assert_eq!(
+            Request::CopyIn(items.clone()).validate(fds),
+            Err(fd_count("copy-in", fds, 3)),
+            "{fds} descriptors"
+        );
+    }
+}
+
+#[test]
+fn copy_in_items_are_checked_before_the_descriptor_count() {
+    let items = vec![copy_item("box/a", 0o644)];
+    assert_eq!(
+        Request::CopyIn(items).validate(0),
+        Err(E::RelativePath {
+            field: "copy-in path",
+            path: "box/a".to_owned()
+        })
+    );
+}
+
+#[test]
+fn copy_out_of_one_to_64_paths_validates() {
+    for count in [1, 2, MAX_FDS_PER_FRAME] {
+        assert!(
+            copy_out(&vec!["/box/out.txt"; count]).validate(0).is_ok(),
+            "{count} paths"
+        );
+    }
+}
+
+#[test]
+fn copy_out_without_paths_is_empty() {
+    assert_eq!(
+        request_error(Request::CopyOut(Vec::new())),
+        E::Empty {
+            field: "copy-out paths"
+        }
+    );
+}
+
+#[test]
+fn copy_out_of_more_paths_than_a_frame_carries_descriptors_is_too_many() {
+    let count = MAX_FDS_PER_FRAME + 1;
+    assert_eq!(
+        request_error(copy_out(&vec!["/box/out.txt"; count])),
+        E::TooMany {
+            field: "copy-out paths",
+            count,
+            max: MAX_FDS_PER_FRAME
+        }
+    );
+}
+
+#[test]
+fn copy_out_path_problems_are_reported_for_the_copy_out_path() {
+    let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+    let cases = [
+        (
+            "out.txt",
+            E::RelativePath {
+                field: "copy-out path",
+                path: "out.txt".to_owned(),
+            },
+        ),
+        (
+            "/box/..",
+            E::ParentComponent {
+                field: "copy-out path",
+                path: "/box/..".to_owned(),
+            },
+        ),
+        (
+            "/box/out\0",
+            E::Nul {
+                field: "copy-out path",
+            },
+        ),
+        (
+            long.as_str(),
+            E::TooLong {
+                field: "copy-out path",
+                len: MAX_PATH_LEN + 1,
+                max: MAX_PATH_LEN,
+            },
+        ),
+    ];
+    for (path, expected) in cases {
+        assert_eq!(
+            request_error(copy_out(&["/box/ok", path])),
+            expected,
+            "{path:?}"
+        );
+    }
+}
+
+#[test]
+fn copied_in_reply_of_up_to_64_outcomes_validates() {
+    let failures = [
+        copy_failed(CopyInStep::Create, 0),
+        copy_failed(CopyInStep::Create, 4095),
+        copy_failed(CopyInStep::Fill, 0),
+        copy_failed(CopyInStep::Fill, 4095),
+    ];
+    for outcomes in [
+        Vec::new(),
+        failures.to_vec(),
+        vec![CopyInOutcome::Done; MAX_FDS_PER_FRAME],
+    ] {
+        let count = outcomes.len();
+        assert!(
+            Reply::CopiedIn(outcomes).validate(0).is_ok(),
+            "{count} outcomes"
+        );
+    }
+}
+
+#[test]
+fn copied_in_reply_of_more_outcomes_than_a_copy_in_has_items_is_too_many() {
+    let count = MAX_FDS_PER_FRAME + 1;
+    assert_eq!(
+        reply_error(Reply::CopiedIn(vec![CopyInOutcome::Done; count]), 0),
+        E::TooMany {
+            field: "copied-in results",
+            count,
+            max: MAX_FDS_PER_FRAME
+        }
+    );
+}
+
+#[test]
+fn copied_in_reply_with_an_errno_beyond_linux_is_out_of_range() {
+    for errno in [-1, 4096, i32::MIN, i32::MAX] {
+        for step in [CopyInStep::Create, CopyInStep::Fill] {
+            let outcomes = vec![CopyInOutcome::Done, copy_failed(step, errno)];
+            assert_eq!(
+                reply_error(Reply::CopiedIn(outcomes), 0),
+                out_of_range("copy-in errno", errno, 0, 4095),
+                "{step:?} errno {errno}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Descriptor counts.
 
 /// The kind name each sample's message reports in `FdCount`, for every
 /// message that must come without descriptors.
-const NO_FD_REQUESTS: [(&str, &str); 11] = [
+const NO_FD_REQUESTS: [(&str, &str); 12] = [
     ("hello", "hello"),
     ("hello-all-features", "hello"),
     ("ping", "ping"),
@@ -1032,9 +1371,10 @@ const NO_FD_REQUESTS: [(&str, &str); 11] = [
     ("reset", "reset"),
     ("proceed", "proceed"),
     ("kill", "kill"),
+    ("copy-out", "copy-out"),
 ];
 
-const NO_FD_REPLIES: [(&str, &str); 8] = [
+const NO_FD_REPLIES: [(&str, &str); 10] = [
     ("hello", "hello reply"),
     ("pong", "pong"),
     ("ack", "ack"),
@@ -1043,6 +1383,8 @@ const NO_FD_REPLIES: [(&str, &str); 8] = [
     ("started", "started reply"),
     ("finished-ok", "finished reply"),
     ("finished-runner-error", "finished reply"),
+    ("copied-in", "copied-in reply"),
+    ("copied-in-done", "copied-in reply"),
 ];
 
 #[test]
@@ -1064,10 +1406,11 @@ fn every_request_but_exec_with_descriptors_is_fd_count() {
             );
         }
     }
-    // Every request kind but exec is listed.
+    // Every request kind but exec, cgroup and copy-in (which carry
+    // descriptors) is listed.
     let mut listed: Vec<_> = NO_FD_REQUESTS.iter().map(|(_, kind)| *kind).collect();
     listed.dedup();
-    assert_eq!(listed.len(), 9);
+    assert_eq!(listed.len(), 10);
 }
 
 #[test]
@@ -1395,6 +1738,7 @@ fn messages_are_lowercase_and_name_their_field() {
         ),
         (E::FdUnused { index: 1 }, &["descriptor 1"]),
         (fd_count("ping", 1, 0), &["ping", "1", "0"]),
+        (fd_count("copy-in", 1, 2), &["copy-in", "1", "2"]),
         (
             E::HelloVersion {
                 found: 2,

@@ -6,9 +6,10 @@
 use std::{string::String, vec, vec::Vec};
 
 use crate::{
-    Accounting, Batch, BpfInstruction, DecodeError, ErrorReply, ExecRequest, ExecResult, ItemError,
-    ItemOutcome, Limits, MAX_FRAME_LEN, MAX_PROCESSES, MAX_TIME_NS, MIN_MEMORY_BYTES, Reply,
-    Request, Resource, Rlimit, Stage, Status, Termination, decode_reply, decode_request,
+    Accounting, Batch, BpfInstruction, CopyInFailure, CopyInItem, CopyInOutcome, CopyInStep,
+    DecodeError, ErrorReply, ExecRequest, ExecResult, ItemError, ItemOutcome, Limits,
+    MAX_FDS_PER_FRAME, MAX_FRAME_LEN, MAX_PROCESSES, MAX_TIME_NS, MIN_MEMORY_BYTES, Reply, Request,
+    Resource, Rlimit, Stage, Status, Termination, ValidationError, decode_reply, decode_request,
     decode_request_reusing, encode_reply, encode_request,
 };
 use proptest::{collection::vec as vec_of, option, prelude::*, sample::Index};
@@ -192,8 +193,43 @@ fn consistent_result() -> impl Strategy<Value = ExecResult> {
 fn outcome() -> impl Strategy<Value = ItemOutcome> {
     prop_oneof![
         Just(ItemOutcome::Done),
-        (0..=4095i32, any::<String>())
-            .prop_map(|(errno, message)| ItemOutcome::Failed(ItemError { errno, message })),
+        item_error().prop_map(ItemOutcome::Failed),
+    ]
+}
+
+/// An absolute path naming a file below the root: not `/`, `/./` and the
+/// like, which a copy-in refuses.
+fn path_below_root() -> impl Strategy<Value = String> {
+    path().prop_filter("names a file below the root", |p| {
+        !p.split('/').all(|c| c.is_empty() || c == ".")
+    })
+}
+
+/// A valid copy-in: 1 to 64 items, each an absolute path below the root and
+/// a mode within the permission bits.
+fn valid_copy_in() -> impl Strategy<Value = Vec<CopyInItem>> {
+    vec_of(
+        (path_below_root(), 0..=0o7777u32).prop_map(|(path, mode)| CopyInItem { path, mode }),
+        1..=MAX_FDS_PER_FRAME,
+    )
+}
+
+fn item_error() -> impl Strategy<Value = ItemError> {
+    (0..=4095i32, any::<String>()).prop_map(|(errno, message)| ItemError { errno, message })
+}
+
+/// A valid copy-in outcome: done, or a failure of either step with an
+/// errno Linux can return.
+fn copy_in_outcome() -> impl Strategy<Value = CopyInOutcome> {
+    prop_oneof![
+        Just(CopyInOutcome::Done),
+        (any::<CopyInStep>(), 0..=4095i32, any::<String>()).prop_map(|(step, errno, message)| {
+            CopyInOutcome::Failed(CopyInFailure {
+                step,
+                errno,
+                message,
+            })
+        }),
     ]
 }
 
@@ -245,6 +281,42 @@ proptest! {
         prop_assert_eq!(reply.check(done), Ok(()));
         let decoded = decode_reply(&reply_frame(&reply)).unwrap();
         prop_assert_eq!(decoded.validate(done).map(|v| v.into_inner()), Ok(reply));
+    }
+
+    #[test]
+    fn valid_copy_in_round_trips_and_validates_with_one_descriptor_per_item(
+        items in valid_copy_in(),
+        other_fds in 0..=MAX_FDS_PER_FRAME,
+    ) {
+        let fds = items.len();
+        let request = Request::CopyIn(items);
+        prop_assert_eq!(request.check(fds), Ok(()));
+        if other_fds != fds {
+            prop_assert_eq!(
+                request.check(other_fds),
+                Err(ValidationError::FdCount { message: "copy-in", attached: other_fds, expected: fds })
+            );
+        }
+        let decoded = decode_request(&request_frame(&request)).unwrap();
+        prop_assert_eq!(decoded.validate(fds).map(|v| v.into_inner()), Ok(request));
+    }
+
+    #[test]
+    fn valid_copy_out_round_trips_and_validates(paths in vec_of(path(), 1..=MAX_FDS_PER_FRAME)) {
+        let request = Request::CopyOut(paths);
+        prop_assert_eq!(request.check(0), Ok(()));
+        let decoded = decode_request(&request_frame(&request)).unwrap();
+        prop_assert_eq!(decoded.validate(0).map(|v| v.into_inner()), Ok(request));
+    }
+
+    #[test]
+    fn valid_copied_in_reply_round_trips_and_validates(
+        outcomes in vec_of(copy_in_outcome(), 0..=MAX_FDS_PER_FRAME),
+    ) {
+        let reply = Reply::CopiedIn(outcomes);
+        prop_assert_eq!(reply.check(0), Ok(()));
+        let decoded = decode_reply(&reply_frame(&reply)).unwrap();
+        prop_assert_eq!(decoded.validate(0).map(|v| v.into_inner()), Ok(reply));
     }
 
     #[test]

@@ -11,10 +11,10 @@
 
 use hutch_protocol::{
     Access, Accounting, Batch, BpfInstruction, CgroupFile, CgroupFiles, CgroupVersion, Configure,
-    Delete, ErrorReply, ExecRequest, ExecResult, FileSystem, Hello, HelloReply, ItemError,
-    ItemOutcome, Limits, MAX_FRAME_LEN, Mount, MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION,
-    Reply, Request, Resource, Rlimit, Stage, Status, SymlinkItem, Termination, encode_reply,
-    encode_request,
+    CopyInFailure, CopyInItem, CopyInOutcome, CopyInStep, Delete, ErrorReply, ExecRequest,
+    ExecResult, FileSystem, Hello, HelloReply, ItemError, ItemOutcome, Limits, MAX_FRAME_LEN,
+    Mount, MountFlags, OpenFlags, OpenItem, PROTOCOL_VERSION, Reply, Request, Resource, Rlimit,
+    Stage, Status, SymlinkItem, Termination, encode_reply, encode_request,
 };
 
 /// Every stage, in wire-tag order, with the name its sample carries.
@@ -449,6 +449,34 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
                 ],
             }),
         ),
+        (
+            "copy-in",
+            Request::CopyIn(vec![
+                CopyInItem {
+                    path: "/box/main.py".to_owned(),
+                    mode: 0o644,
+                },
+                CopyInItem {
+                    path: "/box/bin/run".to_owned(),
+                    mode: 0o755,
+                },
+                CopyInItem {
+                    path: "/box/all".to_owned(),
+                    mode: 0o7777,
+                },
+            ]),
+        ),
+        (
+            "copy-in-minimal",
+            Request::CopyIn(vec![CopyInItem {
+                path: "/a".to_owned(),
+                mode: 0,
+            }]),
+        ),
+        (
+            "copy-out",
+            Request::CopyOut(strings(&["/box/out.txt", "/box/result/answer", "/tmp/log"])),
+        ),
     ]
 }
 
@@ -509,6 +537,23 @@ pub(crate) fn reply_samples() -> Vec<(&'static str, Reply)> {
         ),
         ("started", Reply::Started { pid: 2 }),
         ("started-large-pid", Reply::Started { pid: 4_194_303 }),
+        (
+            "copied-in",
+            Reply::CopiedIn(vec![
+                CopyInOutcome::Done,
+                CopyInOutcome::Failed(CopyInFailure {
+                    step: CopyInStep::Create,
+                    errno: 21,
+                    message: "is a directory".to_owned(),
+                }),
+                CopyInOutcome::Failed(CopyInFailure {
+                    step: CopyInStep::Fill,
+                    errno: 28,
+                    message: "no space left on device".to_owned(),
+                }),
+            ]),
+        ),
+        ("copied-in-done", Reply::CopiedIn(vec![CopyInOutcome::Done])),
     ];
     for (name, result) in finished_results() {
         samples.push((finished_name(name), Reply::Finished(result)));
@@ -538,7 +583,7 @@ fn error_stage_name(stage: &str) -> &'static str {
 }
 
 /// How many descriptors travel with a sample request: one per index an exec
-/// refers to, none otherwise.
+/// refers to, one per cgroup file, one per copy-in item, none otherwise.
 pub(crate) fn request_fds(request: &Request) -> usize {
     match request {
         Request::Exec(exec) => exec
@@ -549,6 +594,7 @@ pub(crate) fn request_fds(request: &Request) -> usize {
             .max()
             .unwrap_or(0),
         Request::Cgroup(cgroup) => cgroup.files.len(),
+        Request::CopyIn(items) => items.len(),
         _ => 0,
     }
 }
@@ -655,6 +701,10 @@ fn length_prefixes() -> Vec<(&'static str, Kind, Vec<u8>)> {
         ("open-items", Kind::Request, vec![0x03]),
         ("delete-path", Kind::Request, vec![0x04]),
         ("symlink-items", Kind::Request, vec![0x05]),
+        ("copy-in-items", Kind::Request, vec![0x0b]),
+        ("copy-in-path", Kind::Request, vec![0x0b, 0x01]),
+        ("copy-out-paths", Kind::Request, vec![0x0c]),
+        ("copy-out-path", Kind::Request, vec![0x0c, 0x01]),
         ("error-path", Kind::Reply, vec![0x03, 0x00, 0x00, 0x01]),
         ("error-message", Kind::Reply, vec![0x03, 0x00, 0x00, 0x00]),
         ("opened-results", Kind::Reply, vec![0x04]),
@@ -663,6 +713,12 @@ fn length_prefixes() -> Vec<(&'static str, Kind, Vec<u8>)> {
             "opened-item-message",
             Kind::Reply,
             vec![0x04, 0x01, 0x01, 0x00],
+        ),
+        ("copied-in-results", Kind::Reply, vec![0x08]),
+        (
+            "copied-in-item-message",
+            Kind::Reply,
+            vec![0x08, 0x01, 0x01, 0x01, 0x00],
         ),
     ]
 }
