@@ -260,6 +260,7 @@ pub struct ContainerBuilder {
     cgroup_layout: Option<CgroupLayout>,
     cgroup_parent: Option<PathBuf>,
     cgroup_fs: Arc<dyn CgroupFs>,
+    reply_timeout: Option<std::time::Duration>,
     /// The layout detected at this builder's (or a clone's) first build
     /// that needed it: reading `/proc/self/mountinfo` every build cost as
     /// much as a tenth of a cold build.
@@ -341,6 +342,7 @@ impl ContainerBuilder {
             cgroup_layout: None,
             cgroup_parent: None,
             cgroup_fs: Arc::new(KernelCgroupFs),
+            reply_timeout: Some(crate::container::DEFAULT_REPLY_TIMEOUT),
             detected_layout: Arc::new(OnceLock::new()),
         }
     }
@@ -453,6 +455,15 @@ impl ContainerBuilder {
     /// Uses this cgroup layout instead of detecting one.
     pub fn cgroup_layout(mut self, layout: CgroupLayout) -> Self {
         self.cgroup_layout = Some(layout);
+        self
+    }
+
+    /// Sets how long init may take to answer a request, and an exec beyond
+    /// its wall-clock limit, before the container is destroyed
+    /// ([`Container::set_reply_timeout`]); `None` waits for ever. The
+    /// default is [`DEFAULT_REPLY_TIMEOUT`](crate::DEFAULT_REPLY_TIMEOUT).
+    pub fn reply_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.reply_timeout = timeout;
         self
     }
 
@@ -607,7 +618,8 @@ impl ContainerBuilder {
         )?;
         drop((container_end, release_read, errors_write, init));
         // From here on, dropping `guard` kills and reaps the child.
-        let guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);
+        let mut guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);
+        guard.set_reply_timeout(self.reply_timeout);
         if user_ns {
             write_id_maps(spawned.pid, self.resolved_id_map())?;
         }
@@ -652,6 +664,7 @@ impl ContainerBuilder {
             }
             Err(err) => return Err(BuildError::Handshake(Box::new(err))),
         };
+        container.set_init(init_features, &config.workdir);
         match container.call(&Request::Configure(config), &[]) {
             Ok(Reply::Ack) => {}
             Ok(other) => {

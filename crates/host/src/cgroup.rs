@@ -266,6 +266,7 @@ fn unescape(field: &str) -> String {
 pub(crate) struct ContainerCgroup {
     fs: Arc<dyn CgroupFs>,
     dirs: Vec<PathBuf>,
+    version: CgroupVersion,
 }
 
 impl Drop for ContainerCgroup {
@@ -288,6 +289,116 @@ fn opaque_id() -> u64 {
     random ^ count.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// `hutch-<pid>-<start time>-`: the start of the name of every group this
+/// process makes. The start time (clock ticks after boot, field 22 of
+/// `/proc/<pid>/stat`) tells this process from a later one with its pid.
+fn owner_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let pid = std::process::id();
+        let start = start_time(pid).unwrap_or(0);
+        format!("hutch-{pid}-{start}-")
+    })
+}
+
+/// When process `pid` started, in clock ticks after boot; `None` when there
+/// is no such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The owner of a group named by [`owner_prefix`], if the name is one.
+fn owner_of(name: &str) -> Option<(u32, u64)> {
+    let mut parts = name.strip_prefix("hutch-")?.splitn(3, '-');
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    let random = parts.next()?;
+    (!random.is_empty() && random.bytes().all(|b| b.is_ascii_hexdigit())).then_some((pid, start))
+}
+
+/// Whether the process that made the group `name` is gone: no process has
+/// its pid, or the one that has it started at another time.
+fn left_by_a_dead_process(name: &str) -> bool {
+    match owner_of(name) {
+        Some((pid, start)) => start_time(pid) != Some(start),
+        None => false,
+    }
+}
+
+impl CgroupLayout {
+    /// The parent directories groups are made in.
+    fn parents(&self) -> Vec<&Path> {
+        match self {
+            CgroupLayout::V1 {
+                memory,
+                cpuacct,
+                pids,
+            } => vec![memory, cpuacct, pids],
+            CgroupLayout::V2 { parent } => vec![parent],
+        }
+    }
+
+    /// Removes the groups that processes which are gone (killed before they
+    /// could clean up) left under this layout's parents; returns how many.
+    /// Groups of live processes are left alone. A group that still holds
+    /// processes has them killed first.
+    pub fn remove_stale(&self, fs: &dyn CgroupFs) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for parent in self.parents() {
+            for entry in std::fs::read_dir(parent)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if !entry.file_type()?.is_dir() || !left_by_a_dead_process(name) {
+                    continue;
+                }
+                let dir = entry.path();
+                if fs.remove_group(&dir).is_err() {
+                    kill_members(&dir);
+                    fs.remove_group(&dir)?;
+                }
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Kills every process of the group `dir`: with `cgroup.kill` where the
+/// kernel has it (v2), else one by one from `cgroup.procs`.
+fn kill_members(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs
+        .lines()
+        .filter_map(|line| line.trim().parse::<i32>().ok())
+    {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Removes the cgroups that hutch processes which are gone left under this
+/// process's own cgroups (found as [`CgroupLayout::detect`] finds them);
+/// returns how many. A server calls this at start, so that groups a killed
+/// earlier instance left do not pile up.
+pub fn remove_stale_cgroups() -> Result<usize, CgroupError> {
+    let layout = CgroupLayout::detect()?;
+    layout
+        .remove_stale(&KernelCgroupFs)
+        .map_err(|source| CgroupError::File {
+            path: layout.parents()[0].to_owned(),
+            source,
+        })
+}
+
 /// Access modes of control files.
 #[derive(Clone, Copy)]
 enum Access {
@@ -302,12 +413,18 @@ impl ContainerCgroup {
         layout: &CgroupLayout,
         fs: Arc<dyn CgroupFs>,
     ) -> Result<(Self, CgroupFiles, Vec<OwnedFd>), CgroupError> {
-        // Programs see this name in /proc/self/cgroup: it must say nothing
-        // of the host (no pid, no count of containers).
-        let name = format!("hutch-{:016x}", opaque_id());
+        // Programs never see this name: each run has a cgroup namespace
+        // rooted at this group, so /proc/self/cgroup reads "/". The owner's
+        // pid and start time let a later process tell a group a killed one
+        // left (remove_stale); the random part keeps names unguessable.
+        let name = format!("{}{:016x}", owner_prefix(), opaque_id());
         let mut cgroup = ContainerCgroup {
             fs,
             dirs: Vec::new(),
+            version: match layout {
+                CgroupLayout::V1 { .. } => CgroupVersion::V1,
+                CgroupLayout::V2 { .. } => CgroupVersion::V2,
+            },
         };
         let mut files = Vec::new();
         let mut fds = Vec::new();
@@ -439,6 +556,11 @@ impl ContainerCgroup {
     /// The group directories, for tests and diagnostics.
     pub(crate) fn dirs(&self) -> &[PathBuf] {
         &self.dirs
+    }
+
+    /// Which hierarchy the groups are in.
+    pub(crate) fn version(&self) -> CgroupVersion {
+        self.version
     }
 }
 
@@ -618,6 +740,52 @@ mod fake_tree {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn groups_of_gone_processes_are_removed_and_live_ones_kept() {
+        let root = temp_tree("stale");
+        let fs = FakeFs::default();
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        let me = std::process::id();
+        let started = start_time(me).unwrap();
+        let ours = format!("{}0123456789abcdef", owner_prefix());
+        // A pid no process has (above the kernel's largest pid_max), and
+        // this process's pid with another start time (a reused pid).
+        let gone = "hutch-4194305-77-0123456789abcdef".to_owned();
+        let reused = format!("hutch-{me}-{}-0123456789abcdef", started + 1);
+        for name in [
+            &ours,
+            &gone,
+            &reused,
+            &"hutch-0123456789abcdef".to_owned(),
+            &"other".into(),
+        ] {
+            fs.make_group(&root.join(name)).unwrap();
+        }
+        assert_eq!(layout.remove_stale(&fs).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = vec![ours, "hutch-0123456789abcdef".into(), "other".into()];
+        expected.sort();
+        assert_eq!(left, expected, "only groups of gone processes go");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_group_name_carries_its_owner() {
+        assert_eq!(owner_of("hutch-12-345-00ff"), Some((12, 345)));
+        assert_eq!(owner_of(owner_prefix()), None, "no random part");
+        assert_eq!(owner_of("hutch-0123456789abcdef"), None);
+        assert_eq!(owner_of("hutch-x-1-00"), None);
+        let (pid, start) = owner_of(&format!("{}00", owner_prefix())).unwrap();
+        assert_eq!(pid, std::process::id());
+        assert_eq!(Some(start), start_time(pid));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! A running container: the host's end of the conversation with its init.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use hutch_protocol::{
-    Delete, ErrorReply, ExecResult, ItemError, ItemOutcome, OpenItem, Reply, Request, SymlinkItem,
-    ValidationError,
+    CopyInItem, CopyInOutcome, CopyInStep, Delete, ErrorReply, ExecResult, ItemError, ItemOutcome,
+    MAX_FDS_PER_FRAME, OpenItem, Reply, Request, SymlinkItem, ValidationError, features,
 };
 
 use crate::channel::{Channel, ChannelError};
@@ -62,6 +63,26 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+    /// Init did not answer in time; the container was destroyed.
+    #[error(
+        "init did not answer the {request} request within {waited:?}; the container was destroyed"
+    )]
+    NoReply {
+        /// The request kind.
+        request: &'static str,
+        /// How long the host waited.
+        waited: Duration,
+    },
+    /// This container's init does not serve the request (an older init
+    /// given with `HUTCH_INIT`); nothing was sent.
+    #[error("the container's init does not serve {request} requests")]
+    Unsupported {
+        /// The request kind.
+        request: &'static str,
+    },
+    /// The program's CPUs could not be set.
+    #[error("cannot set the CPUs the program may run on")]
+    Affinity(#[source] std::io::Error),
     /// The request failed inside the container; the container is still
     /// usable.
     #[error("{message} (stage {stage:?}, errno {errno})")]
@@ -101,6 +122,44 @@ pub struct Container {
     received: Vec<OwnedFd>,
     /// Removed when the container is dropped, after init is reaped.
     cgroup: Option<crate::cgroup::ContainerCgroup>,
+    /// What init announced in its hello.
+    init_features: u64,
+    /// Where programs start, inside the container.
+    workdir: String,
+    /// How long init may take to answer a request other than an exec, and
+    /// an exec beyond its wall-clock limit.
+    reply_timeout: Option<Duration>,
+    /// Init's CPUs before a run narrowed them, to restore for the next run.
+    saved_affinity: Option<rustix::thread::CpuSet>,
+}
+
+/// How long init may take to answer, by default: a request other than an
+/// exec, or an exec past its wall-clock limit.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A file to create in a container and fill from a descriptor of the
+/// host's; see [`Container::copy_in`].
+#[derive(Debug, Clone, Copy)]
+pub struct CopyInFile<'a, 'fd> {
+    /// Where, inside the container: absolute, or relative to the work
+    /// directory.
+    pub path: &'a str,
+    /// Its permission bits.
+    pub mode: u32,
+    /// What it holds: the whole of this regular file, from offset 0.
+    pub source: BorrowedFd<'fd>,
+}
+
+/// Why one file of a [`Container::copy_in`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyInError {
+    /// The file or a parent directory could not be created, or the source
+    /// is not a regular file.
+    #[error("{}", .0.message)]
+    Create(ItemError),
+    /// The file was created but could not be filled; it is left empty.
+    #[error("{}", .0.message)]
+    Fill(ItemError),
 }
 
 impl std::fmt::Debug for Container {
@@ -121,7 +180,47 @@ impl Container {
             broken: false,
             received: Vec::new(),
             cgroup: None,
+            init_features: 0,
+            workdir: String::new(),
+            reply_timeout: Some(DEFAULT_REPLY_TIMEOUT),
+            saved_affinity: None,
         }
+    }
+
+    pub(crate) fn set_init(&mut self, features: u64, workdir: &str) {
+        self.init_features = features;
+        self.workdir = workdir.into();
+    }
+
+    /// Sets how long init may take to answer a request other than an exec,
+    /// and an exec beyond its wall-clock limit (an exec without one may
+    /// take as long as it runs); `None` waits for ever. When the time
+    /// passes, the container is destroyed and the call returns
+    /// [`ContainerError::NoReply`]. The default is
+    /// [`DEFAULT_REPLY_TIMEOUT`].
+    pub fn set_reply_timeout(&mut self, timeout: Option<Duration>) {
+        self.reply_timeout = timeout;
+    }
+
+    /// The directory programs start in, inside the container.
+    pub fn workdir(&self) -> &str {
+        &self.workdir
+    }
+
+    /// `path` as an absolute path inside the container: relative paths are
+    /// taken from the work directory.
+    pub fn resolve(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            path.into()
+        } else {
+            format!("{}/{path}", self.workdir.trim_end_matches('/'))
+        }
+    }
+
+    /// The feature bits init announced
+    /// ([`features`](hutch_protocol::features)).
+    pub fn init_features(&self) -> u64 {
+        self.init_features
     }
 
     pub(crate) fn set_cgroup(&mut self, cgroup: crate::cgroup::ContainerCgroup) {
@@ -132,6 +231,12 @@ impl Container {
     /// are measured by rusage.
     pub fn cgroup_dirs(&self) -> &[std::path::PathBuf] {
         self.cgroup.as_ref().map_or(&[], |c| c.dirs())
+    }
+
+    /// Which cgroup hierarchy measures and limits the container's runs;
+    /// `None` when rusage does.
+    pub fn cgroup_version(&self) -> Option<hutch_protocol::CgroupVersion> {
+        self.cgroup.as_ref().map(|c| c.version())
     }
 
     /// Whether the container was destroyed after a failure and can serve no
@@ -159,21 +264,7 @@ impl Container {
         items: &[OpenItem],
     ) -> Result<Vec<Result<OwnedFd, ItemError>>, ContainerError> {
         let reply = self.call(&Request::Open(items.to_vec()), &[])?;
-        let batch = match reply {
-            Reply::Opened(batch) if batch.results.len() == items.len() => batch,
-            other => return self.unexpected("open", &other),
-        };
-        let mut fds = std::mem::take(&mut self.received).into_iter();
-        let results = batch
-            .results
-            .into_iter()
-            .map(|outcome| match outcome {
-                // Validation matched the count of Done items to the fds.
-                ItemOutcome::Done => Ok(fds.next().expect("one fd per opened item")),
-                ItemOutcome::Failed(error) => Err(error),
-            })
-            .collect();
-        Ok(results)
+        self.opened("open", reply, items.len())
     }
 
     /// Removes a file or an empty directory inside the container.
@@ -220,11 +311,150 @@ impl Container {
     ///
     /// [`Status::RunnerError`]: hutch_protocol::Status::RunnerError
     pub fn exec(&mut self, spec: &ExecSpec<'_>) -> Result<ExecResult, ContainerError> {
+        self.start(spec)?.wait()
+    }
+
+    /// Starts one program and returns at once; [`Run::wait`] gives its
+    /// verdict. Once this returns, init holds its own copies of the spec's
+    /// descriptors: the caller may close its own, which is what lets the
+    /// programs of two containers joined by a pipe see its end when the
+    /// other one exits.
+    ///
+    /// Dropping the [`Run`] without waiting kills the container.
+    pub fn start(&mut self, spec: &ExecSpec<'_>) -> Result<Run<'_>, ContainerError> {
+        self.set_affinity(spec.affinity())?;
         let (request, fds) = spec.wire();
-        match self.call(request, fds)? {
-            Reply::Finished(result) => Ok(result),
-            other => self.unexpected("exec", &other),
+        self.send(request, fds)?;
+        let timeout = self.reply_timeout;
+        let deadline = match spec.limits().wall_time_ns {
+            Some(wall) => timeout.map(|t| Instant::now() + Duration::from_nanos(wall) + t),
+            None => None,
+        };
+        Ok(Run {
+            container: Some(self),
+            deadline,
+        })
+    }
+
+    /// Narrows init's CPUs (and so the next program's) to `set`, or
+    /// restores what they were before an earlier run narrowed them.
+    fn set_affinity(&mut self, set: Option<&rustix::thread::CpuSet>) -> Result<(), ContainerError> {
+        let pid = rustix::process::Pid::from_raw(self.pid);
+        let affinity = |e: rustix::io::Errno| ContainerError::Affinity(e.into());
+        match (set, &self.saved_affinity) {
+            (Some(set), saved) => {
+                if saved.is_none() {
+                    self.saved_affinity =
+                        Some(rustix::thread::sched_getaffinity(pid).map_err(affinity)?);
+                }
+                rustix::thread::sched_setaffinity(pid, set).map_err(affinity)
+            }
+            (None, Some(saved)) => {
+                rustix::thread::sched_setaffinity(pid, saved).map_err(affinity)?;
+                self.saved_affinity = None;
+                Ok(())
+            }
+            (None, None) => Ok(()),
         }
+    }
+
+    /// Creates files inside the container and fills each from a descriptor
+    /// of the host's, in as few requests as the frame allows; one result
+    /// per file, in order.
+    ///
+    /// Init writes the files itself: no writable descriptor of a file a
+    /// program may later execute ever exists in the host, where a
+    /// concurrent `fork` elsewhere in the process could hold it open and
+    /// make that exec fail with `ETXTBSY`. Files and missing parent
+    /// directories (mode `0o755`) belong to the programs' user.
+    pub fn copy_in(
+        &mut self,
+        files: &[CopyInFile<'_, '_>],
+    ) -> Result<Vec<Result<(), CopyInError>>, ContainerError> {
+        self.require(features::INIT_COPY, "copy-in")?;
+        let mut results = Vec::with_capacity(files.len());
+        for batch in files.chunks(MAX_FDS_PER_FRAME) {
+            let items = batch
+                .iter()
+                .map(|file| CopyInItem {
+                    path: self.resolve(file.path),
+                    mode: file.mode,
+                })
+                .collect();
+            let fds: Vec<BorrowedFd<'_>> = batch.iter().map(|file| file.source).collect();
+            match self.call(&Request::CopyIn(items), &fds)? {
+                Reply::CopiedIn(outcomes) if outcomes.len() == batch.len() => {
+                    results.extend(outcomes.into_iter().map(|outcome| match outcome {
+                        CopyInOutcome::Done => Ok(()),
+                        CopyInOutcome::Failed(failure) => {
+                            let error = ItemError {
+                                errno: failure.errno,
+                                message: failure.message,
+                            };
+                            Err(match failure.step {
+                                CopyInStep::Create => CopyInError::Create(error),
+                                CopyInStep::Fill => CopyInError::Fill(error),
+                            })
+                        }
+                    }));
+                }
+                other => return self.unexpected("copy-in", &other),
+            }
+        }
+        Ok(results)
+    }
+
+    /// Opens files a run left, for reading: absolute paths, or relative to
+    /// the work directory. Unlike [`open`](Container::open), no symbolic
+    /// link is followed anywhere in a path (`ELOOP`), and only regular
+    /// files are opened: a FIFO, device, socket or directory is refused
+    /// (`EINVAL`) without being read from. One result per path, in order.
+    pub fn open_for_copy_out(
+        &mut self,
+        paths: &[&str],
+    ) -> Result<Vec<Result<OwnedFd, ItemError>>, ContainerError> {
+        self.require(features::INIT_COPY, "copy-out")?;
+        let mut results = Vec::with_capacity(paths.len());
+        for batch in paths.chunks(MAX_FDS_PER_FRAME) {
+            let request = Request::CopyOut(batch.iter().map(|path| self.resolve(path)).collect());
+            let reply = self.call(&request, &[])?;
+            results.extend(self.opened("copy-out", reply, batch.len())?);
+        }
+        Ok(results)
+    }
+
+    fn require(&self, feature: u64, request: &'static str) -> Result<(), ContainerError> {
+        if self.broken {
+            Err(ContainerError::Destroyed)
+        } else if self.init_features & feature == 0 {
+            Err(ContainerError::Unsupported { request })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The per-item results of an `Opened` reply to a request of `count`
+    /// items, with the descriptors that came with it.
+    fn opened(
+        &mut self,
+        request: &'static str,
+        reply: Reply,
+        count: usize,
+    ) -> Result<Vec<Result<OwnedFd, ItemError>>, ContainerError> {
+        let batch = match reply {
+            Reply::Opened(batch) if batch.results.len() == count => batch,
+            other => return self.unexpected(request, &other),
+        };
+        let mut fds = std::mem::take(&mut self.received).into_iter();
+        Ok(batch
+            .results
+            .into_iter()
+            .map(|outcome| match outcome {
+                // Validation matched the count of Done items to the fds.
+                ItemOutcome::Done => Ok(fds.next().expect("one fd per opened item")),
+                ItemOutcome::Failed(error) => Err(error),
+            })
+            .collect())
     }
 
     /// A handle that stops the current run from another thread.
@@ -244,13 +474,20 @@ impl Container {
         self.kill_and_reap();
     }
 
-    /// Sends one request and receives its one reply; an error reply becomes
-    /// [`ContainerError::Failed`].
+    /// Sends one request and receives its one reply within the reply
+    /// timeout; an error reply becomes [`ContainerError::Failed`].
     pub(crate) fn call(
         &mut self,
         request: &Request,
         fds: &[BorrowedFd<'_>],
     ) -> Result<Reply, ContainerError> {
+        self.send(request, fds)?;
+        let deadline = self.reply_timeout.map(|t| Instant::now() + t);
+        self.receive(request.kind(), deadline)
+    }
+
+    /// Checks and sends one request.
+    fn send(&mut self, request: &Request, fds: &[BorrowedFd<'_>]) -> Result<(), ContainerError> {
         if self.broken {
             return Err(ContainerError::Destroyed);
         }
@@ -260,8 +497,27 @@ impl Container {
                 kind: request.kind(),
                 source,
             })?;
-        if let Err(cause) = self.channel.send_request(request, fds) {
-            return Err(self.gone(cause));
+        self.channel
+            .send_request(request, fds)
+            .map_err(|cause| self.gone(cause))
+    }
+
+    /// Receives the reply to the request `kind` sent last, giving up (and
+    /// destroying the container) at `deadline`.
+    fn receive(
+        &mut self,
+        kind: &'static str,
+        deadline: Option<Instant>,
+    ) -> Result<Reply, ContainerError> {
+        if let Some(deadline) = deadline {
+            let started = Instant::now();
+            if !sys::readable_before(self.channel.socket(), deadline) {
+                self.kill_and_reap();
+                return Err(ContainerError::NoReply {
+                    request: kind,
+                    waited: started.elapsed(),
+                });
+            }
         }
         let reply = match self.channel.recv_reply(&mut self.received) {
             Ok(reply) => reply,
@@ -328,6 +584,36 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         self.kill_and_reap();
+    }
+}
+
+/// A program started by [`Container::start`]: wait for its verdict.
+#[derive(Debug)]
+#[must_use = "a run not waited for is killed with its container"]
+pub struct Run<'c> {
+    container: Option<&'c mut Container>,
+    deadline: Option<Instant>,
+}
+
+impl Run<'_> {
+    /// Waits for the program to end and returns its verdict; gives up, and
+    /// destroys the container, when init has not answered by the reply
+    /// timeout past the run's wall-clock limit.
+    pub fn wait(mut self) -> Result<ExecResult, ContainerError> {
+        let container = self.container.take().expect("present until waited for");
+        match container.receive("exec", self.deadline)? {
+            Reply::Finished(result) => Ok(result),
+            other => container.unexpected("exec", &other),
+        }
+    }
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        // Its reply would be taken for the next request's.
+        if let Some(container) = self.container.take() {
+            container.kill_and_reap();
+        }
     }
 }
 

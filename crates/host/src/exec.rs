@@ -33,6 +33,8 @@ pub struct ExecSpec<'fd> {
     /// How many of `fds` are the program's.
     program_fds: usize,
     exec_fd: Option<BorrowedFd<'fd>>,
+    /// The CPUs the program may run on; the container's when `None`.
+    affinity: Option<rustix::thread::CpuSet>,
 }
 
 impl<'fd> ExecSpec<'fd> {
@@ -54,6 +56,7 @@ impl<'fd> ExecSpec<'fd> {
             fds: Vec::new(),
             program_fds: 0,
             exec_fd: None,
+            affinity: None,
         }
     }
 
@@ -108,6 +111,14 @@ impl<'fd> ExecSpec<'fd> {
         self.fds.truncate(self.program_fds);
         self.fds.push(fd);
         self.program_fds += 1;
+        self.sync_fds();
+        self
+    }
+
+    /// The same spec without the program's descriptors (an `exec_fd`
+    /// stays).
+    pub(crate) fn without_fds(mut self) -> Self {
+        self.program_fds = 0;
         self.sync_fds();
         self
     }
@@ -185,6 +196,20 @@ impl<'fd> ExecSpec<'fd> {
     pub fn process_limit(mut self, count: u32) -> Self {
         self.exec_mut().limits.processes = Some(count);
         self
+    }
+
+    /// Runs the program on these CPUs only (`sched_setaffinity` of init
+    /// before the program is created, undone for the next run that sets
+    /// none). The program may widen its own affinity again within the
+    /// CPUs the container may use; its CPU time limit holds either way.
+    pub fn cpus(mut self, set: rustix::thread::CpuSet) -> Self {
+        self.affinity = Some(set);
+        self
+    }
+
+    /// The CPUs the program is limited to, if any.
+    pub fn affinity(&self) -> Option<&rustix::thread::CpuSet> {
+        self.affinity.as_ref()
     }
 
     /// Runs as this user and group of the container instead of its default.

@@ -43,8 +43,10 @@ mod exec;
 mod fault_tests;
 mod init_binary;
 mod input;
+mod job;
 mod pool;
 mod seccomp;
+mod store;
 #[path = "../../init/src/raw_syscall.rs"]
 #[macro_use]
 mod raw_syscall;
@@ -54,12 +56,20 @@ pub use builder::{
     AccountingChoice, BuildError, ContainerBuilder, DEFAULT_TMP_BYTES, DEFAULT_TMPFS_INODES,
     DEFAULT_WORKDIR_BYTES, IdMap, Namespaces,
 };
-pub use cgroup::{CgroupError, CgroupFs, CgroupLayout, KernelCgroupFs};
+pub use cgroup::{CgroupError, CgroupFs, CgroupLayout, KernelCgroupFs, remove_stale_cgroups};
 pub use channel::ChannelError;
-pub use container::{Container, ContainerError, Killer};
+pub use container::{
+    Container, ContainerError, CopyInError, CopyInFile, DEFAULT_REPLY_TIMEOUT, Killer, Run,
+};
 pub use exec::ExecSpec;
 pub use hutch_protocol as protocol;
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init, embedded_init_len};
 pub use input::{InputError, SealedInput};
+pub use job::{
+    Collector, Command, CommandResult, CopyIn, CopyInContent, CopyOut, DEFAULT_COPY_OUT_LIMIT,
+    FileError, FileErrorKind, Job, JobError, MAX_JOB_FDS, Pipe, PipeEnd, Proxy, Source, Stream,
+    Verdict,
+};
 pub use pool::{Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};
+pub use store::{FILE_ID_LEN, FileStore, StoreError, StoreWriter, is_file_id};

@@ -31,6 +31,17 @@ pub enum PoolError {
     /// The run itself failed (the container was replaced).
     #[error("the pooled container failed")]
     Container(#[source] ContainerError),
+    /// The pool was shut down.
+    #[error("the pool was shut down")]
+    Closed,
+    /// More containers were asked for at once than the pool keeps.
+    #[error("{wanted} containers were asked for at once, but the pool keeps {size}")]
+    TooMany {
+        /// How many were asked for.
+        wanted: usize,
+        /// The pool's size.
+        size: usize,
+    },
 }
 
 /// A set of warm containers shared by threads.
@@ -69,6 +80,9 @@ struct State {
     last_error: Option<Arc<BuildError>>,
     /// The pool is being dropped: builders stop.
     closed: bool,
+    /// Build threads, joined when the pool goes so that no container they
+    /// make outlives it.
+    builders: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Pool {
@@ -128,6 +142,9 @@ impl Pool {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut state = self.shared.lock();
         loop {
+            if state.closed {
+                return Err(PoolError::Closed);
+            }
             if let Some(container) = state.idle.pop() {
                 state.busy += 1;
                 return Ok(Pooled {
@@ -164,6 +181,76 @@ impl Pool {
         }
     }
 
+    /// Takes `count` idle containers at once, waiting as long as it takes:
+    /// a caller that needs several (the commands of one
+    /// [`Job`](crate::Job)) never holds some while it waits for the rest, so
+    /// two such callers cannot starve each other. Asking for more than the
+    /// pool's size is an error.
+    pub fn checkout_many(&self, count: usize) -> Result<Vec<Pooled>, PoolError> {
+        if count > self.shared.size {
+            return Err(PoolError::TooMany {
+                wanted: count,
+                size: self.shared.size,
+            });
+        }
+        let mut state = self.shared.lock();
+        loop {
+            if state.closed {
+                return Err(PoolError::Closed);
+            }
+            if state.idle.len() >= count {
+                state.busy += count;
+                let at = state.idle.len() - count;
+                return Ok(state
+                    .idle
+                    .split_off(at)
+                    .into_iter()
+                    .map(|container| Pooled {
+                        container: Some(container),
+                        shared: Arc::clone(&self.shared),
+                    })
+                    .collect());
+            }
+            if state.building == 0 {
+                match &state.last_error {
+                    Some(error) if state.busy == 0 => {
+                        return Err(PoolError::Build(Arc::clone(error)));
+                    }
+                    _ => {}
+                }
+                while state.idle.len() + state.busy + state.building < self.shared.size {
+                    self.shared.start_build(&mut state);
+                }
+            }
+            state = self.shared.wait(state);
+        }
+    }
+
+    /// Destroys every idle container, waits for those checked out to come
+    /// back and for builds under way to end, and destroys those too; the
+    /// pool builds nothing more. When this returns, every container of the
+    /// pool and its cgroup is gone.
+    pub fn shutdown(&self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        // Waiters for a container give up.
+        self.shared.changed.notify_all();
+        loop {
+            let idle = std::mem::take(&mut state.idle);
+            if !idle.is_empty() {
+                // Destroyed without the lock: each takes a kill and a reap.
+                drop(state);
+                drop(idle);
+                state = self.shared.lock();
+                continue;
+            }
+            if state.busy == 0 && state.building == 0 {
+                return;
+            }
+            state = self.shared.wait(state);
+        }
+    }
+
     /// Runs `spec` in any idle container and returns it to the pool.
     pub fn run(&self, spec: &ExecSpec<'_>) -> Result<ExecResult, PoolError> {
         let mut container = self.checkout()?;
@@ -178,6 +265,15 @@ impl Drop for Shared {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         state.closed = true;
+        // A build under way finds the pool gone and destroys its container;
+        // waiting for it means none outlives the pool, nor its cgroup.
+        // (This may run on a build thread, which cannot wait for itself.)
+        let me = std::thread::current().id();
+        for builder in std::mem::take(&mut state.builders) {
+            if builder.thread().id() != me {
+                let _ = builder.join();
+            }
+        }
         // Idle containers are destroyed with the vector.
     }
 }
@@ -220,12 +316,16 @@ impl Shared {
                 }
                 shared.changed.notify_all();
             });
-        if let Err(error) = spawned {
-            state.building -= 1;
-            state.last_error = Some(Arc::new(BuildError::Plumbing {
-                what: "pool build thread",
-                source: error,
-            }));
+        state.builders.retain(|builder| !builder.is_finished());
+        match spawned {
+            Ok(builder) => state.builders.push(builder),
+            Err(error) => {
+                state.building -= 1;
+                state.last_error = Some(Arc::new(BuildError::Plumbing {
+                    what: "pool build thread",
+                    source: error,
+                }));
+            }
         }
     }
 

@@ -379,6 +379,30 @@ pub(crate) fn pidfd_exits_within(pidfd: &OwnedFd, timeout_ms: i64) -> bool {
     }
 }
 
+/// Whether `fd` becomes readable (or hangs up) before `deadline`.
+pub(crate) fn readable_before(
+    fd: std::os::fd::BorrowedFd<'_>,
+    deadline: std::time::Instant,
+) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timeout = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Let the receive report what is wrong with the socket.
+            Err(_) => return true,
+        }
+    }
+}
+
 /// The raw number of an owned descriptor.
 pub(crate) fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()

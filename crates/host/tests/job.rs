@@ -1,0 +1,586 @@
+//! Jobs: files copied in from bytes, host paths and the store; files copied
+//! out, never through a symbolic link; collectors; pipes between commands,
+//! relayed or not; interactive pairs; and the job's own errors.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hutch_host::protocol::Status;
+use hutch_host::{
+    Collector, Command, ContainerBuilder, CopyIn, CopyOut, ExecSpec, FileErrorKind, FileStore, Job,
+    JobError, PipeEnd, Pool, Proxy, Source, Stream, Verdict,
+};
+
+fn builder() -> ContainerBuilder {
+    if rustix::process::geteuid().is_root() {
+        ContainerBuilder::new()
+    } else {
+        ContainerBuilder::new().allow_rusage()
+    }
+}
+
+/// A pool for one test: dropped with it, so its containers and their
+/// cgroups go when the test ends (a pool in a static never would).
+fn pool() -> Pool {
+    Pool::new(builder(), 2)
+}
+
+fn collect(name: &str, max: u64) -> Stream {
+    Stream::Collect(Collector {
+        name: name.into(),
+        max,
+        pipe: false,
+        store: false,
+    })
+}
+
+fn collect_by_pipe(name: &str, max: u64) -> Stream {
+    Stream::Collect(Collector {
+        name: name.into(),
+        max,
+        pipe: true,
+        store: false,
+    })
+}
+
+fn bytes(text: &str) -> Source {
+    Source::Bytes(Arc::from(text.as_bytes()))
+}
+
+/// A command with no input and its stdout and stderr collected.
+fn command(argv: &[&str]) -> Command {
+    Command::new(ExecSpec::new(argv.iter().copied()).wall_time(Duration::from_secs(20)))
+        .stream(Stream::Null)
+        .stream(collect("stdout", 1 << 20))
+        .stream(collect("stderr", 1 << 20))
+}
+
+fn sh(script: &str) -> Command {
+    command(&["sh", "-c", script])
+}
+
+fn run_one(command: Command) -> hutch_host::CommandResult {
+    let mut job = Job::new();
+    job.command(command);
+    job.run(&pool()).unwrap().remove(0)
+}
+
+fn text(result: &hutch_host::CommandResult, name: &str) -> String {
+    String::from_utf8_lossy(
+        result
+            .files
+            .get(name)
+            .unwrap_or_else(|| panic!("no file {name:?} in {result:#?}")),
+    )
+    .into_owned()
+}
+
+/// `tests/programs/pingpong.c`, compiled once.
+fn pingpong() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let source =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/programs/pingpong.c");
+            let dir = std::env::temp_dir().join(format!("hutch-job-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let binary = dir.join("pingpong");
+            let output = std::process::Command::new("cc")
+                .args(["-O2", "-Wall", "-Wextra", "-o"])
+                .arg(&binary)
+                .arg(&source)
+                .stderr(Stdio::piped())
+                .output()
+                .expect("cc runs");
+            assert!(
+                output.status.success(),
+                "cc failed on {}:\n{}",
+                source.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            binary
+        })
+        .clone()
+}
+
+#[test]
+fn one_command_collects_its_output() {
+    let result = run_one(sh("echo out; echo err >&2"));
+    assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+    assert_eq!(text(&result, "stdout"), "out\n");
+    assert_eq!(text(&result, "stderr"), "err\n");
+    assert!(result.file_errors.is_empty());
+    assert_eq!(result.exit_status(), 0);
+}
+
+#[test]
+fn input_comes_from_bytes_and_host_files() {
+    let result = run_one(
+        Command::new(ExecSpec::new(["cat"]))
+            .stream(Stream::Input(bytes("from bytes\n")))
+            .stream(collect("stdout", 1024)),
+    );
+    assert_eq!(text(&result, "stdout"), "from bytes\n");
+
+    let dir = tempdir("input");
+    let path = dir.join("in.txt");
+    std::fs::write(&path, "from a host file\n").unwrap();
+    let result = run_one(
+        Command::new(ExecSpec::new(["cat"]))
+            .stream(Stream::Input(Source::Path(path)))
+            .stream(collect("stdout", 1024)),
+    );
+    assert_eq!(text(&result, "stdout"), "from a host file\n");
+}
+
+#[test]
+fn copy_in_makes_directories_links_and_absolute_paths() {
+    let result = run_one(
+        sh("cat a.txt sub/dir/b.txt /tmp/c.txt link.txt; stat -c '%a %U' sub/dir/b.txt")
+            .copy_in(CopyIn::file("a.txt", bytes("a\n")))
+            .copy_in(CopyIn {
+                mode: 0o640,
+                ..CopyIn::file("sub/dir/b.txt", bytes("b\n"))
+            })
+            .copy_in(CopyIn::file("/tmp/c.txt", bytes("c\n")))
+            .copy_in(CopyIn::symlink("link.txt", "a.txt")),
+    );
+    assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+    let out = text(&result, "stdout");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("a"));
+    assert_eq!(lines.next(), Some("b"));
+    assert_eq!(lines.next(), Some("c"));
+    assert_eq!(lines.next(), Some("a"));
+    let owner_line = lines.next().unwrap();
+    assert!(owner_line.starts_with("640 "), "{owner_line}");
+}
+
+#[test]
+fn a_missing_source_or_a_read_only_destination_is_a_file_error() {
+    let result =
+        run_one(sh("echo ran").copy_in(CopyIn::file("x", Source::Path("/nonexistent/x".into()))));
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert!(result.exec.is_none(), "the program must not run");
+    assert_eq!(result.file_errors[0].kind, FileErrorKind::CopyInOpenFile);
+    assert_eq!(result.file_errors[0].name, "x");
+
+    let result = run_one(sh("echo ran").copy_in(CopyIn::file("/usr/x", bytes("x"))));
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert_eq!(result.file_errors[0].kind, FileErrorKind::CopyInCreateFile);
+    assert!(
+        result.file_errors[0]
+            .message
+            .contains("Read-only file system"),
+        "{result:#?}"
+    );
+}
+
+#[test]
+fn a_file_too_large_for_the_work_directory_is_a_copy_error() {
+    let big: Vec<u8> = vec![b'x'; 80 << 20];
+    let result = run_one(sh("echo ran").copy_in(CopyIn::file("big", Source::Bytes(big.into()))));
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert_eq!(result.file_errors[0].kind, FileErrorKind::CopyInCopyContent);
+}
+
+#[test]
+fn copy_out_reads_files_and_stores_them() {
+    let store = FileStore::temporary().unwrap();
+    let mut job = Job::new().with_store(store.clone());
+    job.command(
+        sh("printf one > one; mkdir d; printf two > d/two")
+            .copy_out(CopyOut::file("one"))
+            .copy_out(CopyOut {
+                store: true,
+                ..CopyOut::file("d/two")
+            }),
+    );
+    let result = job.run(&pool()).unwrap().remove(0);
+    assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+    assert_eq!(result.files["one"], b"one");
+    let id = &result.stored["d/two"];
+    let (name, mut file) = store.get(id).unwrap();
+    assert_eq!(name, "d/two");
+    let mut content = String::new();
+    std::io::Read::read_to_string(&mut file, &mut content).unwrap();
+    assert_eq!(content, "two");
+
+    // The stored file goes into a later run, as a copy-in and as stdin.
+    let mut job = Job::new().with_store(store);
+    job.command(
+        Command::new(ExecSpec::new(["cat", "again", "-"]))
+            .stream(Stream::Input(Source::Stored(id.clone())))
+            .stream(collect("stdout", 1024))
+            .copy_in(CopyIn::file("again", Source::Stored(id.clone()))),
+    );
+    let result = job.run(&pool()).unwrap().remove(0);
+    assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+    assert_eq!(text(&result, "stdout"), "twotwo");
+}
+
+#[test]
+fn copy_out_never_follows_a_link_nor_reads_a_fifo() {
+    let result = run_one(
+        sh("ln -s /etc/passwd passwd; mkfifo fifo; mkdir dir; ln -s /w linkdir; echo x > f")
+            .copy_out(CopyOut::file("passwd"))
+            .copy_out(CopyOut::file("fifo"))
+            .copy_out(CopyOut::file("dir"))
+            .copy_out(CopyOut::file("linkdir/f")),
+    );
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    for name in ["passwd", "fifo", "dir", "linkdir/f"] {
+        assert!(
+            !result.files.contains_key(name),
+            "{name} was read: {result:#?}"
+        );
+        let error = result
+            .file_errors
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("no error for {name}: {result:#?}"));
+        assert_eq!(
+            error.kind,
+            FileErrorKind::CopyOutNotRegularFile,
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
+fn an_optional_copy_out_may_be_missing() {
+    let result = run_one(
+        sh("printf here > here")
+            .copy_out(CopyOut {
+                optional: true,
+                ..CopyOut::file("missing")
+            })
+            .copy_out(CopyOut {
+                optional: true,
+                ..CopyOut::file("here")
+            }),
+    );
+    assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+    assert_eq!(result.files["here"], b"here");
+    assert!(!result.files.contains_key("missing"));
+
+    let result = run_one(sh("true").copy_out(CopyOut::file("missing")));
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert_eq!(result.file_errors[0].kind, FileErrorKind::CopyOutOpen);
+}
+
+#[test]
+fn copy_out_limit_refuses_or_truncates() {
+    let big = || sh("head -c 1000 /dev/zero | tr '\\0' x > big").copy_out(CopyOut::file("big"));
+    let result = run_one(big().copy_out_limit(100, false));
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert_eq!(
+        result.file_errors[0].kind,
+        FileErrorKind::CopyOutSizeExceeded
+    );
+    assert!(!result.files.contains_key("big"));
+
+    let result = run_one(big().copy_out_limit(100, true));
+    assert_eq!(result.files["big"], vec![b'x'; 100]);
+    assert_eq!(
+        result.file_errors[0].kind,
+        FileErrorKind::CopyOutSizeExceeded
+    );
+}
+
+#[test]
+fn output_past_a_collector_is_an_output_limit() {
+    let result = run_one(
+        Command::new(ExecSpec::new(["sh", "-c", "head -c 5000 /dev/zero"]))
+            .stream(Stream::Null)
+            .stream(collect("stdout", 1000)),
+    );
+    assert_eq!(result.verdict, Verdict::OutputLimit, "{result:#?}");
+    assert_eq!(result.files["stdout"].len(), 1000);
+    assert_eq!(
+        result.file_errors[0].kind,
+        FileErrorKind::CollectSizeExceeded
+    );
+}
+
+#[test]
+fn a_pipe_collector_stops_an_endless_writer_at_once() {
+    let result = run_one(
+        Command::new(ExecSpec::new(["yes"]).wall_time(Duration::from_secs(30)))
+            .stream(Stream::Null)
+            .stream(collect_by_pipe("stdout", 4096)),
+    );
+    assert_eq!(result.verdict, Verdict::OutputLimit, "{result:#?}");
+    assert_eq!(result.files["stdout"].len(), 4096);
+    let exec = result.exec.as_ref().unwrap();
+    assert_eq!(
+        exec.status,
+        Status::Signalled,
+        "killed by the host: {exec:?}"
+    );
+    assert!(
+        exec.wall_time_ns < 10_000_000_000,
+        "stopped long before its wall limit: {exec:?}"
+    );
+}
+
+#[test]
+fn a_megabyte_goes_through_a_pipe_intact() {
+    for proxy in [
+        None,
+        Some(Proxy {
+            name: Some("relayed".into()),
+            max: 100,
+        }),
+    ] {
+        let mut job = Job::new();
+        let producer = job.command(
+            Command::new(ExecSpec::new([
+                "sh",
+                "-c",
+                "head -c 1048576 /dev/urandom | tee /dev/stderr",
+            ]))
+            .stream(Stream::Null)
+            .stream(Stream::Piped)
+            .stream(collect("sent", 2 << 20)),
+        );
+        let consumer = job.command(
+            Command::new(ExecSpec::new(["cat"]))
+                .stream(Stream::Piped)
+                .stream(collect("received", 2 << 20)),
+        );
+        let writer = PipeEnd {
+            command: producer,
+            fd: 1,
+        };
+        let reader = PipeEnd {
+            command: consumer,
+            fd: 0,
+        };
+        match &proxy {
+            None => job.pipe(writer, reader),
+            Some(proxy) => job.proxied_pipe(writer, reader, proxy.clone()),
+        }
+        let results = job.run(&pool()).unwrap();
+        assert_eq!(results[0].verdict, Verdict::Ok, "{:#?}", results[0]);
+        assert_eq!(results[1].verdict, Verdict::Ok, "{:#?}", results[1]);
+        let sent = &results[0].files["sent"];
+        assert_eq!(sent.len(), 1 << 20);
+        assert_eq!(&results[1].files["received"], sent, "proxy {proxy:?}");
+        if proxy.is_some() {
+            assert_eq!(results[0].files["relayed"], sent[..100]);
+        }
+    }
+}
+
+#[test]
+fn an_interactive_pair_talks_both_ways() {
+    let binary = pingpong();
+    let mut job = Job::new();
+    let ping = job.command(
+        Command::new(
+            ExecSpec::new(["./pingpong", "ping", "2000"]).wall_time(Duration::from_secs(30)),
+        )
+        .stream(Stream::Piped)
+        .stream(Stream::Piped)
+        .stream(collect("stderr", 1024))
+        .copy_in(CopyIn::file("pingpong", Source::Path(binary.clone()))),
+    );
+    let pong = job.command(
+        Command::new(ExecSpec::new(["pingpong", "pong"]).wall_time(Duration::from_secs(30)))
+            .stream(Stream::Piped)
+            .stream(Stream::Piped)
+            .copy_in(CopyIn::file("pingpong", Source::Path(binary))),
+    );
+    job.pipe(
+        PipeEnd {
+            command: ping,
+            fd: 1,
+        },
+        PipeEnd {
+            command: pong,
+            fd: 0,
+        },
+    );
+    job.pipe(
+        PipeEnd {
+            command: pong,
+            fd: 1,
+        },
+        PipeEnd {
+            command: ping,
+            fd: 0,
+        },
+    );
+    let results = job.run(&pool()).unwrap();
+    assert_eq!(results[0].verdict, Verdict::Ok, "{:#?}", results[0]);
+    assert_eq!(text(&results[0], "stderr"), "2000 rounds\n");
+    assert_eq!(results[1].verdict, Verdict::Ok, "{:#?}", results[1]);
+}
+
+#[test]
+fn when_one_side_ends_the_other_is_not_left_waiting() {
+    // The reader of a pipe whose writer exits at once sees end of file;
+    // the writer to a reader that exited at once sees EPIPE.
+    let mut job = Job::new();
+    let quitter = job.command(
+        Command::new(ExecSpec::new(["true"]))
+            .stream(Stream::Null)
+            .stream(Stream::Piped),
+    );
+    let waiter = job.command(
+        Command::new(
+            ExecSpec::new(["sh", "-c", "cat; echo eof"]).wall_time(Duration::from_secs(30)),
+        )
+        .stream(Stream::Piped)
+        .stream(collect("stdout", 1024)),
+    );
+    job.pipe(
+        PipeEnd {
+            command: quitter,
+            fd: 1,
+        },
+        PipeEnd {
+            command: waiter,
+            fd: 0,
+        },
+    );
+    let results = job.run(&pool()).unwrap();
+    assert_eq!(results[1].verdict, Verdict::Ok, "{:#?}", results[1]);
+    assert_eq!(text(&results[1], "stdout"), "eof\n");
+    assert!(results[1].wall_time_ns() < 10_000_000_000);
+
+    let mut job = Job::new();
+    let writer = job.command(
+        Command::new(ExecSpec::new(["yes"]).wall_time(Duration::from_secs(30)))
+            .stream(Stream::Null)
+            .stream(Stream::Piped),
+    );
+    let reader = job.command(Command::new(ExecSpec::new(["true"])).stream(Stream::Piped));
+    job.pipe(
+        PipeEnd {
+            command: writer,
+            fd: 1,
+        },
+        PipeEnd {
+            command: reader,
+            fd: 0,
+        },
+    );
+    let results = job.run(&pool()).unwrap();
+    let exec = results[0].exec.as_ref().unwrap();
+    assert_eq!(results[0].verdict, Verdict::Signalled, "SIGPIPE: {exec:?}");
+    assert!(exec.wall_time_ns < 10_000_000_000);
+}
+
+#[test]
+fn a_pipe_may_join_descriptors_above_two() {
+    let mut job = Job::new();
+    let writer = job.command(sh("echo through fd 3 >&3"));
+    let reader = job.command(sh("cat <&4"));
+    job.pipe(
+        PipeEnd {
+            command: writer,
+            fd: 3,
+        },
+        PipeEnd {
+            command: reader,
+            fd: 4,
+        },
+    );
+    // fd 3 of the reader has no stream: the plan is refused.
+    assert!(matches!(
+        job.check(),
+        Err(JobError::Unfilled { command: 1, fd: 3 })
+    ));
+    let mut job = Job::new();
+    let writer = job.command(sh("echo through fd 3 >&3"));
+    let reader = job.command(sh("cat <&3"));
+    job.pipe(
+        PipeEnd {
+            command: writer,
+            fd: 3,
+        },
+        PipeEnd {
+            command: reader,
+            fd: 3,
+        },
+    );
+    let results = job.run(&pool()).unwrap();
+    assert_eq!(
+        text(&results[1], "stdout"),
+        "through fd 3\n",
+        "{results:#?}"
+    );
+}
+
+#[test]
+fn bad_plans_are_refused_before_anything_runs() {
+    let mut job = Job::new();
+    assert!(matches!(job.check(), Err(JobError::Empty)));
+    job.command(sh("true"));
+    job.pipe(PipeEnd { command: 0, fd: 1 }, PipeEnd { command: 5, fd: 0 });
+    assert!(matches!(
+        job.check(),
+        Err(JobError::PipeCommand {
+            pipe: 0,
+            command: 5,
+            commands: 1
+        })
+    ));
+    let mut job = Job::new();
+    job.command(sh("true"));
+    job.command(sh("true"));
+    // fd 1 of command 0 collects stdout already.
+    job.pipe(PipeEnd { command: 0, fd: 1 }, PipeEnd { command: 1, fd: 5 });
+    assert!(matches!(
+        job.check(),
+        Err(JobError::FdTaken {
+            pipe: 0,
+            command: 0,
+            fd: 1
+        })
+    ));
+    let mut job = Job::new();
+    job.command(Command::new(ExecSpec::new(["true"])).stream(Stream::Piped));
+    assert!(matches!(
+        job.check(),
+        Err(JobError::Unfilled { command: 0, fd: 0 })
+    ));
+    let mut job = Job::new();
+    job.command(sh("true").copy_in(CopyIn::file("x", Source::Stored("AAAAAAAAAAAAAAAA".into()))));
+    assert!(matches!(job.check(), Err(JobError::NoStore { command: 0 })));
+    let mut job = Job::new();
+    job.command(sh("true"));
+    job.pipe(
+        PipeEnd {
+            command: 0,
+            fd: 100,
+        },
+        PipeEnd { command: 0, fd: 0 },
+    );
+    assert!(matches!(job.check(), Err(JobError::FdTooHigh { .. })));
+}
+
+#[test]
+fn a_program_copied_in_runs_by_its_bare_name() {
+    let result = run_one(
+        command(&["hello"]).copy_in(CopyIn::file("hello", bytes("#!/bin/sh\necho hi from $0\n"))),
+    );
+    assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+    assert_eq!(
+        text(&result, "stdout"),
+        "hi from hello\n",
+        "run by its name, as given"
+    );
+}
+
+fn tempdir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hutch-job-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
