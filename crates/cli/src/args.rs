@@ -63,6 +63,136 @@ pub enum Command {
     /// starting it directly.
     #[command(after_long_help = crate::bench::BENCH_AFTER_HELP)]
     Bench(crate::bench::BenchArgs),
+    /// Serve go-judge's REST API over HTTP, running each command in a
+    /// pooled container.
+    #[command(after_long_help = SERVE_AFTER_HELP)]
+    Serve(ServeArgs),
+}
+
+const SERVE_AFTER_HELP: &str = "\
+Endpoints (go-judge's): POST /run, GET/POST /file, GET/DELETE /file/{id},
+GET /version, GET /config, GET /metrics (Prometheus). With --auth-token,
+every request but /version and /config needs `Authorization: Bearer TOKEN`.
+
+A limit a request leaves at 0 gets the server's default: the CPU limit as
+the wall-clock limit (--default-clock-limit when neither is given), the
+--default-memory-limit and the --default-proc-limit. Every program may
+write files up to --output-limit and open --open-files files, and runs
+under the --seccomp policy.
+
+SIGTERM or SIGINT stops the server: it stops accepting, lets running
+commands finish for --shutdown-grace, kills what is left, and removes every
+container and cgroup. At start it removes the cgroups a killed earlier
+hutch process left.
+
+Examples:
+  hutch serve
+  hutch serve --listen 0.0.0.0:5050 --auth-token \"$TOKEN\" --parallelism 4
+  hutch serve --src-prefix /srv/testdata --file-store /var/lib/hutch/files";
+
+/// Options of `hutch serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5050")]
+    pub listen: std::net::SocketAddr,
+
+    /// Commands run at once, each in a container kept ready [default: the
+    /// number of CPUs, at least 2].
+    #[arg(long, value_name = "N", value_parser = parse_parallelism)]
+    pub parallelism: Option<usize>,
+
+    /// Bearer token every request but /version and /config must bring
+    /// [default: none; also read from HUTCH_AUTH_TOKEN].
+    #[arg(
+        long = "auth-token",
+        value_name = "TOKEN",
+        env = "HUTCH_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+
+    /// Directory of the file store [default: a private temporary directory,
+    /// removed at shutdown].
+    #[arg(long = "file-store", value_name = "DIR")]
+    pub file_store: Option<PathBuf>,
+
+    /// A host directory `src` files of requests may come from; repeatable,
+    /// or comma-separated. Without one, every `src` is refused.
+    #[arg(long = "src-prefix", value_name = "DIR", value_delimiter = ',')]
+    pub src_prefix: Vec<PathBuf>,
+
+    /// Largest file a copy-out reads when a command gives no copyOutMax.
+    #[arg(long = "copy-out-limit", value_name = "SIZE", default_value = "64M",
+          value_parser = parse_size)]
+    pub copy_out_limit: u64,
+
+    /// Largest file a program may write, and the most a collector keeps.
+    #[arg(long = "output-limit", value_name = "SIZE", default_value = "256M",
+          value_parser = parse_size)]
+    pub output_limit: u64,
+
+    /// Open-file limit of every program.
+    #[arg(long = "open-files", value_name = "N", default_value = "256",
+          value_parser = parse_count)]
+    pub open_files: u64,
+
+    /// Wall-clock limit of a command that gives neither a CPU nor a clock
+    /// limit.
+    #[arg(long = "default-clock-limit", value_name = "DUR", default_value = "60s",
+          value_parser = parse_time_limit)]
+    pub default_clock_limit: Duration,
+
+    /// Memory limit of a command that gives none.
+    #[arg(long = "default-memory-limit", value_name = "SIZE", default_value = "1G",
+          value_parser = parse_memory)]
+    pub default_memory_limit: u64,
+
+    /// Process limit of a command that gives none.
+    #[arg(long = "default-proc-limit", value_name = "N", default_value = "256",
+          value_parser = parse_processes)]
+    pub default_proc_limit: u32,
+
+    /// Requests that may wait for containers; one more is answered 503.
+    #[arg(long = "max-queue", value_name = "N", default_value = "512",
+          value_parser = parse_count)]
+    pub max_queue: u64,
+
+    /// Largest request body; a larger one is answered 413.
+    #[arg(long = "max-body", value_name = "SIZE", default_value = "64M",
+          value_parser = parse_size)]
+    pub max_body: u64,
+
+    /// How long shutdown lets running commands finish before it kills them.
+    #[arg(long = "shutdown-grace", value_name = "DUR", default_value = "10s",
+          value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Size of each container's work directory tmpfs [default: 64M].
+    #[arg(long = "workdir-size", value_name = "SIZE", value_parser = parse_tmpfs_size)]
+    pub workdir_size: Option<u64>,
+
+    /// Where no cgroup can be made, measure with rusage instead of failing
+    /// to start (see `hutch run --help`).
+    #[arg(long = "allow-rusage")]
+    pub allow_rusage: bool,
+
+    /// The seccomp policy of every program: default, none, or a policy
+    /// file (as for `hutch run`).
+    #[arg(long, value_name = "POLICY", default_value = "default", value_parser = parse_seccomp)]
+    pub seccomp: Seccomp,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long = "log-level", value_name = "LEVEL", default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+fn parse_parallelism(text: &str) -> Result<usize, String> {
+    match parse_count(text)? {
+        0 => Err("the parallelism must be at least 1".into()),
+        n if n > 4096 => Err("the parallelism must be at most 4096".into()),
+        n => Ok(n as usize),
+    }
 }
 
 const RUN_AFTER_HELP: &str = "\
@@ -178,8 +308,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "POLICY", default_value = "default", value_parser = parse_seccomp)]
     pub seccomp: Seccomp,
 
-    /// The program: a path inside the container, or a name looked up
-    /// through PATH there.
+    /// The program: a path inside the container, or a bare name: a program
+    /// of that name copied into the work directory, else one found through
+    /// PATH there.
     #[arg(value_name = "PROGRAM")]
     pub program: String,
 

@@ -7,6 +7,7 @@ mod bench;
 mod error;
 mod report;
 mod run;
+mod serve;
 mod units;
 
 use std::process::ExitCode;
@@ -21,5 +22,6 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Run(args) => run::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Serve(args) => serve::main(args),
     }
 }

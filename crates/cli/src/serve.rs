@@ -1,0 +1,69 @@
+//! `hutch serve`: go-judge's REST API on top of a pool of containers.
+
+use std::process::ExitCode;
+
+use hutch_server::{Config, Defaults};
+
+use crate::args::ServeArgs;
+
+/// Runs `hutch serve` until `SIGTERM` or `SIGINT`; exit status 0 after a
+/// clean shutdown, 2 when the server could not start or stop cleanly.
+pub fn main(args: &ServeArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let parallelism = args
+        .parallelism
+        .unwrap_or_else(|| hutch_server::available_cpus().max(2));
+    let mut builder = hutch_host::ContainerBuilder::new();
+    if let Some(bytes) = args.workdir_size {
+        builder = builder.workdir_size(bytes);
+    }
+    if args.allow_rusage {
+        builder = builder.allow_rusage();
+    }
+    let config = Config {
+        listen: args.listen,
+        parallelism,
+        auth_token: args.auth_token.clone().filter(|token| !token.is_empty()),
+        file_store: args.file_store.clone(),
+        src_prefixes: args.src_prefix.clone(),
+        max_queue: args.max_queue as usize,
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        shutdown_grace: args.shutdown_grace,
+        defaults: Defaults {
+            clock_limit: args.default_clock_limit,
+            memory_limit: args.default_memory_limit,
+            proc_limit: args.default_proc_limit,
+            output_limit: args.output_limit,
+            open_files: args.open_files,
+            copy_out_limit: args.copy_out_limit,
+            seccomp: args.seccomp.program.clone(),
+            max_commands: parallelism,
+        },
+        builder,
+    };
+    match hutch_server::serve_until_signal(config, |addr| {
+        tracing::info!(%addr, "hutch serve is ready");
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{}", chain(&error));
+            eprintln!("hutch: error: {}", chain(&error));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}

@@ -1,0 +1,522 @@
+//! go-judge's JSON, read and written.
+//!
+//! Requests are read the way Go's `encoding/json` reads them into go-judge's
+//! structs: object keys match field names case-insensitively, unknown keys
+//! are ignored, `null` is the same as an absent field (except in `files`,
+//! where it leaves a slot for `pipeMapping`), numbers of the integer fields
+//! must be non-negative integers. Where Go would fail the whole request
+//! with a terse type error, these readers name the field: every error says
+//! where it is, as in `cmd[0].copyIn["a.cc"].content`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// A `/run` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    /// Echoed by go-judge's WebSocket API only; kept for logs.
+    pub request_id: String,
+    /// The commands, run together.
+    pub cmd: Vec<Cmd>,
+    /// Pipes between the commands' descriptors.
+    pub pipe_mapping: Vec<PipeMap>,
+}
+
+/// One command of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cmd {
+    /// `args`: the program and its arguments.
+    pub args: Vec<String>,
+    /// `env`: `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    /// `files`: the program's descriptors; `None` is a `null` slot.
+    pub files: Vec<Option<CmdFile>>,
+    /// `tty`.
+    pub tty: bool,
+    /// `cpuLimit`, ns.
+    pub cpu_limit: u64,
+    /// `realCpuLimit`, ns.
+    pub real_cpu_limit: u64,
+    /// `clockLimit`, ns.
+    pub clock_limit: u64,
+    /// `memoryLimit`, bytes.
+    pub memory_limit: u64,
+    /// `stackLimit`, bytes.
+    pub stack_limit: u64,
+    /// `procLimit`.
+    pub proc_limit: u64,
+    /// `cpuSetLimit`, as `0-3,5`.
+    pub cpu_set_limit: String,
+    /// `strictMemoryLimit` (the older name of `dataSegmentLimit`).
+    pub strict_memory_limit: bool,
+    /// `dataSegmentLimit`.
+    pub data_segment_limit: bool,
+    /// `addressSpaceLimit`.
+    pub address_space_limit: bool,
+    /// `copyIn`: path → file.
+    pub copy_in: BTreeMap<String, CmdFile>,
+    /// `copyOut`: names, `?` at the end for optional ones.
+    pub copy_out: Vec<String>,
+    /// `copyOutCached`.
+    pub copy_out_cached: Vec<String>,
+    /// `copyOutMax`, bytes.
+    pub copy_out_max: u64,
+    /// `copyOutTruncate`.
+    pub copy_out_truncate: bool,
+}
+
+/// A file of `files` or `copyIn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdFile {
+    /// `{"src": path}`: a host file.
+    Src(String),
+    /// `{"content": text}`.
+    Content(String),
+    /// `{"fileId": id}`: a file of the store.
+    FileId(String),
+    /// `{"name": n, "max": m, "pipe": p}`: a collector.
+    Collector {
+        /// Its name.
+        name: String,
+        /// The most bytes kept.
+        max: u64,
+        /// Collected through a pipe.
+        pipe: bool,
+    },
+    /// `{"symlink": target}` (copy-in only).
+    Symlink(String),
+    /// `{"streamIn": true}` or `{"streamOut": true}` (go-judge's WebSocket
+    /// streams).
+    Stream,
+}
+
+/// One pipe of `pipeMapping`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipeMap {
+    /// `in`: the descriptor written to.
+    pub input: PipeIndex,
+    /// `out`: the descriptor read from.
+    pub output: PipeIndex,
+    /// `name`: under which a proxy records what passes.
+    pub name: String,
+    /// `max`: how much a proxy records.
+    pub max: u64,
+    /// `proxy`: relay through the server.
+    pub proxy: bool,
+}
+
+/// A command's descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipeIndex {
+    /// `index`: the command.
+    pub index: u64,
+    /// `fd`: its descriptor.
+    pub fd: u64,
+}
+
+/// An object being read, and where it is in the request.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Obj<'a> {
+    fn of(value: &'a Value, path: String) -> Result<Self, ApiError> {
+        match value {
+            Value::Object(map) => Ok(Obj { map, path }),
+            other => Err(ApiError::bad(format!(
+                "{path} must be an object, not {}",
+                kind(other)
+            ))),
+        }
+    }
+
+    /// The field `key`, matched without regard to case; `null` is absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        let value = match self.map.get(key) {
+            Some(value) => Some(value),
+            None => self
+                .map
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v),
+        };
+        value.filter(|v| !v.is_null())
+    }
+
+    fn field(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.into()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn u64(&self, key: &str) -> Result<u64, ApiError> {
+        match self.get(key) {
+            None => Ok(0),
+            Some(value) => value.as_u64().ok_or_else(|| {
+                ApiError::bad(format!(
+                    "{} must be a non-negative integer, not {}",
+                    self.field(key),
+                    shown(value)
+                ))
+            }),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(ApiError::bad(format!(
+                "{} must be true or false, not {}",
+                self.field(key),
+                shown(other)
+            ))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ApiError::bad(format!(
+                "{} must be a string, not {}",
+                self.field(key),
+                shown(other)
+            ))),
+        }
+    }
+
+    fn array(&self, key: &str) -> Result<&'a [Value], ApiError> {
+        match self.get(key) {
+            None => Ok(&[]),
+            Some(Value::Array(items)) => Ok(items),
+            Some(other) => Err(ApiError::bad(format!(
+                "{} must be an array, not {}",
+                self.field(key),
+                shown(other)
+            ))),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>, ApiError> {
+        self.array(key)?
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(ApiError::bad(format!(
+                    "{}[{i}] must be a string, not {}",
+                    self.field(key),
+                    shown(other)
+                ))),
+            })
+            .collect()
+    }
+
+    fn object(&self, key: &str) -> Result<Option<Obj<'a>>, ApiError> {
+        self.get(key)
+            .map(|value| Obj::of(value, self.field(key)))
+            .transpose()
+    }
+}
+
+/// What kind of JSON value this is, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value as a message shows it: numbers and short strings in full.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        other => kind(other).into(),
+    }
+}
+
+/// Reads a `/run` request body.
+pub fn parse_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("the request is not valid JSON: {e}")))?;
+    let request = Obj::of(&value, String::new()).map_err(|_| {
+        ApiError::bad(format!(
+            "the request must be an object, not {}",
+            kind(&value)
+        ))
+    })?;
+    let request_id = request.string("requestId")?.unwrap_or_default();
+    let cmd = request
+        .array("cmd")?
+        .iter()
+        .enumerate()
+        .map(|(i, value)| parse_cmd(Obj::of(value, format!("cmd[{i}]"))?))
+        .collect::<Result<Vec<_>, _>>()?;
+    if cmd.is_empty() {
+        return Err(ApiError::bad(
+            "no cmd provided: cmd must list at least one command",
+        ));
+    }
+    let pipe_mapping = request
+        .array("pipeMapping")?
+        .iter()
+        .enumerate()
+        .map(|(i, value)| parse_pipe(Obj::of(value, format!("pipeMapping[{i}]"))?))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RunRequest {
+        request_id,
+        cmd,
+        pipe_mapping,
+    })
+}
+
+fn parse_cmd(cmd: Obj<'_>) -> Result<Cmd, ApiError> {
+    let files = cmd
+        .array("files")?
+        .iter()
+        .enumerate()
+        .map(|(i, value)| match value {
+            Value::Null => Ok(None),
+            value => parse_file(&Obj::of(value, format!("{}[{i}]", cmd.field("files")))?).map(Some),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut copy_in = BTreeMap::new();
+    if let Some(map) = cmd.object("copyIn")? {
+        for (path, value) in map.map {
+            let file = Obj::of(value, format!("{}[{path:?}]", map.path))?;
+            copy_in.insert(path.clone(), parse_file(&file)?);
+        }
+    }
+    Ok(Cmd {
+        args: cmd.strings("args")?,
+        env: cmd.strings("env")?,
+        files,
+        tty: cmd.bool("tty")?,
+        cpu_limit: cmd.u64("cpuLimit")?,
+        real_cpu_limit: cmd.u64("realCpuLimit")?,
+        clock_limit: cmd.u64("clockLimit")?,
+        memory_limit: cmd.u64("memoryLimit")?,
+        stack_limit: cmd.u64("stackLimit")?,
+        proc_limit: cmd.u64("procLimit")?,
+        cpu_set_limit: cmd.string("cpuSetLimit")?.unwrap_or_default(),
+        strict_memory_limit: cmd.bool("strictMemoryLimit")?,
+        data_segment_limit: cmd.bool("dataSegmentLimit")?,
+        address_space_limit: cmd.bool("addressSpaceLimit")?,
+        copy_in,
+        copy_out: cmd.strings("copyOut")?,
+        copy_out_cached: cmd.strings("copyOutCached")?,
+        copy_out_max: cmd.u64("copyOutMax")?,
+        copy_out_truncate: cmd.bool("copyOutTruncate")?,
+    })
+}
+
+/// A file, by the first of go-judge's kinds it has, in go-judge's order.
+fn parse_file(file: &Obj<'_>) -> Result<CmdFile, ApiError> {
+    if let Some(src) = file.string("src")? {
+        return Ok(CmdFile::Src(src));
+    }
+    if let Some(content) = file.string("content")? {
+        return Ok(CmdFile::Content(content));
+    }
+    if let Some(id) = file.string("fileId")? {
+        return Ok(CmdFile::FileId(id));
+    }
+    let name = file.string("name")?;
+    if let (Some(name), Some(_)) = (&name, file.get("max")) {
+        return Ok(CmdFile::Collector {
+            name: name.clone(),
+            max: file.u64("max")?,
+            pipe: file.bool("pipe")?,
+        });
+    }
+    if let Some(target) = file.string("symlink")? {
+        return Ok(CmdFile::Symlink(target));
+    }
+    if file.bool("streamIn")? || file.bool("streamOut")? {
+        return Ok(CmdFile::Stream);
+    }
+    Err(ApiError::bad(format!(
+        "{} is no file: give src, content, fileId, or name and max{}",
+        file.path,
+        if name.is_some() {
+            " (max is missing)"
+        } else {
+            ""
+        }
+    )))
+}
+
+fn parse_pipe(pipe: Obj<'_>) -> Result<PipeMap, ApiError> {
+    let end = |key: &str| -> Result<PipeIndex, ApiError> {
+        let end = pipe
+            .object(key)?
+            .ok_or_else(|| ApiError::bad(format!("{} is missing", pipe.field(key))))?;
+        Ok(PipeIndex {
+            index: end.u64("index")?,
+            fd: end.u64("fd")?,
+        })
+    };
+    Ok(PipeMap {
+        input: end("in")?,
+        output: end("out")?,
+        name: pipe.string("name")?.unwrap_or_default(),
+        max: pipe.u64("max")?,
+        proxy: pipe.bool("proxy")?,
+    })
+}
+
+/// One command's result, as go-judge writes it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunResult {
+    /// `Accepted`, `Time Limit Exceeded`, ….
+    pub status: &'static str,
+    /// The exit code, or the number of the signal that ended the program.
+    pub exit_status: i32,
+    /// Why it failed, in words.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// CPU time, ns.
+    pub time: u64,
+    /// Peak memory, bytes.
+    pub memory: u64,
+    /// Wall-clock time, ns.
+    pub run_time: u64,
+    /// Collected and copied-out files, as text.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    /// Files put into the store: name → id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub file_ids: BTreeMap<String, String>,
+    /// Files that could not go in or come out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_error: Vec<FileErrorJson>,
+}
+
+/// One entry of `fileError`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileErrorJson {
+    /// The file.
+    pub name: String,
+    /// go-judge's name of the failing step.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// What went wrong.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(body: &str) -> String {
+        parse_run_request(body.as_bytes()).unwrap_err().message
+    }
+
+    #[test]
+    fn keys_match_without_regard_to_case_and_unknown_keys_are_ignored() {
+        let request = parse_run_request(
+            br#"{"CMD": [{"Args": ["x"], "CPULIMIT": 5, "copyin": {"A.txt": {"CONTENT": "a"}},
+                 "unknown": {"deep": [1]}}], "requestid": "r"}"#,
+        )
+        .unwrap();
+        assert_eq!(request.request_id, "r");
+        assert_eq!(request.cmd[0].args, ["x"]);
+        assert_eq!(request.cmd[0].cpu_limit, 5);
+        // Keys of copyIn are paths: their case is kept.
+        assert_eq!(
+            request.cmd[0].copy_in["A.txt"],
+            CmdFile::Content("a".into())
+        );
+    }
+
+    #[test]
+    fn null_is_absent_except_in_files() {
+        let request = parse_run_request(
+            br#"{"cmd": [{"args": ["x"], "env": null, "cpuLimit": null,
+                 "files": [null, {"name": "stdout", "max": 10}]}]}"#,
+        )
+        .unwrap();
+        assert!(request.cmd[0].env.is_empty());
+        assert_eq!(request.cmd[0].cpu_limit, 0);
+        assert_eq!(request.cmd[0].files[0], None);
+        assert_eq!(
+            request.cmd[0].files[1],
+            Some(CmdFile::Collector {
+                name: "stdout".into(),
+                max: 10,
+                pipe: false
+            })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            error_of(r#"{"cmd": [{"args": ["x"], "cpuLimit": -1}]}"#),
+            "cmd[0].cpuLimit must be a non-negative integer, not -1"
+        );
+        assert_eq!(
+            error_of(r#"{"cmd": [{"args": ["x"], "memoryLimit": 1.5}]}"#),
+            "cmd[0].memoryLimit must be a non-negative integer, not 1.5"
+        );
+        assert_eq!(
+            error_of(r#"{"cmd": [{"args": ["x"], "files": [{"nam": "stdout"}]}]}"#),
+            "cmd[0].files[0] is no file: give src, content, fileId, or name and max"
+        );
+        assert_eq!(
+            error_of(r#"{"cmd": [{"args": ["x"], "copyIn": {"a": {"content": 5}}}]}"#),
+            r#"cmd[0].copyIn["a"].content must be a string, not 5"#
+        );
+        assert_eq!(
+            error_of(r#"{"cmd": [{"args": ["x"]}], "pipeMapping": [{"in": {"index": 0}}]}"#),
+            "pipeMapping[0].out is missing"
+        );
+        assert_eq!(
+            error_of(r#"{"cmd": []}"#),
+            "no cmd provided: cmd must list at least one command"
+        );
+        assert_eq!(
+            error_of("[1]"),
+            "the request must be an object, not an array"
+        );
+        assert!(error_of("{").starts_with("the request is not valid JSON: "));
+        assert_eq!(
+            error_of(r#"{"cmd": [{"args": "x"}]}"#),
+            r#"cmd[0].args must be an array, not the string "x""#
+        );
+    }
+
+    #[test]
+    fn results_leave_out_what_is_empty() {
+        let result = RunResult {
+            status: "Accepted",
+            exit_status: 0,
+            error: String::new(),
+            time: 1,
+            memory: 2,
+            run_time: 3,
+            files: BTreeMap::new(),
+            file_ids: BTreeMap::new(),
+            file_error: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&result).unwrap(),
+            r#"{"status":"Accepted","exitStatus":0,"time":1,"memory":2,"runTime":3}"#
+        );
+    }
+}

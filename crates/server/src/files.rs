@@ -1,0 +1,147 @@
+//! The file store's endpoints: `GET /file` (every id and name),
+//! `POST /file` (a multipart form with a field `file`; answers the new id),
+//! `GET /file/{id}` (the content), `DELETE /file/{id}`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the file store failed: {e}"),
+        )
+    })?
+}
+
+fn store_error(error: hutch_host::StoreError) -> ApiError {
+    match error {
+        hutch_host::StoreError::NotFound { .. } => {
+            ApiError::new(StatusCode::NOT_FOUND, error.to_string())
+        }
+        other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+/// `GET /file`: `{id: name}` for every stored file.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let files = blocking(move || state.store.list().map_err(store_error)).await?;
+    let map: serde_json::Map<String, serde_json::Value> = files
+        .into_iter()
+        .map(|(id, name)| (id, serde_json::Value::String(name)))
+        .collect();
+    Ok(Json(map).into_response())
+}
+
+/// `POST /file`: stores the form field `file`; answers its id as a JSON
+/// string.
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(
+            e.status(),
+            format!(
+                "the upload is not a readable multipart form: {}",
+                e.body_text()
+            ),
+        )
+    };
+    while let Some(field) = form.next_field().await.map_err(bad_form)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("file").to_owned();
+        let bytes = field.bytes().await.map_err(bad_form)?;
+        let id = blocking(move || {
+            state
+                .store
+                .add(&name, &mut bytes.as_ref())
+                .map_err(store_error)
+        })
+        .await?;
+        return Ok(Json(id).into_response());
+    }
+    Err(ApiError::bad("the form has no field named file"))
+}
+
+/// `GET /file/{id}`: the file, as an attachment under its name.
+pub async fn download(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, content) = blocking(move || {
+        let (name, mut file) = state.store.get(&id).map_err(store_error)?;
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut content).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read {id}: {e}"),
+            )
+        })?;
+        Ok((name, content))
+    })
+    .await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        name.replace(['"', '\\', '\r', '\n'], "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type(&name).to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        content,
+    )
+        .into_response())
+}
+
+/// `DELETE /file/{id}`.
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let shown = id.clone();
+    let removed = blocking(move || state.store.remove(&id).map_err(store_error)).await?;
+    if removed {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no stored file has the id {shown:?}"),
+        ))
+    }
+}
+
+/// A content type from the name's extension, for what browsers and
+/// clients show.
+fn content_type(name: &str) -> &'static str {
+    match name
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("txt" | "in" | "out" | "ans" | "log") => "text/plain; charset=utf-8",
+        Some("json") => "application/json",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("c" | "cc" | "cpp" | "h" | "hpp" | "py" | "rs" | "java" | "go" | "js") => {
+            "text/plain; charset=utf-8"
+        }
+        Some("zip") => "application/zip",
+        Some("gz") => "application/gzip",
+        Some("pdf") => "application/pdf",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,626 @@
+//! An HTTP server that runs programs in hutch containers and speaks
+//! go-judge's REST API, so that judges written for go-judge (HydroOJ, HOJ,
+//! JOJ3 and others) can use hutch unchanged.
+//!
+//! ```no_run
+//! let server = hutch_server::Server::start(hutch_server::Config::default())?;
+//! println!("listening on {}", server.addr());
+//! server.shutdown()?;
+//! # Ok::<(), hutch_server::ServerError>(())
+//! ```
+//!
+//! Endpoints: `POST /run`, `GET /file`, `POST /file`, `GET /file/{id}`,
+//! `DELETE /file/{id}`, `GET /version`, `GET /config`, `GET /metrics`. The
+//! API, the mapping of hutch's verdicts onto go-judge's statuses, the
+//! limits and the server's threat model are in `docs/server.md` of the
+//! repository.
+//!
+//! Each command of a request runs in a container of a [`Pool`] of
+//! [`Config::parallelism`] containers, through a [`hutch_host::Job`];
+//! requests wait in a queue of at most [`Config::max_queue`] for enough
+//! containers, and a request that finds the queue full is answered `503`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod client;
+mod convert;
+mod error;
+mod files;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hutch_host::protocol::CgroupVersion;
+use hutch_host::{ContainerBuilder, FileStore, Killer, Pool};
+use tokio::sync::Semaphore;
+
+pub use convert::{Defaults, MAX_MEMORY_BYTES};
+pub use error::{ApiError, ServerError};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; `127.0.0.1:5050` by default, go-judge's port.
+    pub listen: SocketAddr,
+    /// How many commands run at once, each in a container the server keeps
+    /// ready; the number of CPUs by default, and at least 2, so that an
+    /// interactive pair fits.
+    pub parallelism: usize,
+    /// The bearer token every request but `/version` and `/config` must
+    /// bring; none by default.
+    pub auth_token: Option<String>,
+    /// The file store's directory; a private temporary one (removed at
+    /// shutdown) by default.
+    pub file_store: Option<PathBuf>,
+    /// Host directories `src` files may come from; none by default, which
+    /// refuses every `src`.
+    pub src_prefixes: Vec<PathBuf>,
+    /// Requests that may wait for containers before one is answered `503`.
+    pub max_queue: usize,
+    /// The largest request body, in bytes (`413` beyond).
+    pub max_body: usize,
+    /// How long shutdown lets running commands finish before killing them.
+    pub shutdown_grace: Duration,
+    /// Limits applied where a request leaves them at 0.
+    pub defaults: Defaults,
+    /// The containers.
+    pub builder: ContainerBuilder,
+}
+
+/// The number of CPUs this process may use.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let parallelism = available_cpus().max(2);
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
+            parallelism,
+            auth_token: None,
+            file_store: None,
+            src_prefixes: Vec::new(),
+            max_queue: 512,
+            max_body: 64 << 20,
+            shutdown_grace: Duration::from_secs(10),
+            defaults: Defaults {
+                clock_limit: Duration::from_secs(60),
+                memory_limit: 1 << 30,
+                proc_limit: 256,
+                output_limit: 256 << 20,
+                open_files: 256,
+                copy_out_limit: hutch_host::DEFAULT_COPY_OUT_LIMIT,
+                seccomp: hutch_host::SeccompPolicy::default_policy()
+                    .compile()
+                    .unwrap_or_default(),
+                max_commands: parallelism,
+            },
+            builder: ContainerBuilder::new(),
+        }
+    }
+}
+
+/// What every handler shares.
+struct AppState {
+    pool: Pool,
+    store: FileStore,
+    prefixes: Vec<convert::SrcPrefix>,
+    defaults: Defaults,
+    auth_token: Option<String>,
+    max_queue: u64,
+    max_body: usize,
+    /// One permit per container.
+    permits: Arc<Semaphore>,
+    parallelism: usize,
+    metrics: metrics::Metrics,
+    /// Kill handles of the containers running a request, by request.
+    running: Mutex<std::collections::HashMap<u64, Vec<Killer>>>,
+    next_request: AtomicU64,
+    cgroup: Option<CgroupVersion>,
+    workdir: String,
+    shutdown_grace: Duration,
+}
+
+/// A running server; dropping it shuts it down.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl Server {
+    /// Starts a server on a thread of its own and returns once it listens:
+    /// removes the cgroups a killed earlier server left, opens the file
+    /// store, builds the containers, binds the address.
+    pub fn start(config: Config) -> Result<Server, ServerError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("hutch-server".into())
+            .spawn(move || {
+                let runtime = runtime()?;
+                runtime.block_on(async move {
+                    let (listener, state) = match prepare(config).await {
+                        Ok(prepared) => prepared,
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                            return Ok(());
+                        }
+                    };
+                    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+                    let _ = ready_tx.send(Ok(addr));
+                    serve(listener, state, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                })
+            })
+            .map_err(ServerError::Runtime)?;
+        match ready_rx.recv() {
+            Ok(Ok(addr)) => Ok(Server {
+                addr,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(error)) => {
+                let _ = thread.join();
+                Err(error)
+            }
+            Err(_) => match thread.join() {
+                Ok(Err(error)) => Err(error),
+                _ => Err(ServerError::Config(
+                    "the server thread ended at start".into(),
+                )),
+            },
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets running commands finish (killing them after
+    /// the grace period), destroys the containers and their cgroups.
+    pub fn shutdown(mut self) -> Result<(), ServerError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(|thread| thread.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ServerError::Config("the server thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// Runs a server on this thread until `SIGTERM` or `SIGINT`, then shuts it
+/// down as [`Server::shutdown`] does; calls `on_ready` with the address once
+/// it listens.
+pub fn serve_until_signal(
+    config: Config,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    let runtime = runtime()?;
+    runtime.block_on(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(ServerError::Runtime)?;
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(ServerError::Runtime)?;
+        let (listener, state) = prepare(config).await?;
+        on_ready(listener.local_addr().map_err(ServerError::Serve)?);
+        serve(listener, state, async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        })
+        .await
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hutch-http")
+        .enable_all()
+        .build()
+        .map_err(ServerError::Runtime)
+}
+
+/// Everything before the first request: stale cgroups, store, prefixes,
+/// containers, the listening socket.
+async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppState>), ServerError> {
+    if config.parallelism == 0 {
+        return Err(ServerError::Config(
+            "the parallelism must be at least 1".into(),
+        ));
+    }
+    let blocking = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+        match hutch_host::remove_stale_cgroups() {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed cgroups a killed earlier process left"),
+            Err(error) => tracing::warn!(%error, "cannot look for cgroups an earlier process left"),
+        }
+        let store = match &config.file_store {
+            Some(dir) => FileStore::in_directory(dir),
+            None => FileStore::temporary(),
+        }
+        .map_err(ServerError::FileStore)?;
+        let prefixes = config
+            .src_prefixes
+            .iter()
+            .map(|path| {
+                convert::SrcPrefix::open(path).map_err(|source| ServerError::SrcPrefix {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let pool = Pool::new(config.builder.clone(), config.parallelism);
+        pool.wait_ready().map_err(ServerError::Containers)?;
+        let (cgroup, workdir) = {
+            let probe = pool.checkout().map_err(ServerError::Containers)?;
+            (probe.cgroup_version(), probe.workdir().to_owned())
+        };
+        Ok((config, store, prefixes, pool, cgroup, workdir))
+    })
+    .await
+    .map_err(|e| ServerError::Config(format!("start-up failed: {e}")))?;
+    let (config, store, prefixes, pool, cgroup, workdir) = blocking?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let mut defaults = config.defaults.clone();
+    defaults.max_commands = config.parallelism;
+    tracing::info!(
+        addr = %listener.local_addr().map_err(ServerError::Serve)?,
+        parallelism = config.parallelism,
+        store = %store.dir().display(),
+        cgroup = ?cgroup,
+        "listening"
+    );
+    let state = Arc::new(AppState {
+        pool,
+        store,
+        prefixes,
+        defaults,
+        auth_token: config.auth_token.clone(),
+        max_queue: config.max_queue as u64,
+        max_body: config.max_body,
+        permits: Arc::new(Semaphore::new(config.parallelism)),
+        parallelism: config.parallelism,
+        metrics: metrics::Metrics::default(),
+        running: Mutex::new(std::collections::HashMap::new()),
+        next_request: AtomicU64::new(0),
+        cgroup,
+        workdir,
+        shutdown_grace: config.shutdown_grace,
+    });
+    Ok((listener, state))
+}
+
+/// Serves until `stop` completes, then shuts down.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let grace = state.shutdown_grace;
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let app = router(Arc::clone(&state));
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop.await;
+        let _ = stopped_tx.send(true);
+    });
+    let mut stopped = stopped_rx.clone();
+    let mut server = tokio::spawn(async move { server.await });
+    // Wait for the stop signal, then give running requests the grace
+    // period before their programs are killed.
+    let _ = stopped.wait_for(|stopped| *stopped).await;
+    // Requests still waiting for containers are answered 503.
+    state.permits.close();
+    let served = match tokio::time::timeout(grace, &mut server).await {
+        Ok(served) => served,
+        Err(_) => {
+            let killed = kill_running(&state);
+            tracing::warn!(
+                killed,
+                "the grace period ended: running commands were killed"
+            );
+            server.await
+        }
+    };
+    let pool = state.pool.clone();
+    tokio::task::spawn_blocking(move || pool.shutdown())
+        .await
+        .map_err(|e| ServerError::Config(format!("shutdown failed: {e}")))?;
+    tracing::info!("stopped: every container and its cgroup is gone");
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(ServerError::Serve(error)),
+        Err(error) => Err(ServerError::Config(format!(
+            "the server task failed: {error}"
+        ))),
+    }
+}
+
+fn kill_running(state: &AppState) -> usize {
+    let running = state
+        .running
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut killed = 0;
+    for killers in running.values() {
+        for killer in killers {
+            if killer.kill().is_ok() {
+                killed += 1;
+            }
+        }
+    }
+    killed
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.max_body;
+    Router::new()
+        .route("/run", post(run))
+        .route("/file", get(files::list).post(files::upload))
+        .route("/file/{id}", get(files::download).delete(files::remove))
+        .route("/metrics", get(metrics_text))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authorize,
+        ))
+        .route("/version", get(version))
+        .route("/config", get(config_json))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Lets a request through when the server has no token, or it brings it as
+/// `Authorization: Bearer <token>`.
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.auth_token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this server needs an Authorization: Bearer token",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn run(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let arrived = Instant::now();
+    let (response, code) = match run_request(&state, body).await {
+        Ok(response) => (response, StatusCode::OK),
+        Err(error) => {
+            tracing::info!(status = error.status.as_u16(), error = %error.message, "run refused");
+            let code = error.status;
+            (error.into_response(), code)
+        }
+    };
+    state.metrics.answered(code.as_u16(), arrived.elapsed());
+    response
+}
+
+async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiError> {
+    let body = axum::body::to_bytes(body, state.max_body)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than this server takes ({} bytes, --max-body)",
+                    state.max_body
+                ),
+            )
+        })?;
+    let request = api::parse_run_request(&body)?;
+    drop(body);
+    let job = convert::to_job(&request, &state.defaults, &state.store, &state.prefixes)?;
+    let commands = job.commands().len();
+    // The queue: a place in it, or 503 at once.
+    let waiting = state.metrics.waiting.fetch_add(1, Ordering::SeqCst);
+    if waiting >= state.max_queue {
+        state.metrics.waiting.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the queue is full: {waiting} requests are waiting for containers (--max-queue)"
+            ),
+        ));
+    }
+    let permits = Arc::clone(&state.permits)
+        .acquire_many_owned(commands as u32)
+        .await;
+    state.metrics.waiting.fetch_sub(1, Ordering::SeqCst);
+    let permits = permits.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
+    state.metrics.running.fetch_add(1, Ordering::SeqCst);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let worker = Arc::clone(state);
+    let id = state.next_request.fetch_add(1, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || {
+        let outcome = run_job(&worker, id, &job);
+        let _ = done_tx.send(outcome.0);
+        // Reset and give back after the answer is on its way.
+        drop(outcome.1);
+        worker.metrics.running.fetch_sub(1, Ordering::SeqCst);
+        drop(permits);
+    });
+    let results = done_rx
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the run was lost"))??;
+    for result in &results {
+        state.metrics.verdict(result.status);
+    }
+    tracing::info!(
+        request_id = %request.request_id,
+        commands,
+        statuses = ?results.iter().map(|r| r.status).collect::<Vec<_>>(),
+        "run"
+    );
+    Ok(Json(results).into_response())
+}
+
+/// Runs `job` in containers of the pool; returns the results and the
+/// containers, to give back once the answer is sent.
+fn run_job(
+    state: &AppState,
+    id: u64,
+    job: &hutch_host::Job,
+) -> (
+    Result<Vec<api::RunResult>, ApiError>,
+    Vec<hutch_host::Pooled>,
+) {
+    let mut pooled = match state.pool.checkout_many(job.commands().len()) {
+        Ok(pooled) => pooled,
+        Err(error) => {
+            return (
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("no container: {error}"),
+                )),
+                Vec::new(),
+            );
+        }
+    };
+    let killers: Vec<Killer> = pooled.iter().filter_map(|c| c.killer().ok()).collect();
+    lock(&state.running).insert(id, killers);
+    let results = {
+        let mut containers: Vec<&mut hutch_host::Container> =
+            pooled.iter_mut().map(|c| &mut **c).collect();
+        job.run_in(&mut containers)
+    };
+    lock(&state.running).remove(&id);
+    let results = results
+        .map(|results| results.into_iter().map(convert::to_result).collect())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    (results, pooled)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a client checks before it relies on a feature, as go-judge tells
+/// it.
+fn features() -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    for (name, on) in [
+        ("copyOutOptional", true),
+        ("pipeProxy", true),
+        ("symlink", true),
+        ("addressSpaceLimit", true),
+        ("stream", false),
+        ("procPeak", false),
+        ("copyOutTruncate", true),
+        ("pipeProxyZeroCopy", false),
+        ("fixSymlinkEscape", true),
+    ] {
+        map.insert(name.into(), serde_json::Value::Bool(on));
+    }
+    map
+}
+
+async fn version() -> Response {
+    let mut map = features();
+    map.insert(
+        "buildVersion".into(),
+        format!("v{}", env!("CARGO_PKG_VERSION")).into(),
+    );
+    map.insert("hutchVersion".into(), env!("CARGO_PKG_VERSION").into());
+    map.insert(
+        "platform".into(),
+        match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        }
+        .into(),
+    );
+    map.insert("os".into(), std::env::consts::OS.into());
+    Json(map).into_response()
+}
+
+async fn config_json(State(state): State<Arc<AppState>>) -> Response {
+    let mut map = features();
+    map.insert(
+        "fileStorePath".into(),
+        state.store.dir().display().to_string().into(),
+    );
+    let (cgroup_type, controllers) = match state.cgroup {
+        None => (0, Vec::new()),
+        Some(CgroupVersion::V1) => (1, vec!["cpuacct", "memory", "pids"]),
+        Some(CgroupVersion::V2) => (2, vec!["cpu", "memory", "pids"]),
+    };
+    map.insert(
+        "runnerConfig".into(),
+        serde_json::json!({
+            "cgroupType": cgroup_type,
+            "cgroupControllers": controllers,
+            "workDir": state.workdir,
+            "parallelism": state.parallelism,
+            "seccomp": !state.defaults.seccomp.is_empty(),
+        }),
+    );
+    Json(map).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>, _headers: HeaderMap) -> Response {
+    let text = state.metrics.render(state.pool.idle(), state.pool.size());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

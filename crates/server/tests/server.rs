@@ -1,0 +1,598 @@
+//! The server over real HTTP on a loopback port: go-judge's requests and
+//! answers, files in and out, pipes, interactive pairs, the file store,
+//! authentication, the queue, and every kind of bad input.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hutch_server::client::{Answer, Client};
+use hutch_server::{Config, Server};
+use serde_json::{Value, json};
+
+fn config() -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        parallelism: 2,
+        ..Config::default()
+    };
+    config.defaults.max_commands = 2;
+    if !rustix::process::geteuid().is_root() {
+        config.builder = config.builder.allow_rusage();
+    }
+    config
+}
+
+fn start(config: Config) -> (Server, Client) {
+    let server = Server::start(config).expect("the server starts");
+    let client = Client::new(server.addr());
+    (server, client)
+}
+
+/// POSTs a request to /run; the answer must be 200 with one result per
+/// command.
+fn run(client: &mut Client, request: &Value) -> Vec<Value> {
+    let answer = client
+        .post_json("/run", request.to_string().as_bytes())
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    match answer.json() {
+        Value::Array(results) => results,
+        other => panic!("not an array of results: {other}"),
+    }
+}
+
+/// A command with an empty stdin and stdout and stderr collected.
+fn cmd(args: &[&str]) -> Value {
+    json!({
+        "args": args,
+        "env": ["PATH=/usr/bin:/bin"],
+        "files": [{"content": ""}, {"name": "stdout", "max": 10240}, {"name": "stderr", "max": 10240}],
+        "cpuLimit": 5_000_000_000u64,
+        "memoryLimit": 256u64 << 20,
+        "procLimit": 50,
+    })
+}
+
+fn single(command: Value) -> Value {
+    json!({"cmd": [command]})
+}
+
+/// The answer to a request that must be refused: its status and message.
+fn refused(client: &mut Client, body: &[u8]) -> (u16, String) {
+    let answer = client.post_json("/run", body).unwrap();
+    assert_ne!(answer.status, 200, "accepted: {}", answer.text());
+    let message = match answer.json() {
+        Value::String(message) => message,
+        _ => panic!("the error is not a JSON string: {}", answer.text()),
+    };
+    (answer.status, message)
+}
+
+fn assert_still_serving(client: &mut Client) {
+    let results = run(client, &single(cmd(&["echo", "still here"])));
+    assert_eq!(results[0]["status"], "Accepted", "{results:?}");
+    assert_eq!(results[0]["files"]["stdout"], "still here\n");
+}
+
+/// `tests/programs/pingpong.c`, compiled once for this test binary.
+fn pingpong() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let source =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/programs/pingpong.c");
+            let dir = scratch("programs");
+            let binary = dir.join("pingpong");
+            let output = std::process::Command::new("cc")
+                .args(["-O2", "-Wall", "-o"])
+                .arg(&binary)
+                .arg(&source)
+                .output()
+                .expect("cc runs");
+            assert!(
+                output.status.success(),
+                "cc failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            binary
+        })
+        .clone()
+}
+
+fn scratch(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hutch-server-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Uploads `content` to the store; returns its id.
+fn upload(client: &mut Client, name: &str, content: &[u8]) -> String {
+    let answer = client.post_file("/file", "file", name, content).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer
+        .json()
+        .as_str()
+        .expect("an id as a JSON string")
+        .to_owned()
+}
+
+/// Reads the gauge `name` from /metrics.
+fn gauge(client: &mut Client, name: &str) -> u64 {
+    let text = client.get("/metrics").unwrap().text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, for at
+/// most 20 s.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn echo_is_accepted_with_go_judge_fields() {
+    let (_server, mut client) = start(config());
+    let results = run(&mut client, &single(cmd(&["echo", "hello"])));
+    let result = &results[0];
+    assert_eq!(result["status"], "Accepted");
+    assert_eq!(result["exitStatus"], 0);
+    assert_eq!(result["files"], json!({"stdout": "hello\n", "stderr": ""}));
+    for field in ["time", "memory", "runTime"] {
+        assert!(result[field].as_u64().is_some(), "{field} in {result}");
+    }
+    assert!(result["runTime"].as_u64().unwrap() > 0);
+    // Empty fields are left out, as go-judge leaves them out.
+    for absent in ["error", "fileIds", "fileError", "procPeak"] {
+        assert!(result.get(absent).is_none(), "{absent} in {result}");
+    }
+}
+
+#[test]
+fn keys_are_case_insensitive_and_unknown_keys_ignored() {
+    let (_server, mut client) = start(config());
+    let results = run(
+        &mut client,
+        &json!({"CMD": [{"ARGS": ["cat", "In.txt"], "Files": [{"CONTENT": ""}, {"NAME": "stdout", "MAX": 100}],
+                 "cpulimit": 1_000_000_000u64, "COPYIN": {"In.txt": {"Content": "case"}},
+                 "somethingNew": [1, 2]}],
+                "pipemapping": [], "extra": true}),
+    );
+    assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
+    // Keys of copyIn are paths, and keep their case.
+    assert_eq!(results[0]["files"]["stdout"], "case");
+}
+
+#[test]
+fn a_null_file_slot_without_a_pipe_is_refused() {
+    let (_server, mut client) = start(config());
+    let (status, message) = refused(
+        &mut client,
+        json!({"cmd": [{"args": ["true"], "files": [null]}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        message,
+        "cmd[0].files[0] is null, and no pipeMapping fills it"
+    );
+}
+
+#[test]
+fn compile_then_run_through_the_store() {
+    let (_server, mut client) = start(config());
+    let mut compile = cmd(&["/usr/bin/g++", "a.cc", "-o", "a"]);
+    compile["cpuLimit"] = json!(20_000_000_000u64);
+    compile["clockLimit"] = json!(60_000_000_000u64);
+    compile["memoryLimit"] = json!(1u64 << 30);
+    compile["copyIn"] = json!({"a.cc": {"content":
+        "#include <iostream>\nint main() { int a, b; std::cin >> a >> b; std::cout << a + b << std::endl; }\n"}});
+    compile["copyOut"] = json!(["stdout", "stderr"]);
+    compile["copyOutCached"] = json!(["a.cc", "a"]);
+    let results = run(&mut client, &single(compile));
+    assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
+    let binary = results[0]["fileIds"]["a"]
+        .as_str()
+        .expect("a fileId for a")
+        .to_owned();
+    assert!(results[0]["fileIds"]["a.cc"].is_string());
+
+    let mut execute = cmd(&["a"]);
+    execute["files"][0] = json!({"content": "1 2"});
+    execute["copyIn"] = json!({"a": {"fileId": binary}});
+    let results = run(&mut client, &single(execute));
+    assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
+    assert_eq!(results[0]["files"]["stdout"], "3\n");
+
+    // The binary is in the store under its name.
+    let listed = client.get("/file").unwrap().json();
+    assert_eq!(listed[&binary], "a");
+    let downloaded = client.get(&format!("/file/{binary}")).unwrap();
+    assert_eq!(downloaded.status, 200);
+    assert!(downloaded.body.starts_with(b"\x7fELF"));
+}
+
+#[test]
+fn limits_give_go_judge_statuses() {
+    let (_server, mut client) = start(config());
+    let mut spin = cmd(&["sh", "-c", "while :; do :; done"]);
+    spin["cpuLimit"] = json!(200_000_000u64);
+    spin["clockLimit"] = json!(5_000_000_000u64);
+    let tle = &run(&mut client, &single(spin))[0];
+    assert_eq!(tle["status"], "Time Limit Exceeded", "{tle}");
+    assert_eq!(tle["exitStatus"], 9, "killed by SIGKILL: {tle}");
+    let time = tle["time"].as_u64().unwrap();
+    assert!((200_000_000..400_000_000).contains(&time), "{tle}");
+
+    let mut sleeper = cmd(&["sleep", "5"]);
+    sleeper["cpuLimit"] = json!(1_000_000_000u64);
+    sleeper["clockLimit"] = json!(200_000_000u64);
+    let wall = &run(&mut client, &single(sleeper))[0];
+    assert_eq!(wall["status"], "Time Limit Exceeded", "{wall}");
+
+    let mut hog = cmd(&["python3", "-c", "a = bytearray(200 << 20)"]);
+    hog["memoryLimit"] = json!(64u64 << 20);
+    let mle = &run(&mut client, &single(hog))[0];
+    if rustix::process::geteuid().is_root() {
+        assert_eq!(mle["status"], "Memory Limit Exceeded", "{mle}");
+    }
+
+    let mut flood = cmd(&["sh", "-c", "head -c 100000 /dev/zero"]);
+    flood["files"][1] = json!({"name": "stdout", "max": 1000});
+    let ole = &run(&mut client, &single(flood))[0];
+    assert_eq!(ole["status"], "Output Limit Exceeded", "{ole}");
+    assert_eq!(ole["fileError"][0]["type"], "CollectSizeExceeded", "{ole}");
+    assert_eq!(ole["files"]["stdout"].as_str().unwrap().len(), 1000);
+
+    let crash = &run(&mut client, &single(cmd(&["sh", "-c", "kill -SEGV $$"])))[0];
+    assert_eq!(crash["status"], "Signalled", "{crash}");
+    assert_eq!(crash["exitStatus"], 11);
+
+    let nonzero = &run(&mut client, &single(cmd(&["sh", "-c", "exit 3"])))[0];
+    assert_eq!(nonzero["status"], "Nonzero Exit Status", "{nonzero}");
+    assert_eq!(nonzero["exitStatus"], 3);
+
+    let missing = &run(&mut client, &single(cmd(&["/no/such/program"])))[0];
+    assert_eq!(missing["status"], "Internal Error", "{missing}");
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/program"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn copy_out_of_a_symlink_is_a_file_error_never_its_target() {
+    let (_server, mut client) = start(config());
+    let mut plant = cmd(&["ln", "-s", "/etc/passwd", "passwd"]);
+    plant["copyOut"] = json!(["passwd"]);
+    let result = &run(&mut client, &single(plant))[0];
+    assert_eq!(result["status"], "File Error", "{result}");
+    assert_eq!(result["fileError"][0]["name"], "passwd");
+    assert_eq!(result["fileError"][0]["type"], "CopyOutNotRegularFile");
+    assert!(result["files"].get("passwd").is_none(), "{result}");
+}
+
+#[test]
+fn an_optional_copy_out_may_be_missing() {
+    let (_server, mut client) = start(config());
+    let mut command = cmd(&["sh", "-c", "echo made > made.txt"]);
+    command["copyOut"] = json!(["missing.txt?", "made.txt?", "stdout"]);
+    let result = &run(&mut client, &single(command))[0];
+    assert_eq!(result["status"], "Accepted", "{result}");
+    assert_eq!(result["files"]["made.txt"], "made\n");
+    assert!(result["files"].get("missing.txt").is_none());
+
+    let mut command = cmd(&["true"]);
+    command["copyOut"] = json!(["missing.txt"]);
+    let result = &run(&mut client, &single(command))[0];
+    assert_eq!(result["status"], "File Error", "{result}");
+    assert_eq!(result["fileError"][0]["type"], "CopyOutOpen");
+}
+
+#[test]
+fn copy_out_max_refuses_or_truncates() {
+    let (_server, mut client) = start(config());
+    let mut command = cmd(&["sh", "-c", "head -c 1000 /dev/zero | tr '\\0' y > big"]);
+    command["copyOut"] = json!(["big"]);
+    command["copyOutMax"] = json!(100);
+    let result = &run(&mut client, &single(command.clone()))[0];
+    assert_eq!(result["status"], "File Error", "{result}");
+    assert_eq!(result["fileError"][0]["type"], "CopyOutSizeExceeded");
+    assert!(result["files"].get("big").is_none());
+
+    command["copyOutTruncate"] = json!(true);
+    let result = &run(&mut client, &single(command))[0];
+    assert_eq!(result["files"]["big"], "y".repeat(100), "{result}");
+    assert_eq!(result["fileError"][0]["type"], "CopyOutSizeExceeded");
+}
+
+#[test]
+fn a_megabyte_goes_from_producer_to_consumer() {
+    let (_server, mut client) = start(config());
+    for proxy in [false, true] {
+        let mut producer = cmd(&["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' z"]);
+        producer["files"][1] = Value::Null;
+        let mut consumer = cmd(&["sh", "-c", "wc -c; tr -d z | wc -c"]);
+        consumer["files"][0] = Value::Null;
+        let results = run(
+            &mut client,
+            &json!({"cmd": [producer, consumer], "pipeMapping": [
+                {"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0},
+                 "proxy": proxy, "name": "relayed", "max": 64}]}),
+        );
+        assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
+        assert_eq!(results[1]["status"], "Accepted", "{}", results[1]);
+        assert_eq!(
+            results[1]["files"]["stdout"], "1048576\n0\n",
+            "proxy {proxy}"
+        );
+        if proxy {
+            assert_eq!(results[0]["files"]["relayed"], "z".repeat(64));
+        }
+    }
+}
+
+#[test]
+fn an_interactive_pair_does_fifty_thousand_round_trips() {
+    let (_server, mut client) = start(config());
+    let program = std::fs::read(pingpong()).unwrap();
+    let id = upload(&mut client, "pingpong", &program);
+    let side = |args: &[&str]| {
+        json!({
+            "args": args,
+            "files": [null, null, {"name": "stderr", "max": 1024}],
+            "cpuLimit": 30_000_000_000u64,
+            "clockLimit": 60_000_000_000u64,
+            "memoryLimit": 64u64 << 20,
+            "copyIn": {"pingpong": {"fileId": id}},
+        })
+    };
+    let started = Instant::now();
+    let results = run(
+        &mut client,
+        &json!({"cmd": [side(&["pingpong", "ping", "50000"]), side(&["pingpong", "pong"])],
+                "pipeMapping": [
+                    {"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0}},
+                    {"in": {"index": 1, "fd": 1}, "out": {"index": 0, "fd": 0}}]}),
+    );
+    eprintln!("50000 round trips in {:?}", started.elapsed());
+    assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
+    assert_eq!(results[0]["files"]["stderr"], "50000 rounds\n");
+    assert_eq!(results[1]["status"], "Accepted", "{}", results[1]);
+}
+
+#[test]
+fn ten_thousand_copy_in_then_exec_runs_from_four_clients_all_succeed() {
+    let (server, mut client) = start(config());
+    let program = std::fs::read(pingpong()).unwrap();
+    let id = upload(&mut client, "pingpong", &program);
+    let request = json!({"cmd": [{
+        "args": ["./prog", "pong"],
+        "files": [{"content": "12345678"}, {"name": "stdout", "max": 64}],
+        "cpuLimit": 1_000_000_000u64,
+        "copyIn": {"prog": {"fileId": id}},
+    }]})
+    .to_string();
+    let addr = server.addr();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut client = Client::new(addr);
+                    let mut failures = Vec::new();
+                    for _ in 0..2500 {
+                        let answer = client.post_json("/run", request.as_bytes()).unwrap();
+                        let result = &answer.json()[0];
+                        if answer.status != 200
+                            || result["status"] != "Accepted"
+                            || result["files"]["stdout"] != "12345678"
+                        {
+                            failures.push(answer.text());
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of 10000 runs failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
+}
+
+#[test]
+fn a_token_guards_everything_but_version_and_config() {
+    let mut config = config();
+    config.auth_token = Some("s3cret".into());
+    let (server, mut anonymous) = start(config);
+    for path in ["/version", "/config"] {
+        assert_eq!(anonymous.get(path).unwrap().status, 200, "{path}");
+    }
+    for path in ["/file", "/metrics"] {
+        assert_eq!(anonymous.get(path).unwrap().status, 401, "{path}");
+    }
+    let body = single(cmd(&["true"])).to_string();
+    let answer = anonymous.post_json("/run", body.as_bytes()).unwrap();
+    assert_eq!(answer.status, 401);
+    assert!(answer.json().is_string(), "{}", answer.text());
+    let mut wrong = Client::new(server.addr()).with_token("guess");
+    assert_eq!(
+        wrong.post_json("/run", body.as_bytes()).unwrap().status,
+        401
+    );
+    let mut right = Client::new(server.addr()).with_token("s3cret");
+    let results = run(&mut right, &single(cmd(&["true"])));
+    assert_eq!(results[0]["status"], "Accepted");
+}
+
+#[test]
+fn the_file_store_creates_lists_reads_and_deletes() {
+    let (_server, mut client) = start(config());
+    let id = upload(&mut client, "notes.txt", b"some notes");
+    assert_eq!(id.len(), 16);
+    let listed = client.get("/file").unwrap().json();
+    assert_eq!(listed[&id], "notes.txt", "{listed}");
+    let file = client.get(&format!("/file/{id}")).unwrap();
+    assert_eq!(file.status, 200);
+    assert_eq!(file.body, b"some notes");
+    assert_eq!(
+        file.header("content-disposition"),
+        Some("attachment; filename=\"notes.txt\"")
+    );
+    assert_eq!(client.delete(&format!("/file/{id}")).unwrap().status, 200);
+    assert_eq!(client.get(&format!("/file/{id}")).unwrap().status, 404);
+    assert_eq!(client.delete(&format!("/file/{id}")).unwrap().status, 404);
+    assert!(client.get("/file").unwrap().json().get(&id).is_none());
+    // Ids that are not ids reach nothing.
+    assert_eq!(
+        client.get("/file/..%2F..%2Fetc%2Fpasswd").unwrap().status,
+        404
+    );
+    let form = client.post_file("/file", "other", "x", b"x").unwrap();
+    assert_eq!(form.status, 400, "{}", form.text());
+}
+
+#[test]
+fn a_full_queue_is_answered_503_at_once() {
+    let mut config = config();
+    config.parallelism = 1;
+    config.defaults.max_commands = 1;
+    config.max_queue = 1;
+    let (server, mut client) = start(config);
+    let addr = server.addr();
+    let slow = single(cmd(&["sleep", "2"])).to_string();
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            Client::new(addr)
+                .post_json("/run", slow.as_bytes())
+                .unwrap()
+        });
+        wait_until("one request running", || {
+            gauge(&mut client, "hutch_running_requests") == 1
+        });
+        let queued = scope.spawn(|| {
+            Client::new(addr)
+                .post_json("/run", slow.as_bytes())
+                .unwrap()
+        });
+        wait_until("one request queued", || {
+            gauge(&mut client, "hutch_queue_depth") == 1
+        });
+        let started = Instant::now();
+        let (status, message) = refused(&mut client, slow.as_bytes());
+        assert_eq!(status, 503);
+        assert!(message.contains("queue is full"), "{message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "answered at once"
+        );
+        assert_eq!(running.join().unwrap().status, 200);
+        assert_eq!(queued.join().unwrap().status, 200);
+    });
+    let metrics = client.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("hutch_run_requests_total{code=\"503\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hutch_runs_total{status=\"Accepted\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_naming_what_is_wrong() {
+    let prefix = scratch("prefix");
+    std::fs::write(prefix.join("ok.txt"), "fine").unwrap();
+    let _ = std::fs::remove_file(prefix.join("escape"));
+    std::os::unix::fs::symlink("/etc/passwd", prefix.join("escape")).unwrap();
+    let mut config = config();
+    config.src_prefixes = vec![prefix.clone()];
+    config.max_body = 64 << 10;
+    let (_server, mut client) = start(config);
+    let with = |field: &str, value: Value| {
+        let mut command = cmd(&["true"]);
+        command[field] = value;
+        single(command).to_string()
+    };
+    let ok_src = prefix.join("ok.txt").display().to_string();
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("{\"cmd\": [".into(), 400, "the request is not valid JSON"),
+        ("[]".into(), 400, "the request must be an object"),
+        (json!({"cmd": []}).to_string(), 400, "no cmd provided"),
+        (with("args", json!([])), 400, "cmd[0].args is empty"),
+        (with("cpuLimit", json!(-1)), 400, "cmd[0].cpuLimit must be a non-negative integer, not -1"),
+        (with("cpuLimit", json!(1e15 as u64)), 400, "cmd[0].cpuLimit is 1000000000000000 ns, more than"),
+        (with("memoryLimit", json!(1u64 << 60)), 400, "cmd[0].memoryLimit is"),
+        (with("memoryLimit", json!(1000)), 400, "less than the smallest limit"),
+        (with("procLimit", json!(1u64 << 40)), 400, "cmd[0].procLimit is"),
+        (with("cpuSetLimit", json!("0-x")), 400, "cmd[0].cpuSetLimit"),
+        (with("env", json!(["NOEQUALS"])), 400, "cmd[0].env[0] is not KEY=VALUE"),
+        (with("tty", json!(true)), 400, "terminals are not supported"),
+        (with("copyIn", json!({"a": {"fileId": "AAAAAAAAAAAAAAAA"}})), 400,
+         "cmd[0].copyIn[\"a\"].fileId: no stored file has the id"),
+        (with("copyIn", json!({"a": {"src": "/etc/passwd"}})), 400, "is not under an allowed prefix"),
+        (with("copyIn", json!({"a": {"src": prefix.join("escape").display().to_string()}})), 400,
+         "leads out of"),
+        (with("copyIn", json!({"a": {"src": format!("{}/../etc/passwd", prefix.display())}})), 400,
+         "leads out of"),
+        (with("copyIn", json!({"../x": {"content": "x"}})), 400, "has a `..` component"),
+        (with("copyIn", json!({"a": {"symlink": ""}})), 400, "symlink must be a non-empty path"),
+        (with("copyOut", json!(["../../etc/passwd"])), 400, "has a `..` component"),
+        (with("copyOut", json!([""])), 400, "the path is empty"),
+        (with("files", json!([{"streamIn": true}])), 400, "streamIn and streamOut"),
+        (with("files", json!([{"max": 5}])), 400, "is no file"),
+        (json!({"cmd": [cmd(&["true"])], "pipeMapping": [{"in": {"index": 5, "fd": 1}, "out": {"index": 0, "fd": 0}}]}).to_string(),
+         400, "pipeMapping[0].in.index is 5, but the request has 1 commands"),
+        (json!({"cmd": [cmd(&["true"]), cmd(&["true"])], "pipeMapping": [{"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0}}]}).to_string(),
+         400, "pipeMapping[0].in names fd 1 of cmd[0], which its files already fill"),
+        (json!({"cmd": [cmd(&["true"])], "pipeMapping": [{"in": {"index": 0, "fd": 1000}, "out": {"index": 0, "fd": 0}}]}).to_string(),
+         400, "pipeMapping[0].in.fd is 1000"),
+        (json!({"cmd": [cmd(&["true"]), cmd(&["true"]), cmd(&["true"])]}).to_string(), 400,
+         "the request has 3 commands, but this server runs at most 2"),
+        (with("copyIn", json!({"big": {"content": "x".repeat(100 << 10)}})), 413, "larger than this server takes"),
+    ];
+    for (body, status, expected) in &cases {
+        let (got, message) = refused(&mut client, body.as_bytes());
+        assert_eq!(got, *status, "{message}\nfor {body:.200}");
+        assert!(
+            message.contains(expected),
+            "{message:?} should say {expected:?}"
+        );
+    }
+    // A src under the prefix is fine.
+    let mut command = cmd(&["cat", "copied"]);
+    command["copyIn"] = json!({"copied": {"src": ok_src}});
+    let result = &run(&mut client, &single(command))[0];
+    assert_eq!(result["files"]["stdout"], "fine", "{result}");
+    assert_still_serving(&mut client);
+    wait_until("every container idle", || {
+        gauge(&mut client, "hutch_idle_containers") == 2
+    });
+}
+
+#[test]
+fn unknown_endpoints_answer_404_in_json() {
+    let (_server, mut client) = start(config());
+    let answer: Answer = client.get("/nothing").unwrap();
+    assert_eq!(answer.status, 404);
+    assert!(answer.json().is_string());
+}
