@@ -88,13 +88,13 @@ pub enum CliError {
         #[source]
         source: InContainer,
     },
-    /// A `--copy-in` file cannot be written or given its mode.
+    /// A `--copy-in` file cannot be filled (a full work directory, say).
     #[error("cannot copy {} to {destination} in the container", .source_path.display())]
     CopyInWrite {
         source_path: PathBuf,
         destination: String,
         #[source]
-        source: std::io::Error,
+        source: InContainer,
     },
     /// The container failed while running the program.
     #[error("cannot run the program")]

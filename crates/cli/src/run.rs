@@ -3,14 +3,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use hutch_host::protocol::{
-    Access, ExecResult, MAX_FDS_PER_FRAME, OpenFlags, OpenItem, Resource, Status,
-};
-use hutch_host::{ContainerBuilder, ExecSpec, SealedInput};
+use hutch_host::protocol::{ExecResult, Resource, Status};
+use hutch_host::{ContainerBuilder, CopyInError, CopyInFile, ExecSpec, SealedInput};
 use rustix::io::Errno;
 
 use crate::args::RunArgs;
@@ -87,7 +85,7 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
             destination: copy.destination.clone(),
         });
     }
-    let mut uploads = args
+    let uploads = args
         .copy_in
         .iter()
         .map(|copy| {
@@ -129,8 +127,8 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
         builder = builder.bind(source, target, bind.writable);
     }
     let mut container = builder.build().map_err(|e| CliError::Start(Box::new(e)))?;
-    for batch in uploads.chunks_mut(MAX_FDS_PER_FRAME) {
-        copy_in(&mut container, batch)?;
+    if !uploads.is_empty() {
+        copy_in(&mut container, &uploads)?;
     }
 
     let mut spec = ExecSpec::new(args.argv()).stdio(
@@ -177,45 +175,35 @@ fn utf8<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, CliError> {
     })
 }
 
-/// Creates every destination of a batch in one request (init makes them,
-/// and their missing directories, belong to the user programs run as), then
-/// fills each from its host file and gives it the source's permission bits.
-fn copy_in(container: &mut hutch_host::Container, uploads: &mut [Upload]) -> Result<(), CliError> {
-    let items: Vec<OpenItem> = uploads
+/// Copies every upload in, in as few requests as the frame allows: init
+/// creates each destination (and its missing directories) as the user
+/// programs run as, with the source's permission bits, and fills it from
+/// the host file's descriptor itself.
+fn copy_in(container: &mut hutch_host::Container, uploads: &[Upload]) -> Result<(), CliError> {
+    let files: Vec<CopyInFile<'_, '_>> = uploads
         .iter()
-        .map(|upload| OpenItem {
-            path: upload.destination.clone(),
-            flags: OpenFlags {
-                access: Access::Write,
-                create: true,
-                exclusive: false,
-                truncate: true,
-                append: false,
-            },
-            mode: 0o600,
-            make_parents: true,
+        .map(|upload| CopyInFile {
+            path: &upload.destination,
+            mode: upload.mode,
+            source: upload.file.as_fd(),
         })
         .collect();
-    let opened = container
-        .open(&items)
+    let results = container
+        .copy_in(&files)
         .map_err(|e| CliError::CopyInRequest(Box::new(e)))?;
-    for (upload, outcome) in uploads.iter_mut().zip(opened) {
-        let fd: OwnedFd = outcome.map_err(|error| CliError::CopyInCreate {
-            source_path: upload.source_path.clone(),
-            destination: upload.destination.clone(),
-            source: InContainer(error.message),
+    for (upload, result) in uploads.iter().zip(results) {
+        result.map_err(|error| match error {
+            CopyInError::Create(error) => CliError::CopyInCreate {
+                source_path: upload.source_path.clone(),
+                destination: upload.destination.clone(),
+                source: InContainer(error.message),
+            },
+            CopyInError::Fill(error) => CliError::CopyInWrite {
+                source_path: upload.source_path.clone(),
+                destination: upload.destination.clone(),
+                source: InContainer(error.message),
+            },
         })?;
-        let mut target = File::from(fd);
-        let write_error = |source| CliError::CopyInWrite {
-            source_path: upload.source_path.clone(),
-            destination: upload.destination.clone(),
-            source,
-        };
-        std::io::copy(&mut upload.file, &mut target).map_err(write_error)?;
-
-        target
-            .set_permissions(std::fs::Permissions::from_mode(upload.mode))
-            .map_err(write_error)?;
     }
     Ok(())
 }

@@ -437,7 +437,7 @@ fn fault_garbage_after_a_valid_header() {
 
 #[test]
 fn fault_unknown_reply_tag() {
-    let err = ping_refused(with_header(&[8]), 0);
+    let err = ping_refused(with_header(&[9]), 0);
     assert_eq!(body_reason(err), "SerdeDeCustom");
 }
 
@@ -483,7 +483,7 @@ fn fault_opened_claiming_four_billion_items() {
 #[test]
 fn fault_undecodable_frame_with_descriptors_closes_them() {
     // `given_up_over` checks that they are closed at once.
-    let err = ping_refused(with_header(&[8]), 3);
+    let err = ping_refused(with_header(&[9]), 3);
     assert_eq!(body_reason(err), "SerdeDeCustom");
 }
 
@@ -864,6 +864,101 @@ fn fault_harness_control_a_truthful_open_hands_over_the_descriptor() {
     assert_eq!(FileId::of(received.as_fd()), id);
     drop(results);
     assert_eq!(id.copies_open(), 0);
+    h.assert_usable();
+    h.finish();
+}
+
+#[test]
+fn fault_an_init_that_never_answers_is_given_up_at_the_reply_timeout() {
+    let mut h = Harness::new();
+    h.container
+        .set_reply_timeout(Some(std::time::Duration::from_millis(100)));
+    let started = std::time::Instant::now();
+    let error = h.converse(
+        |fake| {
+            fake.expect("ping");
+        },
+        |c| c.ping().expect_err("no answer"),
+    );
+    let waited = started.elapsed();
+    match error {
+        ContainerError::NoReply { request, waited } => {
+            assert_eq!(request, "ping");
+            assert!(
+                waited >= std::time::Duration::from_millis(100),
+                "{waited:?}"
+            );
+        }
+        other => panic!("expected NoReply, got {other:?}"),
+    }
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+    h.assert_given_up();
+    h.finish();
+}
+
+#[test]
+fn fault_an_exec_may_take_its_wall_limit_and_the_reply_timeout_then_no_more() {
+    let mut h = Harness::new();
+    h.container
+        .set_reply_timeout(Some(std::time::Duration::from_millis(100)));
+    let started = std::time::Instant::now();
+    let error = h.converse(
+        |fake| {
+            fake.expect("exec");
+        },
+        |c| {
+            c.exec(&ExecSpec::new(["true"]).wall_time(std::time::Duration::from_millis(200)))
+                .expect_err("no answer")
+        },
+    );
+    assert!(
+        matches!(
+            error,
+            ContainerError::NoReply {
+                request: "exec",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "the run's wall limit and the timeout: {waited:?}"
+    );
+    h.assert_given_up();
+    h.finish();
+}
+
+#[test]
+fn fault_copy_requests_are_not_sent_to_an_init_that_does_not_announce_them() {
+    let mut h = Harness::new();
+    let source = rustix::fs::memfd_create("src", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let error = h
+        .container
+        .copy_in(&[crate::container::CopyInFile {
+            path: "a",
+            mode: 0o644,
+            source: source.as_fd(),
+        }])
+        .expect_err("unsupported");
+    assert!(
+        matches!(error, ContainerError::Unsupported { request: "copy-in" }),
+        "{error:?}"
+    );
+    let error = h
+        .container
+        .open_for_copy_out(&["a"])
+        .expect_err("unsupported");
+    assert!(
+        matches!(
+            error,
+            ContainerError::Unsupported {
+                request: "copy-out"
+            }
+        ),
+        "{error:?}"
+    );
     h.assert_usable();
     h.finish();
 }
