@@ -27,6 +27,14 @@
 //!   keeps one: it detects the cgroup layout once).
 //! - `hutch-run`: `hutch run --quiet -- PROGRAM` as a child process, this
 //!   very executable.
+//! - `serve-run`: one `POST /run` of the program to a `hutch serve` started
+//!   in this process (as many containers as CPUs, no seccomp filter, as
+//!   `warm-exec` has none), from one client on a kept-alive connection, in
+//!   the shape a judge sends: empty stdin, stdout and stderr collected.
+//!   Answered, checked `Accepted`. `serve-2-clients` and `serve-4-clients`:
+//!   as many clients, each on its own thread and connection, in rounds as
+//!   for `pool-throughput`; the same rounds with one client give the
+//!   throughput ratios shown under the table.
 //!
 //! The program must succeed (exit 0) everywhere: a benchmark of a program
 //! that cannot start would time the failure. Anything that goes wrong ends
@@ -84,6 +92,10 @@ Operations (each runs PROGRAM with its standard descriptors on /dev/null):
                    PROGRAM in a loop; time per exec is wall time / execs
   cold-container   build a default container, then destroy it
   hutch-run        `hutch run --quiet -- PROGRAM` as a child process
+  serve-run        one POST /run of PROGRAM (stdout and stderr collected)
+                   to `hutch serve` in this process, from one client
+  serve-N-clients  N clients on their own connections; time per request
+                   is wall time / requests
 
 Each operation is warmed up first. The ratio column divides each median by
 the median of baseline, measured in the same run.
@@ -165,6 +177,12 @@ pub enum BenchError {
     /// A worker thread could not be started.
     #[error("cannot start a worker thread")]
     Thread(#[source] std::io::Error),
+    /// The server did not start.
+    #[error("cannot start hutch serve")]
+    Serve(#[source] hutch_server::ServerError),
+    /// A `/run` request failed.
+    #[error("POST /run of --program {program} failed: {reason}")]
+    Request { program: String, reason: String },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -255,6 +273,8 @@ struct Results {
     operations: Vec<Measured>,
     /// Time per exec of one container run in the pool's rounds.
     single_container: Summary,
+    /// Time per request of one client in the serve rounds.
+    single_client: Summary,
 }
 
 #[derive(Debug, Serialize)]
@@ -263,6 +283,19 @@ struct JsonResults<'a> {
     cpus: usize,
     operations: Vec<JsonOperation>,
     pool: JsonPool,
+    serve: JsonServe,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonServe {
+    /// Median of `serve-run` less the median of `warm-exec`.
+    added_ns: i64,
+    /// Median time per request of one client in the serve rounds.
+    single_client_ns: u64,
+    /// Requests per second at 2 clients over those of one.
+    throughput_ratio_2: f64,
+    /// Requests per second at 4 clients over those of one.
+    throughput_ratio_4: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -306,6 +339,27 @@ impl Results {
         self.single_container.median_ns as f64 / self.pool().median_ns as f64
     }
 
+    fn median(&self, name: &str) -> u64 {
+        self.operations
+            .iter()
+            .find(|op| op.name == name)
+            .map_or(0, |op| op.summary.median_ns)
+    }
+
+    /// What `/run` adds to a warm exec, in the median.
+    fn serve_added_ns(&self) -> i64 {
+        self.median("serve-run") as i64 - self.median("warm-exec") as i64
+    }
+
+    /// Requests per second of `clients` clients over one client's.
+    fn serve_throughput_ratio(&self, clients: usize) -> f64 {
+        let name = match clients {
+            2 => "serve-2-clients",
+            _ => "serve-4-clients",
+        };
+        self.single_client.median_ns as f64 / self.median(name) as f64
+    }
+
     fn to_json(&self) -> JsonResults<'_> {
         JsonResults {
             program: &self.program,
@@ -325,6 +379,12 @@ impl Results {
                 workers: self.cpus,
                 single_container_ns: self.single_container.median_ns,
                 throughput_ratio: self.throughput_ratio(),
+            },
+            serve: JsonServe {
+                added_ns: self.serve_added_ns(),
+                single_client_ns: self.single_client.median_ns,
+                throughput_ratio_2: self.serve_throughput_ratio(2),
+                throughput_ratio_4: self.serve_throughput_ratio(4),
             },
         }
     }
@@ -359,6 +419,17 @@ impl Results {
             self.throughput_ratio(),
             human(self.single_container.median_ns),
             human(self.pool().median_ns),
+        ));
+        let added = self.serve_added_ns();
+        text.push_str(&format!(
+            "serve-run: POST /run takes {}{} than a warm exec; 2 clients get\n\
+             {:.2}x and 4 clients {:.2}x the requests per second of one ({} per\n\
+             request alone).\n",
+            human(added.unsigned_abs()),
+            if added < 0 { " less" } else { " more" },
+            self.serve_throughput_ratio(2),
+            self.serve_throughput_ratio(4),
+            human(self.single_client.median_ns),
         ));
         text
     }
@@ -411,6 +482,10 @@ fn measure(args: &BenchArgs) -> Result<Results, BenchError> {
     )?);
     drop(single);
 
+    let serve = serve_measurements(program, iterations, cpus)?;
+    operations.extend(serve.operations);
+    let single_client = serve.single_client;
+
     // One builder, as a server keeps: it detects the cgroup layout once.
     let builder = ContainerBuilder::new();
     let cold = timed(cold_iterations, || {
@@ -435,6 +510,84 @@ fn measure(args: &BenchArgs) -> Result<Results, BenchError> {
         cpus,
         operations,
         single_container,
+        single_client,
+    })
+}
+
+/// What the serve operations measured.
+struct ServeMeasured {
+    operations: Vec<Measured>,
+    single_client: Summary,
+}
+
+/// `serve-run`, `serve-2-clients` and `serve-4-clients`, against a server
+/// of this process that lives as long as the measurements.
+fn serve_measurements(
+    program: &str,
+    iterations: usize,
+    cpus: usize,
+) -> Result<ServeMeasured, BenchError> {
+    let mut config = hutch_server::Config {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        parallelism: cpus,
+        ..hutch_server::Config::default()
+    };
+    // As warm-exec: no seccomp filter.
+    config.defaults.seccomp = Vec::new();
+    let server = hutch_server::Server::start(config).map_err(BenchError::Serve)?;
+    let body = serde_json::json!({"cmd": [{
+        "args": [program],
+        "files": [{"content": ""}, {"name": "stdout", "max": 1024}, {"name": "stderr", "max": 1024}],
+        "cpuLimit": 10_000_000_000u64,
+        "memoryLimit": 256u64 << 20,
+    }]})
+    .to_string();
+    let client = |addr| -> Executor {
+        let mut client = hutch_server::client::Client::new(addr);
+        let body = body.clone();
+        let program = program.to_owned();
+        Box::new(move || {
+            let answer =
+                client
+                    .post_json("/run", body.as_bytes())
+                    .map_err(|e| BenchError::Request {
+                        program: program.clone(),
+                        reason: e.to_string(),
+                    })?;
+            if answer.status != 200 || answer.json()[0]["status"] != "Accepted" {
+                return Err(BenchError::Request {
+                    program: program.clone(),
+                    reason: format!("answered {}: {}", answer.status, answer.text()),
+                });
+            }
+            Ok(())
+        })
+    };
+    let addr = server.addr();
+    let mut one = client(addr);
+    let latency = timed(iterations, &mut one)?;
+    let mut operations = vec![measured("serve-run", latency)];
+    let batch = (iterations / POOL_ROUNDS).max(1);
+    let rounds = (iterations / batch).max(1);
+    let single_client = Summary::of(rounds_per_exec(
+        std::slice::from_mut(&mut one),
+        rounds,
+        batch,
+    )?);
+    for (name, clients) in [("serve-2-clients", 2), ("serve-4-clients", 4)] {
+        let mut executors: Vec<Executor> = (0..clients).map(|_| client(addr)).collect();
+        rounds_per_exec(&mut executors, 1, WARM_UP)?;
+        let samples = rounds_per_exec(&mut executors, rounds, batch)?;
+        operations.push(Measured {
+            name,
+            summary: Summary::of(samples),
+            iterations: rounds * batch * clients,
+        });
+    }
+    server.shutdown().map_err(BenchError::Serve)?;
+    Ok(ServeMeasured {
+        operations,
+        single_client,
     })
 }
 
@@ -727,12 +880,19 @@ mod tests {
                 op("baseline", 400, 500),
                 op("warm-exec", 1000, 1200),
                 op("pool-throughput", 600, 700),
+                op("serve-run", 1200, 1400),
+                op("serve-2-clients", 800, 900),
+                op("serve-4-clients", 600, 700),
                 op("cold-container", 4000, 5000),
                 op("hutch-run", 6000, 7000),
             ],
             single_container: Summary {
                 median_ns: 900,
                 p90_ns: 1000,
+            },
+            single_client: Summary {
+                median_ns: 1200,
+                p90_ns: 1400,
             },
         }
     }
@@ -746,9 +906,12 @@ mod tests {
             .iter()
             .map(|op| op["ratio"].as_f64().unwrap())
             .collect();
-        assert_eq!(ratios, [1.0, 2.5, 1.5, 10.0, 15.0]);
+        assert_eq!(ratios, [1.0, 2.5, 1.5, 3.0, 2.0, 1.5, 10.0, 15.0]);
         assert_eq!(json["pool"]["workers"], 2);
         assert_eq!(json["pool"]["throughput_ratio"], 1.5);
+        assert_eq!(json["serve"]["added_ns"], 200);
+        assert_eq!(json["serve"]["throughput_ratio_2"], 1.5);
+        assert_eq!(json["serve"]["throughput_ratio_4"], 2.0);
     }
 
     #[test]
@@ -768,5 +931,8 @@ mod tests {
             .unwrap();
         assert_eq!(header.len(), row.chars().count(), "columns line up");
         assert!(table.contains("run 1.50x the execs\nper second of one container"));
+        assert!(
+            table.contains("POST /run takes 200 ns more than a warm exec; 2 clients get\n1.50x")
+        );
     }
 }

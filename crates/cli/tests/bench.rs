@@ -14,10 +14,13 @@ use serde_json::Value;
 
 const HUTCH: &str = env!("CARGO_BIN_EXE_hutch");
 
-const OPERATIONS: [&str; 5] = [
+const OPERATIONS: [&str; 8] = [
     "baseline",
     "warm-exec",
     "pool-throughput",
+    "serve-run",
+    "serve-2-clients",
+    "serve-4-clients",
     "cold-container",
     "hutch-run",
 ];
@@ -69,10 +72,11 @@ fn json_has_every_operation_with_consistent_ratios() {
             "ratio {ratio} is not {median} / {baseline} in {op}"
         );
         let iterations = positive(op, "iterations");
-        let expected = if op["name"] == "pool-throughput" {
-            20 * cpus
-        } else {
-            20
+        let expected = match op["name"].as_str().unwrap() {
+            "pool-throughput" => 20 * cpus,
+            "serve-2-clients" => 40,
+            "serve-4-clients" => 80,
+            _ => 20,
         };
         assert_eq!(iterations, expected, "iterations of {op}");
     }
@@ -84,6 +88,23 @@ fn json_has_every_operation_with_consistent_ratios() {
     let throughput = pool["throughput_ratio"].as_f64().expect("a number");
     let expected = single as f64 / positive(&operations[2], "median_ns") as f64;
     assert!((throughput - expected).abs() <= expected * 1e-9, "{pool}");
+
+    let serve = &json["serve"];
+    let single = positive(serve, "single_client_ns");
+    for (key, index) in [("throughput_ratio_2", 4), ("throughput_ratio_4", 5)] {
+        let ratio = serve[key].as_f64().expect("a number");
+        let expected = single as f64 / positive(&operations[index], "median_ns") as f64;
+        assert!(
+            (ratio - expected).abs() <= expected * 1e-9,
+            "{key} in {serve}"
+        );
+    }
+    let added = serve["added_ns"].as_i64().expect("a number");
+    assert_eq!(
+        added,
+        positive(&operations[3], "median_ns") as i64 - positive(&operations[1], "median_ns") as i64,
+        "{serve}"
+    );
 }
 
 #[test]
@@ -109,6 +130,7 @@ fn table_lists_every_operation() {
         assert!(ratio.ends_with('x'), "{row}");
     }
     assert!(table.contains("pool-throughput: "), "{table}");
+    assert!(table.contains("serve-run: POST /run takes "), "{table}");
 }
 
 #[test]

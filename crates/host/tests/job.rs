@@ -584,3 +584,38 @@ fn tempdir(what: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn a_run_may_be_pinned_to_cpus_and_the_next_one_is_not() {
+    let all = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("Cpus_allowed_list:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap();
+    let pool = Pool::new(builder(), 1);
+    let cpus = |spec: ExecSpec<'static>| {
+        let mut job = Job::new();
+        job.command(
+            Command::new(spec)
+                .stream(Stream::Null)
+                .stream(collect("stdout", 1024)),
+        );
+        let result = job.run(&pool).unwrap().remove(0);
+        assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+        text(&result, "stdout").trim().to_owned()
+    };
+    let status = || {
+        ExecSpec::new([
+            "sh",
+            "-c",
+            "grep Cpus_allowed_list /proc/self/status | cut -f2",
+        ])
+    };
+    let mut first = rustix::thread::CpuSet::new();
+    first.set(0);
+    assert_eq!(cpus(status().cpus(first)), "0");
+    assert_eq!(cpus(status()), all, "the pinning does not outlive its run");
+}

@@ -111,3 +111,33 @@ fn checkout_waits_at_most_its_timeout() {
     pool.checkout_timeout(Duration::from_secs(30))
         .expect("the container came back");
 }
+
+#[test]
+fn several_containers_come_out_at_once_and_shutdown_waits_for_them() {
+    let pool = Pool::new(builder(), 2);
+    let both = pool.checkout_many(2).unwrap();
+    assert_eq!(both.len(), 2);
+    assert_ne!(both[0].init_pid(), both[1].init_pid());
+    assert_eq!(pool.idle(), 0);
+    assert!(matches!(
+        pool.checkout_many(3),
+        Err(PoolError::TooMany { wanted: 3, size: 2 })
+    ));
+    let inits: Vec<i32> = both.iter().map(|c| c.init_pid()).collect();
+    let cgroups: Vec<std::path::PathBuf> =
+        both.iter().flat_map(|c| c.cgroup_dirs().to_vec()).collect();
+    let returner = std::thread::spawn(move || drop(both));
+    pool.shutdown();
+    returner.join().unwrap();
+    for pid in inits {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "init {pid} is gone"
+        );
+    }
+    for dir in cgroups {
+        assert!(!dir.exists(), "{} is removed", dir.display());
+    }
+    assert!(matches!(pool.checkout(), Err(PoolError::Closed)));
+    assert!(matches!(pool.checkout_many(1), Err(PoolError::Closed)));
+}

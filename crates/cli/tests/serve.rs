@@ -1,0 +1,280 @@
+//! `hutch serve` as a process: it starts, answers, stops cleanly on
+//! SIGTERM (a running command is killed at the end of the grace period,
+//! every container and cgroup goes), removes at start the cgroups a killed
+//! earlier server left, and refuses bad flags with status 2.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hutch_server::client::Client;
+
+const HUTCH: &str = env!("CARGO_BIN_EXE_hutch");
+
+/// A `hutch serve` child on a free loopback port, and the lines of its
+/// standard error as they come.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    /// What it logged until it was ready.
+    startup: Vec<String>,
+    log: mpsc::Receiver<String>,
+}
+
+fn serve(extra: &[&str]) -> Served {
+    let mut command = Command::new(HUTCH);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "1s"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if !rustix::process::geteuid().is_root() {
+        command.arg("--allow-rusage");
+    }
+    let mut child = command.spawn().expect("hutch starts");
+    let (tx, log) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut startup = Vec::new();
+    let addr = loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!("hutch serve is not ready; it said:\n{}", startup.join("\n"))
+            });
+        startup.push(line.clone());
+        if let Some(at) = line.find("addr=").filter(|_| line.contains("ready")) {
+            break line[at + 5..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    Served {
+        child,
+        addr,
+        startup,
+        log,
+    }
+}
+
+impl Served {
+    fn terminate(&mut self) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        self.child.wait().unwrap().code()
+    }
+
+    /// Every line logged until now, and until the process closed its
+    /// standard error if it has exited.
+    fn drain_log(&self) -> String {
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The cgroup directories, in every hierarchy hutch uses, that the process
+/// `pid` made.
+fn groups_of(pid: u32) -> Vec<PathBuf> {
+    let parents = match hutch_host::CgroupLayout::detect().expect("a cgroup layout") {
+        hutch_host::CgroupLayout::V1 {
+            memory,
+            cpuacct,
+            pids,
+        } => vec![memory, cpuacct, pids],
+        hutch_host::CgroupLayout::V2 { parent } => vec![parent],
+    };
+    let prefix = format!("hutch-{pid}-");
+    parents
+        .iter()
+        .flat_map(|parent| std::fs::read_dir(parent).unwrap())
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// One server test at a time: every server removes, at start, the cgroups
+/// any dead hutch process left, the killed server of another test's
+/// included.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn require_root(what: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{what} needs root: the server's containers need cgroups made under this process's own"
+    );
+}
+
+fn echo_request() -> Vec<u8> {
+    serde_json::json!({"cmd": [{"args": ["echo", "hi"], "files": [{"content": ""},
+        {"name": "stdout", "max": 100}], "cpuLimit": 1_000_000_000u64}]})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn sigterm_kills_what_still_runs_after_the_grace_period_and_leaves_nothing() {
+    require_root("this test");
+    let _serial = serial();
+    let mut served = serve(&["--parallelism", "2"]);
+    let pid = served.child.id();
+    let mut client = Client::new(served.addr);
+    let answer = client.post_json("/run", &echo_request()).unwrap();
+    assert_eq!(
+        answer.json()[0]["files"]["stdout"],
+        "hi\n",
+        "{}",
+        answer.text()
+    );
+    assert!(
+        !groups_of(pid).is_empty(),
+        "the server's containers have cgroups"
+    );
+    assert!(
+        client
+            .get("/metrics")
+            .unwrap()
+            .text()
+            .contains("hutch_running_requests 0"),
+        "the first request is over"
+    );
+
+    // A command that would run for 30 s.
+    let addr = served.addr;
+    let long = std::thread::spawn(move || {
+        let body = serde_json::json!({"cmd": [{"args": ["sleep", "30"],
+            "cpuLimit": 40_000_000_000u64, "clockLimit": 40_000_000_000u64}]})
+        .to_string();
+        Client::new(addr)
+            .post_json("/run", body.as_bytes())
+            .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client
+        .get("/metrics")
+        .unwrap()
+        .text()
+        .contains("hutch_running_requests 1")
+    {
+        assert!(Instant::now() < deadline, "the long command never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopping = Instant::now();
+    served.terminate();
+    let answer = long.join().unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()[0]["status"], "Signalled", "{}", answer.text());
+    assert_eq!(served.wait(), Some(0), "{}", served.drain_log());
+    let took = stopping.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(15),
+        "stopped after the 1 s grace period, not the command's 30 s: {took:?}"
+    );
+    let log = served.drain_log();
+    assert!(log.contains("running commands were killed"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        groups_of(pid).is_empty(),
+        "cgroups left: {:?}",
+        groups_of(pid)
+    );
+    assert!(
+        Client::new(addr).get("/version").is_err(),
+        "nothing listens any more"
+    );
+}
+
+#[test]
+fn cgroups_a_killed_server_left_are_removed_by_the_next() {
+    require_root("this test");
+    let _serial = serial();
+    let mut killed = serve(&["--parallelism", "2"]);
+    let pid = killed.child.id();
+    let mut client = Client::new(killed.addr);
+    assert_eq!(
+        client.post_json("/run", &echo_request()).unwrap().status,
+        200
+    );
+    killed.child.kill().unwrap();
+    assert_eq!(killed.wait(), None, "killed by a signal");
+    let left = groups_of(pid);
+    assert!(!left.is_empty(), "a killed server leaves its cgroups");
+
+    let mut next = serve(&["--parallelism", "1"]);
+    assert!(
+        groups_of(pid).is_empty(),
+        "still there: {:?}",
+        groups_of(pid)
+    );
+    let log = next.startup.join("\n");
+    assert!(log.contains("removed cgroups"), "{log}");
+    assert!(
+        !groups_of(next.child.id()).is_empty(),
+        "the new server's own stay"
+    );
+    next.terminate();
+    assert_eq!(next.wait(), Some(0));
+}
+
+#[test]
+fn bad_flags_and_an_unusable_setup_exit_with_status_2() {
+    let _serial = serial();
+    let run = |args: &[&str]| {
+        let output = Command::new(HUTCH)
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--parallelism", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--parallelism"), "{stderr}");
+    let (code, stderr) = run(&["--listen", "nowhere"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--listen"), "{stderr}");
+    let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--src-prefix", "/no/such/prefix"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("cannot open the source prefix /no/such/prefix"),
+        "{stderr}"
+    );
+    // The port of a server that runs.
+    let served = serve(&[]);
+    let (code, stderr) = run(&["--listen", &served.addr.to_string()]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+}
