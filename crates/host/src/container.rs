@@ -131,6 +131,8 @@ pub struct Container {
     reply_timeout: Option<Duration>,
     /// Init's CPUs before a run narrowed them, to restore for the next run.
     saved_affinity: Option<rustix::thread::CpuSet>,
+    /// A reset was sent and its answer not yet read.
+    reset_pending: bool,
 }
 
 /// How long init may take to answer, by default: a request other than an
@@ -184,6 +186,7 @@ impl Container {
             workdir: String::new(),
             reply_timeout: Some(DEFAULT_REPLY_TIMEOUT),
             saved_affinity: None,
+            reset_pending: false,
         }
     }
 
@@ -297,7 +300,32 @@ impl Container {
     /// Empties the container's writable tmpfs mounts (the work directory
     /// and `/tmp` by default) for the next user.
     pub fn reset(&mut self) -> Result<(), ContainerError> {
-        match self.call(&Request::Reset, &[])? {
+        self.begin_reset()?;
+        self.finish_reset()
+    }
+
+    /// Asks init to reset ([`reset`](Container::reset)) and returns at once,
+    /// while init does it. The next request (or
+    /// [`finish_reset`](Container::finish_reset)) first takes init's answer,
+    /// so the reset is never skipped: this only keeps the caller from
+    /// waiting for it, as a pool does when a container comes back.
+    pub fn begin_reset(&mut self) -> Result<(), ContainerError> {
+        if self.reset_pending {
+            self.finish_reset()?;
+        }
+        self.send(&Request::Reset, &[])?;
+        self.reset_pending = true;
+        Ok(())
+    }
+
+    /// Waits for the answer to a [`begin_reset`](Container::begin_reset),
+    /// if one is due; a reset that failed is this call's error.
+    pub fn finish_reset(&mut self) -> Result<(), ContainerError> {
+        if !std::mem::take(&mut self.reset_pending) {
+            return Ok(());
+        }
+        let deadline = self.reply_timeout.map(|t| Instant::now() + t);
+        match self.receive("reset", deadline)? {
             Reply::Ack => Ok(()),
             other => self.unexpected("reset", &other),
         }
@@ -491,6 +519,8 @@ impl Container {
         if self.broken {
             return Err(ContainerError::Destroyed);
         }
+        // Answers come in order: a reset's is due before this request's.
+        self.finish_reset()?;
         request
             .check(fds.len())
             .map_err(|source| ContainerError::InvalidRequest {

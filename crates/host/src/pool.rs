@@ -3,10 +3,12 @@
 //!
 //! A pool keeps `size` containers. [`Pool::new`] returns at once and builds
 //! them in parallel on background threads; [`Pool::checkout`] waits for an
-//! idle one. A checked-out container goes back on drop after a
-//! [`Container::reset`]; one that broke (its init died, a reset failed) is
-//! destroyed instead and a replacement is built in the background, so users
-//! of the pool never see it.
+//! idle one. A checked-out container goes back on drop and is reset: the
+//! dropping thread only sends init the reset ([`Container::begin_reset`]),
+//! and whoever checks the container out next takes init's answer first, so
+//! neither waits for the other. One that broke (its init died, a reset
+//! failed) is destroyed instead and a replacement is built in the
+//! background, so users of the pool never see it.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,7 +17,7 @@ use std::time::Duration;
 use hutch_protocol::ExecResult;
 
 use crate::builder::{BuildError, ContainerBuilder};
-use crate::container::{Container, ContainerError};
+use crate::container::{Container, ContainerError, Killer};
 use crate::exec::ExecSpec;
 
 /// Why a pool could not hand out a container or run a program.
@@ -83,6 +85,11 @@ struct State {
     /// Build threads, joined when the pool goes so that no container they
     /// make outlives it.
     builders: Vec<std::thread::JoinHandle<()>>,
+    /// A kill handle of every container of the pool, by init's pid, made
+    /// once when it is built.
+    killers: std::collections::HashMap<i32, Killer>,
+    /// The containers checked out, by init's pid.
+    out: std::collections::HashSet<i32>,
 }
 
 impl Pool {
@@ -147,10 +154,20 @@ impl Pool {
             }
             if let Some(container) = state.idle.pop() {
                 state.busy += 1;
-                return Ok(Pooled {
-                    container: Some(container),
-                    shared: Arc::clone(&self.shared),
-                });
+                state.out.insert(container.init_pid());
+                drop(state);
+                match self.shared.ready(container) {
+                    Some(container) => {
+                        return Ok(Pooled {
+                            container: Some(container),
+                            shared: Arc::clone(&self.shared),
+                        });
+                    }
+                    None => {
+                        state = self.shared.lock();
+                        continue;
+                    }
+                }
             }
             if state.building == 0 {
                 // Nothing idle and nothing coming: every build failed.
@@ -201,15 +218,25 @@ impl Pool {
             if state.idle.len() >= count {
                 state.busy += count;
                 let at = state.idle.len() - count;
-                return Ok(state
-                    .idle
-                    .split_off(at)
+                let taken = state.idle.split_off(at);
+                state.out.extend(taken.iter().map(Container::init_pid));
+                drop(state);
+                let ready: Vec<Pooled> = taken
                     .into_iter()
+                    .filter_map(|container| self.shared.ready(container))
                     .map(|container| Pooled {
                         container: Some(container),
                         shared: Arc::clone(&self.shared),
                     })
-                    .collect());
+                    .collect();
+                if ready.len() == count {
+                    return Ok(ready);
+                }
+                // One failed its reset and is being replaced: the others go
+                // back, and the wait starts again.
+                drop(ready);
+                state = self.shared.lock();
+                continue;
             }
             if state.building == 0 {
                 match &state.last_error {
@@ -249,6 +276,20 @@ impl Pool {
             }
             state = self.shared.wait(state);
         }
+    }
+
+    /// Kills the program running in every container checked out right now
+    /// (their `exec` returns the run, killed by `SIGKILL`); returns how many
+    /// containers were told. A server shutting down calls this when its
+    /// grace period ends.
+    pub fn kill_running(&self) -> usize {
+        let state = self.shared.lock();
+        state
+            .out
+            .iter()
+            .filter_map(|pid| state.killers.get(pid))
+            .filter(|killer| killer.kill().is_ok())
+            .count()
     }
 
     /// Runs `spec` in any idle container and returns it to the pool.
@@ -309,6 +350,9 @@ impl Shared {
                 match built {
                     Ok(container) if !state.closed => {
                         state.last_error = None;
+                        if let Ok(killer) = container.killer() {
+                            state.killers.insert(container.init_pid(), killer);
+                        }
                         state.idle.push(container);
                     }
                     Ok(_) => {}
@@ -329,14 +373,37 @@ impl Shared {
         }
     }
 
-    /// Takes a container back: reset and idle, or replaced.
-    fn give_back(self: &Arc<Self>, mut container: Container) {
-        let healthy = !container.is_broken() && container.reset().is_ok();
+    /// A container just taken from the idle ones, its reset finished; `None`
+    /// when the reset failed, after which it is destroyed and a replacement
+    /// is being built.
+    fn ready(self: &Arc<Self>, mut container: Container) -> Option<Container> {
+        if container.finish_reset().is_ok() {
+            return Some(container);
+        }
         let mut state = self.lock();
         state.busy -= 1;
+        state.out.remove(&container.init_pid());
+        state.killers.remove(&container.init_pid());
+        drop(container);
+        if !state.closed {
+            self.start_build(&mut state);
+        }
+        self.changed.notify_all();
+        None
+    }
+
+    /// Takes a container back: reset and idle, or replaced.
+    fn give_back(self: &Arc<Self>, mut container: Container) {
+        // Init resets while the container waits in the pool; whoever takes
+        // it next takes init's answer first (`ready`).
+        let healthy = !container.is_broken() && container.begin_reset().is_ok();
+        let mut state = self.lock();
+        state.busy -= 1;
+        state.out.remove(&container.init_pid());
         if healthy && !state.closed {
             state.idle.push(container);
         } else {
+            state.killers.remove(&container.init_pid());
             drop(container);
             if !state.closed {
                 self.start_build(&mut state);

@@ -17,6 +17,7 @@ use common::{memfd, read_back, read_item, run_isolated};
 
 use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec, Namespaces};
 
+#[derive(Debug)]
 struct Output {
     result: hutch_host::protocol::ExecResult,
     stdout: String,
@@ -480,6 +481,25 @@ fn open_delete_symlink_and_reset() {
         Status::Ok,
         "the work directory stays writable"
     );
+}
+
+#[test]
+fn a_reset_begun_is_finished_before_the_next_request() {
+    let mut c = container();
+    let out = run(
+        &mut c,
+        &["sh", "-c", "touch /w/left /tmp/left; chmod 700 /w"],
+    );
+    assert_eq!(out.result.status, Status::Ok, "{out:?}");
+    c.begin_reset().unwrap();
+    // The exec's request takes the reset's answer first: the run sees the
+    // mounts emptied and the work directory's mode restored.
+    let out = run(&mut c, &["sh", "-c", "ls -A /w /tmp; stat -c %a /w"]);
+    assert_eq!(out.stdout, "/tmp:\n\n/w:\n755\n", "{out:?}");
+    c.begin_reset().unwrap();
+    c.finish_reset().unwrap();
+    c.finish_reset().unwrap();
+    c.ping().unwrap();
 }
 
 #[test]

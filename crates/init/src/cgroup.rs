@@ -34,7 +34,16 @@ pub struct Cgroup {
     memory_stat: Option<OwnedFd>,
     /// Limits last written, to skip writes that change nothing.
     written: Option<(Option<u64>, Option<u32>)>,
+    /// The page cache the last reclaim could not drop.
+    cache_floor: u64,
 }
+
+/// Page cache a reset leaves charged rather than reclaim, above what the
+/// last reclaim could not drop: 256 KiB, the order of what `memory.stat`
+/// lags anyway (a batch of charges per CPU). It is counted in the next
+/// run's baseline like any charge, so it can loosen that run's limit by
+/// at most this much.
+pub const RECLAIM_SLACK: u64 = 256 << 10;
 
 /// Counters at the start of a run, for what cannot be reset.
 pub struct Baseline {
@@ -78,6 +87,7 @@ impl Cgroup {
             memory_usage: None,
             memory_stat: None,
             written: None,
+            cache_floor: 0,
         };
         for (file, fd) in files.files.iter().zip(fds) {
             let slot = match file {
@@ -111,20 +121,28 @@ impl Cgroup {
     /// serialises the resets of every container: it drains every CPU's
     /// page lists, then retries reclaim until the group's usage is zero,
     /// which the kernel memory charged to it never lets happen. So it runs
-    /// only when `memory.stat` shows page cache (or cannot be read).
-    /// Called after the scratch mounts are emptied, whose files would count
-    /// as cache.
-    pub fn reclaim(&self) {
+    /// only when `memory.stat` shows more page cache than
+    /// [`RECLAIM_SLACK`] above what the last reclaim left (or cannot be
+    /// read): a run of a dynamic program typically leaves a few pages of
+    /// the shared libraries it mapped, which no reclaim drops while other
+    /// processes map them, and reclaiming for them at every reset cost more
+    /// than the run itself. Called after the scratch mounts are emptied,
+    /// whose files would count as cache.
+    pub fn reclaim(&mut self) {
         let Some(fd) = &self.force_empty else {
             return;
         };
-        if let Some(stat) = &self.memory_stat
-            && matches!(read_keyed(stat, "cache"), Ok(Some(0)))
-        {
+        let cache = || {
+            self.memory_stat
+                .as_ref()
+                .and_then(|stat| read_keyed(stat, "cache").ok().flatten())
+        };
+        if cache().is_some_and(|cache| cache <= self.cache_floor.saturating_add(RECLAIM_SLACK)) {
             return;
         }
         // Fails with EBUSY while tasks remain; none do between runs.
         let _ = write_at(fd, b"0");
+        self.cache_floor = cache().unwrap_or(0);
     }
 
     /// The `cgroup.procs` descriptors a program writes `0` to.

@@ -461,8 +461,18 @@ pub fn empty_dir(
     (uid_raw, gid_raw): (u32, u32),
     levels: &mut Vec<OwnedFd>,
 ) -> os::Result<()> {
-    os::remove_contents(path, levels)?;
-    rustix::fs::chown(path, Some(uid(uid_raw)), Some(gid(gid_raw)))?;
-    rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
+    // Most runs leave the mounts empty: one statfs tells.
+    if !os::holds_nothing(path) {
+        os::remove_contents(path, levels)?;
+    }
+    // A run may have changed the mount's own owner or mode; restored only
+    // then.
+    let stat = rustix::fs::stat(path)?;
+    if (stat.st_uid, stat.st_gid) != (uid_raw, gid_raw) {
+        rustix::fs::chown(path, Some(uid(uid_raw)), Some(gid(gid_raw)))?;
+    }
+    if stat.st_mode & 0o7777 != mode & 0o7777 {
+        rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
+    }
     Ok(())
 }

@@ -394,8 +394,9 @@ fn files_over_limit(
             note(&st);
         }
     }
-    // The tmpfs mounts hold a bounded number of inodes; walk them.
-    for root in scratch {
+    // The tmpfs mounts hold a bounded number of inodes; walk those that
+    // hold any.
+    for root in scratch.iter().filter(|root| !os::holds_nothing(root)) {
         os::each_file_under(root, dirs, &mut note);
     }
 }

@@ -82,7 +82,9 @@ fn main() {
         // message queue file system it sweeps through; each run then gets
         // a fresh IPC namespace instead.
         ipc: ipc::Ipc::new().ok(),
-        ipc_dirty: false,
+        // Nothing swept it yet: the configured init command may leave
+        // objects in it. The first run or reset sweeps.
+        ipc_dirty: true,
         setup_error,
     };
     let code = match init.serve() {
@@ -251,12 +253,18 @@ impl Init {
                     .collect(),
                 fds_attached: 0,
             }),
-            (State::Ready(ready), Request::Reset) => match sweep_ipc(self.ipc.as_ref()) {
-                Ok(()) => {
-                    self.ipc_dirty = false;
-                    reset(ready, &mut self.levels)
-                }
-                Err(message) => error(Stage::Reset, 0, message),
+            // Every run's end swept the IPC namespace already; a sweep that
+            // failed then (or the configured init command's leftovers) is
+            // retried here.
+            (State::Ready(ready), Request::Reset) => match self.ipc_dirty {
+                true => match sweep_ipc(self.ipc.as_ref()) {
+                    Ok(()) => {
+                        self.ipc_dirty = false;
+                        reset(ready, &mut self.levels)
+                    }
+                    Err(message) => error(Stage::Reset, 0, message),
+                },
+                false => reset(ready, &mut self.levels),
             },
             (State::Ready(ready), Request::Cgroup(files)) if ready.cgroup.is_none() => {
                 ready.cgroup = Some(cgroup::Cgroup::new(&files, core::mem::take(fds)));
@@ -361,7 +369,7 @@ fn sweep_ipc(ipc: Option<&ipc::Ipc>) -> Result<(), String> {
     }
 }
 
-fn reset(ready: &Ready, levels: &mut Vec<OwnedFd>) -> Reply {
+fn reset(ready: &mut Ready, levels: &mut Vec<OwnedFd>) -> Reply {
     let scratch = &ready.scratch;
     let mut first_error = None;
     // Every mount is emptied even when one fails; the first failure is
@@ -382,7 +390,7 @@ fn reset(ready: &Ready, levels: &mut Vec<OwnedFd>) -> Reply {
         }
     }
     // After the files are gone: those left would count as page cache.
-    if let Some(cgroup) = &ready.cgroup {
+    if let Some(cgroup) = &mut ready.cgroup {
         cgroup.reclaim();
     }
     first_error.unwrap_or(Reply::Ack)

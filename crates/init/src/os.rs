@@ -262,6 +262,17 @@ pub fn each_file_under(
     }
 }
 
+/// Whether the file system mounted at `path` holds nothing but its root
+/// directory, told by its count of inodes in use (one statfs instead of a
+/// walk). `false` when it cannot tell: a file system without an inode
+/// limit reports none.
+pub fn holds_nothing(path: &str) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|fs| {
+        let (files, free) = (fs.f_files, fs.f_ffree);
+        files > 0 && files.saturating_sub(free) <= 1
+    })
+}
+
 /// Removes everything inside the directory `path`, however deep, keeping
 /// `path`. Works down one directory descriptor per level (kept in
 /// `levels`, emptied when done), never through a symbolic link, reading

@@ -32,8 +32,8 @@ mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -44,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hutch_host::protocol::CgroupVersion;
-use hutch_host::{ContainerBuilder, FileStore, Killer, Pool};
+use hutch_host::{ContainerBuilder, FileStore, Pool};
 use tokio::sync::Semaphore;
 
 pub use convert::{Defaults, MAX_MEMORY_BYTES};
@@ -127,9 +127,6 @@ struct AppState {
     permits: Arc<Semaphore>,
     parallelism: usize,
     metrics: metrics::Metrics,
-    /// Kill handles of the containers running a request, by request.
-    running: Mutex<std::collections::HashMap<u64, Vec<Killer>>>,
-    next_request: AtomicU64,
     cgroup: Option<CgroupVersion>,
     workdir: String,
     shutdown_grace: Duration,
@@ -321,8 +318,6 @@ async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppStat
         permits: Arc::new(Semaphore::new(config.parallelism)),
         parallelism: config.parallelism,
         metrics: metrics::Metrics::default(),
-        running: Mutex::new(std::collections::HashMap::new()),
-        next_request: AtomicU64::new(0),
         cgroup,
         workdir,
         shutdown_grace: config.shutdown_grace,
@@ -353,7 +348,7 @@ async fn serve(
     let served = match tokio::time::timeout(grace, &mut server).await {
         Ok(served) => served,
         Err(_) => {
-            let killed = kill_running(&state);
+            let killed = state.pool.kill_running();
             tracing::warn!(
                 killed,
                 "the grace period ended: running commands were killed"
@@ -373,22 +368,6 @@ async fn serve(
             "the server task failed: {error}"
         ))),
     }
-}
-
-fn kill_running(state: &AppState) -> usize {
-    let running = state
-        .running
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut killed = 0;
-    for killers in running.values() {
-        for killer in killers {
-            if killer.kill().is_ok() {
-                killed += 1;
-            }
-        }
-    }
-    killed
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -481,17 +460,15 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
         )
     })?;
     state.metrics.running.fetch_add(1, Ordering::SeqCst);
-    let id = state.next_request.fetch_add(1, Ordering::Relaxed);
     // The run blocks this thread (the runtime moves its other work to
     // another): no hand-over to a thread of the blocking pool and back,
     // each a wake-up that costs tens of microseconds.
-    let (results, containers) = tokio::task::block_in_place(|| run_job(state, id, &job));
+    let (results, containers) = tokio::task::block_in_place(|| run_job(state, &job));
     state.metrics.running.fetch_sub(1, Ordering::SeqCst);
-    // Reset and give back after the answer is on its way.
-    tokio::task::spawn_blocking(move || {
-        drop(containers);
-        drop(permits);
-    });
+    // Back to the pool: init resets each container while the answer goes
+    // out (dropping one only sends init the reset).
+    drop(containers);
+    drop(permits);
     let results = results?;
     for result in &results {
         state.metrics.verdict(result.status);
@@ -509,7 +486,6 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
 /// containers, to give back once the answer is sent.
 fn run_job(
     state: &AppState,
-    id: u64,
     job: &hutch_host::Job,
 ) -> (
     Result<Vec<api::RunResult>, ApiError>,
@@ -527,24 +503,15 @@ fn run_job(
             );
         }
     };
-    let killers: Vec<Killer> = pooled.iter().filter_map(|c| c.killer().ok()).collect();
-    lock(&state.running).insert(id, killers);
     let results = {
         let mut containers: Vec<&mut hutch_host::Container> =
             pooled.iter_mut().map(|c| &mut **c).collect();
         job.run_in(&mut containers)
     };
-    lock(&state.running).remove(&id);
     let results = results
         .map(|results| results.into_iter().map(convert::to_result).collect())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
     (results, pooled)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What a client checks before it relies on a feature, as go-judge tells
