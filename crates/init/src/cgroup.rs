@@ -307,9 +307,20 @@ fn split(total: u64, user: u64, system: u64) -> (u64, u64) {
     (user_part, total - user_part)
 }
 
+/// Writes `data` to a control file. Some kernels (Linux 6.1, for one) open
+/// cgroup files without positioned writes, so `pwrite` fails with ESPIPE;
+/// a plain `write` then does the same, as control files ignore the offset.
 fn write_at(fd: &OwnedFd, data: &[u8]) -> io::Result<()> {
     loop {
         match rustix::io::pwrite(fd, data, 0) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::SPIPE) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    loop {
+        match rustix::io::write(fd, data) {
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
