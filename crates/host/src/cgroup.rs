@@ -74,8 +74,8 @@ pub enum CgroupError {
 
 /// How to fix a cgroup failure, in every message that needs it.
 const FIX: &str = "run as root, or delegate a cgroup subtree to this user and name it with \
-                   ContainerBuilder::cgroup_parent, or accept rusage accounting \
-                   (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)";
+                   ContainerBuilder::cgroup_parent or HUTCH_CGROUP_PARENT, or accept rusage \
+                   accounting (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)";
 
 /// The operations a real cgroup file system does differently from a plain
 /// directory tree.
@@ -490,8 +490,9 @@ fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
     std::fs::write(&path, "+memory +pids").map_err(|source| CgroupError::Controllers {
         hint: if source.raw_os_error() == Some(libc::EBUSY) {
             "a cgroup v2 parent that hands out controllers must hold no processes of its own: \
-             name an empty delegated parent with ContainerBuilder::cgroup_parent, or accept \
-             rusage accounting (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)"
+             name an empty delegated parent with ContainerBuilder::cgroup_parent or \
+             HUTCH_CGROUP_PARENT, or accept rusage accounting (ContainerBuilder::allow_rusage, \
+             `hutch run --allow-rusage`)"
         } else {
             FIX
         },
