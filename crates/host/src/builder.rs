@@ -27,6 +27,13 @@ use crate::container::{Container, ContainerError};
 use crate::init_binary::{InitBinaryError, init_executable};
 use crate::sys::{self, ChildStep, InitChild};
 
+/// The environment variable that names the parent of container cgroups
+/// when [`ContainerBuilder::cgroup_parent`] was not called. On cgroup v2 a
+/// group that holds processes cannot hand controllers to children, so the
+/// parent must be a group without processes of its own: for an unprivileged
+/// user, a delegated subtree whose user runs in a leaf below it.
+pub const CGROUP_PARENT_VAR: &str = "HUTCH_CGROUP_PARENT";
+
 /// Why a container could not be started.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -446,7 +453,8 @@ impl ContainerBuilder {
 
     /// Creates container cgroups under this parent instead of under this
     /// process's own cgroup: a v2 directory, or for v1 a path relative to
-    /// this process's cgroup in each hierarchy.
+    /// this process's cgroup in each hierarchy. Without it,
+    /// [`CGROUP_PARENT_VAR`] names the parent when it is set.
     pub fn cgroup_parent(mut self, parent: impl Into<PathBuf>) -> Self {
         self.cgroup_parent = Some(parent.into());
         self
@@ -488,8 +496,8 @@ impl ContainerBuilder {
                     .inspect(|layout| drop(self.detected_layout.set(layout.clone()))),
             },
         }
-        .map(|layout| match &self.cgroup_parent {
-            Some(parent) => layout.with_parent(parent),
+        .map(|layout| match self.resolved_cgroup_parent() {
+            Some(parent) => layout.with_parent(&parent),
             None => layout,
         })
         .and_then(|layout| ContainerCgroup::create(&layout, Arc::clone(&self.cgroup_fs)));
@@ -498,6 +506,16 @@ impl ContainerBuilder {
             Err(_) if self.accounting == AccountingChoice::CgroupOrRusage => Ok(None),
             Err(err) => Err(BuildError::Cgroup(err)),
         }
+    }
+
+    /// The parent named by [`cgroup_parent`](Self::cgroup_parent), else by
+    /// [`CGROUP_PARENT_VAR`] when it is set and not empty.
+    fn resolved_cgroup_parent(&self) -> Option<PathBuf> {
+        self.cgroup_parent.clone().or_else(|| {
+            std::env::var_os(CGROUP_PARENT_VAR)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     fn resolved_id_map(&self) -> IdMap {

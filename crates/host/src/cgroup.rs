@@ -74,8 +74,8 @@ pub enum CgroupError {
 
 /// How to fix a cgroup failure, in every message that needs it.
 const FIX: &str = "run as root, or delegate a cgroup subtree to this user and name it with \
-                   ContainerBuilder::cgroup_parent, or accept rusage accounting \
-                   (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)";
+                   ContainerBuilder::cgroup_parent or HUTCH_CGROUP_PARENT, or accept rusage \
+                   accounting (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)";
 
 /// The operations a real cgroup file system does differently from a plain
 /// directory tree.
@@ -518,7 +518,7 @@ impl ContainerCgroup {
                     &dir,
                     "memory.peak",
                     CgroupFile::MemoryPeak,
-                    Access::ReadWrite,
+                    peak_access(&dir.join("memory.peak")),
                 )?;
                 add(&dir, "memory.events", CgroupFile::OomEvents, Access::Read)?;
                 add(&dir, "memory.max", CgroupFile::MemoryLimit, Access::Write)?;
@@ -581,6 +581,18 @@ fn open(path: &Path, access: Access) -> Result<OwnedFd, CgroupError> {
         })
 }
 
+/// How to open a v2 `memory.peak`: for reading and writing where a write
+/// resets it (Linux 6.12 and later), else for reading only. Before 6.12 the
+/// file has no write bits and the kernel refuses to open it for writing,
+/// even to root.
+fn peak_access(path: &Path) -> Access {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o222 == 0 => Access::Read,
+        _ => Access::ReadWrite,
+    }
+}
+
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(|source| CgroupError::File {
         path: path.to_owned(),
@@ -600,8 +612,9 @@ fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
     std::fs::write(&path, "+memory +pids").map_err(|source| CgroupError::Controllers {
         hint: if source.raw_os_error() == Some(libc::EBUSY) {
             "a cgroup v2 parent that hands out controllers must hold no processes of its own: \
-             name an empty delegated parent with ContainerBuilder::cgroup_parent, or accept \
-             rusage accounting (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)"
+             name an empty delegated parent with ContainerBuilder::cgroup_parent or \
+             HUTCH_CGROUP_PARENT, or accept rusage accounting (ContainerBuilder::allow_rusage, \
+             `hutch run --allow-rusage`)"
         } else {
             FIX
         },
@@ -897,6 +910,19 @@ mod fake_tree {
         assert_eq!(cgroup.dirs().len(), 3);
         drop(cgroup);
         assert_eq!(fs.removed.lock().unwrap().len(), 3);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_read_only_peak_is_opened_for_reading() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = temp_tree("peak");
+        let peak = root.join("memory.peak");
+        std::fs::write(&peak, "0\n").unwrap();
+        assert!(matches!(peak_access(&peak), Access::ReadWrite));
+        // Linux before 6.12: no write bits, no reset.
+        std::fs::set_permissions(&peak, std::fs::Permissions::from_mode(0o444)).unwrap();
+        assert!(matches!(peak_access(&peak), Access::Read));
         std::fs::remove_dir_all(root).unwrap();
     }
 

@@ -79,10 +79,14 @@ fn embed() -> Result<OwnedFd, InitBinaryError> {
             source: source.into(),
         }
     };
-    let memfd = rustix::fs::memfd_create(
-        "hutch-init",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING | MemfdFlags::EXEC,
-    )
+    // MFD_EXEC keeps the memfd executable where `vm.memfd_noexec` would
+    // make it otherwise; kernels before 6.3 know no such flag (EINVAL) and
+    // make every memfd executable.
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let memfd = match rustix::fs::memfd_create("hutch-init", flags | MemfdFlags::EXEC) {
+        Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("hutch-init", flags),
+        made => made,
+    }
     .map_err(err("memfd_create"))?;
     let mut file = File::from(memfd);
     file.write_all(INIT)

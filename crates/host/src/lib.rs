@@ -53,8 +53,8 @@ mod raw_syscall;
 mod sys;
 
 pub use builder::{
-    AccountingChoice, BuildError, ContainerBuilder, DEFAULT_TMP_BYTES, DEFAULT_TMPFS_INODES,
-    DEFAULT_WORKDIR_BYTES, IdMap, Namespaces,
+    AccountingChoice, BuildError, CGROUP_PARENT_VAR, ContainerBuilder, DEFAULT_TMP_BYTES,
+    DEFAULT_TMPFS_INODES, DEFAULT_WORKDIR_BYTES, IdMap, Namespaces,
 };
 pub use cgroup::{CgroupError, CgroupFs, CgroupLayout, KernelCgroupFs, remove_stale_cgroups};
 pub use channel::ChannelError;

@@ -6,8 +6,9 @@
 //!
 //! The test programs are C, compiled with `cc` when the tests run and bound
 //! read-only into the container at `/t`; `python3` must be installed too.
-//! The tests need root: the container's cgroup is made under this
-//! process's own cgroup (v1 or v2). They run one at a time, so that CPU
+//! The tests need root (the container's cgroup is made under this
+//! process's own cgroup, v1 or v2) or a delegated v2 subtree named by
+//! `HUTCH_CGROUP_PARENT`. They run one at a time, so that CPU
 //! measurements and wall-clock bounds are not disturbed by each other.
 
 use std::fs::File;
@@ -320,11 +321,24 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// These tests measure through a cgroup, which only root can make here.
+/// These tests measure through a cgroup: one root makes under this
+/// process's own, or one in the delegated subtree that
+/// `HUTCH_CGROUP_PARENT` names.
+fn require_cgroup() {
+    assert!(
+        rustix::process::geteuid().is_root()
+            || std::env::var_os(hutch_host::CGROUP_PARENT_VAR).is_some(),
+        "the limits tests need root (the container's cgroup is made under this process's own) \
+         or a delegated cgroup subtree named by {}",
+        hutch_host::CGROUP_PARENT_VAR
+    );
+}
+
+/// This test runs itself again as another user, which only root can.
 fn require_root() {
     assert!(
         rustix::process::geteuid().is_root(),
-        "the limits tests need root (the container's cgroup is made under this process's own)"
+        "this test needs root: it runs a helper as uid 65534"
     );
 }
 
@@ -464,7 +478,7 @@ fn spin_programs() -> Programs {
 
 #[test]
 fn cpu_spin_is_stopped_at_the_cpu_limit() {
-    require_root();
+    require_cgroup();
     let programs = spin_programs();
     let _serial = serial();
     let mut c = programs.container();
@@ -477,7 +491,7 @@ fn cpu_spin_is_stopped_at_the_cpu_limit() {
 
 #[test]
 fn four_thread_spin_is_stopped_at_the_cpu_limit_within_a_second_of_wall_time() {
-    require_root();
+    require_cgroup();
     let programs = spin_programs();
     let _serial = serial();
     let mut c = programs.container();
@@ -507,7 +521,7 @@ fn four_thread_spin_is_stopped_at_the_cpu_limit_within_a_second_of_wall_time() {
 
 #[test]
 fn catching_sigxcpu_does_not_escape_the_cpu_limit() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("sigxcpu", SIGXCPU_C, &[])]);
     let _serial = serial();
     let mut c = programs.container();
@@ -538,7 +552,7 @@ fn catching_sigxcpu_does_not_escape_the_cpu_limit() {
 
 #[test]
 fn sleeper_hits_the_wall_time_limit_not_the_cpu_limit() {
-    require_root();
+    require_cgroup();
     let _serial = serial();
     let mut c = ContainerBuilder::new().build().expect("container starts");
     let out = run_spec(
@@ -562,7 +576,7 @@ fn sleeper_hits_the_wall_time_limit_not_the_cpu_limit() {
 
 #[test]
 fn memory_of_a_64_mib_toucher_is_measured_closely() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("touch", TOUCH_C, &[])]);
     let _serial = serial();
     let mut c = programs.container();
@@ -582,7 +596,7 @@ fn memory_of_a_64_mib_toucher_is_measured_closely() {
 
 #[test]
 fn touching_300_mib_under_a_256_mib_limit_is_a_memory_limit_in_c_and_python() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("touch", TOUCH_C, &[])]);
     let _serial = serial();
     let mut c = programs.container();
@@ -614,7 +628,7 @@ fn touching_300_mib_under_a_256_mib_limit_is_a_memory_limit_in_c_and_python() {
 
 #[test]
 fn a_4_mib_memory_limit_still_starts_a_static_program() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("hello", HELLO_C, &["-static"])]);
     let _serial = serial();
     let mut c = programs.container();
@@ -654,7 +668,7 @@ fn assert_bomb_contained(programs: &Programs, name: &str) {
 
 #[test]
 fn fork_bomb_is_contained_by_the_process_limit() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("forkbomb", FORK_BOMB_C, &[])]);
     let _serial = serial();
     assert_bomb_contained(&programs, "forkbomb");
@@ -662,7 +676,7 @@ fn fork_bomb_is_contained_by_the_process_limit() {
 
 #[test]
 fn thread_bomb_is_contained_by_the_process_limit() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("threadbomb", THREAD_BOMB_C, &["-pthread"])]);
     let _serial = serial();
     assert_bomb_contained(&programs, "threadbomb");
@@ -680,7 +694,7 @@ fn flood(command: &str) -> Output {
 
 #[test]
 fn output_flood_by_the_program_itself_is_an_output_limit() {
-    require_root();
+    require_cgroup();
     let _serial = serial();
     // `exec`: head replaces the shell, so the writer is the run's program.
     let out = flood("exec head -c 2000000 /dev/zero > /w/out");
@@ -689,7 +703,7 @@ fn output_flood_by_the_program_itself_is_an_output_limit() {
 
 #[test]
 fn output_flood_through_a_shell_is_an_output_limit() {
-    require_root();
+    require_cgroup();
     let _serial = serial();
     // The shell forks head and reaps it itself: head dies of SIGXFSZ, the
     // shell exits 128 + SIGXFSZ, and init never sees the signal.
@@ -702,7 +716,7 @@ fn output_flood_through_a_shell_is_an_output_limit() {
 /// run filled a file up to the limit, not when a large file merely exists.
 #[test]
 fn exit_153_with_large_input_files_is_not_an_output_limit() {
-    require_root();
+    require_cgroup();
     let _serial = serial();
     let mut c = ContainerBuilder::new().build().expect("container starts");
     let input = std::env::temp_dir().join(format!("hutch-limits-input-{}", std::process::id()));
@@ -747,7 +761,7 @@ fn exit_153_with_large_input_files_is_not_an_output_limit() {
 
 #[test]
 fn next_run_sees_no_ipc_objects_locks_or_processes_and_reset_empties_scratch() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("ipc", IPC_C, &["-lrt"])]);
     let _serial = serial();
     let mut c = programs.container();
@@ -788,7 +802,7 @@ fn next_run_sees_no_ipc_objects_locks_or_processes_and_reset_empties_scratch() {
 
 #[test]
 fn accounting_restarts_from_zero_for_each_run() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("touch", TOUCH_C, &[])]);
     let _serial = serial();
     let mut c = programs.container();
@@ -812,7 +826,7 @@ fn accounting_restarts_from_zero_for_each_run() {
 
 #[test]
 fn files_left_by_an_earlier_run_are_not_charged_to_the_next() {
-    require_root();
+    require_cgroup();
     let _serial = serial();
     let mut c = ContainerBuilder::new().build().expect("container starts");
     let out = run(
@@ -831,7 +845,7 @@ fn files_left_by_an_earlier_run_are_not_charged_to_the_next() {
 
 #[test]
 fn page_cache_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit() {
-    require_root();
+    require_cgroup();
     let programs = Programs::compile(&[("touch", TOUCH_C, &[])]);
     // A file none of whose pages is cached: the container's read of it
     // charges them to the container's group.
@@ -879,7 +893,7 @@ fn page_cache_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit() {
 
 #[test]
 fn root_builds_measure_with_a_cgroup_unless_told_otherwise() {
-    require_root();
+    require_cgroup();
     let _serial = serial();
     let mut c = ContainerBuilder::new().build().expect("container starts");
     assert!(!c.cgroup_dirs().is_empty(), "the container has a cgroup");

@@ -32,6 +32,9 @@ pub struct Cgroup {
     pids_limit: Option<OwnedFd>,
     memory_usage: Option<OwnedFd>,
     memory_stat: Option<OwnedFd>,
+    /// Whether the peak can be reset: not a v2 `memory.peak` of a kernel
+    /// before 6.12, which the host opens read-only.
+    peak_resets: bool,
     /// Limits last written, to skip writes that change nothing.
     written: Option<(Option<u64>, Option<u32>)>,
     /// The page cache the last reclaim could not drop.
@@ -53,6 +56,8 @@ pub struct Baseline {
     /// Memory charged before the run (files earlier runs left in the tmpfs
     /// mounts): not the run's, so added to its limit and taken off its peak.
     memory_bytes: u64,
+    /// The group's peak before the run, where it could not be reset.
+    peak_bytes: Option<u64>,
 }
 
 /// A run's usage, measured by the cgroup.
@@ -61,8 +66,9 @@ pub struct Measured {
     pub user_ns: u64,
     /// System CPU time.
     pub system_ns: u64,
-    /// Peak memory.
-    pub peak_bytes: u64,
+    /// Peak memory; `None` where the cgroup cannot tell the run's own (a
+    /// peak that could not be reset, and that the run did not raise).
+    pub peak_bytes: Option<u64>,
     /// Whether the kernel's OOM killer struck during the run.
     pub oom_killed: bool,
 }
@@ -86,6 +92,7 @@ impl Cgroup {
             pids_limit: None,
             memory_usage: None,
             memory_stat: None,
+            peak_resets: true,
             written: None,
             cache_floor: 0,
         };
@@ -158,11 +165,22 @@ impl Cgroup {
     /// Readies the cgroup for a run: resets the counters that can be reset, sets `limits`, and returns
     /// the counters that cannot be reset.
     pub fn prepare(&mut self, limits: &Limits) -> io::Result<Baseline> {
+        let mut peak_bytes = None;
         if let Some(fd) = &self.memory_peak {
             match self.version {
                 CgroupVersion::V1 => write_at(fd, b"0")?,
-                // v2 resets the peak seen through this descriptor.
-                CgroupVersion::V2 => write_at(fd, b"reset")?,
+                // v2 resets the peak seen through this descriptor; a
+                // descriptor open for reading only (EBADF) cannot.
+                CgroupVersion::V2 if self.peak_resets => match write_at(fd, b"reset") {
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BADF.raw_os_error()) => {
+                        self.peak_resets = false;
+                    }
+                    done => done?,
+                },
+                CgroupVersion::V2 => {}
+            }
+            if !self.peak_resets {
+                peak_bytes = Some(read_number(fd)?);
             }
         }
         if let Some(fd) = &self.cpu_usage {
@@ -184,6 +202,7 @@ impl Cgroup {
             system_ns,
             oom_kills: self.oom_kills()?,
             memory_bytes,
+            peak_bytes,
         })
     }
 
@@ -302,8 +321,16 @@ impl Cgroup {
     pub fn measure(&self, base: &Baseline) -> io::Result<Measured> {
         let (user_ns, system_ns) = self.cpu(base)?;
         let peak_bytes = match &self.memory_peak {
-            Some(fd) => read_number(fd)?.saturating_sub(base.memory_bytes),
-            None => 0,
+            Some(fd) => {
+                let peak = read_number(fd)?;
+                // A peak that could not be reset is the group's since it was
+                // made: the run's own only when the run raised it.
+                match base.peak_bytes {
+                    Some(before) if peak <= before => None,
+                    _ => Some(peak.saturating_sub(base.memory_bytes)),
+                }
+            }
+            None => Some(0),
         };
         Ok(Measured {
             user_ns,
@@ -325,9 +352,20 @@ fn split(total: u64, user: u64, system: u64) -> (u64, u64) {
     (user_part, total - user_part)
 }
 
+/// Writes `data` to a control file. Some kernels (Linux 6.1, for one) open
+/// cgroup files without positioned writes, so `pwrite` fails with ESPIPE;
+/// a plain `write` then does the same, as control files ignore the offset.
 fn write_at(fd: &OwnedFd, data: &[u8]) -> io::Result<()> {
     loop {
         match rustix::io::pwrite(fd, data, 0) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::SPIPE) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    loop {
+        match rustix::io::write(fd, data) {
             Ok(_) => return Ok(()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -544,12 +582,42 @@ mod fake_files {
             (measured.user_ns, measured.system_ns),
             (4_500_000, 1_500_000)
         );
-        assert_eq!(measured.peak_bytes, 5 << 20);
+        assert_eq!(measured.peak_bytes, Some(5 << 20));
         assert!(measured.oom_killed);
         // Unlimited next time: "max".
         cgroup.prepare(&Limits::default()).unwrap();
         assert!(read(&dir, "memory.max").starts_with("max"));
         assert!(read(&dir, "pids.max").starts_with("max"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn v2_peak_that_cannot_be_reset_counts_only_when_the_run_raises_it() {
+        // Before Linux 6.12 memory.peak is read-only: the host opens it so.
+        let dir = tree(
+            "v2-peak",
+            &[("memory.peak", "8388608\n"), ("memory.current", "4096\n")],
+        );
+        let files = CgroupFiles {
+            version: CgroupVersion::V2,
+            files: [CgroupFile::MemoryPeak, CgroupFile::MemoryUsage].into(),
+        };
+        let read_only = std::fs::File::open(dir.join("memory.peak")).unwrap().into();
+        let mut cgroup = Cgroup::new(&files, [read_only, open(&dir, "memory.current")].into());
+        let base = cgroup.prepare(&Limits::default()).unwrap();
+        assert_eq!(
+            cgroup.measure(&base).unwrap().peak_bytes,
+            None,
+            "a run below the group's old peak has no peak of its own here"
+        );
+        std::fs::write(dir.join("memory.peak"), "16777216\n").unwrap();
+        assert_eq!(
+            cgroup.measure(&base).unwrap().peak_bytes,
+            Some((16 << 20) - 4096),
+            "a run that raised the peak reached it"
+        );
+        let base = cgroup.prepare(&Limits::default()).unwrap();
+        assert_eq!(cgroup.measure(&base).unwrap().peak_bytes, None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -620,7 +688,11 @@ mod fake_files {
             2_000_000 - base_total(&base)
         );
         assert!(!measured.oom_killed);
-        assert_eq!(measured.peak_bytes, 4096, "the peak less the usage before");
+        assert_eq!(
+            measured.peak_bytes,
+            Some(4096),
+            "the peak less the usage before"
+        );
         // Every later run: counters, limits (changed, so written) and
         // usage without a single allocation.
         let limits = Limits {

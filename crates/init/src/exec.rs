@@ -344,7 +344,10 @@ pub fn run(
             .map_err(|e| os(Stage::Cgroup, e, "cannot read the cgroup's usage"))?;
         usage.user_ns = measured.user_ns;
         usage.system_ns = measured.system_ns;
-        usage.max_rss_bytes = measured.peak_bytes;
+        // Otherwise the largest peak of the run's processes, from rusage.
+        if let Some(peak) = measured.peak_bytes {
+            usage.max_rss_bytes = peak;
+        }
         oom_killed = measured.oom_killed;
         accounting = match cgroup.version() {
             CgroupVersion::V1 => Accounting::CgroupV1,

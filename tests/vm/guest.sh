@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The rig's test run inside the guest, as root, in the host's file system
+# (read-only, with tmpfs at /tmp) on a kernel with the unified cgroup
+# hierarchy only. Started by tests/vm/init.sh; $1 is the file of settings
+# run.sh wrote (RIG_* variables).
+#
+# Each step prints "RIG-STEP <name>: PASS" or "RIG-STEP <name>: FAIL: why";
+# the last line is "RIG-RESULT PASS" or "RIG-RESULT FAIL". run.sh reads them
+# from the serial console.
+set -uo pipefail
+
+# shellcheck source=/dev/null
+. "$1"
+
+CG=/sys/fs/cgroup
+# The unprivileged user of the delegated-subtree steps.
+RIG_UID=1000
+WORK=/tmp/rig
+# Logs and reports; the unprivileged mode writes to its home instead.
+OUT=$WORK/out
+FAILED=()
+
+pass() { echo "RIG-STEP $1: PASS${2:+ ($2)}"; }
+fail() {
+    echo "RIG-STEP $1: FAIL: $2"
+    FAILED+=("$1")
+}
+
+# Runs "$@" as step $name with its output in $OUT/$name.log, shown on
+# the console, and says PASS or FAIL by its exit status.
+step() {
+    local name=$1
+    shift
+    local log=$OUT/$name.log start=$SECONDS
+    echo "RIG-START $name: $*"
+    if "$@" >"$log" 2>&1; then
+        cat "$log"
+        pass "$name" "$((SECONDS - start))s"
+    else
+        local status=$?
+        cat "$log"
+        fail "$name" "exit status $status after $((SECONDS - start))s"
+    fi
+}
+
+# --- the cgroup tree of a systemd-like system -------------------------------
+#
+#   /                   cpu memory pids handed to the children
+#   /rig                leaf: this shell and every test process (root's
+#                       session, like a login scope)
+#   /hutch              empty, root's parent for container groups
+#   /deleg              owned by uid 1000 (a delegated subtree, like
+#                       user@1000.service), cpu memory pids handed down
+#   /deleg/shell        leaf: the unprivileged user's shell
+#
+# A v2 group with processes cannot hand controllers to children ("no
+# internal processes"), so a container group can never go below the group
+# its creator runs in; only the root group is exempt.
+
+# --- hutch run, end to end --------------------------------------------------
+
+# check_run NAME WANT_STATUS WANT_EXIT [CHECK] -- hutch run arguments...
+# Runs `hutch run`, then checks its JSON report: the verdict, cgroup-v2
+# accounting, and the Python expression CHECK over the report `r`.
+check_run() {
+    local name=$1 want=$2 want_exit=$3 check=$4
+    shift 5
+    local report=$OUT/$name.json code=0
+    "$WORK/bin/hutch" run --report "$report" "$@" || code=$?
+    echo "exit status $code; report: $(cat "$report" 2>/dev/null)"
+    [[ $code == "$want_exit" ]] || {
+        echo "wanted exit status $want_exit"
+        return 1
+    }
+    python3 - "$report" "$want" "$check" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+want, check = sys.argv[2], sys.argv[3]
+problems = []
+if r["status"] != want:
+    problems.append(f"status {r['status']!r}, wanted {want!r}")
+if r["accounting"] != "cgroup-v2":
+    problems.append(f"accounting {r['accounting']!r}, wanted 'cgroup-v2'")
+if not eval(check, {}, {"r": r, "MiB": 1 << 20, "ms": 1_000_000}):
+    problems.append(f"fails {check}")
+for p in problems:
+    print("report:", p)
+sys.exit(1 if problems else 0)
+EOF
+}
+
+# The `hutch run` checks, as whoever runs this function.
+cli_checks() {
+    local who=$1
+    step "$who-run-echo" check_run echo ok 0 'r["memory_bytes"] > 0' -- \
+        --time 1s --memory 64M -- /bin/echo hello
+    step "$who-run-memory-hog" check_run hog memory-limit 1 'True' -- \
+        --time 5s --memory 64M -- /usr/bin/python3 -c "b = b'x' * (256 << 20)"
+    step "$who-run-peak" check_run peak ok 0 '32 * MiB <= r["memory_bytes"] < 56 * MiB' -- \
+        --time 5s --memory 128M -- /usr/bin/python3 -c "b = b'x' * (32 << 20)"
+    step "$who-run-cpu-spin" check_run spin time-limit 1 \
+        '1000 * ms <= r["cpu_time_ns"] <= 1100 * ms' -- \
+        --time 1s --memory 64M -- /bin/sh -c 'while :; do :; done'
+    step "$who-run-processes" check_run pids nonzero-exit 1 'True' -- \
+        --time 5s --processes 4 -- /bin/sh -c \
+        'for i in 1 2 3 4 5 6; do sleep 3 & done; wait'
+}
+
+if [[ ${2:-} == user-cli ]]; then
+    # Started by as_user below: uid $RIG_UID in /deleg/shell.
+    OUT=$HOME
+    cli_checks user
+    exit $((${#FAILED[@]} > 0))
+fi
+
+setup_cgroups() {
+    echo "+cpu +memory +pids" >"$CG/cgroup.subtree_control" || return
+    mkdir "$CG/rig" "$CG/hutch" "$CG/deleg" || return
+    echo $$ >"$CG/rig/cgroup.procs" || return
+    echo "+cpu +memory +pids" >"$CG/deleg/cgroup.subtree_control" || return
+    mkdir "$CG/deleg/shell" || return
+    # What systemd chowns when it delegates a subtree.
+    chown "$RIG_UID:$RIG_UID" "$CG/deleg" "$CG/deleg/cgroup.procs" \
+        "$CG/deleg/cgroup.subtree_control" "$CG/deleg/cgroup.threads" \
+        "$CG/deleg/shell" "$CG/deleg/shell/cgroup.procs" \
+        "$CG/deleg/shell/cgroup.subtree_control" "$CG/deleg/shell/cgroup.threads" || return
+    echo "/proc/self/cgroup: $(cat /proc/self/cgroup)"
+    echo "root controllers: $(cat $CG/cgroup.controllers)"
+    echo "root subtree_control: $(cat $CG/cgroup.subtree_control)"
+    echo "/deleg subtree_control: $(cat $CG/deleg/cgroup.subtree_control)"
+    grep cgroup2 /proc/self/mountinfo
+    [[ $(cat /proc/self/cgroup) == "0::/rig" ]]
+}
+mkdir -p "$OUT"
+step cgroups setup_cgroups
+
+# The test binaries and the CLI, copied where every user can run them.
+mkdir -p "$WORK/bin"
+cp "$RIG_CONTAINER_TEST" "$WORK/bin/container"
+cp "$RIG_LIMITS_TEST" "$WORK/bin/limits"
+cp "$RIG_HUTCH" "$WORK/bin/hutch"
+chmod -R a+rX "$WORK/bin"
+
+# From a leaf, with no parent named, hutch cannot give a container a v2
+# group (the leaf holds processes): it must fail saying how to fix it.
+leaf_without_parent() {
+    local out code=0
+    out=$("$WORK/bin/hutch" run -- /bin/true 2>&1) || code=$?
+    echo "exit status $code: $out"
+    [[ $code == 2 && $out == *"no processes of its own"* && $out == *HUTCH_CGROUP_PARENT* ]]
+}
+step root-run-from-a-leaf-without-a-parent leaf_without_parent
+
+export HUTCH_CGROUP_PARENT=$CG/hutch
+cli_checks root
+
+# --- the host crate's tests, as root ----------------------------------------
+
+# Runs a test binary for at most $1 seconds.
+run_tests() {
+    local limit=$1
+    shift
+    timeout -k 5 "$limit" "$@"
+}
+
+step root-container-tests run_tests 200 "$WORK/bin/container" --test-threads=2
+step root-limits-tests run_tests 200 "$WORK/bin/limits" --test-threads=1
+
+# --- the same as an unprivileged user with a delegated subtree --------------
+
+# Runs "$@" as uid $RIG_UID from the leaf /deleg/shell.
+as_user() {
+    (
+        echo "$BASHPID" >"$CG/deleg/shell/cgroup.procs" || exit 1
+        exec setpriv --reuid="$RIG_UID" --regid="$RIG_UID" --clear-groups \
+            env HOME="$WORK/home" HUTCH_CGROUP_PARENT="$CG/deleg" "$@"
+    )
+}
+mkdir -p "$WORK/home"
+chown "$RIG_UID:$RIG_UID" "$WORK/home"
+
+# The CLI checks as that user: this script again, in the mode that runs
+# only them.
+as_user bash "$0" "$1" user-cli || FAILED+=(user-cli)
+
+step user-container-tests as_user timeout -k 5 200 "$WORK/bin/container" --test-threads=2
+# The one limits test that needs root (it starts a helper as uid 65534)
+# passed, or failed, in the root run above.
+step user-limits-tests as_user timeout -k 5 200 "$WORK/bin/limits" --test-threads=1 \
+    --skip unprivileged_build_without_a_cgroup_fails_unless_rusage_is_allowed
+
+# --- result -----------------------------------------------------------------
+
+if ((${#FAILED[@]})); then
+    echo "RIG-RESULT FAIL (${#FAILED[@]} failed: ${FAILED[*]})"
+else
+    echo "RIG-RESULT PASS"
+fi
