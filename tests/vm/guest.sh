@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The rig's test run inside the guest, as root, in the host's file system
-# (read-only, with tmpfs at /tmp) on a kernel with the unified cgroup
-# hierarchy only. Started by tests/vm/init.sh; $1 is the file of settings
+# (read-only, with a scratch disk at /tmp) on a kernel with the unified
+# cgroup hierarchy only. Started by tests/vm/init.sh from the scratch disk,
+# where run.sh put it with the binaries it runs; $1 is the file of settings
 # run.sh wrote (RIG_* variables).
 #
 # Each step prints "RIG-STEP <name>: PASS" or "RIG-STEP <name>: FAIL: why";
@@ -13,6 +14,8 @@ set -uo pipefail
 . "$1"
 
 CG=/sys/fs/cgroup
+# The test binaries and the CLI (run.sh made them readable by all).
+BIN=$RIG_FILES
 # The unprivileged user of the delegated-subtree steps.
 RIG_UID=1000
 WORK=/tmp/rig
@@ -48,7 +51,10 @@ step() {
 #   /                   cpu memory pids handed to the children
 #   /rig                leaf: this shell and every test process (root's
 #                       session, like a login scope)
-#   /hutch              empty, root's parent for container groups
+#   /hutch              not made here: root's hutch makes it at its first
+#                       build, as the default parent of container groups
+#   /judge              empty, a parent root names with --cgroup-parent or
+#                       HUTCH_CGROUP_PARENT
 #   /deleg              owned by uid 1000 (a delegated subtree, like
 #                       user@1000.service), cpu memory pids handed down
 #   /deleg/shell        leaf: the unprivileged user's shell
@@ -59,20 +65,11 @@ step() {
 
 # --- hutch run, end to end --------------------------------------------------
 
-# check_run NAME WANT_STATUS WANT_EXIT [CHECK] -- hutch run arguments...
-# Runs `hutch run`, then checks its JSON report: the verdict, cgroup-v2
-# accounting, and the Python expression CHECK over the report `r`.
-check_run() {
-    local name=$1 want=$2 want_exit=$3 check=$4
-    shift 5
-    local report=$OUT/$name.json code=0
-    "$WORK/bin/hutch" run --report "$report" "$@" || code=$?
-    echo "exit status $code; report: $(cat "$report" 2>/dev/null)"
-    [[ $code == "$want_exit" ]] || {
-        echo "wanted exit status $want_exit"
-        return 1
-    }
-    python3 - "$report" "$want" "$check" <<'EOF'
+# check_report REPORT WANT_STATUS CHECK
+# Checks a JSON report of `hutch run`: the verdict, cgroup-v2 accounting,
+# and the Python expression CHECK over the report `r`.
+check_report() {
+    python3 - "$@" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 want, check = sys.argv[2], sys.argv[3]
@@ -87,6 +84,58 @@ for p in problems:
     print("report:", p)
 sys.exit(1 if problems else 0)
 EOF
+}
+
+# check_run NAME WANT_STATUS WANT_EXIT [CHECK] -- hutch run arguments...
+# Runs `hutch run`, then checks its exit status and its report.
+check_run() {
+    local name=$1 want=$2 want_exit=$3 check=$4
+    shift 5
+    local report=$OUT/$name.json code=0
+    "$BIN/hutch" run --report "$report" "$@" || code=$?
+    echo "exit status $code; report: $(cat "$report" 2>/dev/null)"
+    [[ $code == "$want_exit" ]] || {
+        echo "wanted exit status $want_exit"
+        return 1
+    }
+    check_report "$report" "$want" "$check"
+}
+
+# run_in PARENT NAME [hutch run options...]
+# Runs `hutch run OPTIONS -- /bin/sleep 3` in the background and checks
+# that, while the program runs, a group of that hutch process directly
+# below PARENT holds it, that the group is gone afterwards, and that the
+# run was ok and measured by cgroup v2.
+run_in() {
+    local parent=$1 name=$2
+    shift 2
+    local report=$OUT/$name.json code=0 group= procs= i
+    "$BIN/hutch" run --report "$report" "$@" -- /bin/sleep 3 &
+    local pid=$!
+    # Builds take a second or two under TCG; the program sleeps 3 s.
+    for ((i = 0; i < 300; i++)); do
+        for group in "$parent"/hutch-"$pid"-*; do
+            if [[ -d $group ]]; then
+                procs=$(cat "$group/cgroup.procs" 2>/dev/null)
+                [[ -n $procs ]] && break 2
+            fi
+        done
+        sleep 0.05
+    done
+    wait "$pid" || code=$?
+    echo "hutch run (pid $pid) exit status $code; report: $(cat "$report" 2>/dev/null)"
+    if [[ -z $procs ]]; then
+        echo "no group hutch-$pid-* under $parent held the program while it ran; groups of it:"
+        find "$CG" -name "hutch-$pid-*"
+        return 1
+    fi
+    echo "the program ran in $group (cgroup.procs: $(echo $procs))"
+    [[ ! -e $group ]] || {
+        echo "$group is still there after the run"
+        return 1
+    }
+    [[ $code == 0 ]] || return 1
+    check_report "$report" ok 'True'
 }
 
 # The `hutch run` checks, as whoever runs this function.
@@ -115,7 +164,7 @@ fi
 
 setup_cgroups() {
     echo "+cpu +memory +pids" >"$CG/cgroup.subtree_control" || return
-    mkdir "$CG/rig" "$CG/hutch" "$CG/deleg" || return
+    mkdir "$CG/rig" "$CG/judge" "$CG/deleg" || return
     echo $$ >"$CG/rig/cgroup.procs" || return
     echo "+cpu +memory +pids" >"$CG/deleg/cgroup.subtree_control" || return
     mkdir "$CG/deleg/shell" || return
@@ -134,24 +183,26 @@ setup_cgroups() {
 mkdir -p "$OUT"
 step cgroups setup_cgroups
 
-# The test binaries and the CLI, copied where every user can run them.
-mkdir -p "$WORK/bin"
-cp "$RIG_CONTAINER_TEST" "$WORK/bin/container"
-cp "$RIG_LIMITS_TEST" "$WORK/bin/limits"
-cp "$RIG_HUTCH" "$WORK/bin/hutch"
-chmod -R a+rX "$WORK/bin"
-
-# From a leaf, with no parent named, hutch cannot give a container a v2
-# group (the leaf holds processes): it must fail saying how to fix it.
-leaf_without_parent() {
-    local out code=0
-    out=$("$WORK/bin/hutch" run -- /bin/true 2>&1) || code=$?
-    echo "exit status $code: $out"
-    [[ $code == 2 && $out == *"no processes of its own"* && $out == *HUTCH_CGROUP_PARENT* ]]
+# As root, from a leaf, with no parent named: the groups go to
+# /sys/fs/cgroup/hutch, which the first build makes, with the memory and
+# pids controllers handed down from the root and by itself.
+default_parent() {
+    [[ ! -e $CG/hutch ]] || {
+        echo "$CG/hutch exists before hutch ran"
+        return 1
+    }
+    run_in "$CG/hutch" default || return
+    local control
+    control=$(cat "$CG/hutch/cgroup.subtree_control") || return
+    echo "$CG/hutch/cgroup.subtree_control: $control"
+    [[ " $control " == *" memory "* && " $control " == *" pids "* ]]
 }
-step root-run-from-a-leaf-without-a-parent leaf_without_parent
+step root-run-default-parent default_parent
 
-export HUTCH_CGROUP_PARENT=$CG/hutch
+# A parent named on the command line or in the environment comes first.
+step root-run-cgroup-parent-option run_in "$CG/judge" option --cgroup-parent "$CG/judge"
+HUTCH_CGROUP_PARENT=$CG/judge step root-run-cgroup-parent-variable run_in "$CG/judge" variable
+
 cli_checks root
 
 # --- the host crate's tests, as root ----------------------------------------
@@ -163,30 +214,47 @@ run_tests() {
     timeout -k 5 "$limit" "$@"
 }
 
-step root-container-tests run_tests 200 "$WORK/bin/container" --test-threads=2
-step root-limits-tests run_tests 200 "$WORK/bin/limits" --test-threads=1
+step root-container-tests run_tests 200 "$BIN/container" --test-threads=2
+step root-limits-tests run_tests 200 "$BIN/limits" --test-threads=1
 
 # --- the same as an unprivileged user with a delegated subtree --------------
 
-# Runs "$@" as uid $RIG_UID from the leaf /deleg/shell.
+# Runs "$@" as uid $RIG_UID from the leaf /deleg/shell, with the delegated
+# /deleg named as the parent of container groups.
 as_user() {
+    as_user_without_a_parent env HUTCH_CGROUP_PARENT="$CG/deleg" "$@"
+}
+
+# The same with no parent named.
+as_user_without_a_parent() {
     (
         echo "$BASHPID" >"$CG/deleg/shell/cgroup.procs" || exit 1
         exec setpriv --reuid="$RIG_UID" --regid="$RIG_UID" --clear-groups \
-            env HOME="$WORK/home" HUTCH_CGROUP_PARENT="$CG/deleg" "$@"
+            env -u HUTCH_CGROUP_PARENT HOME="$WORK/home" "$@"
     )
 }
 mkdir -p "$WORK/home"
 chown "$RIG_UID:$RIG_UID" "$WORK/home"
 
+# Unprivileged, from a leaf, with no parent named, hutch cannot give a
+# container a v2 group (its own holds processes, and the shared one at the
+# root is root's): it must fail saying how to fix it.
+user_without_a_parent() {
+    local out code=0
+    out=$(as_user_without_a_parent "$BIN/hutch" run -- /bin/true 2>&1) || code=$?
+    echo "exit status $code: $out"
+    [[ $code == 2 && $out == *"no processes of its own"* && $out == *HUTCH_CGROUP_PARENT* ]]
+}
+step user-run-without-a-parent user_without_a_parent
+
 # The CLI checks as that user: this script again, in the mode that runs
 # only them.
 as_user bash "$0" "$1" user-cli || FAILED+=(user-cli)
 
-step user-container-tests as_user timeout -k 5 200 "$WORK/bin/container" --test-threads=2
+step user-container-tests as_user timeout -k 5 200 "$BIN/container" --test-threads=2
 # The one limits test that needs root (it starts a helper as uid 65534)
 # passed, or failed, in the root run above.
-step user-limits-tests as_user timeout -k 5 200 "$WORK/bin/limits" --test-threads=1 \
+step user-limits-tests as_user timeout -k 5 200 "$BIN/limits" --test-threads=1 \
     --skip unprivileged_build_without_a_cgroup_fails_unless_rusage_is_allowed
 
 # --- result -----------------------------------------------------------------

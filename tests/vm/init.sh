@@ -2,8 +2,9 @@
 # PID 1 of the rig's initramfs (busybox sh). Loads the modules that the
 # host's file system share needs, mounts the host's / read-only at /host,
 # gives it the writable and virtual file systems a test run needs, mounts the
-# unified cgroup hierarchy, then runs tests/vm/guest.sh from the shared
-# repository inside that tree and powers the machine off.
+# unified cgroup hierarchy, then runs tests/vm/guest.sh (which run.sh put
+# on the scratch disk, the guest's /tmp) inside that tree and powers the
+# machine off.
 #
 # Every line the host script looks for starts with "RIG-".
 
@@ -57,8 +58,9 @@ done
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /host/sys/fs/cgroup ||
     die "cgroup2"
 
-cp /rig.env /host/tmp/rig.env
-. /rig.env
+# run.sh put the test binaries, the CLI, guest.sh and its settings there.
+[ -f /host/tmp/rig-files/guest.sh ] && [ -f /host/tmp/rig-files/rig.env ] ||
+    die "no /tmp/rig-files/guest.sh and rig.env on the scratch disk"
 echo "RIG-STEP boot: PASS (kernel $(uname -r), $(nproc) CPUs)"
 
 # A process whose root is not its mount namespace's root may not make user
@@ -70,7 +72,7 @@ mount --move . / || die "moving the host's tree onto /"
 chroot . /usr/bin/env -i \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp TERM=dumb \
-    /bin/bash "$RIG_REPO/tests/vm/guest.sh" /tmp/rig.env ||
+    /bin/bash /tmp/rig-files/guest.sh /tmp/rig-files/rig.env ||
     echo "RIG-RESULT FAIL (guest.sh exited with status $?)"
 
 sync

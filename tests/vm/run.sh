@@ -134,21 +134,28 @@ for module in virtio_pci 9pnet_virtio 9p virtio_blk crc32c_generic ext4 dummy; d
 done
 say "modules: $(tr '\n' ' ' <"$ROOT/modules/order")"
 
-# What guest.sh needs to know, as shell assignments.
-cat >"$ROOT/rig.env" <<EOF
-RIG_REPO=$(printf '%q' "$REPO")
-RIG_CONTAINER_TEST=$(printf '%q' "$CONTAINER_TEST")
-RIG_LIMITS_TEST=$(printf '%q' "$LIMITS_TEST")
-RIG_HUTCH=$(printf '%q' "$HUTCH")
-EOF
-
 (cd "$ROOT" && find . | cpio --quiet -o -H newc) | gzip -1 >"$RIG/initramfs.gz"
+
+# What the guest runs goes on its scratch disk, in /tmp/rig-files there:
+# the guest sees this machine's / but its own /tmp, which hides a clone or
+# a target directory under this machine's /tmp.
+FILES=$RIG/disk/rig-files
+mkdir -p "$FILES"
+cp "$CONTAINER_TEST" "$FILES/container"
+cp "$LIMITS_TEST" "$FILES/limits"
+cp "$HUTCH" "$FILES/hutch"
+cp tests/vm/guest.sh "$FILES/guest.sh"
+# What guest.sh needs to know, as shell assignments.
+cat >"$FILES/rig.env" <<EOF
+RIG_FILES=/tmp/rig-files
+EOF
+chmod -R a+rX "$RIG/disk"
 
 # The guest's /tmp: an ext4 disk, as on the host, not a tmpfs. Page cache
 # of files read from it is charged to the reader's cgroup, which one limits
 # test needs; files in a tmpfs stay charged to whoever wrote them.
 truncate -s 2G "$RIG/scratch.img"
-mkfs.ext4 -q -F "$RIG/scratch.img"
+mkfs.ext4 -q -F -d "$RIG/disk" "$RIG/scratch.img"
 
 # --- boot ----------------------------------------------------------------------
 

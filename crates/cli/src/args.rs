@@ -168,14 +168,9 @@ pub struct ServeArgs {
           value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Size of each container's work directory tmpfs [default: 64M].
-    #[arg(long = "workdir-size", value_name = "SIZE", value_parser = parse_tmpfs_size)]
-    pub workdir_size: Option<u64>,
-
-    /// Where no cgroup can be made, measure with rusage instead of failing
-    /// to start (see `hutch run --help`).
-    #[arg(long = "allow-rusage")]
-    pub allow_rusage: bool,
+    /// How the containers are made.
+    #[command(flatten)]
+    pub containers: ContainerArgs,
 
     /// The seccomp policy of every program: default, none, or a policy
     /// file (as for `hutch run`).
@@ -212,6 +207,47 @@ Examples:
   hutch run --report /dev/stdout --quiet -- sh -c 'exit 3'
   hutch run --seccomp policy.json -- ./prog";
 
+/// Options of `hutch run` and `hutch serve` about the containers they make.
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
+    /// Size of the work directory's tmpfs [default: 64M].
+    #[arg(long = "workdir-size", value_name = "SIZE", value_parser = parse_tmpfs_size,
+          allow_hyphen_values = true)]
+    pub workdir_size: Option<u64>,
+
+    /// Where no cgroup can be made (an unprivileged user without a delegated
+    /// cgroup), measure with rusage instead of failing: CPU of reaped
+    /// processes, memory as the largest process's peak, and no memory or
+    /// process limit. Every result's `accounting` says which was used.
+    #[arg(long = "allow-rusage")]
+    pub allow_rusage: bool,
+
+    /// The cgroup to make the containers' groups under, which must exist: a
+    /// cgroup v2 directory holding no process (for an unprivileged user,
+    /// one delegated to them), or for v1 a path relative to this process's
+    /// cgroup in each hierarchy [default: HUTCH_CGROUP_PARENT, else this
+    /// process's own cgroup, except as root on v2 outside the hierarchy's
+    /// root group: `hutch` at that root, made when first needed].
+    #[arg(long = "cgroup-parent", value_name = "DIR")]
+    pub cgroup_parent: Option<PathBuf>,
+}
+
+impl ContainerArgs {
+    /// `builder` with these options applied.
+    pub fn apply(&self, mut builder: hutch_host::ContainerBuilder) -> hutch_host::ContainerBuilder {
+        if let Some(bytes) = self.workdir_size {
+            builder = builder.workdir_size(bytes);
+        }
+        if self.allow_rusage {
+            builder = builder.allow_rusage();
+        }
+        if let Some(parent) = &self.cgroup_parent {
+            builder = builder.cgroup_parent(parent);
+        }
+        builder
+    }
+}
+
 /// Options of `hutch run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -246,17 +282,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = parse_processes, allow_hyphen_values = true)]
     pub processes: Option<u32>,
 
-    /// Size of the work directory's tmpfs [default: 64M].
-    #[arg(long = "workdir-size", value_name = "SIZE", value_parser = parse_tmpfs_size,
-          allow_hyphen_values = true)]
-    pub workdir_size: Option<u64>,
-
-    /// Where no cgroup can be made (an unprivileged user without a delegated
-    /// cgroup), measure with rusage instead of failing: CPU of reaped
-    /// processes, memory as the largest process's peak, and no --memory or
-    /// --processes limit. The report's `accounting` says which was used.
-    #[arg(long = "allow-rusage")]
-    pub allow_rusage: bool,
+    /// How the container is made.
+    #[command(flatten)]
+    pub container: ContainerArgs,
 
     /// Host file the program reads as its standard input [default: hutch's].
     #[arg(long, value_name = "PATH")]
@@ -497,22 +525,12 @@ fn parse_seccomp(text: &str) -> Result<Seccomp, String> {
         "default" => SeccompPolicy::default_policy(),
         "none" => SeccompPolicy::none(),
         "" => return Err("expected default, none or the path of a policy file".into()),
-        path => SeccompPolicy::from_file(path).map_err(|error| error_chain(&error))?,
+        path => SeccompPolicy::from_file(path).map_err(|error| hutch_host::error_chain(&error))?,
     };
-    let program = policy.compile().map_err(|error| error_chain(&error))?;
+    let program = policy
+        .compile()
+        .map_err(|error| hutch_host::error_chain(&error))?;
     Ok(Seccomp { program })
-}
-
-/// An error followed by its causes: `a: b: c`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
 }
 
 fn parse_env(text: &str) -> Result<EnvVar, String> {

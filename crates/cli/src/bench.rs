@@ -197,14 +197,7 @@ fn stderr_suffix(stderr: &str) -> String {
 impl BenchError {
     /// The message followed by every cause: `a: b: c`.
     fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(error) = cause {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
-            cause = error.source();
-        }
-        text
+        hutch_host::error_chain(self)
     }
 }
 

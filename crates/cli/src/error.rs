@@ -1,6 +1,5 @@
 //! What can go wrong in hutch itself, as opposed to in the program it runs.
 
-use std::error::Error as _;
 use std::path::PathBuf;
 
 use hutch_host::{BuildError, ContainerError};
@@ -109,13 +108,6 @@ pub struct InContainer(pub String);
 impl CliError {
     /// The message followed by every cause: `a: b: c`.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = self.source();
-        while let Some(error) = cause {
-            text.push_str(": ");
-            text.push_str(&error.to_string());
-            cause = error.source();
-        }
-        text
+        hutch_host::error_chain(self)
     }
 }

@@ -109,13 +109,9 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut builder = ContainerBuilder::new().workdir(&args.workdir);
-    if let Some(bytes) = args.workdir_size {
-        builder = builder.workdir_size(bytes);
-    }
-    if args.allow_rusage {
-        builder = builder.allow_rusage();
-    }
+    let mut builder = args
+        .container
+        .apply(ContainerBuilder::new().workdir(&args.workdir));
     for bind in &args.bind {
         let error = |source| CliError::BindSource {
             path: bind.source.clone(),
@@ -164,7 +160,9 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
     let result = container
         .exec(&spec)
         .map_err(|e| CliError::Exec(Box::new(e)))?;
-    container.destroy();
+    // hutch exits right after: the kernel finishes tearing the container
+    // down while it reports.
+    container.destroy_without_waiting();
     Ok(result)
 }
 

@@ -17,13 +17,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     let parallelism = args
         .parallelism
         .unwrap_or_else(|| hutch_server::available_cpus().max(2));
-    let mut builder = hutch_host::ContainerBuilder::new();
-    if let Some(bytes) = args.workdir_size {
-        builder = builder.workdir_size(bytes);
-    }
-    if args.allow_rusage {
-        builder = builder.allow_rusage();
-    }
+    let builder = args.containers.apply(hutch_host::ContainerBuilder::new());
     let config = Config {
         listen: args.listen,
         parallelism,
@@ -50,20 +44,8 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{}", chain(&error));
-            eprintln!("hutch: error: {}", chain(&error));
+            eprintln!("hutch: error: {}", hutch_host::error_chain(&error));
             ExitCode::from(2)
         }
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }

@@ -6,30 +6,38 @@
 //! cargo run --release -p hutch-host --example exec_loop -- exec 20000 --rusage
 //! cargo run --release -p hutch-host --example exec_loop -- build 2000 --no-net
 //! cargo run --release -p hutch-host --example exec_loop -- pool 4000
+//! cargo run --release -p hutch-host --example exec_loop -- job 20000
 //! ```
 //!
 //! Prints the median and 90th percentile per operation. `pool` runs COUNT
 //! execs through a [`Pool`](hutch_host::Pool) (check out, exec, reset, give
 //! back) from one thread, then from one thread per CPU, and the same with
 //! bare `posix_spawn` + wait, and prints how much each gains from the second
-//! thread. `--rusage` skips the
+//! thread. `job` runs a one-command [`Job`](hutch_host::Job) in one
+//! container, stdin `/dev/null` and stdout and stderr collected (what a
+//! server's `/run` does), and resets the container after each. `--rusage`
+//! skips the
 //! cgroup (rusage accounting), `--no-net` the network namespace; `--program
 //! PATH` runs another program (default `/bin/true`).
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use hutch_host::{AccountingChoice, ContainerBuilder, ExecSpec, Namespaces, Pool};
+use hutch_host::{
+    AccountingChoice, Collector, Command, ContainerBuilder, ExecSpec, Job, Namespaces, Pool,
+    Stream, Verdict,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: exec_loop exec|build|pool COUNT [--rusage] [--no-net] [--program PATH]";
+    let usage = "usage: exec_loop exec|build|pool|job COUNT [--rusage] [--no-net] [--limits] [--program PATH]";
     let (operation, count) = match args.as_slice() {
         [operation, count, ..] => (operation.as_str(), count.parse::<usize>()?),
         _ => return Err(usage.into()),
     };
     let mut builder = ContainerBuilder::new();
     let mut program = "/bin/true".to_owned();
+    let mut limits = false;
     let mut rest = args[2..].iter();
     while let Some(flag) = rest.next() {
         match flag.as_str() {
@@ -41,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
             }
             "--program" => program = rest.next().ok_or(usage)?.clone(),
+            "--limits" => limits = true,
             _ => return Err(usage.into()),
         }
     }
@@ -54,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .open("/dev/null")?;
             let spec =
                 ExecSpec::new([program.as_str()]).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+            let spec = if limits { with_limits(spec) } else { spec };
             for _ in 0..count {
                 let start = Instant::now();
                 let result = container.exec(&spec)?;
@@ -71,6 +81,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         "pool" => return pool(builder, &program, count),
+        "job" => {
+            let mut container = builder.build()?;
+            let collect = |name: &str| {
+                Stream::Collect(Collector {
+                    name: name.into(),
+                    max: 10240,
+                    pipe: false,
+                    store: false,
+                })
+            };
+            let mut spec = ExecSpec::new([program.clone()]);
+            if limits {
+                spec = with_limits(spec);
+            }
+            let mut job = Job::new();
+            job.command(
+                Command::new(spec)
+                    .stream(Stream::Null)
+                    .stream(collect("stdout"))
+                    .stream(collect("stderr")),
+            );
+            for _ in 0..count {
+                let start = Instant::now();
+                let results = job.run_in(&mut [&mut container])?;
+                times.push(start.elapsed());
+                if results[0].verdict != Verdict::Ok {
+                    return Err(format!("{program} did not run to Ok: {:?}", results[0]).into());
+                }
+                container.reset()?;
+            }
+        }
         _ => return Err(usage.into()),
     }
     times.sort();
@@ -82,6 +123,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         times.iter().sum::<Duration>()
     );
     Ok(())
+}
+
+/// `spec` with the limits `hutch serve` gives a command that asks for a
+/// CPU and a memory limit: CPU and wall-clock time, memory, processes,
+/// output, open files.
+fn with_limits(spec: ExecSpec<'_>) -> ExecSpec<'_> {
+    spec.cpu_time(Duration::from_secs(10))
+        .wall_time(Duration::from_secs(10))
+        .memory_limit(256 << 20)
+        .process_limit(256)
+        .output_limit(256 << 20)
+        .rlimit(hutch_host::protocol::Resource::Nofile, 256, 256)
 }
 
 /// Per-exec wall time of `count` execs spread over `threads` threads.

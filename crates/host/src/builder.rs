@@ -100,6 +100,10 @@ pub enum BuildError {
     /// No cgroup could be made, and rusage accounting was not accepted.
     #[error("cannot give the container a cgroup")]
     Cgroup(#[source] CgroupError),
+    /// Init did not make the network namespace the host asked it for (an
+    /// older init); `build` then makes it with the clone instead.
+    #[error("the container's init does not make network namespaces")]
+    NoNetByInit,
 }
 
 /// Which namespaces a container gets. All are on by default; each can be
@@ -488,24 +492,52 @@ impl ContainerBuilder {
         if self.accounting == AccountingChoice::Rusage {
             return Ok(None);
         }
-        let made = match &self.cgroup_layout {
-            Some(layout) => Ok(layout.clone()),
-            None => match self.detected_layout.get() {
-                Some(layout) => Ok(layout.clone()),
-                None => CgroupLayout::detect()
-                    .inspect(|layout| drop(self.detected_layout.set(layout.clone()))),
-            },
-        }
-        .map(|layout| match self.resolved_cgroup_parent() {
-            Some(parent) => layout.with_parent(&parent),
-            None => layout,
-        })
-        .and_then(|layout| ContainerCgroup::create(&layout, Arc::clone(&self.cgroup_fs)));
+        let made = self
+            .cgroup_placement()
+            .and_then(|layout| ContainerCgroup::create(&layout, Arc::clone(&self.cgroup_fs)));
         match made {
             Ok(made) => Ok(Some(made)),
             Err(_) if self.accounting == AccountingChoice::CgroupOrRusage => Ok(None),
             Err(err) => Err(BuildError::Cgroup(err)),
         }
+    }
+
+    /// Where this builder's containers get their cgroups: the layout given
+    /// ([`cgroup_layout`](Self::cgroup_layout)) or detected (once per
+    /// builder and its clones), under the parent named, if any
+    /// ([`cgroup_parent`](Self::cgroup_parent), [`CGROUP_PARENT_VAR`]).
+    pub fn cgroup_placement(&self) -> Result<CgroupLayout, CgroupError> {
+        let layout = match &self.cgroup_layout {
+            Some(layout) => layout.clone(),
+            None => match self.detected_layout.get() {
+                Some(layout) => layout.clone(),
+                None => {
+                    let layout = CgroupLayout::detect()?;
+                    let _ = self.detected_layout.set(layout.clone());
+                    layout
+                }
+            },
+        };
+        Ok(match self.resolved_cgroup_parent() {
+            Some(parent) => layout.with_parent(&parent),
+            None => layout,
+        })
+    }
+
+    /// Removes the cgroups that hutch processes which are gone (killed
+    /// before they could clean up) left where this builder puts its
+    /// containers' ([`cgroup_placement`](Self::cgroup_placement)); returns
+    /// how many. A server calls this at start, so that the groups of a
+    /// killed earlier instance do not pile up. Groups of live processes are
+    /// left alone.
+    pub fn remove_stale_cgroups(&self) -> Result<usize, CgroupError> {
+        let layout = self.cgroup_placement()?;
+        layout
+            .remove_stale(self.cgroup_fs.as_ref())
+            .map_err(|source| CgroupError::File {
+                path: layout.parents()[0].to_owned(),
+                source,
+            })
     }
 
     /// The parent named by [`cgroup_parent`](Self::cgroup_parent), else by
@@ -597,11 +629,22 @@ impl ContainerBuilder {
     /// Starts the container: init runs, answered the handshake and set the
     /// container up.
     pub fn build(&self) -> Result<Container, BuildError> {
+        match self.build_with(self.namespaces.net) {
+            // An init that does not make network namespaces (an older one
+            // named by HUTCH_INIT): the clone makes it instead.
+            Err(BuildError::NoNetByInit) => self.build_with(false),
+            built => built,
+        }
+    }
+
+    /// [`build`](Self::build), with the network namespace made by init
+    /// after the clone, while this thread makes the cgroup, when
+    /// `net_by_init`.
+    fn build_with(&self, net_by_init: bool) -> Result<Container, BuildError> {
         let config = self.configuration();
         Request::Configure(config.clone())
             .check(0)
             .map_err(BuildError::InvalidConfig)?;
-        let cgroup = self.make_cgroup()?;
         let init = init_executable()?;
         let (host_end, container_end) = rustix::net::socketpair(
             AddressFamily::UNIX,
@@ -625,15 +668,18 @@ impl ContainerBuilder {
             argv: &argv,
             envp: &envp,
         };
+        let mut flags = self.namespaces.clone_flags();
+        if net_by_init {
+            flags &= !(libc::CLONE_NEWNET as u64);
+        }
         // The child runs on this stack, reading `child`, until it execs:
         // both are declared before `guard`, which is dropped first.
         let mut stack = sys::Mapping::new(sys::CHILD_STACK_LEN);
-        let spawned = sys::spawn_init(self.namespaces.clone_flags(), &child, &mut stack).map_err(
-            |source| BuildError::Clone {
+        let spawned =
+            sys::spawn_init(flags, &child, &mut stack).map_err(|source| BuildError::Clone {
                 hint: clone_hint(&source, user_ns),
                 source,
-            },
-        )?;
+            })?;
         drop((container_end, release_read, errors_write, init));
         // From here on, dropping `guard` kills and reaps the child.
         let mut guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);
@@ -646,6 +692,22 @@ impl ContainerBuilder {
             source: e.into(),
         })?;
         drop(release_write);
+        // The hello and the configuration go out at once: init answers them
+        // in order (making the network namespace, then the mounts) while
+        // this thread makes the cgroup.
+        let mut container = guard;
+        let hello = Request::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            features: if net_by_init {
+                features::HOST_NET_BY_INIT
+            } else {
+                0
+            },
+        });
+        let sent = container
+            .send(&hello, &[])
+            .and_then(|()| container.send(&Request::Configure(config.clone()), &[]));
+        let cgroup = self.make_cgroup();
         let mut record = Vec::with_capacity(8);
         std::fs::File::from(errors_read)
             .read_to_end(&mut record)
@@ -658,14 +720,9 @@ impl ContainerBuilder {
                 source: std::io::Error::from_raw_os_error(errno as i32),
             });
         }
-        let mut container = guard;
-        let init_features = match container.call(
-            &Request::Hello(Hello {
-                version: PROTOCOL_VERSION,
-                features: features::HOST_KNOWN,
-            }),
-            &[],
-        ) {
+        sent.map_err(|err| BuildError::Handshake(Box::new(err)))?;
+        let deadline = container.reply_deadline();
+        let init_features = match container.receive("hello", deadline) {
             Ok(Reply::Hello(hello)) if hello.version == PROTOCOL_VERSION => hello.features,
             Ok(Reply::Hello(hello)) => {
                 return Err(BuildError::Version {
@@ -682,8 +739,11 @@ impl ContainerBuilder {
             }
             Err(err) => return Err(BuildError::Handshake(Box::new(err))),
         };
+        if net_by_init && init_features & features::INIT_NET == 0 {
+            return Err(BuildError::NoNetByInit);
+        }
         container.set_init(init_features, &config.workdir);
-        match container.call(&Request::Configure(config), &[]) {
+        match container.receive("configure", deadline) {
             Ok(Reply::Ack) => {}
             Ok(other) => {
                 return Err(BuildError::Configure(Box::new(
@@ -695,7 +755,7 @@ impl ContainerBuilder {
             }
             Err(err) => return Err(BuildError::Configure(Box::new(err))),
         }
-        if let Some((cgroup, mut files, mut fds)) = cgroup {
+        if let Some((cgroup, mut files, mut fds)) = cgroup? {
             crate::cgroup::keep_what_init_knows(&mut files, &mut fds, init_features);
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
             match container.call(&Request::Cgroup(files), &borrowed) {

@@ -50,6 +50,17 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
+    /// The parent the container's cgroup goes in does not exist.
+    #[error(
+        "the cgroup parent {} does not exist: create it (delegated to the user hutch runs as, \
+         when not root) or name another with --cgroup-parent, ContainerBuilder::cgroup_parent \
+         or HUTCH_CGROUP_PARENT",
+        path.display()
+    )]
+    NoParent {
+        /// The directory.
+        path: PathBuf,
+    },
     /// v2 controllers could not be enabled for the container's cgroup.
     #[error("cannot enable the memory and pids controllers in {}; {hint}", path.display())]
     Controllers {
@@ -74,8 +85,8 @@ pub enum CgroupError {
 
 /// How to fix a cgroup failure, in every message that needs it.
 const FIX: &str = "run as root, or delegate a cgroup subtree to this user and name it with \
-                   ContainerBuilder::cgroup_parent or HUTCH_CGROUP_PARENT, or accept rusage \
-                   accounting (ContainerBuilder::allow_rusage, `hutch run --allow-rusage`)";
+                   --cgroup-parent, ContainerBuilder::cgroup_parent or HUTCH_CGROUP_PARENT, or \
+                   accept rusage accounting (--allow-rusage, ContainerBuilder::allow_rusage)";
 
 /// The operations a real cgroup file system does differently from a plain
 /// directory tree.
@@ -169,7 +180,9 @@ impl CgroupLayout {
                 std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
             let has = |name| controllers.split_whitespace().any(|c| c == name);
             if has("memory") && has("pids") {
-                return Ok(CgroupLayout::V2 { parent: dir });
+                return Ok(CgroupLayout::V2 {
+                    parent: v2_parent(dir, &mounts),
+                });
             }
         }
         match (own(Some("memory")), own(Some("cpuacct")), own(Some("pids"))) {
@@ -208,6 +221,48 @@ impl CgroupLayout {
             }
         }
     }
+}
+
+/// The name of the group at the root of a v2 hierarchy that root's
+/// container groups share when its own group cannot be their parent.
+const SHARED_PARENT: &str = "hutch";
+
+/// Where a process whose own v2 cgroup is `own` makes container groups.
+///
+/// v2 lets a group hand controllers to children only while it holds no
+/// processes, and a process's own group holds at least the process. Only
+/// the root of the hierarchy is exempt, so a process there makes the groups
+/// in it. Elsewhere (a systemd unit's group, a login session's, the root of
+/// a cgroup namespace, which is an ordinary group of the real hierarchy)
+/// root makes them in [`SHARED_PARENT`] at the root of the hierarchy,
+/// shared by every hutch process and made at the first build that needs it;
+/// an unprivileged process keeps its own group, whose build then fails
+/// saying to delegate a group and name it.
+fn v2_parent(own: PathBuf, mounts: &[MountEntry]) -> PathBuf {
+    let Some(mount) = mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup2" && own.starts_with(&m.point))
+        .map(|m| m.point.clone())
+    else {
+        return own;
+    };
+    if (own == mount && is_hierarchy_root(&own)) || !rustix::process::geteuid().is_root() {
+        own
+    } else {
+        mount.join(SHARED_PARENT)
+    }
+}
+
+/// Whether `dir` is the root of a v2 hierarchy, which alone has no
+/// `cgroup.type` (the root of a cgroup namespace has one).
+fn is_hierarchy_root(dir: &Path) -> bool {
+    dir.join("cgroup.controllers").exists() && !dir.join("cgroup.type").exists()
+}
+
+/// Whether `dir` is the shared parent hutch makes (see [`v2_parent`]).
+fn is_shared_parent(dir: &Path) -> bool {
+    dir.file_name() == Some(std::ffi::OsStr::new(SHARED_PARENT))
+        && dir.parent().is_some_and(is_hierarchy_root)
 }
 
 struct MountEntry {
@@ -331,7 +386,7 @@ fn left_by_a_dead_process(name: &str) -> bool {
 
 impl CgroupLayout {
     /// The parent directories groups are made in.
-    fn parents(&self) -> Vec<&Path> {
+    pub(crate) fn parents(&self) -> Vec<&Path> {
         match self {
             CgroupLayout::V1 {
                 memory,
@@ -349,7 +404,13 @@ impl CgroupLayout {
     pub fn remove_stale(&self, fs: &dyn CgroupFs) -> std::io::Result<usize> {
         let mut removed = 0;
         for parent in self.parents() {
-            for entry in std::fs::read_dir(parent)? {
+            let entries = match std::fs::read_dir(parent) {
+                // No parent yet (the shared one before the first build):
+                // nothing can have been left in it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                entries => entries?,
+            };
+            for entry in entries {
                 let entry = entry?;
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
@@ -385,20 +446,6 @@ fn kill_members(dir: &Path) {
     }
 }
 
-/// Removes the cgroups that hutch processes which are gone left under this
-/// process's own cgroups (found as [`CgroupLayout::detect`] finds them);
-/// returns how many. A server calls this at start, so that groups a killed
-/// earlier instance left do not pile up.
-pub fn remove_stale_cgroups() -> Result<usize, CgroupError> {
-    let layout = CgroupLayout::detect()?;
-    layout
-        .remove_stale(&KernelCgroupFs)
-        .map_err(|source| CgroupError::File {
-            path: layout.parents()[0].to_owned(),
-            source,
-        })
-}
-
 /// Access modes of control files.
 #[derive(Clone, Copy)]
 enum Access {
@@ -426,6 +473,13 @@ impl ContainerCgroup {
                 CgroupLayout::V2 { .. } => CgroupVersion::V2,
             },
         };
+        for parent in layout.parents() {
+            if !parent.is_dir() && !is_shared_parent(parent) {
+                return Err(CgroupError::NoParent {
+                    path: parent.to_owned(),
+                });
+            }
+        }
         let mut files = Vec::new();
         let mut fds = Vec::new();
         let mut add =
@@ -510,6 +564,22 @@ impl ContainerCgroup {
                 CgroupVersion::V1
             }
             CgroupLayout::V2 { parent } => {
+                // The shared parent at the root of the hierarchy (see
+                // `v2_parent`) is made by the first build that needs it.
+                if let Some(root) = parent.parent()
+                    && !parent.is_dir()
+                {
+                    enable_controllers(root)?;
+                    match cgroup.fs.make_group(parent) {
+                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                            return Err(CgroupError::Create {
+                                path: parent.clone(),
+                                source: e,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
                 enable_controllers(parent)?;
                 let dir = cgroup.make(parent, &name)?;
                 add(&dir, "cgroup.procs", CgroupFile::Procs, Access::Write)?;
@@ -535,6 +605,12 @@ impl ContainerCgroup {
                     CgroupFile::MemoryUsage,
                     Access::Read,
                 )?;
+                // Linux 5.19 and later: a reset reclaims the page cache a run
+                // left, as v1's force_empty does.
+                if dir.join("memory.reclaim").exists() {
+                    add(&dir, "memory.stat", CgroupFile::MemoryStat, Access::Read)?;
+                    add(&dir, "memory.reclaim", CgroupFile::Reclaim, Access::Write)?;
+                }
                 CgroupVersion::V2
             }
         };
@@ -612,9 +688,9 @@ fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
     std::fs::write(&path, "+memory +pids").map_err(|source| CgroupError::Controllers {
         hint: if source.raw_os_error() == Some(libc::EBUSY) {
             "a cgroup v2 parent that hands out controllers must hold no processes of its own: \
-             name an empty delegated parent with ContainerBuilder::cgroup_parent or \
-             HUTCH_CGROUP_PARENT, or accept rusage accounting (ContainerBuilder::allow_rusage, \
-             `hutch run --allow-rusage`)"
+             name an empty delegated parent with --cgroup-parent, ContainerBuilder::cgroup_parent \
+             or HUTCH_CGROUP_PARENT, or accept rusage accounting (--allow-rusage, \
+             ContainerBuilder::allow_rusage)"
         } else {
             FIX
         },
@@ -677,18 +753,21 @@ mod tests {
 
 /// Leaves out the files an init that did not announce them in its `Hello`
 /// would reject (an older one named by `HUTCH_INIT`): without
-/// `memory.stat`, its resets reclaim every time.
+/// `memory.stat`, its resets reclaim every time (v1) or never (v2).
 pub(crate) fn keep_what_init_knows(
     files: &mut CgroupFiles,
     fds: &mut Vec<OwnedFd>,
     init_features: u64,
 ) {
-    if init_features & hutch_protocol::features::INIT_MEMORY_STAT == 0
-        && let Some(at) = files
-            .files
-            .iter()
-            .position(|f| *f == CgroupFile::MemoryStat)
-    {
+    use hutch_protocol::features::{INIT_MEMORY_STAT, INIT_V2_RECLAIM};
+    let v2 = files.version == CgroupVersion::V2;
+    let unknown = |file: &CgroupFile| match file {
+        CgroupFile::MemoryStat if v2 => init_features & INIT_V2_RECLAIM == 0,
+        CgroupFile::MemoryStat => init_features & INIT_MEMORY_STAT == 0,
+        CgroupFile::Reclaim => init_features & INIT_V2_RECLAIM == 0,
+        _ => false,
+    };
+    while let Some(at) = files.files.iter().position(unknown) {
         files.files.remove(at);
         fds.remove(at);
     }
@@ -706,6 +785,17 @@ mod fake_tree {
     struct FakeFs {
         made: Mutex<Vec<PathBuf>>,
         removed: Mutex<Vec<PathBuf>>,
+        /// Groups get `memory.reclaim` too, as on Linux 5.19 and later.
+        reclaim: bool,
+    }
+
+    impl FakeFs {
+        fn with_reclaim() -> Self {
+            FakeFs {
+                reclaim: true,
+                ..FakeFs::default()
+            }
+        }
     }
 
     const FILES: [&str; 19] = [
@@ -735,6 +825,9 @@ mod fake_tree {
             std::fs::create_dir(dir)?;
             for file in FILES {
                 std::fs::write(dir.join(file), "0\n")?;
+            }
+            if self.reclaim {
+                std::fs::write(dir.join("memory.reclaim"), "")?;
             }
             self.made.lock().unwrap().push(dir.to_owned());
             Ok(())
@@ -841,6 +934,305 @@ mod fake_tree {
         std::fs::remove_dir_all(root).unwrap();
     }
 
+    /// The file each descriptor is open on, as (device, inode).
+    fn identity(fd: &OwnedFd) -> (u64, u64) {
+        let stat = rustix::fs::fstat(fd).unwrap();
+        (stat.st_dev, stat.st_ino)
+    }
+
+    fn identity_of(path: &Path) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.dev(), meta.ino())
+    }
+
+    /// The v2 control file of each kind.
+    fn v2_file_name(file: CgroupFile) -> &'static str {
+        match file {
+            CgroupFile::Procs => "cgroup.procs",
+            CgroupFile::CpuStat => "cpu.stat",
+            CgroupFile::MemoryPeak => "memory.peak",
+            CgroupFile::OomEvents => "memory.events",
+            CgroupFile::MemoryLimit => "memory.max",
+            CgroupFile::SwapLimit => "memory.swap.max",
+            CgroupFile::PidsLimit => "pids.max",
+            CgroupFile::MemoryUsage => "memory.current",
+            CgroupFile::MemoryStat => "memory.stat",
+            CgroupFile::Reclaim => "memory.reclaim",
+            other => panic!("{other:?} is no v2 file"),
+        }
+    }
+
+    /// Asserts that descriptor `i` is open on the file `files[i]` names in
+    /// the group `dir`.
+    fn assert_fds_match(dir: &Path, files: &CgroupFiles, fds: &[OwnedFd]) {
+        assert_eq!(files.files.len(), fds.len());
+        for (file, fd) in files.files.iter().zip(fds) {
+            assert_eq!(
+                identity(fd),
+                identity_of(&dir.join(v2_file_name(*file))),
+                "the descriptor given for {file:?}"
+            );
+        }
+    }
+
+    fn copies(fds: &[OwnedFd]) -> Vec<OwnedFd> {
+        fds.iter().map(|fd| fd.try_clone().unwrap()).collect()
+    }
+
+    const V2_FILES: [CgroupFile; 8] = [
+        CgroupFile::Procs,
+        CgroupFile::CpuStat,
+        CgroupFile::MemoryPeak,
+        CgroupFile::OomEvents,
+        CgroupFile::MemoryLimit,
+        CgroupFile::SwapLimit,
+        CgroupFile::PidsLimit,
+        CgroupFile::MemoryUsage,
+    ];
+
+    #[test]
+    fn v2_group_with_memory_reclaim_gets_memory_stat_and_reclaim_last() {
+        let root = temp_tree("v2-reclaim");
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        let (cgroup, files, fds) =
+            ContainerCgroup::create(&layout, Arc::new(FakeFs::with_reclaim())).unwrap();
+        let mut expected = V2_FILES.to_vec();
+        expected.extend([CgroupFile::MemoryStat, CgroupFile::Reclaim]);
+        assert_eq!(files.files, expected);
+        let dir = cgroup.dirs()[0].clone();
+        assert_fds_match(&dir, &files, &fds);
+        // memory.stat is read, memory.reclaim written.
+        let access =
+            |fd: &OwnedFd| rustix::fs::fcntl_getfl(fd).unwrap() & rustix::fs::OFlags::RWMODE;
+        assert_eq!(access(&fds[8]), rustix::fs::OFlags::RDONLY);
+        assert_eq!(access(&fds[9]), rustix::fs::OFlags::WRONLY);
+        hutch_protocol::Request::Cgroup(files)
+            .check(fds.len())
+            .unwrap();
+        drop(cgroup);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn v2_group_without_memory_reclaim_gets_neither_memory_stat_nor_reclaim() {
+        let root = temp_tree("v2-no-reclaim");
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        // FakeFs::default() makes memory.stat but no memory.reclaim, as
+        // kernels before 5.19 do.
+        let (cgroup, files, fds) =
+            ContainerCgroup::create(&layout, Arc::new(FakeFs::default())).unwrap();
+        assert!(cgroup.dirs()[0].join("memory.stat").exists());
+        assert_eq!(files.files, V2_FILES);
+        assert_fds_match(&cgroup.dirs()[0], &files, &fds);
+        drop(cgroup);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_init_without_the_v2_reclaim_bit_gets_neither_memory_stat_nor_reclaim() {
+        use hutch_protocol::features::{INIT_COPY, INIT_KNOWN, INIT_MEMORY_STAT, INIT_V2_RECLAIM};
+        let root = temp_tree("v2-reclaim-older-init");
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        let (cgroup, files, fds) =
+            ContainerCgroup::create(&layout, Arc::new(FakeFs::with_reclaim())).unwrap();
+        let dir = cgroup.dirs()[0].clone();
+        // An init of before the bit (INIT_MEMORY_STAT alone says nothing
+        // of a v2 memory.stat), and one that knows nothing.
+        for features in [INIT_MEMORY_STAT | INIT_COPY, INIT_MEMORY_STAT, 0] {
+            let mut older = files.clone();
+            let mut older_fds = copies(&fds);
+            keep_what_init_knows(&mut older, &mut older_fds, features);
+            assert_eq!(older.files, V2_FILES, "features {features:#x}");
+            assert_fds_match(&dir, &older, &older_fds);
+            hutch_protocol::Request::Cgroup(older)
+                .check(older_fds.len())
+                .unwrap();
+        }
+        // An init with the bit, with or without the others, keeps both.
+        for features in [INIT_KNOWN, INIT_V2_RECLAIM] {
+            let mut current = files.clone();
+            let mut current_fds = copies(&fds);
+            keep_what_init_knows(&mut current, &mut current_fds, features);
+            assert_eq!(current, files, "features {features:#x}");
+            assert_fds_match(&dir, &current, &current_fds);
+        }
+        drop(cgroup);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A fake cgroup2 mount at `<tree>/cg`: its root and the group `own`
+    /// below it (a relative path, "" for the root), with the memory and
+    /// pids controllers offered and `procs` in `own`'s `cgroup.procs`.
+    /// Returns the mount point and the mountinfo line of the mount.
+    fn fake_cgroup2(tree: &Path, own: &str, procs: &str) -> (PathBuf, String) {
+        let mount = tree.join("cg");
+        let dir = mount.join(own);
+        std::fs::create_dir_all(&dir).unwrap();
+        for group in [&mount, &dir] {
+            std::fs::write(group.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+            std::fs::write(group.join("cgroup.procs"), "").unwrap();
+        }
+        if dir != mount {
+            // Every group but the hierarchy's root has a type.
+            std::fs::write(dir.join("cgroup.type"), "domain\n").unwrap();
+        }
+        std::fs::write(dir.join("cgroup.procs"), procs).unwrap();
+        let mountinfo = format!(
+            "25 1 0:22 / / rw - ext4 /dev/vda1 rw\n\
+             40 30 0:36 / {} rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 \
+             rw,nsdelegate,memory_recursiveprot\n",
+            mount.display()
+        );
+        (mount, mountinfo)
+    }
+
+    #[test]
+    fn a_process_at_the_root_of_the_hierarchy_makes_groups_there() {
+        // The root group is exempt from the no-internal-processes rule, so
+        // its processes do not keep it from handing controllers down.
+        let tree = temp_tree("v2-parent-root");
+        let (mount, mountinfo) = fake_cgroup2(&tree, "", "1\n2\n");
+        assert_eq!(
+            CgroupLayout::from_proc("0::/\n", &mountinfo).unwrap(),
+            CgroupLayout::V2 { parent: mount }
+        );
+        std::fs::remove_dir_all(tree).unwrap();
+    }
+
+    #[test]
+    fn a_group_with_processes_is_no_parent_so_root_uses_the_shared_hutch_group() {
+        let tree = temp_tree("v2-parent-busy");
+        let (mount, mountinfo) = fake_cgroup2(&tree, "user.slice/session-1.scope", "4242\n4243\n");
+        let layout =
+            CgroupLayout::from_proc("0::/user.slice/session-1.scope\n", &mountinfo).unwrap();
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(
+                layout,
+                CgroupLayout::V2 {
+                    parent: mount.join("hutch")
+                },
+                "root's groups go to <mount>/hutch"
+            );
+        } else {
+            // Not root (CI runs these tests as root): the process keeps its
+            // own group, whose build then fails with the EBUSY hint.
+            assert_eq!(
+                layout,
+                CgroupLayout::V2 {
+                    parent: mount.join("user.slice/session-1.scope")
+                },
+                "an unprivileged process keeps its own group"
+            );
+        }
+        std::fs::remove_dir_all(tree).unwrap();
+    }
+
+    #[test]
+    fn the_root_of_a_cgroup_namespace_is_no_hierarchy_root() {
+        // Inside a cgroup namespace (a container's), the process's group is
+        // the mount's root yet an ordinary group of the real hierarchy: it
+        // has a type, and the no-internal-processes rule binds it.
+        let tree = temp_tree("v2-parent-cgroupns");
+        let (mount, mountinfo) = fake_cgroup2(&tree, "", "1\n");
+        std::fs::write(mount.join("cgroup.type"), "domain\n").unwrap();
+        let layout = CgroupLayout::from_proc("0::/\n", &mountinfo).unwrap();
+        let expected = if rustix::process::geteuid().is_root() {
+            mount.join("hutch")
+        } else {
+            // Not root (CI runs these tests as root): the process keeps its
+            // own group, whose build then fails with the EBUSY hint.
+            mount.clone()
+        };
+        assert_eq!(layout, CgroupLayout::V2 { parent: expected });
+        std::fs::remove_dir_all(tree).unwrap();
+    }
+
+    #[test]
+    fn a_missing_parent_is_named_and_not_made() {
+        let tree = temp_tree("v2-missing-parent");
+        let (mount, _) = fake_cgroup2(&tree, "", "1\n");
+        // A misspelt --cgroup-parent, and the shared parent's name one
+        // level too deep: neither is hutch's to make.
+        for missing in [mount.join("jduge"), mount.join("judge/hutch")] {
+            let layout = CgroupLayout::V2 {
+                parent: missing.clone(),
+            };
+            let error = ContainerCgroup::create(&layout, Arc::new(FakeFs::default())).unwrap_err();
+            assert!(
+                matches!(&error, CgroupError::NoParent { path } if *path == missing),
+                "{error:?}"
+            );
+            assert!(
+                error.to_string().contains("does not exist")
+                    && error.to_string().contains("--cgroup-parent"),
+                "{error}"
+            );
+            assert!(!missing.exists(), "nothing was made");
+        }
+        // v1 as well, in each hierarchy.
+        let v1 = CgroupLayout::V1 {
+            memory: tree.join("memory/gone"),
+            cpuacct: tree.join("cpuacct/gone"),
+            pids: tree.join("pids/gone"),
+        };
+        let error = ContainerCgroup::create(&v1, Arc::new(FakeFs::default())).unwrap_err();
+        assert!(
+            matches!(&error, CgroupError::NoParent { path } if *path == tree.join("memory/gone")),
+            "{error:?}"
+        );
+        std::fs::remove_dir_all(tree).unwrap();
+    }
+
+    #[test]
+    fn the_shared_parent_is_made_at_the_first_build_with_controllers_enabled() {
+        let tree = temp_tree("v2-shared-parent");
+        let (mount, _) = fake_cgroup2(&tree, "", "1\n");
+        std::fs::write(mount.join("cgroup.subtree_control"), "cpu\n").unwrap();
+        let parent = mount.join("hutch");
+        let layout = CgroupLayout::V2 {
+            parent: parent.clone(),
+        };
+        let fs = Arc::new(FakeFs::default());
+        let (first, _, _) = ContainerCgroup::create(&layout, fs.clone()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids",
+            "the root hands memory and pids to the shared parent"
+        );
+        assert!(parent.is_dir());
+        assert_eq!(
+            std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids",
+            "and the shared parent to the container groups"
+        );
+        assert_eq!(first.dirs()[0].parent(), Some(parent.as_path()));
+        // A second build, of this process or another, uses it as it is.
+        let (second, _, _) = ContainerCgroup::create(&layout, fs.clone()).unwrap();
+        assert_eq!(second.dirs()[0].parent(), Some(parent.as_path()));
+        assert_ne!(first.dirs(), second.dirs());
+        drop((first, second));
+        // The shared parent, made through the cgroup file system, outlives
+        // the containers.
+        assert!(fs.made.lock().unwrap().contains(&parent));
+        assert!(parent.is_dir());
+        let groups = std::fs::read_dir(&parent)
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().file_type().unwrap().is_dir())
+            .count();
+        assert_eq!(groups, 0, "no container group is left in it");
+        std::fs::remove_dir_all(tree).unwrap();
+    }
+
     #[test]
     fn v2_parent_with_controllers_enabled_is_left_alone() {
         let root = temp_tree("v2-enabled");
@@ -928,8 +1320,9 @@ mod fake_tree {
 
     #[test]
     fn unwritable_parent_names_the_fix() {
+        // A directory that is no cgroup: nothing in it can be written.
         let layout = CgroupLayout::V2 {
-            parent: "/proc/hutch-no-such-cgroup".into(),
+            parent: "/proc".into(),
         };
         let err = ContainerCgroup::create(&layout, Arc::new(KernelCgroupFs)).unwrap_err();
         let text = err.to_string();

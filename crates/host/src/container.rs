@@ -190,6 +190,11 @@ impl Container {
         }
     }
 
+    /// The deadline of a reply to a request sent now.
+    pub(crate) fn reply_deadline(&self) -> Option<Instant> {
+        self.reply_timeout.map(|t| Instant::now() + t)
+    }
+
     pub(crate) fn set_init(&mut self, features: u64, workdir: &str) {
         self.init_features = features;
         self.workdir = workdir.into();
@@ -502,6 +507,19 @@ impl Container {
         self.kill_and_reap();
     }
 
+    /// Kills init and everything in the container, removes the container's
+    /// cgroup, and returns without waiting for init to be gone: the kernel
+    /// tears the namespaces down (unmounting the container's file system
+    /// takes most of a destroy) while the caller goes on, and whoever reaps
+    /// this process's children (its parent, when it exits first) collects
+    /// init. For a process about to exit, as `hutch run` is.
+    pub fn destroy_without_waiting(mut self) {
+        if !self.broken {
+            self.broken = true;
+            sys::pidfd_kill(&self.pidfd);
+        }
+    }
+
     /// Sends one request and receives its one reply within the reply
     /// timeout; an error reply becomes [`ContainerError::Failed`].
     pub(crate) fn call(
@@ -515,7 +533,11 @@ impl Container {
     }
 
     /// Checks and sends one request.
-    fn send(&mut self, request: &Request, fds: &[BorrowedFd<'_>]) -> Result<(), ContainerError> {
+    pub(crate) fn send(
+        &mut self,
+        request: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), ContainerError> {
         if self.broken {
             return Err(ContainerError::Destroyed);
         }
@@ -534,7 +556,7 @@ impl Container {
 
     /// Receives the reply to the request `kind` sent last, giving up (and
     /// destroying the container) at `deadline`.
-    fn receive(
+    pub(crate) fn receive(
         &mut self,
         kind: &'static str,
         deadline: Option<Instant>,

@@ -2,33 +2,7 @@
 //! with files copied in and out, outputs collected, and descriptors of
 //! different commands joined by pipes.
 //!
-//! A job is what a judge asks for: compile a program and keep the binary
-//! ([`CopyOut::store`]), run it on a test with its output collected
-//! ([`Stream::Collect`]), or run a solution and an interactor with each one's
-//! output feeding the other's input ([`Job::pipe`]). For each command, in
-//! order:
-//!
-//! 1. **Copy in.** Every [`CopyIn`] file is created by the container's init,
-//!    which fills it from a descriptor of the host's
-//!    ([`Container::copy_in`]); then the symbolic links are made. A failure
-//!    is a [`Verdict::FileError`] and the command does not run.
-//! 2. **Descriptors.** Each of the program's descriptors gets its
-//!    [`Stream`]: an input (sealed where the program could otherwise reopen
-//!    the file for writing), a collector (an in-memory file, or a pipe the
-//!    host reads), an end of one of the job's pipes, or one of the caller's.
-//! 3. **Run.** The program is started; the host closes its own copies of
-//!    the pipe ends at once, so that when one command ends, the command at
-//!    the other end of each of its pipes sees end of file or `EPIPE`. Every
-//!    command runs under its own limits; the wall-clock limit of each ends
-//!    it whatever the others do.
-//! 4. **Collect and copy out.** Collected output is read back (more than a
-//!    collector's `max` is an [`Verdict::OutputLimit`]; a collector over a
-//!    pipe kills the run the moment it passes `max`), and every
-//!    [`CopyOut`] file is opened by init, never through a symbolic link,
-//!    and read, up to [`Command::copy_out_limit`].
-//!
-//! All commands of a job start together, on a thread each; a job of one
-//! command runs on the caller's thread.
+//! See [`Job`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -271,7 +245,35 @@ pub struct Proxy {
     pub max: u64,
 }
 
-/// Several commands run together; see the [module](self) documentation.
+/// Several commands run together, each in a container of its own.
+///
+/// A job is what a judge asks for: compile a program and keep the binary
+/// ([`CopyOut::store`]), run it on a test with its output collected
+/// ([`Stream::Collect`]), or run a solution and an interactor with each one's
+/// output feeding the other's input ([`Job::pipe`]). For each command, in
+/// order:
+///
+/// 1. **Copy in.** Every [`CopyIn`] file is created by the container's init,
+///    which fills it from a descriptor of the host's
+///    ([`Container::copy_in`]); then the symbolic links are made. A failure
+///    is a [`Verdict::FileError`] and the command does not run.
+/// 2. **Descriptors.** Each of the program's descriptors gets its
+///    [`Stream`]: an input (sealed where the program could otherwise reopen
+///    the file for writing), a collector (an in-memory file, or a pipe the
+///    host reads), an end of one of the job's pipes, or one of the caller's.
+/// 3. **Run.** The program is started; the host closes its own copies of
+///    the pipe ends at once, so that when one command ends, the command at
+///    the other end of each of its pipes sees end of file or `EPIPE`. Every
+///    command runs under its own limits; the wall-clock limit of each ends
+///    it whatever the others do.
+/// 4. **Collect and copy out.** Collected output is read back (more than a
+///    collector's `max` is an [`Verdict::OutputLimit`]; a collector over a
+///    pipe kills the run the moment it passes `max`), and every
+///    [`CopyOut`] file is opened by init, never through a symbolic link,
+///    and read, up to [`Command::copy_out_limit`].
+///
+/// All commands of a job start together, on a thread each; a job of one
+/// command runs on the caller's thread.
 ///
 /// ```no_run
 /// use hutch_host::{Collector, Command, ContainerBuilder, ExecSpec, Job, Pool, PipeEnd, Stream};
@@ -1378,7 +1380,11 @@ fn copy_out(
                 result.file_errors.push(FileError {
                     name: file.path.clone(),
                     kind: FileErrorKind::CopyOutOpen,
-                    message: format!("cannot open {:?}: {}", file.path, chain(&error)),
+                    message: format!(
+                        "cannot open {:?}: {}",
+                        file.path,
+                        crate::error_chain(&error)
+                    ),
                 });
             }
             return;
@@ -1492,17 +1498,5 @@ fn file_failure(errors: Vec<FileError>) -> CommandResult {
 }
 
 fn failed_container(error: ContainerError) -> CommandResult {
-    CommandResult::not_run(Verdict::ContainerFailed, chain(&error))
-}
-
-/// An error and its causes, joined by `: `.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
+    CommandResult::not_run(Verdict::ContainerFailed, crate::error_chain(&error))
 }

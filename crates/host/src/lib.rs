@@ -22,6 +22,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Several commands at once, each in a container of a [`Pool`], with files
+//! copied in and out, output collected and descriptors joined by pipes,
+//! run as a [`Job`]; a [`FileStore`] keeps files between runs (a compiled
+//! program, say). This is what `hutch serve` runs go-judge's requests
+//! with.
+//!
 //! The architecture is described in `docs/architecture.md` of the
 //! repository.
 
@@ -31,6 +37,20 @@ extern crate alloc;
 
 /// The error type of [`channel`]'s OS failures.
 type OsError = std::io::Error;
+
+/// An error followed by every error that caused it, joined by `: ` (`cannot
+/// start the container: cannot write uid_map: Operation not permitted`), as
+/// a message shows the whole story.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
 
 mod builder;
 mod cgroup;
@@ -56,7 +76,7 @@ pub use builder::{
     AccountingChoice, BuildError, CGROUP_PARENT_VAR, ContainerBuilder, DEFAULT_TMP_BYTES,
     DEFAULT_TMPFS_INODES, DEFAULT_WORKDIR_BYTES, IdMap, Namespaces,
 };
-pub use cgroup::{CgroupError, CgroupFs, CgroupLayout, KernelCgroupFs, remove_stale_cgroups};
+pub use cgroup::{CgroupError, CgroupFs, CgroupLayout, KernelCgroupFs};
 pub use channel::ChannelError;
 pub use container::{
     Container, ContainerError, CopyInError, CopyInFile, DEFAULT_REPLY_TIMEOUT, Killer, Run,

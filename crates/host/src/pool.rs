@@ -146,56 +146,8 @@ impl Pool {
     }
 
     fn checkout_within(&self, timeout: Option<Duration>) -> Result<Pooled, PoolError> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        let mut state = self.shared.lock();
-        loop {
-            if state.closed {
-                return Err(PoolError::Closed);
-            }
-            if let Some(container) = state.idle.pop() {
-                state.busy += 1;
-                state.out.insert(container.init_pid());
-                drop(state);
-                match self.shared.ready(container) {
-                    Some(container) => {
-                        return Ok(Pooled {
-                            container: Some(container),
-                            shared: Arc::clone(&self.shared),
-                        });
-                    }
-                    None => {
-                        state = self.shared.lock();
-                        continue;
-                    }
-                }
-            }
-            if state.building == 0 {
-                // Nothing idle and nothing coming: every build failed.
-                match &state.last_error {
-                    Some(error) if state.busy == 0 => {
-                        return Err(PoolError::Build(Arc::clone(error)));
-                    }
-                    _ => {}
-                }
-                if state.idle.len() + state.busy < self.shared.size {
-                    self.shared.start_build(&mut state);
-                }
-            }
-            state = match deadline {
-                None => self.shared.wait(state),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return Err(PoolError::Timeout(timeout.unwrap_or_default()));
-                    }
-                    self.shared
-                        .changed
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0
-                }
-            };
-        }
+        let mut taken = self.take(1, timeout)?;
+        Ok(taken.pop().expect("one container taken"))
     }
 
     /// Takes `count` idle containers at once, waiting as long as it takes:
@@ -210,6 +162,14 @@ impl Pool {
                 size: self.shared.size,
             });
         }
+        self.take(count, None)
+    }
+
+    /// Waits (at most `timeout`) until `count` containers are idle and
+    /// takes them, each with its reset finished; builds replacements for
+    /// containers missing from the pool meanwhile.
+    fn take(&self, count: usize, timeout: Option<Duration>) -> Result<Vec<Pooled>, PoolError> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut state = self.shared.lock();
         loop {
             if state.closed {
@@ -217,8 +177,9 @@ impl Pool {
             }
             if state.idle.len() >= count {
                 state.busy += count;
-                let at = state.idle.len() - count;
-                let taken = state.idle.split_off(at);
+                // The longest idle first: their resets, begun when they
+                // came back, are the likeliest to be done.
+                let taken: Vec<Container> = state.idle.drain(..count).collect();
                 state.out.extend(taken.iter().map(Container::init_pid));
                 drop(state);
                 let ready: Vec<Pooled> = taken
@@ -239,6 +200,7 @@ impl Pool {
                 continue;
             }
             if state.building == 0 {
+                // Nothing idle and nothing coming: every build failed.
                 match &state.last_error {
                     Some(error) if state.busy == 0 => {
                         return Err(PoolError::Build(Arc::clone(error)));
@@ -249,7 +211,20 @@ impl Pool {
                     self.shared.start_build(&mut state);
                 }
             }
-            state = self.shared.wait(state);
+            state = match deadline {
+                None => self.shared.wait(state),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(PoolError::Timeout(timeout.unwrap_or_default()));
+                    }
+                    self.shared
+                        .changed
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0
+                }
+            };
         }
     }
 

@@ -29,6 +29,7 @@ pub struct Cgroup {
     memory_limit: Option<OwnedFd>,
     swap_limit: Option<OwnedFd>,
     force_empty: Option<OwnedFd>,
+    reclaim: Option<OwnedFd>,
     pids_limit: Option<OwnedFd>,
     memory_usage: Option<OwnedFd>,
     memory_stat: Option<OwnedFd>,
@@ -89,6 +90,7 @@ impl Cgroup {
             memory_limit: None,
             swap_limit: None,
             force_empty: None,
+            reclaim: None,
             pids_limit: None,
             memory_usage: None,
             memory_stat: None,
@@ -114,6 +116,7 @@ impl Cgroup {
                 CgroupFile::PidsLimit => &mut cgroup.pids_limit,
                 CgroupFile::MemoryUsage => &mut cgroup.memory_usage,
                 CgroupFile::MemoryStat => &mut cgroup.memory_stat,
+                CgroupFile::Reclaim => &mut cgroup.reclaim,
             };
             *slot = Some(fd);
         }
@@ -121,35 +124,69 @@ impl Cgroup {
         cgroup
     }
 
-    /// Drops the page cache earlier runs left charged (v1 only), at a reset,
-    /// so that it neither takes room in the next run's limit nor, reclaimed
-    /// inside that run, hides part of its peak. `memory.force_empty` costs
-    /// half a millisecond or more even with nothing to drop, and
-    /// serialises the resets of every container: it drains every CPU's
-    /// page lists, then retries reclaim until the group's usage is zero,
-    /// which the kernel memory charged to it never lets happen. So it runs
-    /// only when `memory.stat` shows more page cache than
-    /// [`RECLAIM_SLACK`] above what the last reclaim left (or cannot be
-    /// read): a run of a dynamic program typically leaves a few pages of
-    /// the shared libraries it mapped, which no reclaim drops while other
-    /// processes map them, and reclaiming for them at every reset cost more
-    /// than the run itself. Called after the scratch mounts are emptied,
-    /// whose files would count as cache.
+    /// Drops the page cache earlier runs left charged, at a reset, so that
+    /// it neither takes room in the next run's limit nor, reclaimed inside
+    /// that run, hides part of its peak: on v1 through `memory.force_empty`,
+    /// on v2 by writing the amount to `memory.reclaim` (Linux 5.19 and
+    /// later; without it the cache stays charged, and is counted in the next
+    /// run's baseline). `memory.force_empty` costs half a millisecond or more
+    /// even with nothing to drop, and serialises the resets of every
+    /// container: it drains every CPU's page lists, then retries reclaim
+    /// until the group's usage is zero, which the kernel memory charged to
+    /// it never lets happen. So either runs only when `memory.stat` shows
+    /// more page cache than [`RECLAIM_SLACK`] above what the last reclaim
+    /// left (or, on v1, cannot be read): a run of a dynamic program
+    /// typically leaves a few pages of the shared libraries it mapped, which
+    /// no reclaim drops while other processes map them, and reclaiming for
+    /// them at every reset cost more than the run itself. Called after the
+    /// scratch mounts are emptied, whose files would count as cache.
     pub fn reclaim(&mut self) {
-        let Some(fd) = &self.force_empty else {
-            return;
-        };
-        let cache = || {
-            self.memory_stat
-                .as_ref()
-                .and_then(|stat| read_keyed(stat, "cache").ok().flatten())
-        };
-        if cache().is_some_and(|cache| cache <= self.cache_floor.saturating_add(RECLAIM_SLACK)) {
-            return;
+        match self.version {
+            CgroupVersion::V1 => {
+                let Some(fd) = &self.force_empty else {
+                    return;
+                };
+                if self
+                    .cache()
+                    .is_some_and(|cache| !self.worth_reclaiming(cache))
+                {
+                    return;
+                }
+                // Fails with EBUSY while tasks remain; none do between runs.
+                let _ = write_at(fd, b"0");
+            }
+            CgroupVersion::V2 => {
+                let (Some(fd), Some(cache)) = (&self.reclaim, self.cache()) else {
+                    return;
+                };
+                if !self.worth_reclaiming(cache) {
+                    return;
+                }
+                // EAGAIN when not all of it could be reclaimed: what is left
+                // is the floor below.
+                let _ = write_at(fd, Decimal::new(cache).as_bytes());
+            }
         }
-        // Fails with EBUSY while tasks remain; none do between runs.
-        let _ = write_at(fd, b"0");
-        self.cache_floor = cache().unwrap_or(0);
+        self.cache_floor = self.cache().unwrap_or(0);
+    }
+
+    /// The page cache charged to the group, from `memory.stat`: `cache` on
+    /// v1; `file` less `shmem` on v2 (files in tmpfs mounts, which no
+    /// reclaim drops without swap).
+    fn cache(&self) -> Option<u64> {
+        let stat = self.memory_stat.as_ref()?;
+        match self.version {
+            CgroupVersion::V1 => read_keyed(stat, "cache").ok().flatten(),
+            CgroupVersion::V2 => {
+                let file = read_keyed(stat, "file").ok().flatten()?;
+                let shmem = read_keyed(stat, "shmem").ok().flatten().unwrap_or(0);
+                Some(file.saturating_sub(shmem))
+            }
+        }
+    }
+
+    fn worth_reclaiming(&self, cache: u64) -> bool {
+        cache > self.cache_floor.saturating_add(RECLAIM_SLACK)
     }
 
     /// The `cgroup.procs` descriptors a program writes `0` to.
@@ -714,5 +751,200 @@ mod fake_files {
 
     fn base_total(base: &Baseline) -> u64 {
         base.user_ns + base.system_ns
+    }
+
+    const KIB: u64 = 1 << 10;
+
+    /// A v2 `memory.stat` whose page cache is `file` less `shmem` bytes.
+    fn v2_stat(file: u64, shmem: u64) -> String {
+        format!("anon 4096\nfile {file}\nkernel 8192\nshmem {shmem}\nfile_mapped 0\n")
+    }
+
+    /// What a reset wrote to the plain file standing in for `file`, which
+    /// is then emptied for the next reset.
+    fn take(dir: &Path, file: &str) -> String {
+        let written = read(dir, file);
+        std::fs::write(dir.join(file), "").unwrap();
+        written
+    }
+
+    #[test]
+    fn v2_reclaim_writes_the_page_cache_only_when_it_is_more_than_the_slack_above_the_floor() {
+        assert_eq!(RECLAIM_SLACK, 256 * KIB);
+        let dir = tree(
+            "v2-reclaim",
+            &[("memory.stat", &v2_stat(0, 0)), ("memory.reclaim", "")],
+        );
+        let files = CgroupFiles {
+            version: CgroupVersion::V2,
+            files: [CgroupFile::MemoryStat, CgroupFile::Reclaim].into(),
+        };
+        let fds = [open(&dir, "memory.stat"), open(&dir, "memory.reclaim")].into();
+        let mut cgroup = Cgroup::new(&files, fds);
+        let stat = |file: u64, shmem: u64| {
+            std::fs::write(dir.join("memory.stat"), v2_stat(file, shmem)).unwrap();
+        };
+
+        // The few pages a dynamic program's run leaves: within the slack.
+        stat(200 * KIB, 0);
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.reclaim"), "", "200 KiB are left");
+        stat(256 * KIB, 0);
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.reclaim"), "", "the slack itself is left");
+
+        // Files in tmpfs are shmem, which no reclaim drops: not counted.
+        stat(64 << 20, 64 << 20);
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.reclaim"), "", "tmpfs files are no cache");
+        stat(1 << 20, 2 << 20);
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.reclaim"), "", "shmem above file is 0");
+
+        // More than the slack: the cache's size, in bytes, file less shmem.
+        stat((1 << 20) + 256 * KIB + 4 * KIB, 1 << 20);
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.reclaim"), "266240", "260 KiB");
+
+        // What the reclaim could not drop (a plain file keeps the amount:
+        // 260 KiB) is the floor: the slack counts from there.
+        stat(260 * KIB + 256 * KIB, 0);
+        cgroup.reclaim();
+        assert_eq!(
+            take(&dir, "memory.reclaim"),
+            "",
+            "within the slack of the floor"
+        );
+        stat(260 * KIB + 256 * KIB + 4 * KIB, 0);
+        let (_, allocations) = crate::sys::counting::allocations(|| cgroup.reclaim());
+        assert_eq!(take(&dir, "memory.reclaim"), "532480", "above it: 520 KiB");
+        assert_eq!(allocations, 0, "a reclaim allocates nothing");
+
+        // A reset that does not reclaim leaves the floor where it was.
+        stat(100 * KIB, 0);
+        cgroup.reclaim();
+        stat(520 * KIB + 256 * KIB, 0);
+        cgroup.reclaim();
+        assert_eq!(
+            take(&dir, "memory.reclaim"),
+            "",
+            "the floor is 520 KiB still"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn v2_reclaim_needs_both_files() {
+        let dir = tree(
+            "v2-reclaim-alone",
+            &[
+                ("memory.stat", &v2_stat(64 << 20, 0)),
+                ("memory.reclaim", ""),
+            ],
+        );
+        // Reclaim without MemoryStat: no amount to write, so nothing.
+        let files = CgroupFiles {
+            version: CgroupVersion::V2,
+            files: [CgroupFile::Reclaim].into(),
+        };
+        let mut cgroup = Cgroup::new(&files, [open(&dir, "memory.reclaim")].into());
+        cgroup.reclaim();
+        cgroup.reclaim();
+        assert_eq!(read(&dir, "memory.reclaim"), "");
+        // A v2 group without either (a kernel before 5.19, or an older
+        // host): a reset does nothing, and fails at nothing.
+        let files = CgroupFiles {
+            version: CgroupVersion::V2,
+            files: [CgroupFile::MemoryStat].into(),
+        };
+        let mut cgroup = Cgroup::new(&files, [open(&dir, "memory.stat")].into());
+        cgroup.reclaim();
+        assert_eq!(read(&dir, "memory.reclaim"), "");
+        // A v2 memory.stat without a file line tells no amount either.
+        std::fs::write(dir.join("memory.stat"), "anon 4096\nshmem 0\n").unwrap();
+        let files = CgroupFiles {
+            version: CgroupVersion::V2,
+            files: [CgroupFile::MemoryStat, CgroupFile::Reclaim].into(),
+        };
+        let fds = [open(&dir, "memory.stat"), open(&dir, "memory.reclaim")].into();
+        let mut cgroup = Cgroup::new(&files, fds);
+        cgroup.reclaim();
+        assert_eq!(read(&dir, "memory.reclaim"), "");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn v1_force_empty_runs_only_when_the_cache_is_more_than_the_slack_above_the_floor() {
+        let dir = tree(
+            "v1-reclaim",
+            &[
+                ("memory.stat", "cache 0\nrss 0\n"),
+                ("memory.force_empty", ""),
+            ],
+        );
+        let files = CgroupFiles {
+            version: CgroupVersion::V1,
+            files: [CgroupFile::ForceEmpty, CgroupFile::MemoryStat].into(),
+        };
+        let fds = [open(&dir, "memory.force_empty"), open(&dir, "memory.stat")].into();
+        let mut cgroup = Cgroup::new(&files, fds);
+        let cache = |bytes: u64| {
+            std::fs::write(dir.join("memory.stat"), format!("cache {bytes}\nrss 0\n")).unwrap();
+        };
+        cache(16 * KIB);
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.force_empty"), "", "16 KiB are left");
+        cache(256 * KIB);
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.force_empty"), "", "so is the slack");
+        cache(64 << 20);
+        cgroup.reclaim();
+        assert_eq!(
+            take(&dir, "memory.force_empty"),
+            "0",
+            "64 MiB are reclaimed"
+        );
+        // The plain file still says 64 MiB: as if the kernel could drop
+        // none of it. That is the floor now.
+        cgroup.reclaim();
+        assert_eq!(take(&dir, "memory.force_empty"), "", "nothing new since");
+        cache((64 << 20) + 256 * KIB + 1);
+        cgroup.reclaim();
+        assert_eq!(
+            take(&dir, "memory.force_empty"),
+            "0",
+            "past the slack again"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn v1_force_empty_runs_at_every_reset_when_memory_stat_tells_nothing() {
+        // An older host sent no memory.stat (an init without
+        // INIT_MEMORY_STAT's host), or one without a cache line.
+        let dir = tree(
+            "v1-reclaim-blind",
+            &[("memory.stat", "rss 0\n"), ("memory.force_empty", "")],
+        );
+        let files = CgroupFiles {
+            version: CgroupVersion::V1,
+            files: [CgroupFile::ForceEmpty].into(),
+        };
+        let mut cgroup = Cgroup::new(&files, [open(&dir, "memory.force_empty")].into());
+        for _ in 0..2 {
+            cgroup.reclaim();
+            assert_eq!(take(&dir, "memory.force_empty"), "0");
+        }
+        let files = CgroupFiles {
+            version: CgroupVersion::V1,
+            files: [CgroupFile::ForceEmpty, CgroupFile::MemoryStat].into(),
+        };
+        let fds = [open(&dir, "memory.force_empty"), open(&dir, "memory.stat")].into();
+        let mut cgroup = Cgroup::new(&files, fds);
+        for _ in 0..2 {
+            cgroup.reclaim();
+            assert_eq!(take(&dir, "memory.force_empty"), "0");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

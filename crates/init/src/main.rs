@@ -195,6 +195,19 @@ impl Init {
             (State::Fresh, Request::Hello(hello)) => {
                 // Validation already matched the version to ours.
                 debug_assert_eq!(hello.version, PROTOCOL_VERSION);
+                if hello.features & hutch_protocol::features::HOST_NET_BY_INIT != 0
+                    && let Err(err) = sys::unshare_net()
+                {
+                    return self.channel.send_reply(
+                        &Reply::Error(ErrorReply {
+                            stage: Stage::Handshake,
+                            errno: err.raw_os_error().unwrap_or(0),
+                            path: None,
+                            message: format!("cannot make the network namespace: {err}"),
+                        }),
+                        &[],
+                    );
+                }
                 self.state = State::Greeted;
                 Reply::Hello(HelloReply {
                     version: PROTOCOL_VERSION,

@@ -722,6 +722,12 @@ pub fn unshare_ipc() -> os::Result<()> {
     raw_result(raw!(libc::SYS_unshare, libc::CLONE_NEWIPC)).map(drop)
 }
 
+/// Moves init into a new network namespace: a loopback, down, and nothing
+/// else.
+pub fn unshare_net() -> os::Result<()> {
+    raw_result(raw!(libc::SYS_unshare, libc::CLONE_NEWNET)).map(drop)
+}
+
 /// A `raw!` return value as a result: negative values are `-errno`.
 fn raw_result(ret: c_long) -> os::Result<c_long> {
     if ret < 0 {

@@ -73,16 +73,29 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Feature bits a host announces in [`Hello::features`] and init in
 /// [`HelloReply::features`]; a receiver ignores bits it does not know.
 pub mod features {
-    /// Every host feature bit defined by this version of the crate (none).
-    pub const HOST_KNOWN: u64 = 0;
+    /// The host cloned the container without a network namespace and asks
+    /// init to make one before it answers the hello: the costliest
+    /// namespace to make is then made while the host sets up the
+    /// container's cgroup. Init announces [`INIT_NET`] when it did.
+    pub const HOST_NET_BY_INIT: u64 = 1 << 0;
+    /// Every host feature bit defined by this version of the crate.
+    pub const HOST_KNOWN: u64 = HOST_NET_BY_INIT;
     /// Init accepts [`CgroupFile::MemoryStat`](crate::CgroupFile::MemoryStat)
     /// in a `Cgroup` request.
     pub const INIT_MEMORY_STAT: u64 = 1 << 0;
     /// Init serves [`Request::CopyIn`](crate::Request::CopyIn) and
     /// [`Request::CopyOut`](crate::Request::CopyOut).
     pub const INIT_COPY: u64 = 1 << 1;
+    /// Init accepts [`CgroupFile::Reclaim`](crate::CgroupFile::Reclaim) and a
+    /// v2 [`CgroupFile::MemoryStat`](crate::CgroupFile::MemoryStat), and
+    /// reclaims through them at a reset.
+    pub const INIT_V2_RECLAIM: u64 = 1 << 2;
+    /// Init makes the network namespace when the host's hello asks
+    /// ([`HOST_NET_BY_INIT`]); an init without this bit made none, and the
+    /// host must not use it.
+    pub const INIT_NET: u64 = 1 << 3;
     /// Every init feature bit defined by this version of the crate.
-    pub const INIT_KNOWN: u64 = INIT_MEMORY_STAT | INIT_COPY;
+    pub const INIT_KNOWN: u64 = INIT_MEMORY_STAT | INIT_COPY | INIT_V2_RECLAIM | INIT_NET;
 }
 
 #[cfg(test)]

@@ -144,11 +144,19 @@ pub enum CgroupFile {
     /// mounts, say), so that the run's limit and peak count only its own.
     /// Read-only. Tag 11.
     MemoryUsage,
-    /// v1 `memory.stat`: its `cache` line tells a reset whether earlier runs
-    /// left page cache charged, the only case in which it must reclaim.
-    /// Read-only. Tag 12. Sent only to an init announcing
-    /// [`features::INIT_MEMORY_STAT`](crate::features::INIT_MEMORY_STAT).
+    /// `memory.stat`: its `cache` line (v1) or its `file` and `shmem` lines
+    /// (v2) tell a reset whether earlier runs left page cache charged, the
+    /// only case in which it must reclaim. Read-only. Tag 12. Sent only to
+    /// an init announcing
+    /// [`features::INIT_MEMORY_STAT`](crate::features::INIT_MEMORY_STAT),
+    /// and for v2 only with [`CgroupFile::Reclaim`].
     MemoryStat,
+    /// v2 `memory.reclaim` (Linux 5.19 and later): a size written to it is
+    /// reclaimed from the group, which a reset does for the page cache
+    /// earlier runs left. Write-only. Tag 13. Sent only to an init
+    /// announcing
+    /// [`features::INIT_V2_RECLAIM`](crate::features::INIT_V2_RECLAIM).
+    Reclaim,
 }
 
 /// The host's half of the handshake.

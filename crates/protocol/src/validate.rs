@@ -152,6 +152,15 @@ pub enum ValidationError {
         /// The version.
         version: crate::CgroupVersion,
     },
+    /// A cgroup file given without the one it serves (a v2 `MemoryStat`
+    /// without `Reclaim`).
+    #[error("cgroup file {file:?} is given without {serves:?}, the only file it serves")]
+    CgroupFileAlone {
+        /// The file.
+        file: crate::CgroupFile,
+        /// The file it comes with.
+        serves: crate::CgroupFile,
+    },
     /// A cgroup file (other than `Procs`) given twice.
     #[error("cgroup file {file:?} is given twice")]
     DuplicateCgroupFile {
@@ -434,12 +443,18 @@ impl crate::CgroupFiles {
             });
         }
         for (index, file) in self.files.iter().enumerate() {
+            if *file == F::MemoryStat && self.version == V::V2 && !self.files.contains(&F::Reclaim)
+            {
+                // On v2 it serves the reclaim only.
+                return Err(ValidationError::CgroupFileAlone {
+                    file: *file,
+                    serves: F::Reclaim,
+                });
+            }
             let fits = match file {
-                F::Procs => true,
-                F::CpuUser | F::CpuSystem | F::CpuUsage | F::ForceEmpty | F::MemoryStat => {
-                    self.version == V::V1
-                }
-                F::CpuStat => self.version == V::V2,
+                F::Procs | F::MemoryStat => true,
+                F::CpuUser | F::CpuSystem | F::CpuUsage | F::ForceEmpty => self.version == V::V1,
+                F::CpuStat | F::Reclaim => self.version == V::V2,
                 F::MemoryPeak
                 | F::OomEvents
                 | F::MemoryLimit

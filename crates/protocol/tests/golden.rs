@@ -18,9 +18,9 @@ mod common;
 use std::{collections::BTreeSet, fmt::Debug};
 
 use hutch_protocol::{
-    Access, Accounting, CopyInOutcome, CopyInStep, DecodeError, EncodeError, ItemOutcome, MAGIC,
-    MAX_FRAME_LEN, Mount, PROTOCOL_VERSION, Reply, Request, Stage, Status, Termination,
-    decode_reply, decode_request, encode_reply, encode_request,
+    Access, Accounting, CgroupFile, CopyInOutcome, CopyInStep, DecodeError, EncodeError,
+    ItemOutcome, MAGIC, MAX_FRAME_LEN, Mount, PROTOCOL_VERSION, Reply, Request, Stage, Status,
+    Termination, decode_reply, decode_request, encode_reply, encode_request,
 };
 
 /// Checks that the sample `name` encodes to exactly `golden`, and that
@@ -206,6 +206,13 @@ mod request {
         cgroup_v2: "cgroup-v2" => [
             0x48, 0x54, 0x01, 0x00, 0x0a, 0x01, 0x08, 0x00, 0x04, 0x05, 0x06, 0x07,
             0x08, 0x0a, 0x0b,
+        ];
+        // Checked by hand: tag 10, version V2 (1), 10 files: the eight of
+        // "cgroup-v2" (0, 4, 5, 6, 7, 8, 10, 11), then MemoryStat (12) and
+        // Reclaim (13), each tag one byte.
+        cgroup_v2_reclaim: "cgroup-v2-reclaim" => [
+            0x48, 0x54, 0x01, 0x00, 0x0a, 0x01, 0x0a, 0x00, 0x04, 0x05, 0x06, 0x07,
+            0x08, 0x0a, 0x0b, 0x0c, 0x0d,
         ];
         // Checked by hand: tag 11 (CopyIn); 3 items, each a path (length,
         // then its bytes) and a mode: "/box/main.py" (12 bytes), 0o644 = 420
@@ -449,6 +456,30 @@ mod reply {
     }
 }
 
+/// Feature bits travel in `Hello` and `HelloReply`: their values are wire
+/// values as much as the tags are, and a bit once given never changes.
+#[test]
+fn init_feature_bits_are_pinned() {
+    use hutch_protocol::features;
+    assert_eq!(features::INIT_MEMORY_STAT, 1 << 0);
+    assert_eq!(features::INIT_COPY, 1 << 1);
+    assert_eq!(features::INIT_V2_RECLAIM, 1 << 2);
+    let pinned = features::INIT_MEMORY_STAT | features::INIT_COPY | features::INIT_V2_RECLAIM;
+    assert_eq!(
+        features::INIT_KNOWN & pinned,
+        pinned,
+        "the init announces every bit it knows"
+    );
+    // An init's Hello with these three bits: features 7, one byte.
+    let mut buf = vec![0u8; MAX_FRAME_LEN];
+    let hello = Reply::Hello(hutch_protocol::HelloReply {
+        version: PROTOCOL_VERSION,
+        features: pinned,
+    });
+    let len = encode_reply(&hello, &mut buf).unwrap();
+    assert_eq!(&buf[..len], [0x48, 0x54, 0x01, 0x00, 0x00, 0x01, 0x07]);
+}
+
 #[test]
 fn golden_frames_are_for_protocol_version_1() {
     // Every vector above starts with this header. A version bump changes
@@ -557,7 +588,7 @@ impl Coverage {
             Request::Cgroup(cgroup) => {
                 self.note(format!("CgroupVersion::{:?}", cgroup.version));
                 for file in &cgroup.files {
-                    self.note(format!("CgroupFile::{file:?}"));
+                    self.cgroup_file(*file);
                 }
                 "cgroup"
             }
@@ -653,6 +684,29 @@ impl Coverage {
         self.note(format!("Reply::{variant}"));
     }
 
+    /// By wire tag, through a match without a wildcard: a file added to
+    /// `CgroupFile` fails to compile here until it has a tag, and then
+    /// fails the coverage test until a sample carries it.
+    fn cgroup_file(&mut self, file: CgroupFile) {
+        let tag = match file {
+            CgroupFile::Procs => 0,
+            CgroupFile::CpuUser => 1,
+            CgroupFile::CpuSystem => 2,
+            CgroupFile::CpuUsage => 3,
+            CgroupFile::CpuStat => 4,
+            CgroupFile::MemoryPeak => 5,
+            CgroupFile::OomEvents => 6,
+            CgroupFile::MemoryLimit => 7,
+            CgroupFile::SwapLimit => 8,
+            CgroupFile::ForceEmpty => 9,
+            CgroupFile::PidsLimit => 10,
+            CgroupFile::MemoryUsage => 11,
+            CgroupFile::MemoryStat => 12,
+            CgroupFile::Reclaim => 13,
+        };
+        self.note(format!("CgroupFile::{tag}"));
+    }
+
     fn stage(&mut self, stage: Stage) {
         let tag = match stage {
             Stage::Protocol => 0,
@@ -735,19 +789,6 @@ fn golden_requests_cover_every_variant_and_option() {
         "Request::copy-out",
         "CgroupVersion::V1",
         "CgroupVersion::V2",
-        "CgroupFile::Procs",
-        "CgroupFile::CpuUser",
-        "CgroupFile::CpuSystem",
-        "CgroupFile::CpuUsage",
-        "CgroupFile::CpuStat",
-        "CgroupFile::MemoryPeak",
-        "CgroupFile::OomEvents",
-        "CgroupFile::MemoryLimit",
-        "CgroupFile::SwapLimit",
-        "CgroupFile::ForceEmpty",
-        "CgroupFile::PidsLimit",
-        "CgroupFile::MemoryUsage",
-        "CgroupFile::MemoryStat",
         "Mount::bind",
         "Mount::tmpfs",
         "Mount::proc",
@@ -777,6 +818,33 @@ fn golden_requests_cover_every_variant_and_option() {
         coverage.assert_has([format!("{field}=none"), format!("{field}=some")]);
     }
     coverage.assert_has(common::RESOURCES.iter().map(|r| format!("Resource::{r:?}")));
+    // Procs (0) to Reclaim (13).
+    coverage.assert_has((0..14).map(|tag| format!("CgroupFile::{tag}")));
+    // Each v2-only file in a v2 sample, each v1-only one in a v1 sample,
+    // MemoryStat in both (on v2 beside Reclaim).
+    let mut by_version = BTreeSet::new();
+    for (_, request) in common::request_samples() {
+        if let Request::Cgroup(cgroup) = request {
+            for file in cgroup.files {
+                by_version.insert(format!("{:?} {file:?}", cgroup.version));
+            }
+        }
+    }
+    for expected in [
+        "V1 CpuUser",
+        "V1 CpuSystem",
+        "V1 CpuUsage",
+        "V1 ForceEmpty",
+        "V1 MemoryStat",
+        "V2 CpuStat",
+        "V2 MemoryStat",
+        "V2 Reclaim",
+    ] {
+        assert!(
+            by_version.contains(expected),
+            "no golden frame has {expected}: {by_version:?}"
+        );
+    }
 }
 
 #[test]

@@ -356,6 +356,33 @@ fn unknown_item_outcome_mount_access_and_resource_tags_are_body_errors() {
 }
 
 #[test]
+fn unknown_cgroup_version_and_file_tags_are_body_errors() {
+    use hutch_protocol::{CgroupFile, CgroupFiles, CgroupVersion};
+    let custom = body_error("request", Postcard::SerdeDeCustom);
+    // Cgroup: tag 10, version (index 1), two files: Procs, then the file
+    // at index 4.
+    let cgroup = [0x0a, 0x01, 0x02, 0x00, 0x0d];
+    assert_eq!(
+        decode_request(&frame(&cgroup)),
+        Ok(Request::Cgroup(CgroupFiles {
+            version: CgroupVersion::V2,
+            files: vec![CgroupFile::Procs, CgroupFile::Reclaim],
+        })),
+        "file tag 13 is Reclaim"
+    );
+    // File tags end at 13 (Reclaim); an init that predates it rejects 13
+    // in the same way, which is why the host sends it only to an init
+    // announcing INIT_V2_RECLAIM.
+    for file in [14, 15, 0x7f] {
+        assert_request_error(&frame(&with_byte(&cgroup, 4, file)), custom.clone());
+    }
+    // Version tags end at 1 (V2).
+    for version in [2, 0x7f] {
+        assert_request_error(&frame(&with_byte(&cgroup, 1, version)), custom.clone());
+    }
+}
+
+#[test]
 fn unknown_copy_in_outcome_and_step_tags_are_body_errors() {
     let custom = body_error("reply", Postcard::SerdeDeCustom);
     // CopiedIn: tag 8, one outcome: Failed (tag 1, at body index 2), step

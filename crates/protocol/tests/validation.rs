@@ -1880,9 +1880,9 @@ fn cgroup_files_must_match_the_descriptors_and_the_version() {
         cgroup(V::V2, vec![F::Procs, F::MemoryStat])
             .validate(2)
             .unwrap_err(),
-        E::CgroupFile {
+        E::CgroupFileAlone {
             file: F::MemoryStat,
-            version: V::V2
+            serves: F::Reclaim
         }
     );
     assert!(
@@ -1918,5 +1918,125 @@ fn cgroup_files_must_match_the_descriptors_and_the_version() {
             .validate(3)
             .is_ok(),
         "one procs file per v1 hierarchy"
+    );
+}
+
+#[test]
+fn v2_memory_stat_is_valid_only_beside_reclaim() {
+    use hutch_protocol::{CgroupFile as F, CgroupVersion as V};
+    // What a host sends on Linux 5.19 and later.
+    let full = vec![
+        F::Procs,
+        F::CpuStat,
+        F::MemoryPeak,
+        F::OomEvents,
+        F::MemoryLimit,
+        F::SwapLimit,
+        F::PidsLimit,
+        F::MemoryUsage,
+        F::MemoryStat,
+        F::Reclaim,
+    ];
+    assert_eq!(cgroup(V::V2, full.clone()).check(10), Ok(()));
+    // The rule looks at the whole list: Reclaim may come after or before.
+    assert_eq!(
+        cgroup(V::V2, vec![F::Procs, F::MemoryStat, F::Reclaim]).check(3),
+        Ok(())
+    );
+    assert_eq!(
+        cgroup(V::V2, vec![F::Procs, F::Reclaim, F::MemoryStat]).check(3),
+        Ok(())
+    );
+    // Reclaim without MemoryStat is valid (a reset then has no amount to
+    // reclaim, and reclaims nothing).
+    assert_eq!(cgroup(V::V2, vec![F::Procs, F::Reclaim]).check(2), Ok(()));
+    // MemoryStat on v2 without Reclaim: what an older host never sent and
+    // an older init rejects.
+    let without: Vec<_> = full.iter().copied().filter(|f| *f != F::Reclaim).collect();
+    let error = cgroup(V::V2, without).validate(9).unwrap_err();
+    assert_eq!(
+        error,
+        E::CgroupFileAlone {
+            file: F::MemoryStat,
+            serves: F::Reclaim
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "cgroup file MemoryStat is given without Reclaim, the only file it serves"
+    );
+    // The descriptor count is still checked first.
+    assert_eq!(
+        cgroup(V::V2, full).validate(9).unwrap_err(),
+        fd_count("cgroup", 9, 10)
+    );
+}
+
+#[test]
+fn reclaim_exists_only_in_v2() {
+    use hutch_protocol::{CgroupFile as F, CgroupVersion as V};
+    let error = cgroup(V::V1, vec![F::Procs, F::Reclaim])
+        .validate(2)
+        .unwrap_err();
+    assert_eq!(
+        error,
+        E::CgroupFile {
+            file: F::Reclaim,
+            version: V::V1
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "cgroup file Reclaim does not exist in cgroup V1"
+    );
+    // v1 reclaims through ForceEmpty: a Reclaim beside it, or beside a v1
+    // MemoryStat, is refused all the same.
+    assert_eq!(
+        cgroup(
+            V::V1,
+            vec![F::Procs, F::ForceEmpty, F::MemoryStat, F::Reclaim]
+        )
+        .validate(4)
+        .unwrap_err(),
+        E::CgroupFile {
+            file: F::Reclaim,
+            version: V::V1
+        }
+    );
+    // And ForceEmpty stays v1's.
+    assert_eq!(
+        cgroup(V::V2, vec![F::Procs, F::ForceEmpty, F::Reclaim])
+            .validate(3)
+            .unwrap_err(),
+        E::CgroupFile {
+            file: F::ForceEmpty,
+            version: V::V2
+        }
+    );
+}
+
+#[test]
+fn reclaim_and_a_v2_memory_stat_may_not_come_twice() {
+    use hutch_protocol::{CgroupFile as F, CgroupVersion as V};
+    assert_eq!(
+        cgroup(V::V2, vec![F::Procs, F::Reclaim, F::MemoryStat, F::Reclaim])
+            .validate(4)
+            .unwrap_err(),
+        E::DuplicateCgroupFile { file: F::Reclaim }
+    );
+    assert_eq!(
+        cgroup(
+            V::V2,
+            vec![F::Procs, F::MemoryStat, F::Reclaim, F::MemoryStat]
+        )
+        .validate(4)
+        .unwrap_err(),
+        E::DuplicateCgroupFile {
+            file: F::MemoryStat
+        }
+    );
+    assert_eq!(
+        E::DuplicateCgroupFile { file: F::Reclaim }.to_string(),
+        "cgroup file Reclaim is given twice"
     );
 }

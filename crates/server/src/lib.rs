@@ -245,7 +245,7 @@ pub fn serve_until_signal(
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .thread_name("hutch-http")
         .enable_all()
         .build()
@@ -261,9 +261,15 @@ async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppStat
         ));
     }
     let blocking = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
-        match hutch_host::remove_stale_cgroups() {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "removed cgroups a killed earlier process left"),
+        match config.builder.remove_stale_cgroups() {
+            Ok(removed) => {
+                if let Ok(placement) = config.builder.cgroup_placement() {
+                    tracing::info!(?placement, "container cgroups go here");
+                }
+                if removed > 0 {
+                    tracing::info!(removed, "removed cgroups a killed earlier process left");
+                }
+            }
             Err(error) => tracing::warn!(%error, "cannot look for cgroups an earlier process left"),
         }
         let store = match &config.file_store {
@@ -325,48 +331,165 @@ async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppStat
     Ok((listener, state))
 }
 
+/// The most connections served at once; the next waits to be accepted
+/// until one closes.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// Serves until `stop` completes, then shuts down.
+///
+/// Each connection is served on a thread of its own, by a single-threaded
+/// runtime: a request's commands run right there, blocking only its own
+/// connection (which HTTP/1.1 answers in order anyway), so the request
+/// reaches its containers and its answer the client with no hand-over
+/// between threads, each of which cost tens of microseconds here.
 async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let grace = state.shutdown_grace;
-    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     let app = router(Arc::clone(&state));
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        stop.await;
-        let _ = stopped_tx.send(true);
-    });
-    let mut stopped = stopped_rx.clone();
-    let mut server = tokio::spawn(async move { server.await });
-    // Wait for the stop signal, then give running requests the grace
-    // period before their programs are killed.
-    let _ = stopped.wait_for(|stopped| *stopped).await;
-    // Requests still waiting for containers are answered 503.
-    state.permits.close();
-    let served = match tokio::time::timeout(grace, &mut server).await {
-        Ok(served) => served,
-        Err(_) => {
-            let killed = state.pool.kill_running();
-            tracing::warn!(
-                killed,
-                "the grace period ended: running commands were killed"
-            );
-            server.await
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Connections::default());
+    tokio::pin!(stop);
+    loop {
+        let slot = tokio::select! {
+            () = &mut stop => break,
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the slots are never closed"),
+        };
+        let stream = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors, say: the connection waits in the
+                    // backlog and is tried again.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot take over a connection");
+                continue;
+            }
+        };
+        let app = app.clone();
+        let closing = closing_rx.clone();
+        let guard = open.enter();
+        let spawned = std::thread::Builder::new()
+            .name("hutch-connection".into())
+            .spawn(move || {
+                let _guard = guard;
+                let _slot = slot;
+                serve_connection(stream, app, closing);
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start a thread for a connection");
         }
-    };
+    }
+    drop(listener);
+    // Requests still waiting for containers are answered 503; every
+    // connection ends after the request it serves.
+    state.permits.close();
+    let _ = closing_tx.send(true);
+    if tokio::time::timeout(state.shutdown_grace, open.all_closed())
+        .await
+        .is_err()
+    {
+        let killed = state.pool.kill_running();
+        tracing::warn!(
+            killed,
+            "the grace period ended: running commands were killed"
+        );
+        open.all_closed().await;
+    }
     let pool = state.pool.clone();
     tokio::task::spawn_blocking(move || pool.shutdown())
         .await
         .map_err(|e| ServerError::Config(format!("shutdown failed: {e}")))?;
     tracing::info!("stopped: every container and its cgroup is gone");
-    match served {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(ServerError::Serve(error)),
-        Err(error) => Err(ServerError::Config(format!(
-            "the server task failed: {error}"
-        ))),
+    Ok(())
+}
+
+/// Serves one connection on this thread until it closes, or until the
+/// server closes and its current request is answered.
+fn serve_connection(
+    stream: std::net::TcpStream,
+    app: Router,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!(%error, "cannot start a connection's runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot serve a connection");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        // The timer bounds how long a request's head may take to arrive
+        // (hyper's default, 30 s), so a client that sends nothing does not
+        // hold its thread forever.
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            _ = closing.wait_for(|closing| *closing) => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+    });
+}
+
+/// How many connections are being served, and a way to wait for none.
+#[derive(Debug, Default)]
+struct Connections {
+    count: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+/// One open connection; dropping it closes its count.
+struct Open(Arc<Connections>);
+
+impl Connections {
+    fn enter(self: &Arc<Self>) -> Open {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Open(Arc::clone(self))
+    }
+
+    async fn all_closed(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
     }
 }
 
@@ -460,15 +583,20 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
         )
     })?;
     state.metrics.running.fetch_add(1, Ordering::SeqCst);
-    // The run blocks this thread (the runtime moves its other work to
-    // another): no hand-over to a thread of the blocking pool and back,
-    // each a wake-up that costs tens of microseconds.
-    let (results, containers) = tokio::task::block_in_place(|| run_job(state, &job));
+    // The run blocks this thread, which serves this connection alone
+    // (`serve`).
+    let (results, containers) = run_job(state, &job);
     state.metrics.running.fetch_sub(1, Ordering::SeqCst);
-    // Back to the pool: init resets each container while the answer goes
-    // out (dropping one only sends init the reset).
-    drop(containers);
-    drop(permits);
+    // Back to the pool once the answer is out: the connection's runtime
+    // runs this task when the connection waits for its next request, that
+    // is after the answer is written, so init's reset (dropping a container
+    // sends it) does not compete with the answer for a CPU. The permits go
+    // after the containers, so a request that gets one finds a container.
+    // Should the connection end first, dropping the task gives them back.
+    tokio::task::spawn(async move {
+        drop(containers);
+        drop(permits);
+    });
     let results = results?;
     for result in &results {
         state.metrics.verdict(result.status);

@@ -450,6 +450,26 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
             }),
         ),
         (
+            // What a host sends to an init with `INIT_V2_RECLAIM` on a
+            // kernel with `memory.reclaim` (Linux 5.19 and later).
+            "cgroup-v2-reclaim",
+            Request::Cgroup(CgroupFiles {
+                version: CgroupVersion::V2,
+                files: vec![
+                    CgroupFile::Procs,
+                    CgroupFile::CpuStat,
+                    CgroupFile::MemoryPeak,
+                    CgroupFile::OomEvents,
+                    CgroupFile::MemoryLimit,
+                    CgroupFile::SwapLimit,
+                    CgroupFile::PidsLimit,
+                    CgroupFile::MemoryUsage,
+                    CgroupFile::MemoryStat,
+                    CgroupFile::Reclaim,
+                ],
+            }),
+        ),
+        (
             "copy-in",
             Request::CopyIn(vec![
                 CopyInItem {
