@@ -16,7 +16,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         .init();
     let parallelism = args
         .parallelism
-        .unwrap_or_else(|| hutch_server::available_cpus().max(2));
+        .unwrap_or_else(hutch_server::default_parallelism);
     let builder = args.containers.apply(hutch_host::ContainerBuilder::new());
     let config = Config {
         listen: args.listen,
@@ -35,7 +35,6 @@ pub fn main(args: &ServeArgs) -> ExitCode {
             open_files: args.open_files,
             copy_out_limit: args.copy_out_limit,
             seccomp: args.seccomp.program.clone(),
-            max_commands: parallelism,
         },
         builder,
     };

@@ -642,9 +642,9 @@ impl ContainerBuilder {
     /// `net_by_init`.
     fn build_with(&self, net_by_init: bool) -> Result<Container, BuildError> {
         let config = self.configuration();
-        Request::Configure(config.clone())
-            .check(0)
-            .map_err(BuildError::InvalidConfig)?;
+        let workdir = config.workdir.clone();
+        let configure = Request::Configure(config);
+        configure.check(0).map_err(BuildError::InvalidConfig)?;
         let init = init_executable()?;
         let (host_end, container_end) = rustix::net::socketpair(
             AddressFamily::UNIX,
@@ -706,7 +706,7 @@ impl ContainerBuilder {
         });
         let sent = container
             .send(&hello, &[])
-            .and_then(|()| container.send(&Request::Configure(config.clone()), &[]));
+            .and_then(|()| container.send(&configure, &[]));
         let cgroup = self.make_cgroup();
         let mut record = Vec::with_capacity(8);
         std::fs::File::from(errors_read)
@@ -742,7 +742,7 @@ impl ContainerBuilder {
         if net_by_init && init_features & features::INIT_NET == 0 {
             return Err(BuildError::NoNetByInit);
         }
-        container.set_init(init_features, &config.workdir);
+        container.set_init(init_features, &workdir);
         match container.receive("configure", deadline) {
             Ok(Reply::Ack) => {}
             Ok(other) => {

@@ -699,6 +699,28 @@ fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
     })
 }
 
+/// Leaves out the files an init that did not announce them in its `Hello`
+/// would reject (an older one named by `HUTCH_INIT`): without
+/// `memory.stat`, its resets reclaim every time (v1) or never (v2).
+pub(crate) fn keep_what_init_knows(
+    files: &mut CgroupFiles,
+    fds: &mut Vec<OwnedFd>,
+    init_features: u64,
+) {
+    use hutch_protocol::features::{INIT_MEMORY_STAT, INIT_V2_RECLAIM};
+    let v2 = files.version == CgroupVersion::V2;
+    let unknown = |file: &CgroupFile| match file {
+        CgroupFile::MemoryStat if v2 => init_features & INIT_V2_RECLAIM == 0,
+        CgroupFile::MemoryStat => init_features & INIT_MEMORY_STAT == 0,
+        CgroupFile::Reclaim => init_features & INIT_V2_RECLAIM == 0,
+        _ => false,
+    };
+    while let Some(at) = files.files.iter().position(unknown) {
+        files.files.remove(at);
+        fds.remove(at);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,28 +770,6 @@ mod tests {
         let parsed = parse_mounts(mounts);
         assert_eq!(parsed[0].point, PathBuf::from("/mnt/cg 2"));
         assert_eq!(parsed[0].root, "/user.slice");
-    }
-}
-
-/// Leaves out the files an init that did not announce them in its `Hello`
-/// would reject (an older one named by `HUTCH_INIT`): without
-/// `memory.stat`, its resets reclaim every time (v1) or never (v2).
-pub(crate) fn keep_what_init_knows(
-    files: &mut CgroupFiles,
-    fds: &mut Vec<OwnedFd>,
-    init_features: u64,
-) {
-    use hutch_protocol::features::{INIT_MEMORY_STAT, INIT_V2_RECLAIM};
-    let v2 = files.version == CgroupVersion::V2;
-    let unknown = |file: &CgroupFile| match file {
-        CgroupFile::MemoryStat if v2 => init_features & INIT_V2_RECLAIM == 0,
-        CgroupFile::MemoryStat => init_features & INIT_MEMORY_STAT == 0,
-        CgroupFile::Reclaim => init_features & INIT_V2_RECLAIM == 0,
-        _ => false,
-    };
-    while let Some(at) = files.files.iter().position(unknown) {
-        files.files.remove(at);
-        fds.remove(at);
     }
 }
 

@@ -329,7 +329,7 @@ impl Container {
         if !std::mem::take(&mut self.reset_pending) {
             return Ok(());
         }
-        let deadline = self.reply_timeout.map(|t| Instant::now() + t);
+        let deadline = self.reply_deadline();
         match self.receive("reset", deadline)? {
             Reply::Ack => Ok(()),
             other => self.unexpected("reset", &other),
@@ -528,7 +528,7 @@ impl Container {
         fds: &[BorrowedFd<'_>],
     ) -> Result<Reply, ContainerError> {
         self.send(request, fds)?;
-        let deadline = self.reply_timeout.map(|t| Instant::now() + t);
+        let deadline = self.reply_deadline();
         self.receive(request.kind(), deadline)
     }
 

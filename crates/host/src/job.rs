@@ -1149,8 +1149,12 @@ fn drain(read: OwnedFd, max: u64, killer: Option<&Killer>) -> (Vec<u8>, bool) {
 /// The first `max` bytes of `file` and its whole size.
 fn read_capped(file: &OwnedFd, max: u64) -> std::io::Result<(Vec<u8>, u64)> {
     let size = rustix::fs::fstat(file)?.st_size as u64;
-    let want = size.min(max);
-    let mut bytes = vec![0u8; want as usize];
+    Ok((read_prefix(file, size.min(max))?, size))
+}
+
+/// The first `len` bytes of `file`, or fewer if it is shorter.
+fn read_prefix(file: &OwnedFd, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; len as usize];
     let mut at = 0usize;
     while at < bytes.len() {
         match rustix::io::pread(file, &mut bytes[at..], at as u64) {
@@ -1161,7 +1165,7 @@ fn read_capped(file: &OwnedFd, max: u64) -> std::io::Result<(Vec<u8>, u64)> {
         }
     }
     bytes.truncate(at);
-    Ok((bytes, size))
+    Ok(bytes)
 }
 
 /// Puts `bytes` under `name`: into memory, or into the store.
@@ -1442,8 +1446,9 @@ fn copy_out(
                 }
                 Err(error) => result.file_errors.push(error),
             },
-            _ => match read_capped(&fd, keep_bytes) {
-                Ok((bytes, _)) => {
+            // The size is known: no second fstat.
+            _ => match read_prefix(&fd, keep_bytes) {
+                Ok(bytes) => {
                     result.files.insert(name, bytes);
                 }
                 Err(e) => result.file_errors.push(FileError {

@@ -358,11 +358,7 @@ impl Shared {
         let mut state = self.lock();
         state.busy -= 1;
         state.out.remove(&container.init_pid());
-        state.killers.remove(&container.init_pid());
-        drop(container);
-        if !state.closed {
-            self.start_build(&mut state);
-        }
+        self.retire(&mut state, container);
         self.changed.notify_all();
         None
     }
@@ -378,13 +374,20 @@ impl Shared {
         if healthy && !state.closed {
             state.idle.push(container);
         } else {
-            state.killers.remove(&container.init_pid());
-            drop(container);
-            if !state.closed {
-                self.start_build(&mut state);
-            }
+            self.retire(&mut state, container);
         }
         self.changed.notify_all();
+    }
+
+    /// Destroys a container that failed, or came back to a closed pool, and
+    /// builds its replacement unless the pool is closed. Called with the
+    /// lock held, so that `shutdown` never returns before it is gone.
+    fn retire(self: &Arc<Self>, state: &mut State, container: Container) {
+        state.killers.remove(&container.init_pid());
+        drop(container);
+        if !state.closed {
+            self.start_build(state);
+        }
     }
 }
 

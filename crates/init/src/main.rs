@@ -269,16 +269,12 @@ impl Init {
             // Every run's end swept the IPC namespace already; a sweep that
             // failed then (or the configured init command's leftovers) is
             // retried here.
-            (State::Ready(ready), Request::Reset) => match self.ipc_dirty {
-                true => match sweep_ipc(self.ipc.as_ref()) {
-                    Ok(()) => {
-                        self.ipc_dirty = false;
-                        reset(ready, &mut self.levels)
-                    }
+            (State::Ready(ready), Request::Reset) => {
+                match sweep_if_dirty(self.ipc.as_ref(), &mut self.ipc_dirty) {
+                    Ok(()) => reset(ready, &mut self.levels),
                     Err(message) => error(Stage::Reset, 0, message),
-                },
-                false => reset(ready, &mut self.levels),
-            },
+                }
+            }
             (State::Ready(ready), Request::Cgroup(files)) if ready.cgroup.is_none() => {
                 ready.cgroup = Some(cgroup::Cgroup::new(&files, core::mem::take(fds)));
                 Reply::Ack
@@ -309,19 +305,14 @@ impl Init {
         };
         // The sweep after the last run failed: no run starts before a retry
         // succeeds.
-        if self.ipc_dirty {
-            if let Err(reason) = sweep_ipc(self.ipc.as_ref()) {
-                let result = exec::not_started_with(ErrorReply {
-                    stage: Stage::Spawn,
-                    errno: 0,
-                    path: None,
-                    message: format!(
-                        "the IPC objects an earlier run left cannot be removed: {reason}"
-                    ),
-                });
-                return self.channel.send_reply(&Reply::Finished(result), &[]);
-            }
-            self.ipc_dirty = false;
+        if let Err(reason) = sweep_if_dirty(self.ipc.as_ref(), &mut self.ipc_dirty) {
+            let result = exec::not_started_with(ErrorReply {
+                stage: Stage::Spawn,
+                errno: 0,
+                path: None,
+                message: format!("the IPC objects an earlier run left cannot be removed: {reason}"),
+            });
+            return self.channel.send_reply(&Reply::Finished(result), &[]);
         }
         let mut defaults = exec::Defaults {
             cgroup: ready.cgroup.as_mut(),
@@ -371,6 +362,16 @@ fn send_opened<T>(
     });
     let borrowed: Vec<BorrowedFd<'_>> = opened.iter().map(|fd| fd.as_fd()).collect();
     channel.send_reply(&reply, &borrowed)
+}
+
+/// Sweeps the IPC namespace if the last sweep failed or none was made yet
+/// (`dirty`), clearing `dirty` once one succeeds.
+fn sweep_if_dirty(ipc: Option<&ipc::Ipc>, dirty: &mut bool) -> Result<(), String> {
+    if *dirty {
+        sweep_ipc(ipc)?;
+        *dirty = false;
+    }
+    Ok(())
 }
 
 /// Empties the IPC namespace programs run in; with none (every run has a

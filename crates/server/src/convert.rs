@@ -40,8 +40,6 @@ pub struct Defaults {
     pub copy_out_limit: u64,
     /// The seccomp program every program runs under.
     pub seccomp: Vec<hutch_host::protocol::BpfInstruction>,
-    /// The most commands one request may have.
-    pub max_commands: usize,
 }
 
 /// A host directory `src` files may come from.
@@ -67,19 +65,20 @@ impl SrcPrefix {
 }
 
 /// Turns a request into a job, checking everything a client can get wrong
-/// first: nothing runs unless all of it is right.
+/// first: nothing runs unless all of it is right. `parallelism` is the most
+/// commands the server runs at once, and so the most one request may have.
 pub fn to_job(
     request: &RunRequest,
     defaults: &Defaults,
+    parallelism: usize,
     store: &FileStore,
     prefixes: &[SrcPrefix],
 ) -> Result<Job, ApiError> {
     let commands = request.cmd.len();
-    if commands > defaults.max_commands {
+    if commands > parallelism {
         return Err(ApiError::bad(format!(
-            "the request has {commands} commands, but this server runs at most {} at once \
-             (--parallelism)",
-            defaults.max_commands
+            "the request has {commands} commands, but this server runs at most {parallelism} at \
+             once (--parallelism)"
         )));
     }
     let mut job = Job::new().with_store(store.clone());

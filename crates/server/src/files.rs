@@ -132,12 +132,12 @@ fn content_type(name: &str) -> &'static str {
         .map(|(_, ext)| ext.to_ascii_lowercase())
         .as_deref()
     {
-        Some("txt" | "in" | "out" | "ans" | "log") => "text/plain; charset=utf-8",
+        Some(
+            "txt" | "in" | "out" | "ans" | "log" | "c" | "cc" | "cpp" | "h" | "hpp" | "py" | "rs"
+            | "java" | "go" | "js",
+        ) => "text/plain; charset=utf-8",
         Some("json") => "application/json",
         Some("html" | "htm") => "text/html; charset=utf-8",
-        Some("c" | "cc" | "cpp" | "h" | "hpp" | "py" | "rs" | "java" | "go" | "js") => {
-            "text/plain; charset=utf-8"
-        }
         Some("zip") => "application/zip",
         Some("gz") => "application/gzip",
         Some("pdf") => "application/pdf",

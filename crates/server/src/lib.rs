@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -80,17 +80,19 @@ pub struct Config {
     pub builder: ContainerBuilder,
 }
 
-/// The number of CPUs this process may use.
-pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The default [`Config::parallelism`]: the number of CPUs this process
+/// may use, and at least 2, so that an interactive pair fits.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(2)
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let parallelism = available_cpus().max(2);
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
-            parallelism,
+            parallelism: default_parallelism(),
             auth_token: None,
             file_store: None,
             src_prefixes: Vec::new(),
@@ -107,7 +109,6 @@ impl Default for Config {
                 seccomp: hutch_host::SeccompPolicy::default_policy()
                     .compile()
                     .unwrap_or_default(),
-                max_commands: parallelism,
             },
             builder: ContainerBuilder::new(),
         }
@@ -244,8 +245,9 @@ pub fn serve_until_signal(
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // Accepting and shutting down is all it does: each connection has a
+    // runtime of its own (`serve_connection`).
+    tokio::runtime::Builder::new_current_thread()
         .thread_name("hutch-http")
         .enable_all()
         .build()
@@ -304,8 +306,6 @@ async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppStat
             addr: config.listen,
             source,
         })?;
-    let mut defaults = config.defaults.clone();
-    defaults.max_commands = config.parallelism;
     tracing::info!(
         addr = %listener.local_addr().map_err(ServerError::Serve)?,
         parallelism = config.parallelism,
@@ -317,7 +317,7 @@ async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppStat
         pool,
         store,
         prefixes,
-        defaults,
+        defaults: config.defaults.clone(),
         auth_token: config.auth_token.clone(),
         max_queue: config.max_queue as u64,
         max_body: config.max_body,
@@ -349,8 +349,10 @@ async fn serve(
 ) -> Result<(), ServerError> {
     let app = router(Arc::clone(&state));
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    // A connection's thread holds one slot until it ends: all of them
+    // back means no connection is open.
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let open = Arc::new(Connections::default());
+    let all_closed = || slots.acquire_many(MAX_CONNECTIONS as u32);
     tokio::pin!(stop);
     loop {
         let slot = tokio::select! {
@@ -379,11 +381,9 @@ async fn serve(
         };
         let app = app.clone();
         let closing = closing_rx.clone();
-        let guard = open.enter();
         let spawned = std::thread::Builder::new()
             .name("hutch-connection".into())
             .spawn(move || {
-                let _guard = guard;
                 let _slot = slot;
                 serve_connection(stream, app, closing);
             });
@@ -396,7 +396,7 @@ async fn serve(
     // connection ends after the request it serves.
     state.permits.close();
     let _ = closing_tx.send(true);
-    if tokio::time::timeout(state.shutdown_grace, open.all_closed())
+    if tokio::time::timeout(state.shutdown_grace, all_closed())
         .await
         .is_err()
     {
@@ -405,7 +405,7 @@ async fn serve(
             killed,
             "the grace period ended: running commands were killed"
         );
-        open.all_closed().await;
+        let _ = all_closed().await;
     }
     let pool = state.pool.clone();
     tokio::task::spawn_blocking(move || pool.shutdown())
@@ -457,40 +457,6 @@ fn serve_connection(
             }
         }
     });
-}
-
-/// How many connections are being served, and a way to wait for none.
-#[derive(Debug, Default)]
-struct Connections {
-    count: std::sync::atomic::AtomicUsize,
-    changed: tokio::sync::Notify,
-}
-
-/// One open connection; dropping it closes its count.
-struct Open(Arc<Connections>);
-
-impl Connections {
-    fn enter(self: &Arc<Self>) -> Open {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        Open(Arc::clone(self))
-    }
-
-    async fn all_closed(&self) {
-        loop {
-            let changed = self.changed.notified();
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            changed.await;
-        }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
-    }
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -559,7 +525,13 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
         })?;
     let request = api::parse_run_request(&body)?;
     drop(body);
-    let job = convert::to_job(&request, &state.defaults, &state.store, &state.prefixes)?;
+    let job = convert::to_job(
+        &request,
+        &state.defaults,
+        state.parallelism,
+        &state.store,
+        &state.prefixes,
+    )?;
     let commands = job.commands().len();
     // The queue: a place in it, or 503 at once.
     let waiting = state.metrics.waiting.fetch_add(1, Ordering::SeqCst);
@@ -706,7 +678,7 @@ async fn config_json(State(state): State<Arc<AppState>>) -> Response {
     Json(map).into_response()
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>, _headers: HeaderMap) -> Response {
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     let text = state.metrics.render(state.pool.idle(), state.pool.size());
     (
         [(

@@ -17,7 +17,6 @@ fn config() -> Config {
         parallelism: 2,
         ..Config::default()
     };
-    config.defaults.max_commands = 2;
     if !rustix::process::geteuid().is_root() {
         config.builder = config.builder.allow_rusage();
     }
@@ -474,7 +473,6 @@ fn the_file_store_creates_lists_reads_and_deletes() {
 fn a_full_queue_is_answered_503_at_once() {
     let mut config = config();
     config.parallelism = 1;
-    config.defaults.max_commands = 1;
     config.max_queue = 1;
     let (server, mut client) = start(config);
     let addr = server.addr();
