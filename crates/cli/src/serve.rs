@@ -14,11 +14,25 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    let config = config(args);
+    match hutch_server::serve_until_signal(config, |addr| {
+        tracing::info!(%addr, "hutch serve is ready");
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hutch: error: {}", hutch_host::error_chain(&error));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The server's configuration from the command line.
+fn config(args: &ServeArgs) -> Config {
     let parallelism = args
         .parallelism
         .unwrap_or_else(hutch_server::default_parallelism);
     let builder = args.containers.apply(hutch_host::ContainerBuilder::new());
-    let config = Config {
+    Config {
         listen: args.listen,
         parallelism,
         auth_token: args.auth_token.clone().filter(|token| !token.is_empty()),
@@ -37,14 +51,39 @@ pub fn main(args: &ServeArgs) -> ExitCode {
             seccomp: args.seccomp.program.clone(),
         },
         builder,
-    };
-    match hutch_server::serve_until_signal(config, |addr| {
-        tracing::info!(%addr, "hutch serve is ready");
-    }) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("hutch: error: {}", hutch_host::error_chain(&error));
-            ExitCode::from(2)
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `hutch serve` without flags configures what [`Config::default`]
+    /// describes: the flags' defaults and the library's are one set.
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let cli = crate::args::Cli::try_parse_from(["hutch", "serve"]).unwrap();
+        let crate::args::Command::Serve(args) = cli.command else {
+            panic!("not serve: {cli:?}");
+        };
+        let flags = config(&args);
+        let library = Config::default();
+        assert_eq!(flags.listen, library.listen);
+        assert_eq!(flags.parallelism, library.parallelism);
+        assert_eq!(flags.auth_token, library.auth_token);
+        assert_eq!(flags.file_store, library.file_store);
+        assert_eq!(flags.src_prefixes, library.src_prefixes);
+        assert_eq!(flags.max_queue, library.max_queue);
+        assert_eq!(flags.max_body, library.max_body);
+        assert_eq!(flags.shutdown_grace, library.shutdown_grace);
+        let (flags, library) = (flags.defaults, library.defaults);
+        assert_eq!(flags.clock_limit, library.clock_limit);
+        assert_eq!(flags.memory_limit, library.memory_limit);
+        assert_eq!(flags.proc_limit, library.proc_limit);
+        assert_eq!(flags.output_limit, library.output_limit);
+        assert_eq!(flags.open_files, library.open_files);
+        assert_eq!(flags.copy_out_limit, library.copy_out_limit);
+        assert_eq!(flags.seccomp, library.seccomp);
     }
 }

@@ -323,6 +323,13 @@ impl Container {
         Ok(())
     }
 
+    /// Whether a reset begun with [`begin_reset`](Container::begin_reset)
+    /// is answered by `deadline` (true at once when no reset is due), so
+    /// that taking the answer will not wait. Does not take the answer.
+    pub(crate) fn reset_answered_by(&self, deadline: Instant) -> bool {
+        !self.reset_pending || sys::readable_before(self.channel.socket(), deadline)
+    }
+
     /// Waits for the answer to a [`begin_reset`](Container::begin_reset),
     /// if one is due; a reset that failed is this call's error.
     pub fn finish_reset(&mut self) -> Result<(), ContainerError> {
