@@ -442,11 +442,12 @@ fn serve_connection(
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app);
-        // The timer bounds how long a request's head may take to arrive
-        // (hyper's default, 30 s), so a client that sends nothing does not
-        // hold its thread forever.
+        // The timer bounds how long a request's head may take to arrive,
+        // counted from the connection's start or the previous answer, so a
+        // client that sends nothing does not hold its thread forever.
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         tokio::pin!(connection);
         tokio::select! {
@@ -457,6 +458,24 @@ fn serve_connection(
             }
         }
     });
+}
+
+/// How long a request's head may take to arrive, from the connection's
+/// start or the previous answer: an idle kept-alive connection is closed
+/// after this long.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `Keep-Alive: timeout=N` on every answer: clients that read it (undici,
+/// the `fetch` of Node.js, among them) stop reusing an idle connection
+/// before the server closes it, so a request never races the close.
+async fn keep_alive_hint(mut response: Response) -> Response {
+    let hint = format!("timeout={}", HEAD_TIMEOUT.as_secs());
+    if let Ok(value) = header::HeaderValue::from_str(&hint) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("keep-alive"), value);
+    }
+    response
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -474,6 +493,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/config", get(config_json))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::map_response(keep_alive_hint))
         .with_state(state)
 }
 

@@ -594,3 +594,19 @@ fn unknown_endpoints_answer_404_in_json() {
     assert_eq!(answer.status, 404);
     assert!(answer.json().is_string());
 }
+
+#[test]
+fn answers_say_how_long_an_idle_connection_stays_open() {
+    let (_server, mut client) = start(config());
+    let hint = format!("timeout={}", hutch_server::HEAD_TIMEOUT.as_secs());
+    let version = client.get("/version").unwrap();
+    assert_eq!(version.header("keep-alive"), Some(hint.as_str()));
+    let answer = client
+        .post_json("/run", single(cmd(&["true"])).to_string().as_bytes())
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.header("keep-alive"), Some(hint.as_str()));
+    let refused = client.post_json("/run", b"{").unwrap();
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.header("keep-alive"), Some(hint.as_str()));
+}
