@@ -67,23 +67,16 @@ mod tests {
         let crate::args::Command::Serve(args) = cli.command else {
             panic!("not serve: {cli:?}");
         };
-        let flags = config(&args);
-        let library = Config::default();
-        assert_eq!(flags.listen, library.listen);
-        assert_eq!(flags.parallelism, library.parallelism);
-        assert_eq!(flags.auth_token, library.auth_token);
-        assert_eq!(flags.file_store, library.file_store);
-        assert_eq!(flags.src_prefixes, library.src_prefixes);
-        assert_eq!(flags.max_queue, library.max_queue);
-        assert_eq!(flags.max_body, library.max_body);
-        assert_eq!(flags.shutdown_grace, library.shutdown_grace);
-        let (flags, library) = (flags.defaults, library.defaults);
-        assert_eq!(flags.clock_limit, library.clock_limit);
-        assert_eq!(flags.memory_limit, library.memory_limit);
-        assert_eq!(flags.proc_limit, library.proc_limit);
-        assert_eq!(flags.output_limit, library.output_limit);
-        assert_eq!(flags.open_files, library.open_files);
-        assert_eq!(flags.copy_out_limit, library.copy_out_limit);
-        assert_eq!(flags.seccomp, library.seccomp);
+        // Every field, those added later too, the container builder and
+        // the seccomp program included; a failure shows the first line
+        // that differs.
+        let flags = format!("{:#?}", config(&args));
+        let library = format!("{:#?}", Config::default());
+        let first_difference = flags.lines().zip(library.lines()).find(|(f, l)| f != l);
+        assert_eq!(
+            first_difference, None,
+            "the first line that differs, as (flags, library)"
+        );
+        assert_eq!(flags.lines().count(), library.lines().count());
     }
 }

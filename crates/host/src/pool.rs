@@ -405,9 +405,10 @@ fn choose(idle: &mut Vec<Container>, count: usize) -> Vec<Container> {
     let mut taken = Vec::with_capacity(count);
     let mut at = idle.len();
     let oldest_looked_at = idle.len().saturating_sub(count + NEWEST_LOOKED_AT);
+    let now = std::time::Instant::now();
     while at > oldest_looked_at && taken.len() < count {
         at -= 1;
-        if idle[at].reset_answered_by(std::time::Instant::now()) {
+        if idle[at].reset_answered_by(now) {
             taken.push(idle.remove(at));
         }
     }

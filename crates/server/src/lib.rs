@@ -469,11 +469,15 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// the `fetch` of Node.js, among them) stop reusing an idle connection
 /// before the server closes it, so a request never races the close.
 async fn keep_alive_hint(mut response: Response) -> Response {
-    let hint = format!("timeout={}", HEAD_TIMEOUT.as_secs());
-    if let Ok(value) = header::HeaderValue::from_str(&hint) {
+    // Made once: the same for every answer.
+    static HINT: std::sync::LazyLock<Option<header::HeaderValue>> =
+        std::sync::LazyLock::new(|| {
+            header::HeaderValue::try_from(format!("timeout={}", HEAD_TIMEOUT.as_secs())).ok()
+        });
+    if let Some(value) = HINT.as_ref() {
         response
             .headers_mut()
-            .insert(header::HeaderName::from_static("keep-alive"), value);
+            .insert(header::HeaderName::from_static("keep-alive"), value.clone());
     }
     response
 }
