@@ -419,6 +419,7 @@ pub fn finished() -> Reply {
         wall_time_ns: 533_871_204,
         accounting: Accounting::CgroupV2,
         error: None,
+        processes_peak: Some(1),
     })
 }
 

@@ -28,6 +28,9 @@ pub struct Report {
     pub wall_time_ns: u64,
     /// Peak memory.
     pub memory_bytes: u64,
+    /// The most processes and threads alive at once; `null` where the
+    /// kernel cannot tell (no cgroup, or Linux before 6.1).
+    pub processes_peak: Option<u32>,
     /// What measured CPU time and memory; `null` when nothing ran.
     pub accounting: Option<&'static str>,
     /// Why the program did not run, or why hutch failed.
@@ -51,6 +54,7 @@ impl Report {
             sys_time_ns: result.system_time_ns,
             wall_time_ns: result.wall_time_ns,
             memory_bytes: result.memory_bytes,
+            processes_peak: result.processes_peak,
             accounting: Some(result.accounting.as_str()),
             error: result.error.as_ref().map(|e| e.message.clone()),
         }
@@ -67,6 +71,7 @@ impl Report {
             sys_time_ns: 0,
             wall_time_ns: 0,
             memory_bytes: 0,
+            processes_peak: None,
             accounting: None,
             error: Some(error.chain()),
         }
@@ -234,6 +239,7 @@ mod tests {
             wall_time_ns: 3_456_000,
             accounting: Accounting::Rusage,
             error: None,
+            processes_peak: None,
         }
     }
 

@@ -145,6 +145,7 @@ fn check_report_shape(report: &Value) {
         "sys_time_ns",
         "wall_time_ns",
         "memory_bytes",
+        "processes_peak",
         "accounting",
         "error",
     ]
@@ -169,6 +170,10 @@ fn check_report_shape(report: &Value) {
         report["user_time_ns"].as_u64().unwrap() + report["sys_time_ns"].as_u64().unwrap()
     );
     assert!(report["error"].is_null() || report["error"].is_string());
+    assert!(
+        report["processes_peak"].is_null() || report["processes_peak"].is_u64(),
+        "{report}"
+    );
     assert!(
         report["accounting"].is_null()
             || ["cgroup-v1", "cgroup-v2", "rusage"]

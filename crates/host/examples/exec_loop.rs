@@ -15,10 +15,11 @@
 //! bare `posix_spawn` + wait, and prints how much each gains from the second
 //! thread. `job` runs a one-command [`Job`](hutch_host::Job) in one
 //! container, stdin `/dev/null` and stdout and stderr collected (what a
-//! server's `/run` does), and resets the container after each. `--rusage`
-//! skips the
-//! cgroup (rusage accounting), `--no-net` the network namespace; `--program
-//! PATH` runs another program (default `/bin/true`).
+//! server's `/run` does), and resets the container after each, timed on its
+//! own (a reset after a run with more than one task also makes a fresh run
+//! group). `--rusage` skips the cgroup (rusage accounting), `--no-net` the
+//! network namespace; `--program PATH` runs another program (default
+//! `/bin/true`), `--shell SCRIPT` runs `sh -c SCRIPT` instead.
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -30,13 +31,15 @@ use hutch_host::{
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: exec_loop exec|build|pool|job COUNT [--rusage] [--no-net] [--limits] [--program PATH]";
+    let usage = "usage: exec_loop exec|build|pool|job COUNT [--rusage] [--no-net] [--limits] \
+                 [--program PATH | --shell SCRIPT]";
     let (operation, count) = match args.as_slice() {
         [operation, count, ..] => (operation.as_str(), count.parse::<usize>()?),
         _ => return Err(usage.into()),
     };
     let mut builder = ContainerBuilder::new();
     let mut program = "/bin/true".to_owned();
+    let mut script = None;
     let mut limits = false;
     let mut rest = args[2..].iter();
     while let Some(flag) = rest.next() {
@@ -49,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
             }
             "--program" => program = rest.next().ok_or(usage)?.clone(),
+            "--shell" => script = Some(rest.next().ok_or(usage)?.clone()),
             "--limits" => limits = true,
             _ => return Err(usage.into()),
         }
@@ -91,7 +95,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     store: false,
                 })
             };
-            let mut spec = ExecSpec::new([program.clone()]);
+            let mut spec = match &script {
+                Some(script) => ExecSpec::new(["sh".to_owned(), "-c".to_owned(), script.clone()]),
+                None => ExecSpec::new([program.clone()]),
+            };
             if limits {
                 spec = with_limits(spec);
             }
@@ -102,6 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .stream(collect("stdout"))
                     .stream(collect("stderr")),
             );
+            let mut resets = Vec::with_capacity(count);
             for _ in 0..count {
                 let start = Instant::now();
                 let results = job.run_in(&mut [&mut container])?;
@@ -109,8 +117,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if results[0].verdict != Verdict::Ok {
                     return Err(format!("{program} did not run to Ok: {:?}", results[0]).into());
                 }
+                let start = Instant::now();
                 container.reset()?;
+                resets.push(start.elapsed());
             }
+            resets.sort();
+            println!(
+                "reset x{count}: median {:?}, p90 {:?}",
+                resets[count / 2],
+                resets[(count - 1) * 9 / 10]
+            );
         }
         _ => return Err(usage.into()),
     }

@@ -95,6 +95,11 @@ pub trait CgroupFs: Send + Sync + std::fmt::Debug {
     fn make_group(&self, dir: &Path) -> std::io::Result<()>;
     /// Removes an empty group.
     fn remove_group(&self, dir: &Path) -> std::io::Result<()>;
+    /// Removes an empty group without waiting: fails while the kernel is
+    /// still releasing a task of it.
+    fn try_remove_group(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::remove_dir(dir)
+    }
 }
 
 /// The kernel's cgroup file system.
@@ -317,16 +322,35 @@ fn unescape(field: &str) -> String {
 }
 
 /// A container's cgroup: the groups made for it, removed on drop.
+///
+/// `pids.peak` cannot be reset, so once a run has had more than one task a
+/// later run's peak may hide below it. Then [`regroup`](Self::regroup)
+/// makes a fresh *run group* inside the group that counts tasks (v1's pids
+/// group, v2's only group), which later programs join instead; the limits
+/// and every other counter stay on the container's groups, which count
+/// their children's tasks, memory and CPU as their own.
 #[derive(Debug)]
 pub(crate) struct ContainerCgroup {
     fs: Arc<dyn CgroupFs>,
     dirs: Vec<PathBuf>,
     version: CgroupVersion,
+    /// The group that counts tasks, where run groups are made.
+    pids_dir: PathBuf,
+    /// The `cgroup.procs` of the groups a regroup keeps (v1's memory and
+    /// cpuacct groups), in the order init got them.
+    kept_procs: Vec<OwnedFd>,
+    /// Whether the kernel has `pids.peak` (Linux 6.1 and later).
+    counts_processes: bool,
+    /// Run groups made so far and not yet removed, oldest first; the last
+    /// is the one programs join.
+    run_groups: Vec<PathBuf>,
+    /// How many run groups were made, for their names.
+    run_groups_made: u64,
 }
 
 impl Drop for ContainerCgroup {
     fn drop(&mut self) {
-        for dir in self.dirs.iter().rev() {
+        for dir in self.run_groups.iter().rev().chain(self.dirs.iter().rev()) {
             let _ = self.fs.remove_group(dir);
         }
     }
@@ -417,16 +441,28 @@ impl CgroupLayout {
                 if !entry.file_type()?.is_dir() || !left_by_a_dead_process(name) {
                     continue;
                 }
-                let dir = entry.path();
-                if fs.remove_group(&dir).is_err() {
-                    kill_members(&dir);
-                    fs.remove_group(&dir)?;
-                }
+                remove_tree(fs, &entry.path())?;
                 removed += 1;
             }
         }
         Ok(removed)
     }
+}
+
+/// Removes the group `dir` and the groups inside it (run groups), killing
+/// what still runs in them.
+fn remove_tree(fs: &dyn CgroupFs, dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_tree(fs, &entry.path())?;
+        }
+    }
+    if fs.remove_group(dir).is_err() {
+        kill_members(dir);
+        fs.remove_group(dir)?;
+    }
+    Ok(())
 }
 
 /// Kills every process of the group `dir`: with `cgroup.kill` where the
@@ -472,6 +508,11 @@ impl ContainerCgroup {
                 CgroupLayout::V1 { .. } => CgroupVersion::V1,
                 CgroupLayout::V2 { .. } => CgroupVersion::V2,
             },
+            pids_dir: PathBuf::new(),
+            kept_procs: Vec::new(),
+            counts_processes: false,
+            run_groups: Vec::new(),
+            run_groups_made: 0,
         };
         for parent in layout.parents() {
             if !parent.is_dir() && !is_shared_parent(parent) {
@@ -500,6 +541,7 @@ impl ContainerCgroup {
                 for dir in [&memory, &cpuacct, &pids] {
                     add(dir, "cgroup.procs", CgroupFile::Procs, Access::Write)?;
                 }
+
                 add(
                     &cpuacct,
                     "cpuacct.usage_user",
@@ -561,6 +603,7 @@ impl ContainerCgroup {
                     CgroupFile::MemoryUsage,
                     Access::Read,
                 )?;
+                cgroup.pids_dir = pids;
                 CgroupVersion::V1
             }
             CgroupLayout::V2 { parent } => {
@@ -611,20 +654,27 @@ impl ContainerCgroup {
                     add(&dir, "memory.stat", CgroupFile::MemoryStat, Access::Read)?;
                     add(&dir, "memory.reclaim", CgroupFile::Reclaim, Access::Write)?;
                 }
+                cgroup.pids_dir = dir;
                 CgroupVersion::V2
             }
         };
+        if version == CgroupVersion::V1 {
+            // A regroup replaces only the pids group's.
+            for fd in &fds[..2] {
+                let kept = duplicate(fd, &cgroup.dirs[0])?;
+                cgroup.kept_procs.push(kept);
+            }
+        }
+        if let Some(fd) = open_if_there(&cgroup.pids_dir.join("pids.peak"))? {
+            fds.push(fd);
+            files.push(CgroupFile::PidsPeak);
+            cgroup.counts_processes = true;
+        }
         Ok((cgroup, CgroupFiles { version, files }, fds))
     }
 
     fn make(&mut self, parent: &Path, name: &str) -> Result<PathBuf, CgroupError> {
-        let dir = parent.join(name);
-        self.fs
-            .make_group(&dir)
-            .map_err(|source| CgroupError::Create {
-                path: dir.clone(),
-                source,
-            })?;
+        let dir = make_group(self.fs.as_ref(), parent.join(name))?;
         self.dirs.push(dir.clone());
         Ok(dir)
     }
@@ -634,10 +684,83 @@ impl ContainerCgroup {
         &self.dirs
     }
 
+    /// Whether init reads each run's process peak from `pids.peak`.
+    pub(crate) fn counts_processes(&self) -> bool {
+        self.counts_processes
+    }
+
+    /// The run groups not yet removed, the one programs join last.
+    pub(crate) fn run_groups(&self) -> &[PathBuf] {
+        &self.run_groups
+    }
+
+    /// Makes a fresh run group and opens what init needs to move later
+    /// programs there: the `Regroup` files and their descriptors. Removes
+    /// the earlier run groups, whose runs are over and which no program
+    /// joins before init takes the fresh one (a group some task of which
+    /// the kernel is still releasing stays for the next regroup, or the
+    /// drop).
+    pub(crate) fn regroup(&mut self) -> Result<(CgroupFiles, Vec<OwnedFd>), CgroupError> {
+        if self.version == CgroupVersion::V2 && self.run_groups_made == 0 {
+            // Tasks in a v2 child count in it only with the controller
+            // handed down; the group holds no task between runs, which the
+            // kernel requires.
+            write(&self.pids_dir.join("cgroup.subtree_control"), "+pids")?;
+        }
+        self.run_groups_made += 1;
+        let name = format!("run{}", self.run_groups_made);
+        let dir = make_group(self.fs.as_ref(), self.pids_dir.join(name))?;
+        let fs = &self.fs;
+        self.run_groups
+            .retain(|older| fs.try_remove_group(older).is_err());
+        self.run_groups.push(dir.clone());
+        let mut files = Vec::new();
+        let mut fds = Vec::new();
+        for fd in &self.kept_procs {
+            fds.push(duplicate(fd, &self.pids_dir)?);
+            files.push(CgroupFile::Procs);
+        }
+        fds.push(open(&dir.join("cgroup.procs"), Access::Write)?);
+        files.push(CgroupFile::Procs);
+        if self.counts_processes {
+            fds.push(open(&dir.join("pids.peak"), Access::Read)?);
+            files.push(CgroupFile::PidsPeak);
+        }
+        let version = self.version;
+        Ok((CgroupFiles { version, files }, fds))
+    }
+
     /// Which hierarchy the groups are in.
     pub(crate) fn version(&self) -> CgroupVersion {
         self.version
     }
+}
+
+/// Makes the group `dir`.
+fn make_group(fs: &dyn CgroupFs, dir: PathBuf) -> Result<PathBuf, CgroupError> {
+    match fs.make_group(&dir) {
+        Ok(()) => Ok(dir),
+        Err(source) => Err(CgroupError::Create { path: dir, source }),
+    }
+}
+
+/// A read-only control file the kernel may not have: `None` when it is
+/// missing.
+fn open_if_there(path: &Path) -> Result<Option<OwnedFd>, CgroupError> {
+    match open(path, Access::Read) {
+        Err(CgroupError::File { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
+/// A second descriptor of `fd`, a control file of the group `dir`.
+fn duplicate(fd: &OwnedFd, dir: &Path) -> Result<OwnedFd, CgroupError> {
+    fd.try_clone().map_err(|source| CgroupError::File {
+        path: dir.join("cgroup.procs"),
+        source,
+    })
 }
 
 fn open(path: &Path, access: Access) -> Result<OwnedFd, CgroupError> {
@@ -787,6 +910,8 @@ mod fake_tree {
         removed: Mutex<Vec<PathBuf>>,
         /// Groups get `memory.reclaim` too, as on Linux 5.19 and later.
         reclaim: bool,
+        /// Groups get `pids.peak` too, as on Linux 6.1 and later.
+        peaks: bool,
     }
 
     impl FakeFs {
@@ -829,6 +954,9 @@ mod fake_tree {
             if self.reclaim {
                 std::fs::write(dir.join("memory.reclaim"), "")?;
             }
+            if self.peaks {
+                std::fs::write(dir.join("pids.peak"), "0\n")?;
+            }
             self.made.lock().unwrap().push(dir.to_owned());
             Ok(())
         }
@@ -838,6 +966,108 @@ mod fake_tree {
             self.removed.lock().unwrap().push(dir.to_owned());
             Ok(())
         }
+
+        fn try_remove_group(&self, dir: &Path) -> std::io::Result<()> {
+            self.remove_group(dir)
+        }
+    }
+
+    #[test]
+    fn a_regroup_makes_run_groups_where_tasks_are_counted_and_removes_old_ones() {
+        for version in [CgroupVersion::V1, CgroupVersion::V2] {
+            let root = temp_tree(&format!("regroup-{version:?}"));
+            std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+            let layout = match version {
+                CgroupVersion::V1 => {
+                    for hierarchy in ["memory", "cpuacct", "pids"] {
+                        std::fs::create_dir(root.join(hierarchy)).unwrap();
+                    }
+                    CgroupLayout::V1 {
+                        memory: root.join("memory"),
+                        cpuacct: root.join("cpuacct"),
+                        pids: root.join("pids"),
+                    }
+                }
+                CgroupVersion::V2 => CgroupLayout::V2 {
+                    parent: root.clone(),
+                },
+            };
+            let fs = Arc::new(FakeFs {
+                peaks: true,
+                ..FakeFs::default()
+            });
+            let (mut cgroup, files, fds) = ContainerCgroup::create(&layout, fs.clone()).unwrap();
+            assert_eq!(files.files.last(), Some(&CgroupFile::PidsPeak));
+            assert_eq!(fds.len(), files.files.len());
+            assert!(cgroup.counts_processes());
+            assert!(cgroup.run_groups().is_empty(), "none before a regroup");
+            let counting = cgroup.dirs().last().unwrap().clone();
+            let procs = match version {
+                CgroupVersion::V1 => 3,
+                CgroupVersion::V2 => 1,
+            };
+            let (files, fds) = cgroup.regroup().unwrap();
+            let mut expected = vec![CgroupFile::Procs; procs];
+            expected.push(CgroupFile::PidsPeak);
+            assert_eq!(files.files, expected, "{version:?}");
+            hutch_protocol::Request::Regroup(files)
+                .check(fds.len())
+                .unwrap();
+            let first = counting.join("run1");
+            assert_eq!(cgroup.run_groups(), std::slice::from_ref(&first));
+            // The last two descriptors are the run group's, the others the
+            // container's memory and cpuacct groups' (v1).
+            assert_eq!(
+                identity(&fds[procs - 1]),
+                identity_of(&first.join("cgroup.procs"))
+            );
+            assert_eq!(identity(&fds[procs]), identity_of(&first.join("pids.peak")));
+            if version == CgroupVersion::V1 {
+                for (fd, dir) in fds.iter().zip(cgroup.dirs()).take(2) {
+                    assert_eq!(identity(fd), identity_of(&dir.join("cgroup.procs")));
+                }
+            }
+            let control = std::fs::read_to_string(counting.join("cgroup.subtree_control"));
+            match version {
+                CgroupVersion::V1 => assert!(control.is_err(), "v1 has no subtree_control"),
+                CgroupVersion::V2 => assert_eq!(control.unwrap(), "+pids"),
+            }
+            drop(fds);
+            // The next regroup removes the first run group, not the second.
+            cgroup.regroup().unwrap();
+            let second = counting.join("run2");
+            assert_eq!(cgroup.run_groups(), std::slice::from_ref(&second));
+            assert!(!first.exists() && second.is_dir());
+            let dirs = cgroup.dirs().to_vec();
+            drop(cgroup);
+            let removed = fs.removed.lock().unwrap().clone();
+            let mut expected = vec![first, second];
+            expected.extend(dirs.into_iter().rev());
+            assert_eq!(removed, expected, "run groups go before their container's");
+            std::fs::remove_dir_all(root).unwrap();
+        }
+    }
+
+    #[test]
+    fn without_pids_peak_nothing_is_counted() {
+        let (root, layout) = v2_tree("no-peak");
+        let fs = Arc::new(FakeFs::default());
+        let (cgroup, files, _fds) = ContainerCgroup::create(&layout, fs).unwrap();
+        assert!(!files.files.contains(&CgroupFile::PidsPeak));
+        assert!(!cgroup.counts_processes());
+        drop(cgroup);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    /// A fake v2 hierarchy root named `name`, and the layout that makes
+    /// container groups in it.
+    fn v2_tree(name: &str) -> (PathBuf, CgroupLayout) {
+        let root = temp_tree(name);
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        (root, layout)
     }
 
     fn temp_tree(name: &str) -> PathBuf {
@@ -896,12 +1126,8 @@ mod fake_tree {
 
     #[test]
     fn v2_group_gets_controllers_files_and_is_removed() {
-        let root = temp_tree("v2");
-        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let (root, layout) = v2_tree("v2");
         let fs = Arc::new(FakeFs::default());
-        let layout = CgroupLayout::V2 {
-            parent: root.clone(),
-        };
         let (cgroup, files, fds) = ContainerCgroup::create(&layout, fs.clone()).unwrap();
         assert_eq!(
             std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap(),
@@ -993,11 +1219,7 @@ mod fake_tree {
 
     #[test]
     fn v2_group_with_memory_reclaim_gets_memory_stat_and_reclaim_last() {
-        let root = temp_tree("v2-reclaim");
-        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
-        let layout = CgroupLayout::V2 {
-            parent: root.clone(),
-        };
+        let (root, layout) = v2_tree("v2-reclaim");
         let (cgroup, files, fds) =
             ContainerCgroup::create(&layout, Arc::new(FakeFs::with_reclaim())).unwrap();
         let mut expected = V2_FILES.to_vec();
@@ -1019,11 +1241,7 @@ mod fake_tree {
 
     #[test]
     fn v2_group_without_memory_reclaim_gets_neither_memory_stat_nor_reclaim() {
-        let root = temp_tree("v2-no-reclaim");
-        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
-        let layout = CgroupLayout::V2 {
-            parent: root.clone(),
-        };
+        let (root, layout) = v2_tree("v2-no-reclaim");
         // FakeFs::default() makes memory.stat but no memory.reclaim, as
         // kernels before 5.19 do.
         let (cgroup, files, fds) =
@@ -1038,11 +1256,7 @@ mod fake_tree {
     #[test]
     fn an_init_without_the_v2_reclaim_bit_gets_neither_memory_stat_nor_reclaim() {
         use hutch_protocol::features::{INIT_COPY, INIT_KNOWN, INIT_MEMORY_STAT, INIT_V2_RECLAIM};
-        let root = temp_tree("v2-reclaim-older-init");
-        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
-        let layout = CgroupLayout::V2 {
-            parent: root.clone(),
-        };
+        let (root, layout) = v2_tree("v2-reclaim-older-init");
         let (cgroup, files, fds) =
             ContainerCgroup::create(&layout, Arc::new(FakeFs::with_reclaim())).unwrap();
         let dir = cgroup.dirs()[0].clone();

@@ -133,6 +133,11 @@ pub struct Container {
     saved_affinity: Option<rustix::thread::CpuSet>,
     /// A reset was sent and its answer not yet read.
     reset_pending: bool,
+    /// A regroup was sent just before that reset, its answer not yet read.
+    regroup_pending: bool,
+    /// The last run had more than one task at once (or its peak went
+    /// untold): the next run needs a fresh run group for its own peak.
+    regroup_due: bool,
 }
 
 /// How long init may take to answer, by default: a request other than an
@@ -187,6 +192,8 @@ impl Container {
             reply_timeout: Some(DEFAULT_REPLY_TIMEOUT),
             saved_affinity: None,
             reset_pending: false,
+            regroup_pending: false,
+            regroup_due: false,
         }
     }
 
@@ -239,6 +246,13 @@ impl Container {
     /// are measured by rusage.
     pub fn cgroup_dirs(&self) -> &[std::path::PathBuf] {
         self.cgroup.as_ref().map_or(&[], |c| c.dirs())
+    }
+
+    /// The run groups inside the container's cgroup not yet removed, the
+    /// one programs join last; empty until a run had more than one task at
+    /// once (see [`ExecResult::processes_peak`]).
+    pub fn run_groups(&self) -> &[std::path::PathBuf] {
+        self.cgroup.as_ref().map_or(&[], |c| c.run_groups())
     }
 
     /// Which cgroup hierarchy measures and limits the container's runs;
@@ -318,9 +332,58 @@ impl Container {
         if self.reset_pending {
             self.finish_reset()?;
         }
+        // A fresh run group, when due, goes with the reset: its answer
+        // comes first, and neither is waited for here.
+        let regrouped = self.send_regroup()?;
         self.send(&Request::Reset, &[])?;
         self.reset_pending = true;
+        self.regroup_pending = regrouped;
         Ok(())
+    }
+
+    /// Sends init a fresh run group if one is due; whether it did. A group
+    /// that cannot be made leaves it due: the next runs' peaks are then
+    /// told only where they exceed the earlier ones.
+    fn send_regroup(&mut self) -> Result<bool, ContainerError> {
+        if !self.regroup_due {
+            return Ok(false);
+        }
+        let Some(Ok((files, fds))) = self.cgroup.as_mut().map(|cgroup| cgroup.regroup()) else {
+            return Ok(false);
+        };
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(std::os::fd::AsFd::as_fd).collect();
+        self.send(&Request::Regroup(files), &borrowed)?;
+        self.regroup_due = false;
+        Ok(true)
+    }
+
+    /// Moves later programs to a fresh run group now, if one is due (a run
+    /// with more than one task, then no reset), waiting for init's answer.
+    fn regroup_now(&mut self) -> Result<(), ContainerError> {
+        if self.send_regroup()? {
+            let deadline = self.reply_deadline();
+            match self.receive("regroup", deadline)? {
+                Reply::Ack => {}
+                other => return self.unexpected("regroup", &other),
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes what a finished run means for the next: a fresh run group is
+    /// due after one that had more than one task at once, or whose peak
+    /// went untold although it ran.
+    fn after_run(&mut self, result: &ExecResult) {
+        let counts = self
+            .cgroup
+            .as_ref()
+            .is_some_and(crate::cgroup::ContainerCgroup::counts_processes);
+        let ran = result.termination != hutch_protocol::Termination::NotStarted;
+        self.regroup_due |= counts
+            && match result.processes_peak {
+                Some(peak) => peak > 1,
+                None => ran,
+            };
     }
 
     /// Whether a reset begun with [`begin_reset`](Container::begin_reset)
@@ -335,6 +398,13 @@ impl Container {
     pub fn finish_reset(&mut self) -> Result<(), ContainerError> {
         if !std::mem::take(&mut self.reset_pending) {
             return Ok(());
+        }
+        if std::mem::take(&mut self.regroup_pending) {
+            let deadline = self.reply_deadline();
+            match self.receive("regroup", deadline)? {
+                Reply::Ack => {}
+                other => return self.unexpected("regroup", &other),
+            }
         }
         let deadline = self.reply_deadline();
         match self.receive("reset", deadline)? {
@@ -362,6 +432,7 @@ impl Container {
     ///
     /// Dropping the [`Run`] without waiting kills the container.
     pub fn start(&mut self, spec: &ExecSpec<'_>) -> Result<Run<'_>, ContainerError> {
+        self.regroup_now()?;
         self.set_affinity(spec.affinity())?;
         let (request, fds) = spec.wire();
         self.send(request, fds)?;
@@ -661,7 +732,10 @@ impl Run<'_> {
     pub fn wait(mut self) -> Result<ExecResult, ContainerError> {
         let container = self.container.take().expect("present until waited for");
         match container.receive("exec", self.deadline)? {
-            Reply::Finished(result) => Ok(result),
+            Reply::Finished(result) => {
+                container.after_run(&result);
+                Ok(result)
+            }
             other => container.unexpected("exec", &other),
         }
     }

@@ -307,6 +307,7 @@ fn finished_ok() -> Reply {
         wall_time_ns: 0,
         accounting: Accounting::Rusage,
         error: None,
+        processes_peak: None,
     })
 }
 
@@ -401,12 +402,13 @@ fn open_refused(items: &[OpenItem], frame: Vec<u8>, baits: usize) -> ContainerEr
 
 #[test]
 fn fault_wrong_version_in_the_header() {
-    let err = ping_refused(b"HT\x02\x00\x01".to_vec(), 0);
+    // An init of version 1, which predates the process peak.
+    let err = ping_refused(b"HT\x01\x00\x01".to_vec(), 0);
     assert_eq!(
         decode_error(err),
         DecodeError::VersionMismatch {
-            found: 2,
-            expected: 1
+            found: 1,
+            expected: 2
         }
     );
 }
@@ -708,14 +710,14 @@ fn assert_invalid(err: &ContainerError, kind: &str, check: impl Fn(&ValidationEr
 #[test]
 fn fault_hello_naming_another_version() {
     let hello = Reply::Hello(HelloReply {
-        version: 2,
+        version: 3,
         features: 0,
     });
     let err = ping_refused(frame(&hello), 0);
     assert_invalid(&err, "hello reply", |e| {
         *e == ValidationError::HelloVersion {
-            found: 2,
-            expected: 1,
+            found: 3,
+            expected: 2,
         }
     });
 }

@@ -555,6 +555,12 @@ impl CommandResult {
         self.exec.as_ref().map_or(0, |exec| exec.memory_bytes)
     }
 
+    /// The most processes and threads of the run alive at once; `None`
+    /// where it is not known (see [`ExecResult::processes_peak`]).
+    pub fn processes_peak(&self) -> Option<u32> {
+        self.exec.as_ref().and_then(|exec| exec.processes_peak)
+    }
+
     /// The exit code, or the number of the signal that ended the program;
     /// 0 when it never ran.
     pub fn exit_status(&self) -> i32 {

@@ -909,7 +909,7 @@ fn init_answers_an_invalid_request_with_a_structured_error_and_carries_on() {
 fn init_answers_a_broken_frame_and_exits() {
     use hutch_host::protocol::Reply;
     let mut c = container();
-    send_raw(&c, b"HT\x01\x00\xff\xff\xff\xff\xff\xff");
+    send_raw(&c, b"HT\x02\x00\xff\xff\xff\xff\xff\xff");
     match recv_raw_reply(&c) {
         Reply::Error(error) => assert_eq!(error.stage, Stage::Protocol, "{error:?}"),
         other => panic!("expected an error reply, got {other:?}"),

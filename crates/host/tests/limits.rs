@@ -1048,3 +1048,77 @@ fn unprivileged_build_without_a_cgroup_fails_unless_rusage_is_allowed() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A shell script that has exactly `tasks` tasks alive at once: the shell
+/// and `tasks - 1` sleeping children, all forked before it kills them.
+fn tasks_at_once(tasks: usize) -> String {
+    let mut script = String::new();
+    for child in 1..tasks {
+        script.push_str(&format!("sleep 100 & p{child}=$!; "));
+    }
+    if tasks > 1 {
+        let pids: Vec<String> = (1..tasks).map(|child| format!("$p{child}")).collect();
+        script.push_str(&format!("kill {}; wait; ", pids.join(" ")));
+    }
+    script.push_str("exit 0");
+    script
+}
+
+#[test]
+fn each_run_is_told_its_own_process_peak() {
+    require_cgroup();
+    let _serial = serial();
+    let mut c = ContainerBuilder::new().build().expect("container starts");
+    let has_peak = c
+        .cgroup_dirs()
+        .iter()
+        .any(|dir| dir.join("pids.peak").exists());
+    if !has_peak {
+        let out = run(&mut c, &["sh", "-c", &tasks_at_once(3)]);
+        assert_eq!(out.result.processes_peak, None, "{}", out.describe());
+        eprintln!(
+            "this kernel has no pids.peak (Linux 6.1 and later): checked only that no process \
+             peak is told"
+        );
+        return;
+    }
+    // A peak below an earlier run's, with and without a reset between.
+    for (tasks, reset) in [
+        (3, true),
+        (1, true),
+        (2, false),
+        (1, false),
+        (4, true),
+        (2, true),
+        (1, true),
+    ] {
+        let out = run(&mut c, &["sh", "-c", &tasks_at_once(tasks)]);
+        assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
+        assert_eq!(
+            out.result.processes_peak,
+            Some(tasks as u32),
+            "{tasks} tasks at once: {}",
+            out.describe()
+        );
+        if reset {
+            c.reset().expect("reset");
+        }
+    }
+    // Programs in a run group still see their cgroup as the root.
+    let out = run(&mut c, &["cat", "/proc/self/cgroup"]);
+    for line in out.stdout.lines() {
+        assert_eq!(line.splitn(3, ':').nth(2), Some("/"), "{}", out.describe());
+    }
+    // Each fresh run group removes the earlier ones (one the kernel was
+    // still releasing a task of may wait for the next).
+    let groups = c.run_groups().to_vec();
+    assert!(
+        !groups.is_empty() && groups.len() <= 2,
+        "run groups left: {groups:?}"
+    );
+    let dirs = c.cgroup_dirs().to_vec();
+    drop(c);
+    for dir in groups.iter().chain(&dirs) {
+        assert!(!dir.exists(), "{} outlived its container", dir.display());
+    }
+}

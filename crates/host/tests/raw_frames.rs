@@ -226,16 +226,17 @@ fn gives_up_on(frame: &[u8], fds: usize, what: &str) {
 
 #[test]
 fn raw_wrong_protocol_version() {
+    // A frame of version 1, which predates the process peak.
     let what = DecodeError::VersionMismatch {
-        found: 2,
-        expected: 1,
+        found: 1,
+        expected: 2,
     };
-    gives_up_on(b"HT\x02\x00\x01", 0, &what.to_string());
+    gives_up_on(b"HT\x01\x00\x01", 0, &what.to_string());
 }
 
 #[test]
 fn raw_bad_magic() {
-    gives_up_on(b"XT\x01\x00\x01", 0, "bad frame magic");
+    gives_up_on(b"XT\x02\x00\x01", 0, "bad frame magic");
 }
 
 #[test]
@@ -264,8 +265,8 @@ fn raw_trailing_bytes_after_a_valid_request() {
 
 #[test]
 fn raw_unknown_request_tag() {
-    // Tag 10 is `Cgroup`, the last request; 11 is none.
-    gives_up_on(&with_header(&[11]), 0, "malformed request body");
+    // Tag 13 is `Regroup`, the last request; 14 is none.
+    gives_up_on(&with_header(&[14]), 0, "malformed request body");
 }
 
 #[test]
@@ -324,7 +325,7 @@ fn raw_broken_frame_during_a_run_ends_the_run_and_init() {
     s.send_request(&Request::Ping, &[]);
     let error = s.expect_error(Stage::State);
     assert_eq!(error.message, "ping request while a program runs");
-    s.send(b"HT\x01\x00\xff\xff\xff\xff\x1f", &[]);
+    s.send(b"HT\x02\x00\xff\xff\xff\xff\x1f", &[]);
     // During a run init gives no error reply: it kills the run and exits.
     s.assert_exits_with(1);
     s.finish();
@@ -404,6 +405,22 @@ fn refused_in_this_state(request: Request, message: &str) {
 #[test]
 fn raw_proceed_when_no_run_waits() {
     refused_in_this_state(Request::Proceed, "unexpected proceed request in this state");
+}
+
+#[test]
+fn raw_regroup_without_a_cgroup() {
+    let mut s = Subject::new();
+    let fds = nulls(2);
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    let files = CgroupFiles {
+        version: CgroupVersion::V2,
+        files: vec![CgroupFile::Procs, CgroupFile::PidsPeak],
+    };
+    s.send_request(&Request::Regroup(files), &borrowed);
+    let error = s.expect_error(Stage::State);
+    assert_eq!(error.message, "unexpected regroup request in this state");
+    s.assert_carries_on();
+    s.finish();
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! and the OOM kills after it.
 
 use alloc::format;
+use core::cell::Cell;
 
 use alloc::vec::Vec;
 
@@ -33,6 +34,10 @@ pub struct Cgroup {
     pids_limit: Option<OwnedFd>,
     memory_usage: Option<OwnedFd>,
     memory_stat: Option<OwnedFd>,
+    pids_peak: Option<OwnedFd>,
+    /// What `pids.peak` read after the last run, if it was read since the
+    /// group was handed over: the most tasks any earlier run had at once.
+    pids_seen: Cell<Option<u64>>,
     /// Whether the peak can be reset: not a v2 `memory.peak` of a kernel
     /// before 6.12, which the host opens read-only.
     peak_resets: bool,
@@ -59,6 +64,8 @@ pub struct Baseline {
     memory_bytes: u64,
     /// The group's peak before the run, where it could not be reset.
     peak_bytes: Option<u64>,
+    /// The pids group's peak before the run (it cannot be reset).
+    pids_before: u64,
 }
 
 /// A run's usage, measured by the cgroup.
@@ -72,6 +79,9 @@ pub struct Measured {
     pub peak_bytes: Option<u64>,
     /// Whether the kernel's OOM killer struck during the run.
     pub oom_killed: bool,
+    /// The most tasks of the run alive at once; `None` without a
+    /// `pids.peak`, or where an earlier run's peak hides the run's own.
+    pub processes_peak: Option<u32>,
 }
 
 impl Cgroup {
@@ -94,6 +104,8 @@ impl Cgroup {
             pids_limit: None,
             memory_usage: None,
             memory_stat: None,
+            pids_peak: None,
+            pids_seen: Cell::new(None),
             peak_resets: true,
             written: None,
             cache_floor: 0,
@@ -117,11 +129,28 @@ impl Cgroup {
                 CgroupFile::MemoryUsage => &mut cgroup.memory_usage,
                 CgroupFile::MemoryStat => &mut cgroup.memory_stat,
                 CgroupFile::Reclaim => &mut cgroup.reclaim,
+                CgroupFile::PidsPeak => &mut cgroup.pids_peak,
             };
             *slot = Some(fd);
         }
         cgroup.procs_raw = cgroup.procs.iter().map(AsRawFd::as_raw_fd).collect();
         cgroup
+    }
+
+    /// Takes the groups later programs join, and their `pids.peak`, from a
+    /// validated `Regroup` of this cgroup's version, in place of the ones
+    /// held so far (`Procs` and `PidsPeak` are all it names).
+    pub fn regroup(&mut self, files: &CgroupFiles, fds: Vec<OwnedFd>) {
+        self.procs.clear();
+        self.pids_peak = None;
+        self.pids_seen.set(None);
+        for (file, fd) in files.files.iter().zip(fds) {
+            match file {
+                CgroupFile::Procs => self.procs.push(fd),
+                _ => self.pids_peak = Some(fd),
+            }
+        }
+        self.procs_raw = self.procs.iter().map(AsRawFd::as_raw_fd).collect();
     }
 
     /// Drops the page cache earlier runs left charged, at a reset, so that
@@ -234,12 +263,19 @@ impl Cgroup {
             .map(|bytes| bytes.saturating_add(memory_bytes));
         self.set_limits(limit, limits.processes)?;
         let (user_ns, system_ns) = self.cpu_raw()?;
+        // Known without a read after every run but the first in a group.
+        let pids_before = match (&self.pids_peak, self.pids_seen.get()) {
+            (Some(_), Some(seen)) => seen,
+            (Some(fd), None) => read_number(fd)?,
+            (None, _) => 0,
+        };
         Ok(Baseline {
             user_ns,
             system_ns,
             oom_kills: self.oom_kills()?,
             memory_bytes,
             peak_bytes,
+            pids_before,
         })
     }
 
@@ -369,11 +405,24 @@ impl Cgroup {
             }
             None => Some(0),
         };
+        let processes_peak = match &self.pids_peak {
+            Some(fd) => {
+                let peak = read_number(fd)?;
+                self.pids_seen.set(Some(peak));
+                // The group's peak since it was made: the run's own when the
+                // run raised it, or when no earlier run had more than the one
+                // process every run has.
+                (peak > base.pids_before || base.pids_before <= 1)
+                    .then(|| u32::try_from(peak).unwrap_or(u32::MAX))
+            }
+            None => None,
+        };
         Ok(Measured {
             user_ns,
             system_ns,
             peak_bytes,
             oom_killed: self.oom_kills()? > base.oom_kills,
+            processes_peak,
         })
     }
 }
@@ -945,6 +994,51 @@ mod fake_files {
             cgroup.reclaim();
             assert_eq!(take(&dir, "memory.force_empty"), "0");
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_run_peak_is_told_only_where_no_earlier_run_hides_it() {
+        let dir = tree(
+            "pids",
+            &[
+                ("cgroup.procs", ""),
+                ("pids.peak", "0\n"),
+                ("next.procs", ""),
+            ],
+        );
+        let files = CgroupFiles {
+            version: CgroupVersion::V1,
+            files: vec![CgroupFile::Procs, CgroupFile::PidsPeak],
+        };
+        let fds = vec![open(&dir, "cgroup.procs"), open(&dir, "pids.peak")];
+        let mut cgroup = Cgroup::new(&files, fds);
+        let limits = Limits::default();
+        let run = |cgroup: &mut Cgroup, peak_after: &str| {
+            let base = cgroup.prepare(&limits).unwrap();
+            std::fs::write(dir.join("pids.peak"), peak_after).unwrap();
+            cgroup.measure(&base).unwrap().processes_peak
+        };
+        assert_eq!(run(&mut cgroup, "1\n"), Some(1), "a fresh group");
+        assert_eq!(run(&mut cgroup, "1\n"), Some(1), "after one process");
+        assert_eq!(run(&mut cgroup, "4\n"), Some(4), "a run that raised it");
+        assert_eq!(run(&mut cgroup, "4\n"), None, "hidden by the run before");
+        assert_eq!(run(&mut cgroup, "6\n"), Some(6), "raised again");
+        // A fresh group: the peak is told again, and later programs join it.
+        std::fs::write(dir.join("pids.peak"), "0\n").unwrap();
+        let fds = vec![open(&dir, "next.procs"), open(&dir, "pids.peak")];
+        cgroup.regroup(&files, fds);
+        assert_eq!(cgroup.procs().len(), 1);
+        assert_eq!(run(&mut cgroup, "2\n"), Some(2));
+        // Without pids.peak nothing is told.
+        cgroup.regroup(
+            &CgroupFiles {
+                version: CgroupVersion::V1,
+                files: vec![CgroupFile::Procs],
+            },
+            vec![open(&dir, "next.procs")],
+        );
+        assert_eq!(run(&mut cgroup, "9\n"), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

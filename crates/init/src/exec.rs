@@ -338,6 +338,7 @@ pub fn run(
     let (status, mut usage) = reap_all(child.pid);
     let mut accounting = Accounting::Rusage;
     let mut oom_killed = false;
+    let mut processes_peak = None;
     if let Some((cgroup, base)) = meter {
         let measured = cgroup
             .measure(base)
@@ -349,6 +350,7 @@ pub fn run(
             usage.max_rss_bytes = peak;
         }
         oom_killed = measured.oom_killed;
+        processes_peak = measured.processes_peak;
         accounting = match cgroup.version() {
             CgroupVersion::V1 => Accounting::CgroupV1,
             CgroupVersion::V2 => Accounting::CgroupV2,
@@ -368,6 +370,7 @@ pub fn run(
     }
     let mut result = judge(ending, status, &usage, wall, &request.limits, oom_killed);
     result.accounting = accounting;
+    result.processes_peak = processes_peak;
     Ok(result)
 }
 
@@ -424,6 +427,7 @@ pub fn not_started_with(error: ErrorReply) -> ExecResult {
         wall_time_ns: 0,
         accounting: Accounting::Rusage,
         error: Some(error),
+        processes_peak: None,
     }
 }
 
@@ -662,6 +666,7 @@ fn judge(
         wall_time_ns: wall.as_nanos().min(u128::from(u64::MAX)) as u64,
         accounting: Accounting::Rusage,
         error: None,
+        processes_peak: None,
     }
 }
 

@@ -279,6 +279,17 @@ impl Init {
                 ready.cgroup = Some(cgroup::Cgroup::new(&files, core::mem::take(fds)));
                 Reply::Ack
             }
+            (State::Ready(ready), Request::Regroup(files))
+                if ready
+                    .cgroup
+                    .as_ref()
+                    .is_some_and(|cgroup| cgroup.version() == files.version) =>
+            {
+                if let Some(cgroup) = ready.cgroup.as_mut() {
+                    cgroup.regroup(&files, core::mem::take(fds));
+                }
+                Reply::Ack
+            }
             // Nothing runs between requests: a kill that raced with the end
             // of a run has nothing to do, and gets no reply.
             (_, Request::Kill) => return Ok(()),

@@ -18,7 +18,7 @@ pub const MAGIC: [u8; 2] = *b"HT";
 /// existing message (a field added, removed, reordered or retyped; a variant
 /// added anywhere but at the end of an enum whose receivers must understand
 /// it) bumps it. See `docs/protocol.md`, "Versioning".
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Length of the fixed header: magic and version.
 pub const HEADER_LEN: usize = 4;

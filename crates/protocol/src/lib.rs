@@ -26,7 +26,7 @@
 //!
 //! let mut buf = [0u8; MAX_FRAME_LEN];
 //! let len = encode_request(&Request::Ping, &mut buf).unwrap();
-//! assert_eq!(&buf[..len], &[b'H', b'T', 1, 0, 1]);
+//! assert_eq!(&buf[..len], &[b'H', b'T', 2, 0, 1]);
 //! let decoded = decode_request(&buf[..len]).unwrap().validate(0).unwrap();
 //! assert_eq!(*decoded, Request::Ping);
 //! ```

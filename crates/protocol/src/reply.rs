@@ -208,6 +208,11 @@ pub struct ExecResult {
     pub accounting: Accounting,
     /// Why the program could not run, for [`Status::RunnerError`].
     pub error: Option<ErrorReply>,
+    /// The most processes and threads of the run alive at once, from the
+    /// cgroup's `pids.peak`; `None` where it cannot tell (no cgroup, a
+    /// kernel before 6.1, or a group an earlier run filled further that
+    /// could not be replaced).
+    pub processes_peak: Option<u32>,
 }
 
 /// The verdict of a run. Tags follow declaration order from 0.

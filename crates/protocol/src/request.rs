@@ -69,6 +69,16 @@ pub enum Request {
     /// only to an init announcing
     /// [`features::INIT_COPY`](crate::features::INIT_COPY).
     CopyOut(Vec<String>),
+    /// Move later programs to fresh groups: the attached descriptors (in
+    /// the order of [`CgroupFiles::files`]) are `cgroup.procs` files, one
+    /// per hierarchy, which replace every [`CgroupFile::Procs`] init holds,
+    /// and at most one [`CgroupFile::PidsPeak`] of the group they join,
+    /// which replaces init's (none when absent). The host sends it between
+    /// runs, after one whose process peak a later run could not tell from
+    /// its own: a `pids.peak` cannot be reset. `version` must be that of
+    /// the container's [`Request::Cgroup`]. Answered by
+    /// [`Reply::Ack`](crate::Reply::Ack). Tag 13.
+    Regroup(CgroupFiles),
 }
 
 /// One file to create and fill from an attached descriptor.
@@ -157,6 +167,10 @@ pub enum CgroupFile {
     /// announcing
     /// [`features::INIT_V2_RECLAIM`](crate::features::INIT_V2_RECLAIM).
     Reclaim,
+    /// `pids.peak` (Linux 6.1 and later): the most tasks (processes and
+    /// threads) the group has held at once since it was made; it cannot be
+    /// reset. Read-only. Tag 14.
+    PidsPeak,
 }
 
 /// The host's half of the handshake.

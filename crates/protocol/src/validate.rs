@@ -161,6 +161,12 @@ pub enum ValidationError {
         /// The file it comes with.
         serves: crate::CgroupFile,
     },
+    /// A `Regroup` names a cgroup file other than `Procs` and `PidsPeak`.
+    #[error("cgroup file {file:?} cannot be replaced by a regroup")]
+    NotRegroupFile {
+        /// The file.
+        file: crate::CgroupFile,
+    },
     /// A cgroup file (other than `Procs`) given twice.
     #[error("cgroup file {file:?} is given twice")]
     DuplicateCgroupFile {
@@ -273,6 +279,7 @@ impl Request {
                 items.iter().try_for_each(SymlinkItem::check)?;
             }
             Request::Cgroup(cgroup) => return cgroup.check(fds_attached),
+            Request::Regroup(cgroup) => return cgroup.check_regroup(fds_attached),
             Request::CopyIn(items) => {
                 // One source descriptor per item.
                 count("copy-in items", items.len(), 1, MAX_FDS_PER_FRAME)?;
@@ -329,6 +336,7 @@ impl Request {
             Request::Cgroup(_) => "cgroup",
             Request::CopyIn(_) => "copy-in",
             Request::CopyOut(_) => "copy-out",
+            Request::Regroup(_) => "regroup",
         }
     }
 }
@@ -426,22 +434,44 @@ impl Reply {
 }
 
 impl crate::CgroupFiles {
-    fn check(&self, fds_attached: usize) -> Result {
-        use crate::{CgroupFile as F, CgroupVersion as V};
+    /// The checks a `Cgroup` and a `Regroup` share: as many descriptors as
+    /// files, and at least one `Procs`.
+    fn check_count(&self, message: &'static str, fds_attached: usize) -> Result {
         count("cgroup files", self.files.len(), 1, MAX_FDS_PER_FRAME)?;
         if fds_attached != self.files.len() {
             return Err(ValidationError::FdCount {
-                message: "cgroup",
+                message,
                 attached: fds_attached,
                 expected: self.files.len(),
             });
         }
-        let procs = self.files.iter().filter(|f| **f == F::Procs).count();
-        if procs == 0 {
+        if !self.files.contains(&crate::CgroupFile::Procs) {
             return Err(ValidationError::Empty {
                 field: "cgroup procs files",
             });
         }
+        Ok(())
+    }
+
+    /// A `Regroup` names the groups programs join and at most one
+    /// `PidsPeak`, nothing else.
+    fn check_regroup(&self, fds_attached: usize) -> Result {
+        use crate::CgroupFile as F;
+        self.check_count("regroup", fds_attached)?;
+        for (index, file) in self.files.iter().enumerate() {
+            if !matches!(file, F::Procs | F::PidsPeak) {
+                return Err(ValidationError::NotRegroupFile { file: *file });
+            }
+            if *file == F::PidsPeak && self.files[..index].contains(file) {
+                return Err(ValidationError::DuplicateCgroupFile { file: *file });
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, fds_attached: usize) -> Result {
+        use crate::{CgroupFile as F, CgroupVersion as V};
+        self.check_count("cgroup", fds_attached)?;
         for (index, file) in self.files.iter().enumerate() {
             if *file == F::MemoryStat && self.version == V::V2 && !self.files.contains(&F::Reclaim)
             {
@@ -460,6 +490,7 @@ impl crate::CgroupFiles {
                 | F::MemoryLimit
                 | F::SwapLimit
                 | F::PidsLimit
+                | F::PidsPeak
                 | F::MemoryUsage => true,
             };
             if !fits {

@@ -168,7 +168,8 @@ fn wrong_version_is_version_mismatch() {
     // (bytes 2 and 3 of the header, the version they spell little-endian)
     for (bytes, found) in [
         ([0x00, 0x00], 0u16),
-        ([0x02, 0x00], 2),
+        ([0x01, 0x00], 1),
+        ([0x03, 0x00], 3),
         ([0x00, 0x01], 256),
         ([0x02, 0x01], 258),
         ([0xff, 0xff], u16::MAX),
@@ -193,7 +194,7 @@ fn version_mismatch_message_names_both_versions() {
     frame[2..4].copy_from_slice(&[0x02, 0x01]);
     let message = decode_request(&frame).unwrap_err().to_string();
     assert!(message.contains("version 258"), "{message}");
-    assert!(message.contains("version 1"), "{message}");
+    assert!(message.contains("version 2"), "{message}");
     assert!(
         message.starts_with("protocol version mismatch"),
         "{message}"
@@ -242,15 +243,23 @@ fn trailing_bytes_are_rejected_with_their_position() {
 fn unknown_request_tags_are_body_errors() {
     let custom = body_error("request", Postcard::SerdeDeCustom);
     for tag in [
-        &[0x0d][..],
-        &[0x0e],
+        &[0x0e][..],
+        &[0x0f],
         &[0x7f],
         &[0x80, 0x01],
         &[0xff, 0xff, 0xff, 0xff, 0x0f],
     ] {
         assert_request_error(&frame(tag), custom.clone());
     }
-    // Tag 12 (CopyOut) is the last one: with its body it decodes.
+    // Tag 13 (Regroup) is the last one: with its body it decodes.
+    assert_eq!(
+        decode_request(&frame(&[0x0d, 0x01, 0x01, 0x00])),
+        Ok(Request::Regroup(hutch_protocol::CgroupFiles {
+            version: hutch_protocol::CgroupVersion::V2,
+            files: vec![hutch_protocol::CgroupFile::Procs],
+        }))
+    );
+    // Tag 12 (CopyOut) with its body decodes.
     assert_eq!(
         decode_request(&frame(&[0x0c, 0x01, 0x01, b'/'])),
         Ok(Request::CopyOut(vec!["/".to_owned()]))
@@ -286,8 +295,10 @@ fn unknown_reply_tags_are_body_errors() {
 const ERROR_BODY: [u8; 5] = [0x03, 0x19, 0x00, 0x00, 0x00];
 
 /// A finished reply: tag 7, status (1), termination Exited(0) (2, 3), four
-/// zero times, accounting CgroupV1 (8), no error.
-const FINISHED_BODY: [u8; 10] = [0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+/// zero times, accounting CgroupV1 (8), no error, no processes peak.
+const FINISHED_BODY: [u8; 11] = [
+    0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
 
 #[test]
 fn unknown_stage_status_termination_and_accounting_tags_are_body_errors() {
@@ -370,10 +381,18 @@ fn unknown_cgroup_version_and_file_tags_are_body_errors() {
         })),
         "file tag 13 is Reclaim"
     );
-    // File tags end at 13 (Reclaim); an init that predates it rejects 13
-    // in the same way, which is why the host sends it only to an init
-    // announcing INIT_V2_RECLAIM.
-    for file in [14, 15, 0x7f] {
+    assert_eq!(
+        decode_request(&frame(&with_byte(&cgroup, 4, 14))),
+        Ok(Request::Cgroup(CgroupFiles {
+            version: CgroupVersion::V2,
+            files: vec![CgroupFile::Procs, CgroupFile::PidsPeak],
+        })),
+        "file tag 14 is PidsPeak"
+    );
+    // File tags end at 14 (PidsPeak); a version 1 init, which predates
+    // Reclaim, rejected 13 in the same way, which is why a version 1 host
+    // sent it only to an init announcing INIT_V2_RECLAIM.
+    for file in [15, 16, 0x7f] {
         assert_request_error(&frame(&with_byte(&cgroup, 4, file)), custom.clone());
     }
     // Version tags end at 1 (V2).

@@ -96,6 +96,7 @@ fn result(status: Status, termination: Termination, error: Option<ErrorReply>) -
         wall_time_ns: 10_000,
         accounting: Accounting::CgroupV2,
         error,
+        processes_peak: Some(1),
     }
 }
 
@@ -2038,5 +2039,79 @@ fn reclaim_and_a_v2_memory_stat_may_not_come_twice() {
     assert_eq!(
         E::DuplicateCgroupFile { file: F::Reclaim }.to_string(),
         "cgroup file Reclaim is given twice"
+    );
+}
+
+#[test]
+fn pids_peak_exists_in_both_versions_once() {
+    use hutch_protocol::{CgroupFile as F, CgroupVersion as V};
+    for version in [V::V1, V::V2] {
+        assert_eq!(
+            cgroup(version, vec![F::Procs, F::PidsLimit, F::PidsPeak]).check(3),
+            Ok(())
+        );
+        assert_eq!(
+            cgroup(version, vec![F::Procs, F::PidsPeak, F::PidsPeak]).check(3),
+            Err(E::DuplicateCgroupFile { file: F::PidsPeak })
+        );
+    }
+}
+
+fn regroup(
+    version: hutch_protocol::CgroupVersion,
+    files: Vec<hutch_protocol::CgroupFile>,
+) -> Request {
+    Request::Regroup(hutch_protocol::CgroupFiles { version, files })
+}
+
+#[test]
+fn a_regroup_names_procs_files_and_at_most_one_pids_peak() {
+    use hutch_protocol::{CgroupFile as F, CgroupVersion as V};
+    // What a host sends on v1 (three hierarchies) and on v2.
+    let v1 = vec![F::Procs, F::Procs, F::Procs, F::PidsPeak];
+    assert!(regroup(V::V1, v1.clone()).validate(4).is_ok());
+    assert!(
+        regroup(V::V2, vec![F::Procs, F::PidsPeak])
+            .validate(2)
+            .is_ok()
+    );
+    assert!(
+        regroup(V::V2, vec![F::Procs]).validate(1).is_ok(),
+        "a kernel without pids.peak"
+    );
+    assert_eq!(
+        regroup(V::V1, v1).validate(3).unwrap_err(),
+        fd_count("regroup", 3, 4)
+    );
+    assert_eq!(
+        regroup(V::V2, vec![F::PidsPeak]).validate(1).unwrap_err(),
+        E::Empty {
+            field: "cgroup procs files"
+        }
+    );
+    assert_eq!(
+        regroup(V::V2, vec![]).validate(0).unwrap_err(),
+        E::Empty {
+            field: "cgroup files"
+        }
+    );
+    assert_eq!(
+        regroup(V::V2, vec![F::Procs, F::PidsPeak, F::PidsPeak])
+            .validate(3)
+            .unwrap_err(),
+        E::DuplicateCgroupFile { file: F::PidsPeak }
+    );
+    let error = regroup(V::V2, vec![F::Procs, F::MemoryPeak])
+        .validate(2)
+        .unwrap_err();
+    assert_eq!(
+        error,
+        E::NotRegroupFile {
+            file: F::MemoryPeak
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "cgroup file MemoryPeak cannot be replaced by a regroup"
     );
 }

@@ -395,6 +395,10 @@ pub struct RunResult {
     pub memory: u64,
     /// Wall-clock time, ns.
     pub run_time: u64,
+    /// The most processes and threads alive at once; 0 (left out) where
+    /// the kernel cannot tell.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub proc_peak: u64,
     /// Collected and copied-out files, as text.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
@@ -404,6 +408,10 @@ pub struct RunResult {
     /// Files that could not go in or come out.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_error: Vec<FileErrorJson>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// One entry of `fileError`.
@@ -510,6 +518,7 @@ mod tests {
             time: 1,
             memory: 2,
             run_time: 3,
+            proc_peak: 0,
             files: BTreeMap::new(),
             file_ids: BTreeMap::new(),
             file_error: Vec::new(),
@@ -517,6 +526,14 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&result).unwrap(),
             r#"{"status":"Accepted","exitStatus":0,"time":1,"memory":2,"runTime":3}"#
+        );
+        let result = RunResult {
+            proc_peak: 4,
+            ..result
+        };
+        assert_eq!(
+            serde_json::to_string(&result).unwrap(),
+            r#"{"status":"Accepted","exitStatus":0,"time":1,"memory":2,"runTime":3,"procPeak":4}"#
         );
     }
 }

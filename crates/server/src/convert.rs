@@ -574,10 +574,11 @@ pub fn status_name(verdict: Verdict) -> &'static str {
 /// A command's result as go-judge writes it.
 pub fn to_result(result: CommandResult) -> RunResult {
     let exit_status = result.exit_status();
-    let (time, memory, run_time) = (
+    let (time, memory, run_time, proc_peak) = (
         result.cpu_time_ns(),
         result.memory_bytes(),
         result.wall_time_ns(),
+        result.processes_peak().map_or(0, u64::from),
     );
     RunResult {
         status: status_name(result.verdict),
@@ -586,6 +587,7 @@ pub fn to_result(result: CommandResult) -> RunResult {
         time,
         memory,
         run_time,
+        proc_peak,
         files: result
             .files
             .into_iter()

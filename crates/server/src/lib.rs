@@ -648,7 +648,7 @@ fn features() -> serde_json::Map<String, serde_json::Value> {
         ("symlink", true),
         ("addressSpaceLimit", true),
         ("stream", false),
-        ("procPeak", false),
+        ("procPeak", true),
         ("copyOutTruncate", true),
         ("pipeProxyZeroCopy", false),
         ("fixSymlinkEscape", true),

@@ -148,9 +148,52 @@ fn echo_is_accepted_with_go_judge_fields() {
         assert!(result[field].as_u64().is_some(), "{field} in {result}");
     }
     assert!(result["runTime"].as_u64().unwrap() > 0);
+    if kernel_has_pids_peak() {
+        assert_eq!(result["procPeak"], 1, "{result}");
+    } else {
+        assert!(result.get("procPeak").is_none(), "{result}");
+    }
     // Empty fields are left out, as go-judge leaves them out.
-    for absent in ["error", "fileIds", "fileError", "procPeak"] {
+    for absent in ["error", "fileIds", "fileError"] {
         assert!(result.get(absent).is_none(), "{absent} in {result}");
+    }
+}
+
+/// Whether the kernel has `pids.peak`, which came with Linux 6.1.
+fn kernel_has_pids_peak() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (numbers.next().unwrap(), numbers.next().unwrap());
+    (major, minor) >= (6, 1)
+}
+
+#[test]
+fn proc_peak_is_each_runs_own() {
+    let (_server, mut client) = start(config());
+    if !kernel_has_pids_peak() {
+        eprintln!("this kernel has no pids.peak (Linux 6.1 and later): procPeak is left out");
+    }
+    // The shell and its sleeping children, all alive when it kills them;
+    // then fewer, then one: each run's peak is its own, not the most any
+    // earlier run in the same container had.
+    let three = "sleep 100 & a=$!; sleep 100 & b=$!; kill $a $b; wait; exit 0";
+    let two = "sleep 100 & a=$!; kill $a; wait; exit 0";
+    for (script, peak) in [
+        (three, 3),
+        (two, 2),
+        ("exit 0", 1),
+        (three, 3),
+        ("exit 0", 1),
+    ] {
+        let results = run(&mut client, &single(cmd(&["sh", "-c", script])));
+        assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
+        if kernel_has_pids_peak() {
+            assert_eq!(results[0]["procPeak"], peak, "{script}: {}", results[0]);
+        } else {
+            assert!(results[0].get("procPeak").is_none(), "{}", results[0]);
+        }
     }
 }
 
@@ -609,4 +652,32 @@ fn answers_say_how_long_an_idle_connection_stays_open() {
     let refused = client.post_json("/run", b"{").unwrap();
     assert_eq!(refused.status, 400);
     assert_eq!(refused.header("keep-alive"), Some(hint.as_str()));
+}
+
+#[test]
+fn version_and_config_name_the_features_a_client_checks() {
+    let (_server, mut client) = start(config());
+    let version = client.get("/version").unwrap().json();
+    let build = version["buildVersion"].as_str().unwrap_or_default();
+    assert!(
+        build.starts_with('v') && build[1..].split('.').count() == 3,
+        "{version}"
+    );
+    let config = client.get("/config").unwrap().json();
+    for answer in [&version, &config] {
+        for (feature, on) in [
+            ("copyOutOptional", true),
+            ("fixSymlinkEscape", true),
+            ("pipeProxy", true),
+            ("symlink", true),
+            ("addressSpaceLimit", true),
+            ("procPeak", true),
+            ("copyOutTruncate", true),
+            ("stream", false),
+        ] {
+            assert_eq!(answer[feature], on, "{feature} in {answer}");
+        }
+    }
+    let cgroup_type = config["runnerConfig"]["cgroupType"].as_u64();
+    assert!(matches!(cgroup_type, Some(1 | 2)), "{config}");
 }

@@ -176,18 +176,25 @@ fn consistent_result() -> impl Strategy<Value = ExecResult> {
         };
         (Just(status), termination, error)
     });
-    (verdict, any::<[u64; 4]>(), any::<Accounting>()).prop_map(
-        |((status, termination, error), times, accounting)| ExecResult {
-            status,
-            termination,
-            user_time_ns: times[0],
-            system_time_ns: times[1],
-            memory_bytes: times[2],
-            wall_time_ns: times[3],
-            accounting,
-            error,
-        },
+    (
+        verdict,
+        any::<[u64; 4]>(),
+        any::<Accounting>(),
+        any::<Option<u32>>(),
     )
+        .prop_map(
+            |((status, termination, error), times, accounting, processes_peak)| ExecResult {
+                status,
+                termination,
+                user_time_ns: times[0],
+                system_time_ns: times[1],
+                memory_bytes: times[2],
+                wall_time_ns: times[3],
+                accounting,
+                error,
+                processes_peak,
+            },
+        )
 }
 
 fn outcome() -> impl Strategy<Value = ItemOutcome> {

@@ -162,6 +162,7 @@ pub(crate) fn runner_error_result() -> ExecResult {
             path: Some("/usr/bin/python4".to_owned()),
             message: "no such file or directory".to_owned(),
         }),
+        processes_peak: None,
     }
 }
 
@@ -176,6 +177,7 @@ fn exited(status: Status, code: i32, accounting: Accounting) -> ExecResult {
         wall_time_ns: 2_000_001,
         accounting,
         error: None,
+        processes_peak: Some(1),
     }
 }
 
@@ -190,6 +192,7 @@ fn signalled(status: Status, signal: i32, accounting: Accounting) -> ExecResult 
         wall_time_ns: 2_100_000_000,
         accounting,
         error: None,
+        processes_peak: Some(300),
     }
 }
 
@@ -470,6 +473,28 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
             }),
         ),
         (
+            // After a run with more than one process, on v1: the memory
+            // and cpuacct groups stay, the pids group is fresh.
+            "regroup-v1",
+            Request::Regroup(CgroupFiles {
+                version: CgroupVersion::V1,
+                files: vec![
+                    CgroupFile::Procs,
+                    CgroupFile::Procs,
+                    CgroupFile::Procs,
+                    CgroupFile::PidsPeak,
+                ],
+            }),
+        ),
+        (
+            // On a kernel without pids.peak.
+            "regroup-v2",
+            Request::Regroup(CgroupFiles {
+                version: CgroupVersion::V2,
+                files: vec![CgroupFile::Procs],
+            }),
+        ),
+        (
             "copy-in",
             Request::CopyIn(vec![
                 CopyInItem {
@@ -613,7 +638,7 @@ pub(crate) fn request_fds(request: &Request) -> usize {
             .map(|&index| index as usize + 1)
             .max()
             .unwrap_or(0),
-        Request::Cgroup(cgroup) => cgroup.files.len(),
+        Request::Cgroup(cgroup) | Request::Regroup(cgroup) => cgroup.files.len(),
         Request::CopyIn(items) => items.len(),
         _ => 0,
     }
@@ -646,7 +671,7 @@ pub(crate) fn reply_frame(reply: &Reply) -> Vec<u8> {
 
 /// The frame header of this protocol version: `HT`, then version 1 as a
 /// little-endian u16.
-pub(crate) const HEADER: [u8; 4] = [0x48, 0x54, 0x01, 0x00];
+pub(crate) const HEADER: [u8; 4] = [0x48, 0x54, 0x02, 0x00];
 
 /// `HEADER` followed by `body`.
 pub(crate) fn frame(body: &[u8]) -> Vec<u8> {
