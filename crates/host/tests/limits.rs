@@ -30,6 +30,12 @@ use hutch_host::{AccountingChoice, BuildError, Container, ContainerBuilder, Exec
 
 const MIB: u64 = 1 << 20;
 const MS: u64 = 1_000_000;
+
+/// How far below what a run touched its measured peak may be: the kernel
+/// charges memory to a group in per-CPU batches of 64 pages, and a batch
+/// charged before the run counts in the baseline taken off the run's peak,
+/// yet serves the run's first pages without raising the group's usage.
+const CHARGE_BATCH: u64 = 64 * 4096;
 const SECOND: u64 = 1_000_000_000;
 
 /// How far past a CPU limit a run may go before these tests call it wrong.
@@ -584,8 +590,8 @@ fn memory_of_a_64_mib_toucher_is_measured_closely() {
     let out = run(&mut c, &["/t/touch", "64"]);
     assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
     assert!(
-        out.result.memory_bytes >= 64 * MIB,
-        "less than was touched: {}",
+        out.result.memory_bytes >= 64 * MIB - CHARGE_BATCH,
+        "less than was touched, by more than one charge batch: {}",
         out.describe()
     );
     assert!(
@@ -825,7 +831,11 @@ fn accounting_restarts_from_zero_for_each_run() {
     let out = run(&mut c, &["/t/touch", "64", &spin_ms.to_string()]);
     assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
     assert!(out.cpu_ns() >= spin_ms * MS, "{}", out.describe());
-    assert!(out.result.memory_bytes >= 64 * MIB, "{}", out.describe());
+    assert!(
+        out.result.memory_bytes >= 64 * MIB - CHARGE_BATCH,
+        "{}",
+        out.describe()
+    );
     let out = run(&mut c, &["/bin/true"]);
     assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
     assert!(
