@@ -361,13 +361,18 @@ impl Container {
     /// with more than one task, then no reset), waiting for init's answer.
     fn regroup_now(&mut self) -> Result<(), ContainerError> {
         if self.send_regroup()? {
-            let deadline = self.reply_deadline();
-            match self.receive("regroup", deadline)? {
-                Reply::Ack => {}
-                other => return self.unexpected("regroup", &other),
-            }
+            self.take_regroup_answer()?;
         }
         Ok(())
+    }
+
+    /// Takes init's answer to a regroup sent last.
+    fn take_regroup_answer(&mut self) -> Result<(), ContainerError> {
+        let deadline = self.reply_deadline();
+        match self.receive("regroup", deadline)? {
+            Reply::Ack => Ok(()),
+            other => self.unexpected("regroup", &other),
+        }
     }
 
     /// Notes what a finished run means for the next: a fresh run group is
@@ -400,11 +405,7 @@ impl Container {
             return Ok(());
         }
         if std::mem::take(&mut self.regroup_pending) {
-            let deadline = self.reply_deadline();
-            match self.receive("regroup", deadline)? {
-                Reply::Ack => {}
-                other => return self.unexpected("regroup", &other),
-            }
+            self.take_regroup_answer()?;
         }
         let deadline = self.reply_deadline();
         match self.receive("reset", deadline)? {
