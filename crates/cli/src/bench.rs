@@ -15,6 +15,11 @@
 //!   `execve`: the vfork-like floor that any way of running a program pays.
 //!   `strace -f -e trace=clone3,execve hutch bench` shows it.
 //! - `warm-exec`: one [`Container::exec`] in a container built beforehand.
+//! - `baseline-idle` and `warm-exec-idle`: the same, each after
+//!   [`IDLE_PAUSE`] in which this process runs nothing, as a judge that gets
+//!   a submission now and then. Back-to-back loops hide what a kernel does
+//!   lazily after a quiet spell (an RCU grace period behind a cgroup move,
+//!   say); these rows show it.
 //! - `pool-throughput`: one worker thread per CPU, each running the program
 //!   through one shared [`hutch_host::Pool`] of as many containers (check out,
 //!   exec, reset, give back)
@@ -64,6 +69,10 @@ const WARM_UP: usize = 20;
 const MAX_COLD_ITERATIONS: usize = 200;
 /// `pool-throughput` aims at this many rounds (samples).
 const POOL_ROUNDS: usize = 50;
+/// The quiet spell before each sample of the `-idle` operations.
+pub const IDLE_PAUSE: Duration = Duration::from_millis(100);
+/// At most this many samples of each `-idle` operation.
+const MAX_IDLE_ITERATIONS: usize = 50;
 
 /// Options of `hutch bench`.
 #[derive(Debug, Args)]
@@ -88,6 +97,8 @@ pub(crate) const BENCH_AFTER_HELP: &str = "\
 Operations (each runs PROGRAM with its standard descriptors on /dev/null):
   baseline         start PROGRAM from hutch and wait for it (posix_spawn)
   warm-exec        run PROGRAM once in a container built beforehand
+  baseline-idle    baseline, then warm-exec, each after 100 ms of doing
+  warm-exec-idle   nothing (as a judge that gets a submission now and then)
   pool-throughput  one container per CPU, each on its own thread, running
                    PROGRAM in a loop; time per exec is wall time / execs
   cold-container   build a default container, then destroy it
@@ -275,6 +286,8 @@ struct JsonResults<'a> {
     program: &'a str,
     cpus: usize,
     operations: Vec<JsonOperation>,
+    /// Median of `warm-exec-idle` less the median of `baseline-idle`.
+    idle_added_ns: i64,
     pool: JsonPool,
     serve: JsonServe,
 }
@@ -339,6 +352,12 @@ impl Results {
             .map_or(0, |op| op.summary.median_ns)
     }
 
+    /// What a warm exec adds to the baseline after a quiet spell, in the
+    /// median.
+    fn idle_added_ns(&self) -> i64 {
+        self.median("warm-exec-idle") as i64 - self.median("baseline-idle") as i64
+    }
+
     /// What `/run` adds to a warm exec, in the median.
     fn serve_added_ns(&self) -> i64 {
         self.median("serve-run") as i64 - self.median("warm-exec") as i64
@@ -368,6 +387,7 @@ impl Results {
                     iterations: op.iterations,
                 })
                 .collect(),
+            idle_added_ns: self.idle_added_ns(),
             pool: JsonPool {
                 workers: self.cpus,
                 single_container_ns: self.single_container.median_ns,
@@ -413,6 +433,14 @@ impl Results {
             human(self.single_container.median_ns),
             human(self.pool().median_ns),
         ));
+        let idle = self.idle_added_ns();
+        text.push_str(&format!(
+            "-idle: after {} ms of doing nothing, a warm exec takes {}{}\n\
+             than the baseline.\n",
+            IDLE_PAUSE.as_millis(),
+            human(idle.unsigned_abs()),
+            if idle < 0 { " less" } else { " more" },
+        ));
         let added = self.serve_added_ns();
         text.push_str(&format!(
             "serve-run: POST /run takes {}{} than a warm exec; 2 clients get\n\
@@ -455,6 +483,12 @@ fn measure(args: &BenchArgs) -> Result<Results, BenchError> {
     let mut single = container_executor(program)?;
     let warm = timed(iterations, &mut single)?;
     operations.push(measured("warm-exec", warm));
+
+    let idle_iterations = iterations.min(MAX_IDLE_ITERATIONS);
+    let baseline_idle = timed_after_idle(idle_iterations, || spawn_on_host(program))?;
+    operations.push(measured("baseline-idle", baseline_idle));
+    let warm_idle = timed_after_idle(idle_iterations, &mut single)?;
+    operations.push(measured("warm-exec-idle", warm_idle));
 
     // Every worker runs about `iterations` execs in `rounds` rounds.
     let batch = (iterations / POOL_ROUNDS).max(1);
@@ -603,6 +637,22 @@ fn timed(
     }
     let mut samples = Vec::with_capacity(iterations.min(1 << 16));
     for _ in 0..iterations {
+        let start = Instant::now();
+        op()?;
+        samples.push(nanos(start.elapsed()));
+    }
+    Ok(samples)
+}
+
+/// As [`timed`], but sleeps [`IDLE_PAUSE`] before each timed run.
+fn timed_after_idle(
+    iterations: usize,
+    mut op: impl FnMut() -> Result<(), BenchError>,
+) -> Result<Vec<u64>, BenchError> {
+    op()?;
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        std::thread::sleep(IDLE_PAUSE);
         let start = Instant::now();
         op()?;
         samples.push(nanos(start.elapsed()));
@@ -872,6 +922,8 @@ mod tests {
             operations: vec![
                 op("baseline", 400, 500),
                 op("warm-exec", 1000, 1200),
+                op("baseline-idle", 800, 900),
+                op("warm-exec-idle", 2000, 2400),
                 op("pool-throughput", 600, 700),
                 op("serve-run", 1200, 1400),
                 op("serve-2-clients", 800, 900),
@@ -899,7 +951,8 @@ mod tests {
             .iter()
             .map(|op| op["ratio"].as_f64().unwrap())
             .collect();
-        assert_eq!(ratios, [1.0, 2.5, 1.5, 3.0, 2.0, 1.5, 10.0, 15.0]);
+        assert_eq!(ratios, [1.0, 2.5, 2.0, 5.0, 1.5, 3.0, 2.0, 1.5, 10.0, 15.0]);
+        assert_eq!(json["idle_added_ns"], 1200);
         assert_eq!(json["pool"]["workers"], 2);
         assert_eq!(json["pool"]["throughput_ratio"], 1.5);
         assert_eq!(json["serve"]["added_ns"], 200);
@@ -924,6 +977,9 @@ mod tests {
             .unwrap();
         assert_eq!(header.len(), row.chars().count(), "columns line up");
         assert!(table.contains("run 1.50x the execs\nper second of one container"));
+        assert!(table.contains(
+            "-idle: after 100 ms of doing nothing, a warm exec takes 1.2 µs more\nthan the baseline."
+        ));
         assert!(
             table.contains("POST /run takes 200 ns more than a warm exec; 2 clients get\n1.50x")
         );

@@ -336,9 +336,9 @@ pub(crate) struct ContainerCgroup {
     version: CgroupVersion,
     /// The group that counts tasks, where run groups are made.
     pids_dir: PathBuf,
-    /// The `cgroup.procs` of the groups a regroup keeps (v1's memory and
-    /// cpuacct groups), in the order init got them.
-    kept_procs: Vec<OwnedFd>,
+    /// The join files (`tasks`) of the groups a regroup keeps (v1's memory
+    /// and cpuacct groups), in the order init got them, with their groups.
+    kept_procs: Vec<(OwnedFd, PathBuf)>,
     /// Whether the kernel has `pids.peak` (Linux 6.1 and later).
     counts_processes: bool,
     /// Run groups made so far and not yet removed, oldest first; the last
@@ -539,7 +539,7 @@ impl ContainerCgroup {
                 let cpuacct = cgroup.make(cpuacct, &name)?;
                 let pids = cgroup.make(pids, &name)?;
                 for dir in [&memory, &cpuacct, &pids] {
-                    add(dir, "cgroup.procs", CgroupFile::Procs, Access::Write)?;
+                    add(dir, V1_JOIN_FILE, CgroupFile::Procs, Access::Write)?;
                 }
 
                 add(
@@ -660,9 +660,9 @@ impl ContainerCgroup {
         };
         if version == CgroupVersion::V1 {
             // A regroup replaces only the pids group's.
-            for fd in &fds[..2] {
-                let kept = duplicate(fd, &cgroup.dirs[0])?;
-                cgroup.kept_procs.push(kept);
+            for (fd, dir) in fds[..2].iter().zip(&cgroup.dirs) {
+                let kept = duplicate(fd, dir)?;
+                cgroup.kept_procs.push((kept, dir.clone()));
             }
         }
         if let Some(fd) = open_if_there(&cgroup.pids_dir.join("pids.peak"))? {
@@ -716,11 +716,11 @@ impl ContainerCgroup {
         self.run_groups.push(dir.clone());
         let mut files = Vec::new();
         let mut fds = Vec::new();
-        for fd in &self.kept_procs {
-            fds.push(duplicate(fd, &self.pids_dir)?);
+        for (fd, dir) in &self.kept_procs {
+            fds.push(duplicate(fd, dir)?);
             files.push(CgroupFile::Procs);
         }
-        fds.push(open(&dir.join("cgroup.procs"), Access::Write)?);
+        fds.push(open(&dir.join(join_file(self.version)), Access::Write)?);
         files.push(CgroupFile::Procs);
         if self.counts_processes {
             fds.push(open(&dir.join("pids.peak"), Access::Read)?);
@@ -733,6 +733,24 @@ impl ContainerCgroup {
     /// Which hierarchy the groups are in.
     pub(crate) fn version(&self) -> CgroupVersion {
         self.version
+    }
+}
+
+/// The file of a v1 group a program writes `0` to, joining it: `tasks`,
+/// which moves the writing thread alone. A program writes it as the one
+/// thread of its process, so the whole process moves, as through
+/// `cgroup.procs`; but a thread moving itself spares the kernel its global
+/// thread-group lock, whose write side waits for an RCU grace period
+/// (10–15 ms on an idle machine here) unless another move came just
+/// before. v2 has no such file: there a thread moves only within a
+/// threaded subtree.
+const V1_JOIN_FILE: &str = "tasks";
+
+/// The file of a group of `version` a program writes `0` to, joining it.
+fn join_file(version: CgroupVersion) -> &'static str {
+    match version {
+        CgroupVersion::V1 => V1_JOIN_FILE,
+        CgroupVersion::V2 => "cgroup.procs",
     }
 }
 
@@ -755,10 +773,10 @@ fn open_if_there(path: &Path) -> Result<Option<OwnedFd>, CgroupError> {
     }
 }
 
-/// A second descriptor of `fd`, a control file of the group `dir`.
+/// A second descriptor of `fd`, the join file of the v1 group `dir`.
 fn duplicate(fd: &OwnedFd, dir: &Path) -> Result<OwnedFd, CgroupError> {
     fd.try_clone().map_err(|source| CgroupError::File {
-        path: dir.join("cgroup.procs"),
+        path: dir.join(V1_JOIN_FILE),
         source,
     })
 }
@@ -923,11 +941,12 @@ mod fake_tree {
         }
     }
 
-    const FILES: [&str; 19] = [
+    const FILES: [&str; 20] = [
         "memory.current",
         "memory.stat",
         "memory.usage_in_bytes",
         "cgroup.procs",
+        "tasks",
         "cpu.stat",
         "memory.peak",
         "memory.events",
@@ -1016,15 +1035,15 @@ mod fake_tree {
             let first = counting.join("run1");
             assert_eq!(cgroup.run_groups(), std::slice::from_ref(&first));
             // The last two descriptors are the run group's, the others the
-            // container's memory and cpuacct groups' (v1).
-            assert_eq!(
-                identity(&fds[procs - 1]),
-                identity_of(&first.join("cgroup.procs"))
-            );
+            // container's memory and cpuacct groups' (v1): their join files,
+            // `tasks` on v1.
+            let join = join_file(version);
+            assert_eq!(identity(&fds[procs - 1]), identity_of(&first.join(join)));
             assert_eq!(identity(&fds[procs]), identity_of(&first.join("pids.peak")));
             if version == CgroupVersion::V1 {
+                assert_eq!(join, "tasks");
                 for (fd, dir) in fds.iter().zip(cgroup.dirs()).take(2) {
-                    assert_eq!(identity(fd), identity_of(&dir.join("cgroup.procs")));
+                    assert_eq!(identity(fd), identity_of(&dir.join("tasks")));
                 }
             }
             let control = std::fs::read_to_string(counting.join("cgroup.subtree_control"));
@@ -1477,14 +1496,20 @@ mod fake_tree {
         let fs = Arc::new(FakeFs::default());
         let (cgroup, files, fds) = ContainerCgroup::create(&layout, fs.clone()).unwrap();
         assert_eq!(files.version, CgroupVersion::V1);
-        assert_eq!(
-            files
-                .files
-                .iter()
-                .filter(|f| **f == CgroupFile::Procs)
-                .count(),
-            3
-        );
+        // A program joins each group by writing to its `tasks`: as the one
+        // thread of its process it moves the process, without the kernel's
+        // global lock that `cgroup.procs` takes.
+        let joins: Vec<&OwnedFd> = files
+            .files
+            .iter()
+            .zip(&fds)
+            .filter(|(file, _)| **file == CgroupFile::Procs)
+            .map(|(_, fd)| fd)
+            .collect();
+        assert_eq!(joins.len(), 3);
+        for (fd, dir) in joins.into_iter().zip(cgroup.dirs()) {
+            assert_eq!(identity(fd), identity_of(&dir.join("tasks")), "{dir:?}");
+        }
         assert!(
             files.files.contains(&CgroupFile::SwapLimit),
             "memsw exists in the fake tree"

@@ -70,8 +70,8 @@ pub enum Request {
     /// [`features::INIT_COPY`](crate::features::INIT_COPY).
     CopyOut(Vec<String>),
     /// Move later programs to fresh groups: the attached descriptors (in
-    /// the order of [`CgroupFiles::files`]) are `cgroup.procs` files, one
-    /// per hierarchy, which replace every [`CgroupFile::Procs`] init holds,
+    /// the order of [`CgroupFiles::files`]) are join files (see
+    /// [`CgroupFile::Procs`]), one per hierarchy, which replace every [`CgroupFile::Procs`] init holds,
     /// and at most one [`CgroupFile::PidsPeak`] of the group they join,
     /// which replaces init's (none when absent). The host sends it between
     /// runs, after one whose process peak a later run could not tell from
@@ -118,8 +118,10 @@ pub enum CgroupVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum CgroupFile {
-    /// A `cgroup.procs` a program writes `0` to, joining that cgroup (one per
-    /// v1 hierarchy, one in v2). Write-only. Tag 0.
+    /// The file a program writes `0` to, joining that cgroup: v1 `tasks`
+    /// (one per hierarchy; the program writes it as the one thread of its
+    /// process, so the process moves) or v2 `cgroup.procs`. Write-only.
+    /// Tag 0.
     Procs,
     /// v1 `cpuacct.usage_user`: user CPU in ns; writing 0 to
     /// [`CgroupFile::CpuUsage`] resets it. Read-only. Tag 1.
