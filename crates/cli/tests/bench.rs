@@ -14,9 +14,11 @@ use serde_json::Value;
 
 const HUTCH: &str = env!("CARGO_BIN_EXE_hutch");
 
-const OPERATIONS: [&str; 8] = [
+const OPERATIONS: [&str; 10] = [
     "baseline",
     "warm-exec",
+    "baseline-idle",
+    "warm-exec-idle",
     "pool-throughput",
     "serve-run",
     "serve-2-clients",
@@ -60,6 +62,13 @@ fn json_has_every_operation_with_consistent_ratios() {
         .map(|op| op["name"].as_str().expect("a name"))
         .collect();
     assert_eq!(names, OPERATIONS);
+    let median = |name: &str| {
+        let op = operations
+            .iter()
+            .find(|op| op["name"] == name)
+            .expect("every operation is there");
+        positive(op, "median_ns")
+    };
     let baseline = positive(&operations[0], "median_ns");
     for op in operations {
         let median = positive(op, "median_ns");
@@ -86,14 +95,17 @@ fn json_has_every_operation_with_consistent_ratios() {
     assert_eq!(positive(pool, "workers"), cpus);
     let single = positive(pool, "single_container_ns");
     let throughput = pool["throughput_ratio"].as_f64().expect("a number");
-    let expected = single as f64 / positive(&operations[2], "median_ns") as f64;
+    let expected = single as f64 / median("pool-throughput") as f64;
     assert!((throughput - expected).abs() <= expected * 1e-9, "{pool}");
 
     let serve = &json["serve"];
     let single = positive(serve, "single_client_ns");
-    for (key, index) in [("throughput_ratio_2", 4), ("throughput_ratio_4", 5)] {
+    for (key, name) in [
+        ("throughput_ratio_2", "serve-2-clients"),
+        ("throughput_ratio_4", "serve-4-clients"),
+    ] {
         let ratio = serve[key].as_f64().expect("a number");
-        let expected = single as f64 / positive(&operations[index], "median_ns") as f64;
+        let expected = single as f64 / median(name) as f64;
         assert!(
             (ratio - expected).abs() <= expected * 1e-9,
             "{key} in {serve}"
@@ -102,8 +114,12 @@ fn json_has_every_operation_with_consistent_ratios() {
     let added = serve["added_ns"].as_i64().expect("a number");
     assert_eq!(
         added,
-        positive(&operations[3], "median_ns") as i64 - positive(&operations[1], "median_ns") as i64,
+        median("serve-run") as i64 - median("warm-exec") as i64,
         "{serve}"
+    );
+    assert_eq!(
+        json["idle_added_ns"].as_i64().expect("a number"),
+        median("warm-exec-idle") as i64 - median("baseline-idle") as i64,
     );
 }
 
@@ -130,6 +146,10 @@ fn table_lists_every_operation() {
         assert!(ratio.ends_with('x'), "{row}");
     }
     assert!(table.contains("pool-throughput: "), "{table}");
+    assert!(
+        table.contains("-idle: after 100 ms of doing nothing"),
+        "{table}"
+    );
     assert!(table.contains("serve-run: POST /run takes "), "{table}");
 }
 
