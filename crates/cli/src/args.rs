@@ -63,8 +63,8 @@ pub enum Command {
     /// starting it directly.
     #[command(after_long_help = crate::bench::BENCH_AFTER_HELP)]
     Bench(crate::bench::BenchArgs),
-    /// Serve go-judge's REST API over HTTP, running each command in a
-    /// pooled container.
+    /// Serve go-judge's REST API over HTTP (and its gRPC API, with
+    /// --grpc-listen), running each command in a pooled container.
     #[command(after_long_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
 }
@@ -73,6 +73,11 @@ const SERVE_AFTER_HELP: &str = "\
 Endpoints (go-judge's): POST /run, GET/POST /file, GET/DELETE /file/{id},
 GET /version, GET /config, GET /metrics (Prometheus). With --auth-token,
 every request but /version and /config needs `Authorization: Bearer TOKEN`.
+
+With --grpc-listen, go-judge's gRPC service pb.Executor too (Exec,
+FileList, FileGet, FileAdd, FileDelete; not ExecStream), for clients such
+as JOJ3; with --auth-token, every call needs the metadata
+`authorization: Bearer TOKEN`.
 
 A limit a request leaves at 0 gets the server's default: the CPU limit as
 the wall-clock limit (--default-clock-limit when neither is given), the
@@ -88,6 +93,7 @@ hutch process left.
 Examples:
   hutch serve
   hutch serve --listen 0.0.0.0:5050 --auth-token \"$TOKEN\" --parallelism 4
+  hutch serve --grpc-listen 127.0.0.1:5051
   hutch serve --src-prefix /srv/testdata --file-store /var/lib/hutch/files";
 
 /// Options of `hutch serve`.
@@ -96,6 +102,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5050")]
     pub listen: std::net::SocketAddr,
+
+    /// Address to serve go-judge's gRPC API on too (go-judge's is
+    /// 127.0.0.1:5051) [default: no gRPC].
+    #[arg(long = "grpc-listen", value_name = "ADDR")]
+    pub grpc_listen: Option<std::net::SocketAddr>,
 
     /// Commands run at once, each in a container kept ready [default: the
     /// number of CPUs, at least 2].

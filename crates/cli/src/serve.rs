@@ -15,8 +15,9 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         .with_target(false)
         .init();
     let config = config(args);
-    match hutch_server::serve_until_signal(config, |addr| {
-        tracing::info!(%addr, "hutch serve is ready");
+    match hutch_server::serve_until_signal(config, |listening| match listening.grpc {
+        Some(grpc) => tracing::info!(addr = %listening.http, %grpc, "hutch serve is ready"),
+        None => tracing::info!(addr = %listening.http, "hutch serve is ready"),
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -34,6 +35,7 @@ fn config(args: &ServeArgs) -> Config {
     let builder = args.containers.apply(hutch_host::ContainerBuilder::new());
     Config {
         listen: args.listen,
+        grpc_listen: args.grpc_listen,
         parallelism,
         auth_token: args.auth_token.clone().filter(|token| !token.is_empty()),
         file_store: args.file_store.clone(),

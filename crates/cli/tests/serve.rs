@@ -1,7 +1,8 @@
 //! `hutch serve` as a process: it starts, answers, stops cleanly on
 //! SIGTERM (a running command is killed at the end of the grace period,
 //! every container and cgroup goes), removes at start the cgroups a killed
-//! earlier server left, and refuses bad flags with status 2.
+//! earlier server left, serves gRPC where asked, and refuses bad flags with
+//! status 2.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -266,6 +267,9 @@ fn bad_flags_and_an_unusable_setup_exit_with_status_2() {
     let (code, stderr) = run(&["--listen", "nowhere"]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("--listen"), "{stderr}");
+    let (code, stderr) = run(&["--grpc-listen", "nowhere"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--grpc-listen"), "{stderr}");
     let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--src-prefix", "/no/such/prefix"]);
     assert_eq!(code, Some(2));
     assert!(
@@ -277,4 +281,36 @@ fn bad_flags_and_an_unusable_setup_exit_with_status_2() {
     let (code, stderr) = run(&["--listen", &served.addr.to_string()]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("cannot listen on"), "{stderr}");
+    let (code, stderr) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--grpc-listen",
+        &served.addr.to_string(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(&format!("cannot listen on {}", served.addr)),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn with_grpc_listen_it_says_where_grpc_is_served_and_stops_cleanly() {
+    let _serial = serial();
+    let mut served = serve(&["--grpc-listen", "127.0.0.1:0"]);
+    let ready = served.startup.last().unwrap().clone();
+    let grpc: SocketAddr = ready
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("grpc="))
+        .unwrap_or_else(|| panic!("no grpc= in {ready:?}"))
+        .parse()
+        .unwrap();
+    assert_ne!(grpc.port(), served.addr.port());
+    std::net::TcpStream::connect(grpc).expect("something listens there");
+    served.terminate();
+    assert_eq!(served.wait(), Some(0), "{}", served.drain_log());
+    assert!(
+        std::net::TcpStream::connect(grpc).is_err(),
+        "nothing listens any more"
+    );
 }

@@ -59,14 +59,39 @@ pub struct Cmd {
     pub address_space_limit: bool,
     /// `copyIn`: path → file.
     pub copy_in: BTreeMap<String, CmdFile>,
-    /// `copyOut`: names, `?` at the end for optional ones.
-    pub copy_out: Vec<String>,
-    /// `copyOutCached`.
-    pub copy_out_cached: Vec<String>,
+    /// `copyOut`: the files to copy out.
+    pub copy_out: Vec<CopyOutFile>,
+    /// `copyOutCached`: the files to copy out into the store.
+    pub copy_out_cached: Vec<CopyOutFile>,
     /// `copyOutMax`, bytes.
     pub copy_out_max: u64,
     /// `copyOutTruncate`.
     pub copy_out_truncate: bool,
+}
+
+/// A file to copy out: a `copyOut` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOutFile {
+    /// Its path, relative to the work directory.
+    pub name: String,
+    /// Whether it may be missing: a `?` at the end of a JSON entry.
+    pub optional: bool,
+}
+
+impl CopyOutFile {
+    /// A JSON entry: `name`, or `name?` for an optional file.
+    pub fn from_entry(entry: &str) -> Self {
+        match entry.strip_suffix('?') {
+            Some(name) => Self {
+                name: name.into(),
+                optional: true,
+            },
+            None => Self {
+                name: entry.into(),
+                optional: false,
+            },
+        }
+    }
 }
 
 /// A file of `files` or `copyIn`.
@@ -74,8 +99,8 @@ pub struct Cmd {
 pub enum CmdFile {
     /// `{"src": path}`: a host file.
     Src(String),
-    /// `{"content": text}`.
-    Content(String),
+    /// `{"content": text}`, or a gRPC memory file's bytes.
+    Content(Vec<u8>),
     /// `{"fileId": id}`: a file of the store.
     FileId(String),
     /// `{"name": n, "max": m, "pipe": p}`: a collector.
@@ -316,11 +341,20 @@ fn parse_cmd(cmd: Obj<'_>) -> Result<Cmd, ApiError> {
         data_segment_limit: cmd.bool("dataSegmentLimit")?,
         address_space_limit: cmd.bool("addressSpaceLimit")?,
         copy_in,
-        copy_out: cmd.strings("copyOut")?,
-        copy_out_cached: cmd.strings("copyOutCached")?,
+        copy_out: copy_outs(&cmd, "copyOut")?,
+        copy_out_cached: copy_outs(&cmd, "copyOutCached")?,
         copy_out_max: cmd.u64("copyOutMax")?,
         copy_out_truncate: cmd.bool("copyOutTruncate")?,
     })
+}
+
+/// A list of files to copy out, `?` marking the optional ones.
+fn copy_outs(cmd: &Obj<'_>, key: &str) -> Result<Vec<CopyOutFile>, ApiError> {
+    Ok(cmd
+        .strings(key)?
+        .iter()
+        .map(|entry| CopyOutFile::from_entry(entry))
+        .collect())
 }
 
 /// A file, by the first of go-judge's kinds it has, in go-judge's order.
@@ -329,7 +363,7 @@ fn parse_file(file: &Obj<'_>) -> Result<CmdFile, ApiError> {
         return Ok(CmdFile::Src(src));
     }
     if let Some(content) = file.string("content")? {
-        return Ok(CmdFile::Content(content));
+        return Ok(CmdFile::Content(content.into_bytes()));
     }
     if let Some(id) = file.string("fileId")? {
         return Ok(CmdFile::FileId(id));

@@ -16,6 +16,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::api::{Cmd, CmdFile, FileErrorJson, PipeMap, RunRequest, RunResult};
 use crate::error::ApiError;
+use crate::pb::response::result::StatusType;
 
 /// The largest memory limit a request may ask for: 1 PiB. More is a
 /// mistake (a unit confused), not a machine.
@@ -317,11 +318,7 @@ fn to_command(
         .seccomp(defaults.seccomp.clone());
 
     let mut command = Command::new(spec);
-    let cached = |name: &str| {
-        cmd.copy_out_cached
-            .iter()
-            .any(|c| c.trim_end_matches('?') == name)
-    };
+    let cached = |name: &str| cmd.copy_out_cached.iter().any(|c| c.name == name);
     let mut collectors: Vec<&str> = Vec::new();
     for (j, file) in cmd.files.iter().enumerate() {
         let field = at(&format!("files[{j}]"));
@@ -371,18 +368,14 @@ fn to_command(
         (&cmd.copy_out, "copyOut", false),
         (&cmd.copy_out_cached, "copyOutCached", true),
     ] {
-        for (j, entry) in list.iter().enumerate() {
-            let (path, optional) = match entry.strip_suffix('?') {
-                Some(path) => (path, true),
-                None => (entry.as_str(), false),
-            };
-            if taken(path) {
+        for (j, file) in list.iter().enumerate() {
+            if taken(&file.name) {
                 continue;
             }
-            check_path(&at(&format!("{field}[{j}]")), path)?;
+            check_path(&at(&format!("{field}[{j}]")), &file.name)?;
             command = command.copy_out(CopyOut {
-                path: path.into(),
-                optional,
+                path: file.name.clone(),
+                optional: file.optional,
                 store,
             });
         }
@@ -402,7 +395,7 @@ fn source(
     prefixes: &[SrcPrefix],
 ) -> Result<Source, ApiError> {
     match file {
-        CmdFile::Content(text) => Ok(Source::Bytes(Arc::from(text.as_bytes()))),
+        CmdFile::Content(bytes) => Ok(Source::Bytes(Arc::from(bytes.as_slice()))),
         CmdFile::FileId(id) => {
             if store.contains(id) {
                 Ok(Source::Stored(id.clone()))
@@ -556,17 +549,33 @@ fn cpu_set(text: &str) -> Result<rustix::thread::CpuSet, String> {
     Ok(set)
 }
 
+/// go-judge's status for a verdict: its name in JSON, its number in
+/// gRPC.
+pub fn status_of(verdict: Verdict) -> StatusType {
+    match verdict {
+        Verdict::Ok => StatusType::Accepted,
+        Verdict::NonzeroExit => StatusType::NonZeroExitStatus,
+        Verdict::Signalled => StatusType::Signalled,
+        Verdict::TimeLimit | Verdict::WallTimeLimit => StatusType::TimeLimitExceeded,
+        Verdict::MemoryLimit => StatusType::MemoryLimitExceeded,
+        Verdict::OutputLimit => StatusType::OutputLimitExceeded,
+        Verdict::DisallowedSyscall => StatusType::DangerousSyscall,
+        Verdict::FileError => StatusType::FileError,
+        _ => StatusType::InternalError,
+    }
+}
+
 /// go-judge's status string for a verdict.
 pub fn status_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Ok => "Accepted",
-        Verdict::NonzeroExit => "Nonzero Exit Status",
-        Verdict::Signalled => "Signalled",
-        Verdict::TimeLimit | Verdict::WallTimeLimit => "Time Limit Exceeded",
-        Verdict::MemoryLimit => "Memory Limit Exceeded",
-        Verdict::OutputLimit => "Output Limit Exceeded",
-        Verdict::DisallowedSyscall => "Dangerous Syscall",
-        Verdict::FileError => "File Error",
+    match status_of(verdict) {
+        StatusType::Accepted => "Accepted",
+        StatusType::NonZeroExitStatus => "Nonzero Exit Status",
+        StatusType::Signalled => "Signalled",
+        StatusType::TimeLimitExceeded => "Time Limit Exceeded",
+        StatusType::MemoryLimitExceeded => "Memory Limit Exceeded",
+        StatusType::OutputLimitExceeded => "Output Limit Exceeded",
+        StatusType::DangerousSyscall => "Dangerous Syscall",
+        StatusType::FileError => "File Error",
         _ => "Internal Error",
     }
 }

@@ -1,6 +1,7 @@
 //! An HTTP server that runs programs in hutch containers and speaks
-//! go-judge's REST API, so that judges written for go-judge (HydroOJ, HOJ,
-//! JOJ3 and others) can use hutch unchanged.
+//! go-judge's REST API, and on request its gRPC API, so that judges written
+//! for go-judge (HydroOJ and HOJ over REST, JOJ3 over gRPC, and others) can
+//! use hutch unchanged.
 //!
 //! ```no_run
 //! let server = hutch_server::Server::start(hutch_server::Config::default())?;
@@ -10,8 +11,10 @@
 //! ```
 //!
 //! Endpoints: `POST /run`, `GET /file`, `POST /file`, `GET /file/{id}`,
-//! `DELETE /file/{id}`, `GET /version`, `GET /config`, `GET /metrics`. The
-//! API, the mapping of hutch's verdicts onto go-judge's statuses, the
+//! `DELETE /file/{id}`, `GET /version`, `GET /config`, `GET /metrics`; with
+//! [`Config::grpc_listen`], the gRPC service `pb.Executor` (`Exec`,
+//! `FileList`, `FileGet`, `FileAdd`, `FileDelete`), whose messages are in
+//! [`pb`]. The API, the mapping of hutch's verdicts onto go-judge's statuses, the
 //! limits and the server's threat model are in `docs/server.md` of the
 //! repository.
 //!
@@ -28,7 +31,9 @@ pub mod client;
 mod convert;
 mod error;
 mod files;
+mod grpc;
 mod metrics;
+pub mod pb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +60,9 @@ pub use error::{ApiError, ServerError};
 pub struct Config {
     /// Where to listen; `127.0.0.1:5050` by default, go-judge's port.
     pub listen: SocketAddr,
+    /// Where to serve go-judge's gRPC API (`pb.Executor`) too, if anywhere;
+    /// go-judge's port for it is 5051. None by default.
+    pub grpc_listen: Option<SocketAddr>,
     /// How many commands run at once, each in a container the server keeps
     /// ready; the number of CPUs by default, and at least 2, so that an
     /// interactive pair fits.
@@ -92,6 +100,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5050)),
+            grpc_listen: None,
             parallelism: default_parallelism(),
             auth_token: None,
             file_store: None,
@@ -133,10 +142,19 @@ struct AppState {
     shutdown_grace: Duration,
 }
 
+/// Where a started server listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    /// go-judge's REST API.
+    pub http: SocketAddr,
+    /// go-judge's gRPC API, when [`Config::grpc_listen`] asks for it.
+    pub grpc: Option<SocketAddr>,
+}
+
 /// A running server; dropping it shuts it down.
 #[derive(Debug)]
 pub struct Server {
-    addr: SocketAddr,
+    listening: Listening,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
 }
@@ -153,16 +171,15 @@ impl Server {
             .spawn(move || {
                 let runtime = runtime()?;
                 runtime.block_on(async move {
-                    let (listener, state) = match prepare(config).await {
+                    let (listeners, state) = match prepare(config).await {
                         Ok(prepared) => prepared,
                         Err(error) => {
                             let _ = ready_tx.send(Err(error));
                             return Ok(());
                         }
                     };
-                    let addr = listener.local_addr().map_err(ServerError::Serve)?;
-                    let _ = ready_tx.send(Ok(addr));
-                    serve(listener, state, async {
+                    let _ = ready_tx.send(Ok(listeners.addresses()?));
+                    serve(listeners, state, async {
                         let _ = stop_rx.await;
                     })
                     .await
@@ -170,8 +187,8 @@ impl Server {
             })
             .map_err(ServerError::Runtime)?;
         match ready_rx.recv() {
-            Ok(Ok(addr)) => Ok(Server {
-                addr,
+            Ok(Ok(listening)) => Ok(Server {
+                listening,
                 stop: Some(stop_tx),
                 thread: Some(thread),
             }),
@@ -188,9 +205,14 @@ impl Server {
         }
     }
 
-    /// The address the server listens on.
+    /// The address the server answers go-judge's REST API on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.http
+    }
+
+    /// Where the server listens.
+    pub fn listening(&self) -> Listening {
+        self.listening
     }
 
     /// Stops accepting, lets running commands finish (killing them after
@@ -218,11 +240,11 @@ impl Drop for Server {
 }
 
 /// Runs a server on this thread until `SIGTERM` or `SIGINT`, then shuts it
-/// down as [`Server::shutdown`] does; calls `on_ready` with the address once
-/// it listens.
+/// down as [`Server::shutdown`] does; calls `on_ready` with its addresses
+/// once it listens.
 pub fn serve_until_signal(
     config: Config,
-    on_ready: impl FnOnce(SocketAddr),
+    on_ready: impl FnOnce(Listening),
 ) -> Result<(), ServerError> {
     let runtime = runtime()?;
     runtime.block_on(async move {
@@ -232,9 +254,9 @@ pub fn serve_until_signal(
         let mut interrupt =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
                 .map_err(ServerError::Runtime)?;
-        let (listener, state) = prepare(config).await?;
-        on_ready(listener.local_addr().map_err(ServerError::Serve)?);
-        serve(listener, state, async move {
+        let (listeners, state) = prepare(config).await?;
+        on_ready(listeners.addresses()?);
+        serve(listeners, state, async move {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
                 _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
@@ -254,9 +276,34 @@ fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
         .map_err(ServerError::Runtime)
 }
 
+/// The sockets a server listens on.
+struct Listeners {
+    http: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    fn addresses(&self) -> Result<Listening, ServerError> {
+        Ok(Listening {
+            http: self.http.local_addr().map_err(ServerError::Serve)?,
+            grpc: self
+                .grpc
+                .as_ref()
+                .map(|grpc| grpc.local_addr().map_err(ServerError::Serve))
+                .transpose()?,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen { addr, source })
+}
+
 /// Everything before the first request: stale cgroups, store, prefixes,
-/// containers, the listening socket.
-async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppState>), ServerError> {
+/// containers, the listening sockets.
+async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerError> {
     if config.parallelism == 0 {
         return Err(ServerError::Config(
             "the parallelism must be at least 1".into(),
@@ -300,14 +347,17 @@ async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppStat
     .await
     .map_err(|e| ServerError::Config(format!("start-up failed: {e}")))?;
     let (config, store, prefixes, pool, cgroup, workdir) = blocking?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listeners = Listeners {
+        http: bind(config.listen).await?,
+        grpc: match config.grpc_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        },
+    };
+    let listening = listeners.addresses()?;
     tracing::info!(
-        addr = %listener.local_addr().map_err(ServerError::Serve)?,
+        addr = %listening.http,
+        grpc = ?listening.grpc,
         parallelism = config.parallelism,
         store = %store.dir().display(),
         cgroup = ?cgroup,
@@ -328,7 +378,7 @@ async fn prepare(config: Config) -> Result<(tokio::net::TcpListener, Arc<AppStat
         workdir,
         shutdown_grace: config.shutdown_grace,
     });
-    Ok((listener, state))
+    Ok((listeners, state))
 }
 
 /// The most connections served at once; the next waits to be accepted
@@ -343,16 +393,32 @@ const MAX_CONNECTIONS: usize = 1024;
 /// reaches its containers and its answer the client with no hand-over
 /// between threads, each of which cost tens of microseconds here.
 async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     state: Arc<AppState>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let Listeners {
+        http: listener,
+        grpc,
+    } = listeners;
     let app = router(Arc::clone(&state));
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-    // A connection's thread holds one slot until it ends: all of them
-    // back means no connection is open.
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let all_closed = || slots.acquire_many(MAX_CONNECTIONS as u32);
+    // A connection's thread holds one slot until it ends, and the gRPC
+    // server's task one until it stops: all of them back means no
+    // connection is open.
+    let holders = MAX_CONNECTIONS + usize::from(grpc.is_some());
+    let slots = Arc::new(Semaphore::new(holders));
+    let all_closed = || slots.acquire_many(holders as u32);
+    if let Some(grpc) = grpc {
+        let slot = Arc::clone(&slots)
+            .try_acquire_owned()
+            .expect("no connection is open yet");
+        let (state, closing) = (Arc::clone(&state), closing_rx.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            grpc::serve(grpc, state, closing).await;
+        });
+    }
     tokio::pin!(stop);
     loop {
         let slot = tokio::select! {
@@ -549,15 +615,49 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
         })?;
     let request = api::parse_run_request(&body)?;
     drop(body);
+    let admitted = admit(state, &request).await?;
+    // The run blocks this thread, which serves this connection alone
+    // (`serve`).
+    let (results, containers) = run_admitted(state, &admitted);
+    // Back to the pool once the answer is out: the connection's runtime
+    // runs this task when the connection waits for its next request, that
+    // is after the answer is written, so init's reset (dropping a container
+    // sends it) does not compete with the answer for a CPU. The permits go
+    // after the containers, so a request that gets one finds a container.
+    // Should the connection end first, dropping the task gives them back.
+    tokio::task::spawn(async move {
+        drop(containers);
+        drop(admitted);
+    });
+    let results: Vec<api::RunResult> = results?.into_iter().map(convert::to_result).collect();
+    tracing::info!(
+        request_id = %request.request_id,
+        commands = results.len(),
+        statuses = ?results.iter().map(|r| r.status).collect::<Vec<_>>(),
+        "run"
+    );
+    Ok(Json(results).into_response())
+}
+
+/// A request let through the queue: its job, and a permit for each of its
+/// commands, held until its containers are back in the pool.
+struct Admitted {
+    job: hutch_host::Job,
+    _permits: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Checks a request and turns it into a job, then waits for a container
+/// per command: a place in the queue, or `503` at once when it is full or
+/// the server is shutting down.
+async fn admit(state: &AppState, request: &api::RunRequest) -> Result<Admitted, ApiError> {
     let job = convert::to_job(
-        &request,
+        request,
         &state.defaults,
         state.parallelism,
         &state.store,
         &state.prefixes,
     )?;
     let commands = job.commands().len();
-    // The queue: a place in it, or 503 at once.
     let waiting = state.metrics.waiting.fetch_add(1, Ordering::SeqCst);
     if waiting >= state.max_queue {
         state.metrics.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -578,41 +678,40 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
             "the server is shutting down",
         )
     })?;
+    Ok(Admitted {
+        job,
+        _permits: permits,
+    })
+}
+
+/// Runs an admitted job in containers of the pool, blocking this thread;
+/// returns the results and the containers, to give back once the answer
+/// is sent.
+fn run_admitted(
+    state: &AppState,
+    admitted: &Admitted,
+) -> (
+    Result<Vec<hutch_host::CommandResult>, ApiError>,
+    Vec<hutch_host::Pooled>,
+) {
     state.metrics.running.fetch_add(1, Ordering::SeqCst);
-    // The run blocks this thread, which serves this connection alone
-    // (`serve`).
-    let (results, containers) = run_job(state, &job);
+    let (results, containers) = run_job(state, &admitted.job);
     state.metrics.running.fetch_sub(1, Ordering::SeqCst);
-    // Back to the pool once the answer is out: the connection's runtime
-    // runs this task when the connection waits for its next request, that
-    // is after the answer is written, so init's reset (dropping a container
-    // sends it) does not compete with the answer for a CPU. The permits go
-    // after the containers, so a request that gets one finds a container.
-    // Should the connection end first, dropping the task gives them back.
-    tokio::task::spawn(async move {
-        drop(containers);
-        drop(permits);
-    });
-    let results = results?;
-    for result in &results {
-        state.metrics.verdict(result.status);
+    if let Ok(results) = &results {
+        for result in results {
+            state.metrics.verdict(convert::status_name(result.verdict));
+        }
     }
-    tracing::info!(
-        request_id = %request.request_id,
-        commands,
-        statuses = ?results.iter().map(|r| r.status).collect::<Vec<_>>(),
-        "run"
-    );
-    Ok(Json(results).into_response())
+    (results, containers)
 }
 
 /// Runs `job` in containers of the pool; returns the results and the
-/// containers, to give back once the answer is sent.
+/// containers.
 fn run_job(
     state: &AppState,
     job: &hutch_host::Job,
 ) -> (
-    Result<Vec<api::RunResult>, ApiError>,
+    Result<Vec<hutch_host::CommandResult>, ApiError>,
     Vec<hutch_host::Pooled>,
 ) {
     let mut pooled = match state.pool.checkout_many(job.commands().len()) {
@@ -632,9 +731,8 @@ fn run_job(
             pooled.iter_mut().map(|c| &mut **c).collect();
         job.run_in(&mut containers)
     };
-    let results = results
-        .map(|results| results.into_iter().map(convert::to_result).collect())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    let results =
+        results.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
     (results, pooled)
 }
 

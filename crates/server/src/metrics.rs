@@ -18,11 +18,14 @@ pub struct Metrics {
     verdicts: Mutex<BTreeMap<&'static str, u64>>,
     /// `/run` answers, by HTTP status code.
     answers: Mutex<BTreeMap<u16, u64>>,
+    /// gRPC `Exec` answers, by gRPC status code.
+    exec_answers: Mutex<BTreeMap<i32, u64>>,
     /// Requests waiting for containers.
     pub waiting: AtomicU64,
     /// Requests running.
     pub running: AtomicU64,
-    /// Latency histogram of `/run`: counts per bucket, then `+Inf`.
+    /// Latency histogram of `/run` and `Exec`: counts per bucket, then
+    /// `+Inf`.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
 }
@@ -36,6 +39,17 @@ impl Metrics {
     /// Counts one `/run` answer and how long it took.
     pub fn answered(&self, code: u16, took: Duration) {
         *lock(&self.answers).entry(code).or_default() += 1;
+        self.took(took);
+    }
+
+    /// Counts one answer to gRPC's `Exec`, which took `took`.
+    pub fn exec_answered(&self, code: tonic::Code, took: Duration) {
+        *lock(&self.exec_answers).entry(code as i32).or_default() += 1;
+        self.took(took);
+    }
+
+    /// Puts one answer's latency into the histogram.
+    fn took(&self, took: Duration) {
         let seconds = took.as_secs_f64();
         let bucket = BUCKETS
             .iter()
@@ -67,6 +81,15 @@ impl Metrics {
         for (code, count) in lock(&self.answers).iter() {
             let _ = writeln!(out, "hutch_run_requests_total{{code=\"{code}\"}} {count}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP hutch_exec_calls_total Answers to gRPC's Exec, by gRPC status code.\n\
+             # TYPE hutch_exec_calls_total counter"
+        );
+        for (code, count) in lock(&self.exec_answers).iter() {
+            let name = format!("{:?}", tonic::Code::from_i32(*code));
+            let _ = writeln!(out, "hutch_exec_calls_total{{code=\"{name}\"}} {count}");
+        }
         let gauges = [
             (
                 "hutch_queue_depth",
@@ -97,7 +120,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP hutch_run_duration_seconds Time to answer /run, from the request's arrival.\n\
+            "# HELP hutch_run_duration_seconds Time to answer /run or gRPC's Exec, from the request's arrival.\n\
              # TYPE hutch_run_duration_seconds histogram"
         );
         let mut cumulative = 0;
@@ -136,6 +159,7 @@ mod tests {
         metrics.answered(200, Duration::from_micros(700));
         metrics.answered(200, Duration::from_millis(3));
         metrics.answered(503, Duration::from_secs(60));
+        metrics.exec_answered(tonic::Code::Unavailable, Duration::from_micros(100));
         metrics.verdict("Accepted");
         metrics.verdict("Accepted");
         let text = metrics.render(1, 2);
@@ -151,12 +175,16 @@ mod tests {
             text.contains("hutch_run_requests_total{code=\"503\"} 1\n"),
             "{text}"
         );
-        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.0005\"} 0\n"));
-        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.001\"} 1\n"));
-        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.005\"} 2\n"));
-        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"10\"} 2\n"));
-        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("hutch_run_duration_seconds_count 3\n"));
+        assert!(
+            text.contains("hutch_exec_calls_total{code=\"Unavailable\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.001\"} 2\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.005\"} 3\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"10\"} 3\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
+        assert!(text.contains("hutch_run_duration_seconds_count 4\n"));
         assert!(text.contains("hutch_idle_containers 1\n"));
         assert!(text.contains("hutch_containers 2\n"));
     }

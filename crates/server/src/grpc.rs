@@ -1,0 +1,596 @@
+//! go-judge's gRPC service, `pb.Executor`, over HTTP/2 on a port of its
+//! own (`Config::grpc_listen`): what JOJ3 and other clients of go-judge's
+//! gRPC API call.
+//!
+//! `Exec` takes the same commands as `POST /run` and runs them the same
+//! way: checked into the same model (`api`), turned into the same job,
+//! queued for the same containers. `FileList`, `FileGet`, `FileAdd` and
+//! `FileDelete` work on the same store as `/file`. `ExecStream` (go-judge's
+//! streaming and terminal runs) answers `UNIMPLEMENTED`.
+//!
+//! Errors are gRPC statuses: a request hutch refuses is
+//! `INVALID_ARGUMENT`, with the same message `/run` would give; a missing
+//! token `UNAUTHENTICATED`; a missing file `NOT_FOUND`; a full queue or a
+//! server shutting down `UNAVAILABLE`; a failure of hutch's own
+//! `INTERNAL`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::http::{self, StatusCode};
+use hutch_host::{CommandResult, FileErrorKind};
+use tonic::Status;
+use tonic::body::Body;
+
+use crate::AppState;
+use crate::api::{self, CmdFile, CopyOutFile};
+use crate::error::ApiError;
+use crate::pb;
+use crate::pb::request::file::File as FileKind;
+use crate::pb::response::file_error::ErrorType;
+
+/// Serves `pb.Executor` on `listener` until `closing` turns true; then
+/// lets the calls under way finish (each ends when its run does) and
+/// returns. Runs run on the runtime's blocking threads, so this needs no
+/// thread of its own.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(Executor::new(state))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        })
+        .await;
+    if let Err(error) = served {
+        tracing::error!(error = %hutch_host::error_chain(&error), "the gRPC server failed");
+    }
+}
+
+/// The service's name, as paths and clients spell it.
+pub const SERVICE: &str = "pb.Executor";
+
+/// `pb.Executor`, served from the state every front end shares.
+#[derive(Clone)]
+pub struct Executor {
+    state: Arc<AppState>,
+}
+
+impl Executor {
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+impl tonic::server::NamedService for Executor {
+    const NAME: &'static str = SERVICE;
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+impl tower::Service<http::Request<Body>> for Executor {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let state = Arc::clone(&self.state);
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix("/pb.Executor/")
+            .unwrap_or_default()
+            .to_owned();
+        Box::pin(async move {
+            Ok(match method.as_str() {
+                "Exec" => unary(state, request, exec).await,
+                "FileList" => unary(state, request, file_list).await,
+                "FileGet" => unary(state, request, file_get).await,
+                "FileAdd" => unary(state, request, file_add).await,
+                "FileDelete" => unary(state, request, file_delete).await,
+                "ExecStream" => Status::unimplemented(
+                    "hutch serves no ExecStream (go-judge's streaming and terminal runs): use Exec",
+                )
+                .into_http(),
+                other => Status::unimplemented(format!("pb.Executor has no method {other:?}"))
+                    .into_http(),
+            })
+        })
+    }
+}
+
+/// Decodes one request message, checks the caller's token, runs `handler`
+/// and encodes its answer. Messages may be as large as the largest request
+/// body (`Config::max_body`); answers have no limit but the client's.
+async fn unary<Req, Resp, F, Fut>(
+    state: Arc<AppState>,
+    request: http::Request<Body>,
+    handler: F,
+) -> http::Response<Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    F: FnOnce(Arc<AppState>, Req) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
+        .max_decoding_message_size(state.max_body)
+        .max_encoding_message_size(usize::MAX);
+    let service = tower::service_fn(move |request: tonic::Request<Req>| {
+        let state = Arc::clone(&state);
+        let handler = handler.clone();
+        async move {
+            authorize(&state, request.metadata())?;
+            handler(state, request.into_inner())
+                .await
+                .map(tonic::Response::new)
+        }
+    });
+    grpc.unary(service, request).await
+}
+
+/// Lets a call through when the server has no token, or it brings it as
+/// `authorization: Bearer <token>` (the scheme in any case, as go-judge's
+/// gRPC server reads it).
+fn authorize(state: &AppState, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+    let Some(token) = &state.auth_token else {
+        return Ok(());
+    };
+    let given = metadata
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, given)| given);
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(Status::unauthenticated(
+            "this server needs the metadata authorization: Bearer <token>",
+        ))
+    }
+}
+
+/// The gRPC status of an error the REST API answers with `error.status`.
+fn status(error: ApiError) -> Status {
+    let message = error.message;
+    match error.status {
+        StatusCode::BAD_REQUEST => Status::invalid_argument(message),
+        StatusCode::UNAUTHORIZED => Status::unauthenticated(message),
+        StatusCode::NOT_FOUND => Status::not_found(message),
+        StatusCode::PAYLOAD_TOO_LARGE => Status::resource_exhausted(message),
+        StatusCode::SERVICE_UNAVAILABLE => Status::unavailable(message),
+        _ => Status::internal(message),
+    }
+}
+
+/// Store work, off the runtime's thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("the server failed: {e}")))?
+}
+
+async fn exec(state: Arc<AppState>, request: pb::Request) -> Result<pb::Response, Status> {
+    let arrived = Instant::now();
+    let outcome = exec_inner(&state, request).await;
+    state.metrics.exec_answered(
+        match &outcome {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        },
+        arrived.elapsed(),
+    );
+    outcome
+}
+
+async fn exec_inner(state: &Arc<AppState>, request: pb::Request) -> Result<pb::Response, Status> {
+    let request_id = request.request_id.clone();
+    let request = to_run_request(request).map_err(status)?;
+    let admitted = crate::admit(state, &request).await.map_err(status)?;
+    let state_for_run = Arc::clone(state);
+    let results = tokio::task::spawn_blocking(move || {
+        let (results, containers) = crate::run_admitted(&state_for_run, &admitted);
+        // The containers go back before the permits.
+        drop(containers);
+        drop(admitted);
+        results
+    })
+    .await
+    .map_err(|e| Status::internal(format!("the run failed: {e}")))?
+    .map_err(status)?;
+    tracing::info!(
+        request_id = %request_id,
+        commands = results.len(),
+        statuses = ?results.iter().map(|r| crate::convert::status_name(r.verdict)).collect::<Vec<_>>(),
+        "exec"
+    );
+    Ok(pb::Response {
+        request_id,
+        results: results.into_iter().map(to_pb_result).collect(),
+        error: String::new(),
+    })
+}
+
+async fn file_list(state: Arc<AppState>, _: ()) -> Result<pb::FileListType, Status> {
+    let files = blocking(move || state.store.list().map_err(store_status)).await?;
+    Ok(pb::FileListType {
+        file_ids: files.into_iter().collect(),
+    })
+}
+
+async fn file_get(state: Arc<AppState>, id: pb::FileId) -> Result<pb::FileContent, Status> {
+    blocking(move || {
+        let (name, mut file) = state.store.get(&id.file_id).map_err(store_status)?;
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut content)
+            .map_err(|e| Status::internal(format!("cannot read {}: {e}", id.file_id)))?;
+        Ok(pb::FileContent { name, content })
+    })
+    .await
+}
+
+async fn file_add(state: Arc<AppState>, file: pb::FileContent) -> Result<pb::FileId, Status> {
+    blocking(move || {
+        let name = if file.name.is_empty() {
+            "file"
+        } else {
+            file.name.as_str()
+        };
+        let file_id = state
+            .store
+            .add(name, &mut file.content.as_slice())
+            .map_err(store_status)?;
+        Ok(pb::FileId { file_id })
+    })
+    .await
+}
+
+async fn file_delete(state: Arc<AppState>, id: pb::FileId) -> Result<(), Status> {
+    let shown = id.file_id.clone();
+    let removed = blocking(move || state.store.remove(&id.file_id).map_err(store_status)).await?;
+    if removed {
+        Ok(())
+    } else {
+        Err(Status::not_found(format!(
+            "no stored file has the id {shown:?}"
+        )))
+    }
+}
+
+fn store_status(error: hutch_host::StoreError) -> Status {
+    match error {
+        hutch_host::StoreError::NotFound { .. } => Status::not_found(error.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// A gRPC request in the model `/run` requests are read into; what only
+/// JSON can get wrong cannot happen here, the rest (negative numbers where
+/// go-judge's model has unsigned ones, a path both copied in and linked)
+/// is refused naming the field.
+pub(crate) fn to_run_request(request: pb::Request) -> Result<api::RunRequest, ApiError> {
+    let cmd = request
+        .cmd
+        .into_iter()
+        .enumerate()
+        .map(|(i, cmd)| to_cmd(i, cmd))
+        .collect::<Result<Vec<_>, _>>()?;
+    if cmd.is_empty() {
+        return Err(ApiError::bad(
+            "no cmd provided: cmd must list at least one command",
+        ));
+    }
+    let pipe_mapping = request
+        .pipe_mapping
+        .into_iter()
+        .enumerate()
+        .map(|(k, pipe)| {
+            let end = |end: Option<pb::request::pipe_map::PipeIndex>, side: &str| {
+                let end = end
+                    .ok_or_else(|| ApiError::bad(format!("pipeMapping[{k}].{side} is missing")))?;
+                let number = |value: i32, what: &str| {
+                    u64::try_from(value).map_err(|_| {
+                        ApiError::bad(format!(
+                            "pipeMapping[{k}].{side}.{what} is {value}, which is negative"
+                        ))
+                    })
+                };
+                Ok::<_, ApiError>(api::PipeIndex {
+                    index: number(end.index, "index")?,
+                    fd: number(end.fd, "fd")?,
+                })
+            };
+            Ok(api::PipeMap {
+                input: end(pipe.r#in, "in")?,
+                output: end(pipe.out, "out")?,
+                name: pipe.name,
+                max: pipe.max,
+                proxy: pipe.proxy,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(api::RunRequest {
+        request_id: request.request_id,
+        cmd,
+        pipe_mapping,
+    })
+}
+
+fn to_cmd(i: usize, cmd: pb::request::CmdType) -> Result<api::Cmd, ApiError> {
+    let files = cmd
+        .files
+        .into_iter()
+        .enumerate()
+        .map(|(j, file)| to_file(&format!("cmd[{i}].files[{j}]"), file))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut copy_in = BTreeMap::new();
+    for (path, file) in cmd.copy_in {
+        let field = format!("cmd[{i}].copyIn[{path:?}]");
+        match to_file(&field, file)? {
+            Some(file) => copy_in.insert(path, file),
+            None => return Err(ApiError::bad(format!("{field} is no file: it sets none"))),
+        };
+    }
+    for (path, target) in cmd.symlinks {
+        if copy_in.contains_key(&path) {
+            return Err(ApiError::bad(format!(
+                "cmd[{i}].symlinks[{path:?}]: copyIn already has a file at that path"
+            )));
+        }
+        copy_in.insert(path, CmdFile::Symlink(target));
+    }
+    let copy_outs = |list: Vec<pb::request::CmdCopyOutFile>| {
+        list.into_iter()
+            .map(|file| CopyOutFile {
+                name: file.name,
+                optional: file.optional,
+            })
+            .collect()
+    };
+    Ok(api::Cmd {
+        args: cmd.args,
+        env: cmd.env,
+        files,
+        tty: cmd.tty,
+        cpu_limit: cmd.cpu_time_limit,
+        real_cpu_limit: 0,
+        clock_limit: cmd.clock_time_limit,
+        memory_limit: cmd.memory_limit,
+        stack_limit: cmd.stack_limit,
+        proc_limit: cmd.proc_limit,
+        cpu_set_limit: cmd.cpu_set_limit,
+        strict_memory_limit: false,
+        data_segment_limit: cmd.data_segment_limit,
+        address_space_limit: cmd.address_space_limit,
+        copy_in,
+        copy_out: copy_outs(cmd.copy_out),
+        copy_out_cached: copy_outs(cmd.copy_out_cached),
+        copy_out_max: cmd.copy_out_max,
+        copy_out_truncate: cmd.copy_out_truncate,
+    })
+}
+
+/// A file of the request; `None` for one that sets no kind (a slot for a
+/// pipe).
+fn to_file(field: &str, file: pb::request::File) -> Result<Option<CmdFile>, ApiError> {
+    Ok(match file.file {
+        None => None,
+        Some(FileKind::Local(local)) => Some(CmdFile::Src(local.src)),
+        Some(FileKind::Memory(memory)) => Some(CmdFile::Content(memory.content)),
+        Some(FileKind::Cached(cached)) => Some(CmdFile::FileId(cached.file_id)),
+        Some(FileKind::Pipe(collector)) => Some(CmdFile::Collector {
+            max: u64::try_from(collector.max).map_err(|_| {
+                ApiError::bad(format!(
+                    "{field}.pipe.max is {}, which is negative",
+                    collector.max
+                ))
+            })?,
+            name: collector.name,
+            pipe: collector.pipe,
+        }),
+        Some(FileKind::StreamIn(()) | FileKind::StreamOut(())) => Some(CmdFile::Stream),
+    })
+}
+
+/// A command's result as go-judge's gRPC API gives it: as `/run` gives it,
+/// but files as bytes, the status by number.
+pub(crate) fn to_pb_result(result: CommandResult) -> pb::response::Result {
+    pb::response::Result {
+        status: crate::convert::status_of(result.verdict) as i32,
+        exit_status: result.exit_status(),
+        time: result.cpu_time_ns(),
+        run_time: result.wall_time_ns(),
+        proc_peak: result.processes_peak().map_or(0, u64::from),
+        memory: result.memory_bytes(),
+        error: result.error.unwrap_or_default(),
+        files: result.files,
+        file_ids: result.stored,
+        file_error: result
+            .file_errors
+            .into_iter()
+            .map(|error| pb::response::FileError {
+                name: error.name,
+                r#type: error_type(error.kind) as i32,
+                message: error.message,
+            })
+            .collect(),
+    }
+}
+
+fn error_type(kind: FileErrorKind) -> ErrorType {
+    match kind {
+        FileErrorKind::CopyInOpenFile => ErrorType::CopyInOpenFile,
+        FileErrorKind::CopyInCreateFile => ErrorType::CopyInCreateFile,
+        FileErrorKind::CopyInCopyContent => ErrorType::CopyInCopyContent,
+        FileErrorKind::CopyOutOpen => ErrorType::CopyOutOpen,
+        FileErrorKind::CopyOutNotRegularFile => ErrorType::CopyOutNotRegularFile,
+        FileErrorKind::CopyOutSizeExceeded => ErrorType::CopyOutSizeExceeded,
+        FileErrorKind::CopyOutCreateFile => ErrorType::CopyOutCreateFile,
+        FileErrorKind::CopyOutCopyContent => ErrorType::CopyOutCopyContent,
+        FileErrorKind::CollectSizeExceeded => ErrorType::CollectSizeExceeded,
+        FileErrorKind::Symlink => ErrorType::Symlink,
+        // A kind this server does not know yet: go-judge's catch-all.
+        _ => ErrorType::CopyInOpenFile,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::request::{CmdCopyOutFile, CmdType, MemoryFile, PipeCollector, PipeMap};
+
+    fn file(kind: FileKind) -> pb::request::File {
+        pb::request::File { file: Some(kind) }
+    }
+
+    #[test]
+    fn a_grpc_request_reads_into_the_model_json_requests_read_into() {
+        let request = pb::Request {
+            request_id: "r".into(),
+            cmd: vec![CmdType {
+                args: vec!["cat".into()],
+                files: vec![
+                    pb::request::File::default(),
+                    file(FileKind::Pipe(PipeCollector {
+                        name: "stdout".into(),
+                        max: 10,
+                        pipe: true,
+                    })),
+                ],
+                cpu_time_limit: 1,
+                clock_time_limit: 2,
+                copy_in: [(
+                    "in".to_owned(),
+                    file(FileKind::Memory(MemoryFile {
+                        content: vec![0, 0xff],
+                    })),
+                )]
+                .into(),
+                symlinks: [("link".to_owned(), "in".to_owned())].into(),
+                copy_out: vec![CmdCopyOutFile {
+                    name: "what?".into(),
+                    optional: false,
+                }],
+                copy_out_cached: vec![CmdCopyOutFile {
+                    name: "bin".into(),
+                    optional: true,
+                }],
+                ..CmdType::default()
+            }],
+            pipe_mapping: vec![PipeMap {
+                r#in: Some(pb::request::pipe_map::PipeIndex { index: 0, fd: 3 }),
+                out: Some(pb::request::pipe_map::PipeIndex { index: 0, fd: 0 }),
+                proxy: true,
+                name: "p".into(),
+                max: 7,
+                disable_zero_copy: true,
+            }],
+        };
+        let model = to_run_request(request).unwrap();
+        assert_eq!(model.request_id, "r");
+        let cmd = &model.cmd[0];
+        assert_eq!(cmd.files[0], None, "a file of no kind is a slot");
+        assert_eq!(
+            cmd.files[1],
+            Some(CmdFile::Collector {
+                name: "stdout".into(),
+                max: 10,
+                pipe: true
+            })
+        );
+        assert_eq!(
+            (cmd.cpu_limit, cmd.clock_limit, cmd.real_cpu_limit),
+            (1, 2, 0)
+        );
+        assert_eq!(cmd.copy_in["in"], CmdFile::Content(vec![0, 0xff]));
+        assert_eq!(cmd.copy_in["link"], CmdFile::Symlink("in".into()));
+        // A gRPC name is taken as it is: a `?` in it is part of the name.
+        assert_eq!(
+            cmd.copy_out,
+            [CopyOutFile {
+                name: "what?".into(),
+                optional: false
+            }]
+        );
+        assert!(cmd.copy_out_cached[0].optional);
+        assert_eq!(
+            model.pipe_mapping,
+            [api::PipeMap {
+                input: api::PipeIndex { index: 0, fd: 3 },
+                output: api::PipeIndex { index: 0, fd: 0 },
+                name: "p".into(),
+                max: 7,
+                proxy: true,
+            }]
+        );
+    }
+
+    #[test]
+    fn refusals_keep_their_meaning_as_grpc_statuses() {
+        for (code, expected) in [
+            (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+            (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
+            (StatusCode::NOT_FOUND, tonic::Code::NotFound),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tonic::Code::ResourceExhausted,
+            ),
+            (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+            (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal),
+        ] {
+            let status = status(ApiError::new(code, "why"));
+            assert_eq!((status.code(), status.message()), (expected, "why"));
+        }
+    }
+
+    #[test]
+    fn every_verdict_has_go_judges_number_and_every_file_error_its_type() {
+        use hutch_host::Verdict;
+        use pb::response::result::StatusType;
+        for (verdict, number) in [
+            (Verdict::Ok, StatusType::Accepted),
+            (Verdict::TimeLimit, StatusType::TimeLimitExceeded),
+            (Verdict::WallTimeLimit, StatusType::TimeLimitExceeded),
+            (Verdict::MemoryLimit, StatusType::MemoryLimitExceeded),
+            (Verdict::OutputLimit, StatusType::OutputLimitExceeded),
+            (Verdict::FileError, StatusType::FileError),
+            (Verdict::NonzeroExit, StatusType::NonZeroExitStatus),
+            (Verdict::Signalled, StatusType::Signalled),
+            (Verdict::DisallowedSyscall, StatusType::DangerousSyscall),
+            (Verdict::RunnerError, StatusType::InternalError),
+        ] {
+            assert_eq!(crate::convert::status_of(verdict), number, "{verdict:?}");
+        }
+        for kind in [
+            FileErrorKind::CopyInOpenFile,
+            FileErrorKind::CopyInCreateFile,
+            FileErrorKind::CopyInCopyContent,
+            FileErrorKind::CopyOutOpen,
+            FileErrorKind::CopyOutNotRegularFile,
+            FileErrorKind::CopyOutSizeExceeded,
+            FileErrorKind::CopyOutCreateFile,
+            FileErrorKind::CopyOutCopyContent,
+            FileErrorKind::CollectSizeExceeded,
+            FileErrorKind::Symlink,
+        ] {
+            // The numbers go-judge gives the names it shares with hutch.
+            assert_eq!(format!("{:?}", error_type(kind)), kind.as_str());
+        }
+    }
+}

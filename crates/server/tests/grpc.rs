@@ -1,0 +1,616 @@
+//! go-judge's gRPC API (`pb.Executor`) over real HTTP/2 on a loopback port,
+//! called through tonic's client: commands, files in and out, pipes, the
+//! store shared with the REST API, authentication, bad input, and a
+//! shutdown during a call.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hutch_server::client::Client;
+use hutch_server::pb::request::file::File as Kind;
+use hutch_server::pb::request::pipe_map::PipeIndex;
+use hutch_server::pb::request::{
+    CachedFile, CmdCopyOutFile, CmdType, File, MemoryFile, PipeCollector, PipeMap,
+};
+use hutch_server::pb::response::file_error::ErrorType;
+use hutch_server::pb::response::result::StatusType;
+use hutch_server::pb::{self, FileContent, FileId, FileListType, Request, Response};
+use hutch_server::{Config, Server};
+use tonic::{Code, Status};
+
+fn config() -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        grpc_listen: Some("127.0.0.1:0".parse().unwrap()),
+        parallelism: 2,
+        ..Config::default()
+    };
+    if !rustix::process::geteuid().is_root() {
+        config.builder = config.builder.allow_rusage();
+    }
+    config
+}
+
+/// A blocking gRPC client of `pb.Executor`.
+struct Grpc {
+    runtime: tokio::runtime::Runtime,
+    inner: tonic::client::Grpc<tonic::transport::Channel>,
+    token: Option<String>,
+}
+
+impl Grpc {
+    fn connect(server: &Server) -> Self {
+        let addr = server.listening().grpc.expect("the server serves gRPC");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let channel = runtime.block_on(async {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connects")
+        });
+        Self {
+            runtime,
+            inner: tonic::client::Grpc::new(channel),
+            token: None,
+        }
+    }
+
+    fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    fn call<Req, Resp>(&mut self, method: &'static str, message: Req) -> Result<Resp, Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        let path = http::uri::PathAndQuery::from_static(method);
+        let inner = &mut self.inner;
+        self.runtime.block_on(async move {
+            inner
+                .ready()
+                .await
+                .map_err(|e| Status::unknown(e.to_string()))?;
+            inner
+                .unary(request, path, tonic_prost::ProstCodec::default())
+                .await
+                .map(tonic::Response::into_inner)
+        })
+    }
+
+    fn exec(&mut self, request: Request) -> Result<Response, Status> {
+        self.call("/pb.Executor/Exec", request)
+    }
+
+    /// Runs one command; it must be answered with one result.
+    fn run(&mut self, command: CmdType) -> pb::response::Result {
+        let mut response = self
+            .exec(Request {
+                cmd: vec![command],
+                ..Request::default()
+            })
+            .expect("Exec answers");
+        assert_eq!(response.results.len(), 1, "{response:?}");
+        response.results.remove(0)
+    }
+
+    /// An `Exec` that must be refused: its status.
+    fn refused(&mut self, request: Request) -> Status {
+        match self.exec(request) {
+            Ok(response) => panic!("accepted: {response:?}"),
+            Err(status) => status,
+        }
+    }
+}
+
+fn file(kind: Kind) -> File {
+    File { file: Some(kind) }
+}
+
+fn memory(content: &[u8]) -> File {
+    file(Kind::Memory(MemoryFile {
+        content: content.to_vec(),
+    }))
+}
+
+fn collector(name: &str, max: i64) -> File {
+    file(Kind::Pipe(PipeCollector {
+        name: name.into(),
+        max,
+        pipe: false,
+    }))
+}
+
+/// A command with an empty stdin and stdout and stderr collected.
+fn cmd(args: &[&str]) -> CmdType {
+    CmdType {
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        env: vec!["PATH=/usr/bin:/bin".into()],
+        files: vec![
+            memory(b""),
+            collector("stdout", 10240),
+            collector("stderr", 10240),
+        ],
+        cpu_time_limit: 5_000_000_000,
+        memory_limit: 256 << 20,
+        proc_limit: 50,
+        ..CmdType::default()
+    }
+}
+
+fn status(result: &pb::response::Result) -> StatusType {
+    StatusType::try_from(result.status).expect("a known status")
+}
+
+fn stdout(result: &pb::response::Result) -> &[u8] {
+    result.files.get("stdout").map_or(&[], Vec::as_slice)
+}
+
+fn assert_still_serving(grpc: &mut Grpc) {
+    let result = grpc.run(cmd(&["echo", "still here"]));
+    assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+    assert_eq!(stdout(&result), b"still here\n");
+}
+
+#[test]
+fn exec_runs_a_command_and_answers_go_judge_fields() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut grpc = Grpc::connect(&server);
+    let response = grpc
+        .exec(Request {
+            request_id: "r-1".into(),
+            cmd: vec![cmd(&["echo", "hello"])],
+            pipe_mapping: Vec::new(),
+        })
+        .unwrap();
+    assert_eq!(response.request_id, "r-1");
+    assert!(response.error.is_empty(), "{response:?}");
+    let result = &response.results[0];
+    assert_eq!(status(result), StatusType::Accepted, "{result:?}");
+    assert_eq!(result.exit_status, 0);
+    assert_eq!(
+        result.files,
+        BTreeMap::from([
+            ("stdout".to_owned(), b"hello\n".to_vec()),
+            ("stderr".to_owned(), Vec::new())
+        ])
+    );
+    assert!(result.run_time > 0 && result.time > 0, "{result:?}");
+    assert!(result.file_ids.is_empty() && result.file_error.is_empty());
+
+    // Bytes go in and come out as they are, not as text.
+    let every_byte: Vec<u8> = (0..=255).collect();
+    let mut cat = cmd(&["cat"]);
+    cat.files[0] = memory(&every_byte);
+    let result = grpc.run(cat);
+    assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+    assert_eq!(stdout(&result), every_byte.as_slice());
+
+    let metrics = Client::new(server.addr()).get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("hutch_exec_calls_total{code=\"Ok\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hutch_runs_total{status=\"Accepted\"} 2\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn compile_then_run_through_the_store_then_delete() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut grpc = Grpc::connect(&server);
+    let mut compile = cmd(&["/usr/bin/gcc", "a.c", "-o", "a"]);
+    compile.cpu_time_limit = 20_000_000_000;
+    compile.clock_time_limit = 60_000_000_000;
+    compile.memory_limit = 1 << 30;
+    compile.copy_in.insert(
+        "a.c".into(),
+        memory(
+            b"#include <stdio.h>\nint main(void) { int a, b; scanf(\"%d %d\", &a, &b); \
+              printf(\"%d\\n\", a + b); return 0; }\n",
+        ),
+    );
+    compile.copy_out_cached.push(CmdCopyOutFile {
+        name: "a".into(),
+        optional: false,
+    });
+    compile.copy_out.push(CmdCopyOutFile {
+        name: "core".into(),
+        optional: true,
+    });
+    let result = grpc.run(compile);
+    assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+    let binary = result.file_ids["a"].clone();
+
+    let mut execute = cmd(&["./a"]);
+    execute.files[0] = memory(b"40 2");
+    execute.copy_in.insert(
+        "a".into(),
+        file(Kind::Cached(CachedFile {
+            file_id: binary.clone(),
+        })),
+    );
+    let result = grpc.run(execute);
+    assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+    assert_eq!(stdout(&result), b"42\n");
+
+    let stored: FileContent = grpc
+        .call(
+            "/pb.Executor/FileGet",
+            FileId {
+                file_id: binary.clone(),
+            },
+        )
+        .unwrap();
+    assert_eq!(stored.name, "a");
+    assert!(stored.content.starts_with(b"\x7fELF"));
+    grpc.call::<_, ()>(
+        "/pb.Executor/FileDelete",
+        FileId {
+            file_id: binary.clone(),
+        },
+    )
+    .unwrap();
+    let again = grpc
+        .call::<_, ()>("/pb.Executor/FileDelete", FileId { file_id: binary })
+        .unwrap_err();
+    assert_eq!(again.code(), Code::NotFound, "{again:?}");
+}
+
+#[test]
+fn limits_give_go_judge_status_numbers() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut grpc = Grpc::connect(&server);
+    let mut spin = cmd(&["sh", "-c", "while :; do :; done"]);
+    spin.cpu_time_limit = 200_000_000;
+    // Without a clock limit, the CPU limit is the wall-clock limit too.
+    spin.clock_time_limit = 5_000_000_000;
+    let tle = grpc.run(spin);
+    assert_eq!(status(&tle), StatusType::TimeLimitExceeded, "{tle:?}");
+    assert!((200_000_000..400_000_000).contains(&tle.time), "{tle:?}");
+
+    let mut flood = cmd(&["sh", "-c", "head -c 100000 /dev/zero"]);
+    flood.files[1] = collector("stdout", 1000);
+    let ole = grpc.run(flood);
+    assert_eq!(status(&ole), StatusType::OutputLimitExceeded, "{ole:?}");
+    assert_eq!(
+        ole.file_error[0].r#type,
+        ErrorType::CollectSizeExceeded as i32
+    );
+    assert_eq!(stdout(&ole).len(), 1000);
+
+    let mut hog = cmd(&["python3", "-c", "a = bytearray(200 << 20)"]);
+    hog.memory_limit = 64 << 20;
+    let mle = grpc.run(hog);
+    if rustix::process::geteuid().is_root() {
+        assert_eq!(status(&mle), StatusType::MemoryLimitExceeded, "{mle:?}");
+    }
+
+    let crash = grpc.run(cmd(&["sh", "-c", "kill -SEGV $$"]));
+    assert_eq!(status(&crash), StatusType::Signalled, "{crash:?}");
+    assert_eq!(crash.exit_status, 11);
+
+    let nonzero = grpc.run(cmd(&["sh", "-c", "exit 3"]));
+    assert_eq!(
+        status(&nonzero),
+        StatusType::NonZeroExitStatus,
+        "{nonzero:?}"
+    );
+    assert_eq!(nonzero.exit_status, 3);
+
+    let missing = grpc.run(cmd(&["/no/such/program"]));
+    assert_eq!(status(&missing), StatusType::InternalError, "{missing:?}");
+    assert!(missing.error.contains("/no/such/program"), "{missing:?}");
+}
+
+#[test]
+fn links_copy_in_and_out_as_go_judge_defines_them() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut grpc = Grpc::connect(&server);
+    // A link the program plants to a host file is never followed out.
+    let mut plant = cmd(&["ln", "-s", "/etc/passwd", "passwd"]);
+    plant.copy_out.push(CmdCopyOutFile {
+        name: "passwd".into(),
+        optional: false,
+    });
+    let result = grpc.run(plant);
+    assert_eq!(status(&result), StatusType::FileError, "{result:?}");
+    assert_eq!(result.file_error[0].name, "passwd");
+    assert_eq!(
+        result.file_error[0].r#type,
+        ErrorType::CopyOutNotRegularFile as i32
+    );
+    assert!(!result.files.contains_key("passwd"), "{result:?}");
+
+    // `symlinks` makes links beside the copied-in files.
+    let mut read = cmd(&["cat", "link"]);
+    read.copy_in
+        .insert("target".into(), memory(b"through the link"));
+    read.symlinks.insert("link".into(), "target".into());
+    let result = grpc.run(read);
+    assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+    assert_eq!(stdout(&result), b"through the link");
+}
+
+#[test]
+fn a_pipe_joins_two_commands() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut grpc = Grpc::connect(&server);
+    let mut producer = cmd(&["sh", "-c", "seq 1 10000"]);
+    producer.files[1] = File::default();
+    let mut consumer = cmd(&["wc", "-l"]);
+    consumer.files[0] = File::default();
+    let response = grpc
+        .exec(Request {
+            request_id: String::new(),
+            cmd: vec![producer, consumer],
+            pipe_mapping: vec![PipeMap {
+                r#in: Some(PipeIndex { index: 0, fd: 1 }),
+                out: Some(PipeIndex { index: 1, fd: 0 }),
+                ..PipeMap::default()
+            }],
+        })
+        .unwrap();
+    for result in &response.results {
+        assert_eq!(status(result), StatusType::Accepted, "{response:?}");
+    }
+    assert_eq!(stdout(&response.results[1]), b"10000\n");
+}
+
+#[test]
+fn the_store_is_the_rest_apis_store() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut grpc = Grpc::connect(&server);
+    let mut rest = Client::new(server.addr());
+    let id = grpc
+        .call::<_, FileId>(
+            "/pb.Executor/FileAdd",
+            FileContent {
+                name: "data.bin".into(),
+                content: b"\x00binary\xff".to_vec(),
+            },
+        )
+        .unwrap()
+        .file_id;
+    let downloaded = rest.get(&format!("/file/{id}")).unwrap();
+    assert_eq!(downloaded.status, 200);
+    assert_eq!(downloaded.body, b"\x00binary\xff");
+
+    let uploaded = rest
+        .post_file("/file", "file", "up.txt", b"from rest")
+        .unwrap()
+        .json()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed: FileListType = grpc.call("/pb.Executor/FileList", ()).unwrap();
+    assert_eq!(
+        listed.file_ids,
+        BTreeMap::from([
+            (id.clone(), "data.bin".to_owned()),
+            (uploaded.clone(), "up.txt".to_owned())
+        ])
+    );
+    let got: FileContent = grpc
+        .call("/pb.Executor/FileGet", FileId { file_id: uploaded })
+        .unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.content.as_slice()),
+        ("up.txt", &b"from rest"[..])
+    );
+    let missing = grpc
+        .call::<_, FileContent>(
+            "/pb.Executor/FileGet",
+            FileId {
+                file_id: "NOSUCHFILE".into(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+}
+
+#[test]
+fn a_token_guards_every_call() {
+    let mut config = config();
+    config.auth_token = Some("sekrit".into());
+    let server = Server::start(config).expect("the server starts");
+    let mut anonymous = Grpc::connect(&server);
+    let denied = anonymous.exec(Request::default()).unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+    let denied = anonymous
+        .call::<_, FileListType>("/pb.Executor/FileList", ())
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+    let mut wrong = Grpc::connect(&server).with_token("guess");
+    let denied = wrong.exec(Request::default()).unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+
+    let mut allowed = Grpc::connect(&server).with_token("sekrit");
+    assert_still_serving(&mut allowed);
+    // go-judge reads the scheme in any case.
+    let mut lower = Grpc::connect(&server);
+    let mut request = tonic::Request::new(());
+    request
+        .metadata_mut()
+        .insert("authorization", "bearer sekrit".parse().unwrap());
+    let listed = lower.runtime.block_on(async {
+        lower.inner.ready().await.unwrap();
+        lower
+            .inner
+            .unary::<_, FileListType, _>(
+                request,
+                http::uri::PathAndQuery::from_static("/pb.Executor/FileList"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+    });
+    assert!(listed.is_ok(), "{listed:?}");
+}
+
+#[test]
+fn bad_input_is_refused_naming_what_is_wrong() {
+    let mut config = config();
+    config.max_body = 64 << 10;
+    let server = Server::start(config).expect("the server starts");
+    let mut grpc = Grpc::connect(&server);
+    let single = |command: CmdType| Request {
+        cmd: vec![command],
+        ..Request::default()
+    };
+    let with = |change: fn(&mut CmdType)| {
+        let mut command = cmd(&["true"]);
+        change(&mut command);
+        single(command)
+    };
+    let cases: Vec<(Request, &str)> = vec![
+        (Request::default(), "no cmd provided"),
+        (single(CmdType::default()), "cmd[0].args is empty"),
+        (
+            with(|c| c.files[1] = collector("stdout", -1)),
+            "cmd[0].files[1].pipe.max is -1, which is negative",
+        ),
+        (
+            with(|c| c.files[0] = File::default()),
+            "cmd[0].files[0] is null, and no pipeMapping fills it",
+        ),
+        (
+            with(|c| c.files[0] = file(Kind::StreamIn(()))),
+            "streamIn and streamOut need",
+        ),
+        (
+            with(|c| c.tty = true),
+            "cmd[0].tty: terminals are not supported",
+        ),
+        (
+            with(|c| {
+                c.copy_in.insert("x".into(), memory(b"a"));
+                c.symlinks.insert("x".into(), "y".into());
+            }),
+            "cmd[0].symlinks[\"x\"]: copyIn already has a file at that path",
+        ),
+        (
+            with(|c| {
+                c.copy_in.insert("x".into(), File::default());
+            }),
+            "cmd[0].copyIn[\"x\"] is no file",
+        ),
+        (
+            with(|c| {
+                c.copy_in.insert(
+                    "x".into(),
+                    file(Kind::Cached(CachedFile {
+                        file_id: "NOSUCHFILE".into(),
+                    })),
+                );
+            }),
+            "no stored file has the id \"NOSUCHFILE\"",
+        ),
+        (
+            with(|c| {
+                c.copy_out.push(CmdCopyOutFile {
+                    name: "../escape".into(),
+                    optional: false,
+                })
+            }),
+            "cmd[0].copyOut[0]",
+        ),
+        (
+            with(|c| c.cpu_set_limit = "x-y".into()),
+            "cmd[0].cpuSetLimit \"x-y\" is not a CPU list",
+        ),
+        (
+            with(|c| c.memory_limit = 1 << 60),
+            "cmd[0].memoryLimit is 1152921504606846976 bytes, more than the largest limit",
+        ),
+        (
+            Request {
+                cmd: vec![cmd(&["true"])],
+                pipe_mapping: vec![PipeMap {
+                    r#in: Some(PipeIndex { index: -1, fd: 1 }),
+                    out: Some(PipeIndex { index: 0, fd: 0 }),
+                    ..PipeMap::default()
+                }],
+                ..Request::default()
+            },
+            "pipeMapping[0].in.index is -1, which is negative",
+        ),
+        (
+            Request {
+                cmd: vec![cmd(&["true"])],
+                pipe_mapping: vec![PipeMap {
+                    r#in: Some(PipeIndex { index: 0, fd: 1 }),
+                    ..PipeMap::default()
+                }],
+                ..Request::default()
+            },
+            "pipeMapping[0].out is missing",
+        ),
+        (
+            Request {
+                cmd: vec![cmd(&["true"]), cmd(&["true"]), cmd(&["true"])],
+                ..Request::default()
+            },
+            "runs at most 2 at once",
+        ),
+    ];
+    for (request, expected) in cases {
+        let status = grpc.refused(request);
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains(expected),
+            "{:?} does not say {expected:?}",
+            status.message()
+        );
+    }
+
+    // A message larger than the largest request body is refused before it
+    // is read (go-judge's Go server says RESOURCE_EXHAUSTED, tonic's
+    // OUT_OF_RANGE).
+    let mut big = cmd(&["true"]);
+    big.files[0] = memory(&vec![b'x'; 100 << 10]);
+    let status = grpc.refused(single(big));
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+
+    for method in ["/pb.Executor/ExecStream", "/pb.Executor/NoSuchMethod"] {
+        let status = grpc.call::<_, ()>(method, ()).unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{method}: {status:?}");
+    }
+    assert_still_serving(&mut grpc);
+}
+
+#[test]
+fn shutdown_lets_a_running_exec_finish() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut rest = Client::new(server.addr());
+    let mut grpc = Grpc::connect(&server);
+    std::thread::scope(|scope| {
+        let call = scope.spawn(move || grpc.run(cmd(&["sleep", "0.5"])));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !rest
+            .get("/metrics")
+            .unwrap()
+            .text()
+            .contains("\nhutch_running_requests 1\n")
+        {
+            assert!(Instant::now() < deadline, "the call never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.shutdown().expect("a clean shutdown");
+        let result = call.join().unwrap();
+        assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+    });
+}
