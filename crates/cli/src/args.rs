@@ -188,7 +188,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "POLICY", default_value = "default", value_parser = parse_seccomp)]
     pub seccomp: Seccomp,
 
-    /// Log level: error, warn, info, debug or trace.
+    /// Log level: error, warn, info, debug or trace. hutch's own events are
+    /// all at info and above; debug and trace add those of the HTTP
+    /// libraries, in debug builds only (release builds leave them out).
     #[arg(long = "log-level", value_name = "LEVEL", default_value = "info")]
     pub log_level: tracing::Level,
 }
