@@ -45,6 +45,13 @@ pub(crate) async fn serve(
 ) {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
+        // What one connection, and all of them together, may have in
+        // flight; a call beyond waits, its message unread but for what
+        // HTTP/2's flow-control window lets in (64 KiB).
+        .max_concurrent_streams(Some(STREAMS_PER_CONNECTION))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            crate::MAX_CONNECTIONS,
+        ))
         .add_service(Executor::new(state))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = closing.wait_for(|closing| *closing).await;
@@ -54,6 +61,9 @@ pub(crate) async fn serve(
         tracing::error!(error = %hutch_host::error_chain(&error), "the gRPC server failed");
     }
 }
+
+/// The most calls one HTTP/2 connection may have open at once.
+const STREAMS_PER_CONNECTION: u32 = 16;
 
 /// The service's name, as paths and clients spell it.
 pub const SERVICE: &str = "pb.Executor";
@@ -94,7 +104,13 @@ impl tower::Service<http::Request<Body>> for Executor {
             .strip_prefix("/pb.Executor/")
             .unwrap_or_default()
             .to_owned();
+        // Before the message is read: a caller without the token costs no
+        // more than its headers.
+        let allowed = authorize(&state, request.headers());
         Box::pin(async move {
+            if let Err(status) = allowed {
+                return Ok(status.into_http());
+            }
             Ok(match method.as_str() {
                 "Exec" => unary(state, request, exec).await,
                 "FileList" => unary(state, request, file_list).await,
@@ -112,8 +128,7 @@ impl tower::Service<http::Request<Body>> for Executor {
     }
 }
 
-/// Decodes one request message, checks the caller's token, runs `handler`
-/// and encodes its answer. Messages may be as large as the largest request
+/// Decodes one request message, runs `handler` and encodes its answer. Messages may be as large as the largest request
 /// body (`Config::max_body`); answers have no limit but the client's.
 async fn unary<Req, Resp, F, Fut>(
     state: Arc<AppState>,
@@ -133,7 +148,6 @@ where
         let state = Arc::clone(&state);
         let handler = handler.clone();
         async move {
-            authorize(&state, request.metadata())?;
             handler(state, request.into_inner())
                 .await
                 .map(tonic::Response::new)
@@ -145,12 +159,12 @@ where
 /// Lets a call through when the server has no token, or it brings it as
 /// `authorization: Bearer <token>` (the scheme in any case, as go-judge's
 /// gRPC server reads it).
-fn authorize(state: &AppState, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+fn authorize(state: &AppState, headers: &http::HeaderMap) -> Result<(), Status> {
     let Some(token) = &state.auth_token else {
         return Ok(());
     };
-    let given = metadata
-        .get("authorization")
+    let given = headers
+        .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

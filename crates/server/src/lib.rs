@@ -383,7 +383,7 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
 
 /// The most connections served at once; the next waits to be accepted
 /// until one closes.
-const MAX_CONNECTIONS: usize = 1024;
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves until `stop` completes, then shuts down.
 ///

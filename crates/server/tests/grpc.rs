@@ -426,9 +426,21 @@ fn the_store_is_the_rest_apis_store() {
 fn a_token_guards_every_call() {
     let mut config = config();
     config.auth_token = Some("sekrit".into());
+    config.max_body = 64 << 10;
     let server = Server::start(config).expect("the server starts");
     let mut anonymous = Grpc::connect(&server);
     let denied = anonymous.exec(Request::default()).unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+    // The token is checked before the message is read: one too large to
+    // take is refused for the token, not its size.
+    let mut big = cmd(&["true"]);
+    big.files[0] = memory(&vec![b'x'; 100 << 10]);
+    let denied = anonymous
+        .exec(Request {
+            cmd: vec![big],
+            ..Request::default()
+        })
+        .unwrap_err();
     assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
     let denied = anonymous
         .call::<_, FileListType>("/pb.Executor/FileList", ())
