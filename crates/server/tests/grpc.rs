@@ -597,6 +597,21 @@ fn bad_input_is_refused_naming_what_is_wrong() {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(status.message().contains("too large"), "{status:?}");
 
+    // Bytes that are no `Request`: a `FileContent` whose content field
+    // lands on `cmd` and does not decode as a command. go-judge's Go server
+    // answers INTERNAL too ("error unmarshalling request").
+    let garbage = grpc
+        .call::<_, Response>(
+            "/pb.Executor/Exec",
+            FileContent {
+                name: String::new(),
+                content: vec![0xff, 0xff, 0xff],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(garbage.code(), Code::Internal, "{garbage:?}");
+    assert!(garbage.message().contains("decode"), "{garbage:?}");
+
     for method in ["/pb.Executor/ExecStream", "/pb.Executor/NoSuchMethod"] {
         let status = grpc.call::<_, ()>(method, ()).unwrap_err();
         assert_eq!(status.code(), Code::Unimplemented, "{method}: {status:?}");
