@@ -290,11 +290,6 @@ pub fn parse_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
         .enumerate()
         .map(|(i, value)| parse_cmd(Obj::of(value, format!("cmd[{i}]"))?))
         .collect::<Result<Vec<_>, _>>()?;
-    if cmd.is_empty() {
-        return Err(ApiError::bad(
-            "no cmd provided: cmd must list at least one command",
-        ));
-    }
     let pipe_mapping = request
         .array("pipeMapping")?
         .iter()
@@ -527,10 +522,6 @@ mod tests {
         assert_eq!(
             error_of(r#"{"cmd": [{"args": ["x"]}], "pipeMapping": [{"in": {"index": 0}}]}"#),
             "pipeMapping[0].out is missing"
-        );
-        assert_eq!(
-            error_of(r#"{"cmd": []}"#),
-            "no cmd provided: cmd must list at least one command"
         );
         assert_eq!(
             error_of("[1]"),

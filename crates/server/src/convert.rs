@@ -76,6 +76,11 @@ pub fn to_job(
     prefixes: &[SrcPrefix],
 ) -> Result<Job, ApiError> {
     let commands = request.cmd.len();
+    if commands == 0 {
+        return Err(ApiError::bad(
+            "no cmd provided: cmd must list at least one command",
+        ));
+    }
     if commands > parallelism {
         return Err(ApiError::bad(format!(
             "the request has {commands} commands, but this server runs at most {parallelism} at \

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// Runs store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {
@@ -24,7 +24,7 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn store_error(error: hutch_host::StoreError) -> ApiError {
+pub(crate) fn store_error(error: hutch_host::StoreError) -> ApiError {
     match error {
         hutch_host::StoreError::NotFound { .. } => {
             ApiError::new(StatusCode::NOT_FOUND, error.to_string())
@@ -81,18 +81,7 @@ pub async fn download(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (name, content) = blocking(move || {
-        let (name, mut file) = state.store.get(&id).map_err(store_error)?;
-        let mut content = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut content).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot read {id}: {e}"),
-            )
-        })?;
-        Ok((name, content))
-    })
-    .await?;
+    let (name, content) = blocking(move || read(&state.store, &id)).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
         name.replace(['"', '\\', '\r', '\n'], "_")
@@ -112,14 +101,33 @@ pub async fn remove(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let shown = id.clone();
-    let removed = blocking(move || state.store.remove(&id).map_err(store_error)).await?;
-    if removed {
-        Ok(StatusCode::OK.into_response())
+    blocking(move || delete(&state.store, &id)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// A stored file's name and content, as `GET /file/{id}` and gRPC's
+/// `FileGet` give them.
+pub(crate) fn read(store: &hutch_host::FileStore, id: &str) -> Result<(String, Vec<u8>), ApiError> {
+    let (name, mut file) = store.get(id).map_err(store_error)?;
+    let mut content = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut content).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read {id}: {e}"),
+        )
+    })?;
+    Ok((name, content))
+}
+
+/// Deletes a stored file, as `DELETE /file/{id}` and gRPC's `FileDelete`
+/// do; `404` when there is none.
+pub(crate) fn delete(store: &hutch_host::FileStore, id: &str) -> Result<(), ApiError> {
+    if store.remove(id).map_err(store_error)? {
+        Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no stored file has the id {shown:?}"),
+            format!("no stored file has the id {id:?}"),
         ))
     }
 }

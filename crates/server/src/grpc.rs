@@ -10,9 +10,10 @@
 //!
 //! Errors are gRPC statuses: a request hutch refuses is
 //! `INVALID_ARGUMENT`, with the same message `/run` would give; a missing
-//! token `UNAUTHENTICATED`; a missing file `NOT_FOUND`; a full queue or a
-//! server shutting down `UNAVAILABLE`; a failure of hutch's own
-//! `INTERNAL`.
+//! token `UNAUTHENTICATED` (checked before the message is read); a missing
+//! file `NOT_FOUND`; a full queue or a server shutting down `UNAVAILABLE`; a
+//! message over `Config::max_body` `OUT_OF_RANGE`; one that does not decode,
+//! or a failure of hutch's own, `INTERNAL`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -30,6 +31,7 @@ use tonic::body::Body;
 use crate::AppState;
 use crate::api::{self, CmdFile, CopyOutFile};
 use crate::error::ApiError;
+use crate::files::{self, blocking, store_error};
 use crate::pb;
 use crate::pb::request::file::File as FileKind;
 use crate::pb::response::file_error::ErrorType;
@@ -66,11 +68,11 @@ pub(crate) async fn serve(
 const STREAMS_PER_CONNECTION: u32 = 16;
 
 /// The service's name, as paths and clients spell it.
-pub const SERVICE: &str = "pb.Executor";
+const SERVICE: &str = "pb.Executor";
 
 /// `pb.Executor`, served from the state every front end shares.
 #[derive(Clone)]
-pub struct Executor {
+pub(crate) struct Executor {
     state: Arc<AppState>,
 }
 
@@ -98,10 +100,14 @@ impl tower::Service<http::Request<Body>> for Executor {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let state = Arc::clone(&self.state);
+        // `/pb.Executor/<method>`: tonic routes only this service's paths
+        // here.
         let method = request
             .uri()
             .path()
-            .strip_prefix("/pb.Executor/")
+            .strip_prefix('/')
+            .and_then(|path| path.strip_prefix(SERVICE))
+            .and_then(|path| path.strip_prefix('/'))
             .unwrap_or_default()
             .to_owned();
         // Before the message is read: a caller without the token costs no
@@ -128,8 +134,9 @@ impl tower::Service<http::Request<Body>> for Executor {
     }
 }
 
-/// Decodes one request message, runs `handler` and encodes its answer. Messages may be as large as the largest request
-/// body (`Config::max_body`); answers have no limit but the client's.
+/// Decodes one request message, runs `handler` and encodes its answer.
+/// Messages may be as large as the largest request body
+/// (`Config::max_body`); answers have no limit but the client's.
 async fn unary<Req, Resp, F, Fut>(
     state: Arc<AppState>,
     request: http::Request<Body>,
@@ -191,15 +198,6 @@ fn status(error: ApiError) -> Status {
     }
 }
 
-/// Store work, off the runtime's thread.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("the server failed: {e}")))?
-}
-
 async fn exec(state: Arc<AppState>, request: pb::Request) -> Result<pb::Response, Status> {
     let arrived = Instant::now();
     let outcome = exec_inner(&state, request).await;
@@ -242,56 +240,41 @@ async fn exec_inner(state: &Arc<AppState>, request: pb::Request) -> Result<pb::R
 }
 
 async fn file_list(state: Arc<AppState>, _: ()) -> Result<pb::FileListType, Status> {
-    let files = blocking(move || state.store.list().map_err(store_status)).await?;
+    let files = blocking(move || state.store.list().map_err(store_error))
+        .await
+        .map_err(status)?;
     Ok(pb::FileListType {
         file_ids: files.into_iter().collect(),
     })
 }
 
 async fn file_get(state: Arc<AppState>, id: pb::FileId) -> Result<pb::FileContent, Status> {
-    blocking(move || {
-        let (name, mut file) = state.store.get(&id.file_id).map_err(store_status)?;
-        let mut content = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut content)
-            .map_err(|e| Status::internal(format!("cannot read {}: {e}", id.file_id)))?;
-        Ok(pb::FileContent { name, content })
-    })
-    .await
+    let (name, content) = blocking(move || files::read(&state.store, &id.file_id))
+        .await
+        .map_err(status)?;
+    Ok(pb::FileContent { name, content })
 }
 
 async fn file_add(state: Arc<AppState>, file: pb::FileContent) -> Result<pb::FileId, Status> {
-    blocking(move || {
-        let name = if file.name.is_empty() {
-            "file"
-        } else {
-            file.name.as_str()
-        };
-        let file_id = state
+    let name = match file.name.as_str() {
+        "" => "file".to_owned(),
+        name => name.to_owned(),
+    };
+    let file_id = blocking(move || {
+        state
             .store
-            .add(name, &mut file.content.as_slice())
-            .map_err(store_status)?;
-        Ok(pb::FileId { file_id })
+            .add(&name, &mut file.content.as_slice())
+            .map_err(store_error)
     })
     .await
+    .map_err(status)?;
+    Ok(pb::FileId { file_id })
 }
 
 async fn file_delete(state: Arc<AppState>, id: pb::FileId) -> Result<(), Status> {
-    let shown = id.file_id.clone();
-    let removed = blocking(move || state.store.remove(&id.file_id).map_err(store_status)).await?;
-    if removed {
-        Ok(())
-    } else {
-        Err(Status::not_found(format!(
-            "no stored file has the id {shown:?}"
-        )))
-    }
-}
-
-fn store_status(error: hutch_host::StoreError) -> Status {
-    match error {
-        hutch_host::StoreError::NotFound { .. } => Status::not_found(error.to_string()),
-        other => Status::internal(other.to_string()),
-    }
+    blocking(move || files::delete(&state.store, &id.file_id))
+        .await
+        .map_err(status)
 }
 
 /// A gRPC request in the model `/run` requests are read into; what only
@@ -305,11 +288,6 @@ pub(crate) fn to_run_request(request: pb::Request) -> Result<api::RunRequest, Ap
         .enumerate()
         .map(|(i, cmd)| to_cmd(i, cmd))
         .collect::<Result<Vec<_>, _>>()?;
-    if cmd.is_empty() {
-        return Err(ApiError::bad(
-            "no cmd provided: cmd must list at least one command",
-        ));
-    }
     let pipe_mapping = request
         .pipe_mapping
         .into_iter()
