@@ -635,6 +635,22 @@ mod tests {
     }
 
     #[test]
+    fn a_request_without_commands_is_refused_whichever_api_it_came_from() {
+        let store = FileStore::temporary().unwrap();
+        let defaults = crate::Config::default().defaults;
+        let empty = RunRequest {
+            request_id: String::new(),
+            cmd: Vec::new(),
+            pipe_mapping: Vec::new(),
+        };
+        let error = to_job(&empty, &defaults, 2, &store, &[]).unwrap_err();
+        assert_eq!(
+            error.message,
+            "no cmd provided: cmd must list at least one command"
+        );
+    }
+
+    #[test]
     fn paths_may_not_climb_out() {
         assert!(check_path("f", "a/b.txt").is_ok());
         assert!(check_path("f", "/tmp/x").is_ok());
