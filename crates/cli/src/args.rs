@@ -179,6 +179,12 @@ pub struct ServeArgs {
           value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long a connection may stay idle before it is closed: waiting for
+    /// a request over HTTP/1.1, with no call open over gRPC.
+    #[arg(long = "idle-timeout", value_name = "DUR", default_value = "30s",
+          value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     /// How the containers are made.
     #[command(flatten)]
     pub containers: ContainerArgs,

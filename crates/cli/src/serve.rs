@@ -14,6 +14,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    raise_open_files_limit();
     let config = config(args);
     match hutch_server::serve_until_signal(config, |listening| match listening.grpc {
         Some(grpc) => tracing::info!(addr = %listening.http, %grpc, "hutch serve is ready"),
@@ -24,6 +25,30 @@ pub fn main(args: &ServeArgs) -> ExitCode {
             eprintln!("hutch: error: {}", hutch_host::error_chain(&error));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit, as Go
+/// programs such as go-judge do at start: each connection, container and
+/// collected output holds descriptors, and a service manager's usual soft
+/// limit (1024) is less than the 1024 connections the server takes. Programs
+/// are not affected: every command gets its own limit (`--open-files`).
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        return;
+    };
+    if current >= maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(from = current, to = maximum, "raised the open files limit"),
+        Err(error) => tracing::warn!(%error, current, "cannot raise the open files limit"),
     }
 }
 
@@ -43,6 +68,7 @@ fn config(args: &ServeArgs) -> Config {
         max_queue: args.max_queue as usize,
         max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
         shutdown_grace: args.shutdown_grace,
+        idle_timeout: args.idle_timeout,
         defaults: Defaults {
             clock_limit: args.default_clock_limit,
             memory_limit: args.default_memory_limit,

@@ -26,7 +26,12 @@ struct Served {
 }
 
 fn serve(extra: &[&str]) -> Served {
-    let mut command = Command::new(HUTCH);
+    serve_from(Command::new(HUTCH), extra)
+}
+
+/// `hutch serve` started by `command`, which runs hutch with the arguments
+/// it is given.
+fn serve_from(mut command: Command, extra: &[&str]) -> Served {
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "1s"])
         .args(extra)
@@ -93,7 +98,17 @@ impl Served {
 }
 
 impl Drop for Served {
+    /// Stops a server the test left running as an operator would, so that
+    /// it removes what it made (its temporary file store among them); kills
+    /// it if it has not stopped within 10 s.
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -218,7 +233,14 @@ fn sigterm_kills_what_still_runs_after_the_grace_period_and_leaves_nothing() {
 fn cgroups_a_killed_server_left_are_removed_by_the_next() {
     require_root("this test");
     let _serial = serial();
-    let mut killed = serve(&["--parallelism", "2"]);
+    // A store of the test's: the killed server cannot remove its own.
+    let store = std::env::temp_dir().join(format!("hutch-killed-store-{}", std::process::id()));
+    let mut killed = serve(&[
+        "--parallelism",
+        "2",
+        "--file-store",
+        store.to_str().unwrap(),
+    ]);
     let pid = killed.child.id();
     let mut client = Client::new(killed.addr);
     assert_eq!(
@@ -244,6 +266,7 @@ fn cgroups_a_killed_server_left_are_removed_by_the_next() {
     );
     next.terminate();
     assert_eq!(next.wait(), Some(0));
+    std::fs::remove_dir_all(&store).unwrap();
 }
 
 #[test]
@@ -313,4 +336,37 @@ fn with_grpc_listen_it_says_where_grpc_is_served_and_stops_cleanly() {
         std::net::TcpStream::connect(grpc).is_err(),
         "nothing listens any more"
     );
+}
+
+#[test]
+fn a_low_open_files_limit_is_raised_to_the_hard_limit() {
+    let _serial = serial();
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    assert!(
+        hard.is_none_or(|hard| hard > 64),
+        "this test needs a hard limit on open files above 64, not {hard:?}"
+    );
+    // A service manager's low soft limit, set by the shell that starts hutch.
+    let mut shell = Command::new("sh");
+    shell.args(["-c", "ulimit -Sn 64 && exec \"$0\" \"$@\"", HUTCH]);
+    let mut served = serve_from(shell, &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", served.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "soft and hard: {line}");
+    assert_ne!(fields[3], "64", "{line}");
+    let log = served.startup.join("\n");
+    assert!(log.contains("raised the open files limit from=64"), "{log}");
+    assert_eq!(
+        Client::new(served.addr)
+            .post_json("/run", &echo_request())
+            .unwrap()
+            .status,
+        200
+    );
+    served.terminate();
+    assert_eq!(served.wait(), Some(0), "{}", served.drain_log());
 }

@@ -20,52 +20,159 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::{self, StatusCode};
 use hutch_host::{CommandResult, FileErrorKind};
+use tokio::sync::Semaphore;
 use tonic::Status;
 use tonic::body::Body;
 
-use crate::AppState;
 use crate::api::{self, CmdFile, CopyOutFile};
 use crate::error::ApiError;
 use crate::files::{self, blocking, store_error};
 use crate::pb;
 use crate::pb::request::file::File as FileKind;
 use crate::pb::response::file_error::ErrorType;
+use crate::{AppState, Closing, accept, reached};
 
-/// Serves `pb.Executor` on `listener` until `closing` turns true; then
-/// lets the calls under way finish (each ends when its run does) and
-/// returns. Runs run on the runtime's blocking threads, so this needs no
-/// thread of its own.
+/// Accepts connections to `pb.Executor` on `listener` until the server
+/// closes. Each connection, a task of this runtime, holds one of the
+/// server's connection `slots` (shared with the REST API) until it closes;
+/// it is closed once it has had no call open for `idle`, and when the
+/// server closes, after its calls under way are answered. Runs run on the
+/// runtime's blocking threads, so this needs no thread of its own.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
-    mut closing: tokio::sync::watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
+    idle: Duration,
+    mut closing: tokio::sync::watch::Receiver<Closing>,
 ) {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
-        // What one connection, and all of them together, may have in
-        // flight; a call beyond waits, its message unread but for what
-        // HTTP/2's flow-control window lets in (64 KiB).
-        .max_concurrent_streams(Some(STREAMS_PER_CONNECTION))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            crate::MAX_CONNECTIONS,
-        ))
-        .add_service(Executor::new(state))
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = closing.wait_for(|closing| *closing).await;
-        })
-        .await;
-    if let Err(error) = served {
-        tracing::error!(error = %hutch_host::error_chain(&error), "the gRPC server failed");
+    // What all connections together may have being read or run; a call
+    // beyond waits, its message unread but for what HTTP/2's flow-control
+    // window lets in (64 KiB).
+    let calls = Arc::new(Semaphore::new(crate::MAX_CONNECTIONS));
+    let executor = Executor::new(state);
+    loop {
+        let slot = tokio::select! {
+            () = reached(&mut closing, Closing::Gracefully) => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let Some(stream) = accept(&listener, reached(&mut closing, Closing::Gracefully)).await
+        else {
+            break;
+        };
+        let (open_tx, open_rx) = tokio::sync::watch::channel(0);
+        let service = ConnectionService {
+            executor: executor.clone(),
+            calls: Arc::clone(&calls),
+            open: Arc::new(open_tx),
+        };
+        let closing = closing.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            serve_connection(stream, service, open_rx, idle, closing).await;
+        });
+    }
+}
+
+/// Serves one HTTP/2 connection until the client closes it, it has been
+/// idle for `idle`, or the server closes; the last two let its open calls
+/// finish first.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    service: ConnectionService,
+    open: tokio::sync::watch::Receiver<usize>,
+    idle: Duration,
+    mut closing: tokio::sync::watch::Receiver<Closing>,
+) {
+    let _ = stream.set_nodelay(true);
+    let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(STREAMS_PER_CONNECTION)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = reached(&mut closing, Closing::Gracefully) => {}
+        () = idle_for(open, idle) => tracing::debug!("closing an idle gRPC connection"),
+    }
+    // GOAWAY: calls under way finish, a client's next call goes to a new
+    // connection.
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = reached(&mut closing, Closing::Now) => {}
+    }
+}
+
+/// Completes once the connection whose open calls `open` counts has had
+/// none for `idle` in a row.
+async fn idle_for(mut open: tokio::sync::watch::Receiver<usize>, idle: Duration) {
+    loop {
+        if open.wait_for(|open| *open == 0).await.is_err() {
+            // The connection is gone, and with it its calls.
+            return std::future::pending().await;
+        }
+        let busy = tokio::time::timeout(idle, open.wait_for(|open| *open > 0)).await;
+        if busy.is_err() {
+            return;
+        }
     }
 }
 
 /// The most calls one HTTP/2 connection may have open at once.
 const STREAMS_PER_CONNECTION: u32 = 16;
+
+/// [`Executor`] as one connection serves it: each call counts among the
+/// connection's open calls while it lasts, and waits for a place among all
+/// connections' calls before its message is read.
+#[derive(Clone)]
+struct ConnectionService {
+    executor: Executor,
+    calls: Arc<Semaphore>,
+    open: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let open = OpenCall::new(Arc::clone(&self.open));
+        let calls = Arc::clone(&self.calls);
+        let executor = self.executor.clone();
+        let request = request.map(Body::new);
+        Box::pin(async move {
+            let _open = open;
+            let Ok(_place) = calls.acquire_owned().await else {
+                return Ok(Status::unavailable("the server is shutting down").into_http());
+            };
+            Ok(executor.call(request).await)
+        })
+    }
+}
+
+/// One open call of a connection, counted from its start to its answer.
+struct OpenCall(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl OpenCall {
+    fn new(open: Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        open.send_modify(|open| *open += 1);
+        Self(open)
+    }
+}
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open -= 1);
+    }
+}
 
 /// The service's name, as paths and clients spell it.
 const SERVICE: &str = "pb.Executor";
@@ -82,55 +189,45 @@ impl Executor {
     }
 }
 
-impl tonic::server::NamedService for Executor {
-    const NAME: &'static str = SERVICE;
-}
-
 type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
 
-impl tower::Service<http::Request<Body>> for Executor {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+impl Executor {
+    /// Answers one call: the token is checked from its headers before its
+    /// message is read.
+    async fn call(&self, request: http::Request<Body>) -> http::Response<Body> {
         let state = Arc::clone(&self.state);
-        // `/pb.Executor/<method>`: tonic routes only this service's paths
-        // here.
-        let method = request
-            .uri()
-            .path()
+        let path = request.uri().path();
+        let Some(method) = path
             .strip_prefix('/')
             .and_then(|path| path.strip_prefix(SERVICE))
             .and_then(|path| path.strip_prefix('/'))
-            .unwrap_or_default()
-            .to_owned();
+            .map(str::to_owned)
+        else {
+            return Status::unimplemented(format!(
+                "this server has only the gRPC service {SERVICE}, not {path:?}"
+            ))
+            .into_http();
+        };
         // Before the message is read: a caller without the token costs no
         // more than its headers.
-        let allowed = authorize(&state, request.headers());
-        Box::pin(async move {
-            if let Err(status) = allowed {
-                return Ok(status.into_http());
+        if let Err(status) = authorize(&state, request.headers()) {
+            return status.into_http();
+        }
+        match method.as_str() {
+            "Exec" => unary(state, request, exec).await,
+            "FileList" => unary(state, request, file_list).await,
+            "FileGet" => unary(state, request, file_get).await,
+            "FileAdd" => unary(state, request, file_add).await,
+            "FileDelete" => unary(state, request, file_delete).await,
+            "ExecStream" => Status::unimplemented(
+                "hutch serves no ExecStream (go-judge's streaming and terminal runs): use Exec",
+            )
+            .into_http(),
+            other => {
+                Status::unimplemented(format!("{SERVICE} has no method {other:?}")).into_http()
             }
-            Ok(match method.as_str() {
-                "Exec" => unary(state, request, exec).await,
-                "FileList" => unary(state, request, file_list).await,
-                "FileGet" => unary(state, request, file_get).await,
-                "FileAdd" => unary(state, request, file_add).await,
-                "FileDelete" => unary(state, request, file_delete).await,
-                "ExecStream" => Status::unimplemented(
-                    "hutch serves no ExecStream (go-judge's streaming and terminal runs): use Exec",
-                )
-                .into_http(),
-                other => Status::unimplemented(format!("pb.Executor has no method {other:?}"))
-                    .into_http(),
-            })
-        })
+        }
     }
 }
 

@@ -82,6 +82,11 @@ pub struct Config {
     pub max_body: usize,
     /// How long shutdown lets running commands finish before killing them.
     pub shutdown_grace: Duration,
+    /// How long a connection may stay idle before the server closes it:
+    /// over HTTP/1.1, waiting for a request's head (a new connection's
+    /// first, or a kept-alive one's next); over gRPC, with no call open.
+    /// [`DEFAULT_IDLE_TIMEOUT`] by default.
+    pub idle_timeout: Duration,
     /// Limits applied where a request leaves them at 0.
     pub defaults: Defaults,
     /// The containers.
@@ -108,6 +113,7 @@ impl Default for Config {
             max_queue: 512,
             max_body: 64 << 20,
             shutdown_grace: Duration::from_secs(10),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             defaults: Defaults {
                 clock_limit: Duration::from_secs(60),
                 memory_limit: 1 << 30,
@@ -140,6 +146,7 @@ struct AppState {
     cgroup: Option<CgroupVersion>,
     workdir: String,
     shutdown_grace: Duration,
+    idle_timeout: Duration,
 }
 
 /// Where a started server listens.
@@ -309,6 +316,11 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
             "the parallelism must be at least 1".into(),
         ));
     }
+    if config.idle_timeout.is_zero() {
+        return Err(ServerError::Config(
+            "the idle timeout must be longer than 0".into(),
+        ));
+    }
     let blocking = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
         match config.builder.remove_stale_cgroups() {
             Ok(removed) => {
@@ -377,12 +389,13 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
         cgroup,
         workdir,
         shutdown_grace: config.shutdown_grace,
+        idle_timeout: config.idle_timeout,
     });
     Ok((listeners, state))
 }
 
-/// The most connections served at once; the next waits to be accepted
-/// until one closes.
+/// The most connections served at once, REST and gRPC together; the next
+/// waits to be accepted until one closes.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves until `stop` completes, then shuts down.
@@ -402,10 +415,10 @@ async fn serve(
         grpc,
     } = listeners;
     let app = router(Arc::clone(&state));
-    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-    // A connection's thread holds one slot until it ends, and the gRPC
-    // server's task one until it stops: all of them back means no
-    // connection is open.
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(Closing::No);
+    // A connection holds one slot until it ends (a REST one on its thread,
+    // a gRPC one in its task), and the gRPC server's accepting task one
+    // until it stops: all of them back means no connection is open.
     let holders = MAX_CONNECTIONS + usize::from(grpc.is_some());
     let slots = Arc::new(Semaphore::new(holders));
     let all_closed = || slots.acquire_many(holders as u32);
@@ -414,9 +427,10 @@ async fn serve(
             .try_acquire_owned()
             .expect("no connection is open yet");
         let (state, closing) = (Arc::clone(&state), closing_rx.clone());
+        let (slots, idle) = (Arc::clone(&slots), state.idle_timeout);
         tokio::spawn(async move {
             let _slot = slot;
-            grpc::serve(grpc, state, closing).await;
+            grpc::serve(grpc, state, slots, idle, closing).await;
         });
     }
     tokio::pin!(stop);
@@ -425,18 +439,8 @@ async fn serve(
             () = &mut stop => break,
             slot = Arc::clone(&slots).acquire_owned() => slot.expect("the slots are never closed"),
         };
-        let stream = tokio::select! {
-            () = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of descriptors, say: the connection waits in the
-                    // backlog and is tried again.
-                    tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+        let Some(stream) = accept(&listener, &mut stop).await else {
+            break;
         };
         let stream = match stream.into_std() {
             Ok(stream) => stream,
@@ -447,11 +451,12 @@ async fn serve(
         };
         let app = app.clone();
         let closing = closing_rx.clone();
+        let idle = state.idle_timeout;
         let spawned = std::thread::Builder::new()
             .name("hutch-connection".into())
             .spawn(move || {
                 let _slot = slot;
-                serve_connection(stream, app, closing);
+                serve_connection(stream, app, idle, closing);
             });
         if let Err(error) = spawned {
             tracing::warn!(%error, "cannot start a thread for a connection");
@@ -461,7 +466,7 @@ async fn serve(
     // Requests still waiting for containers are answered 503; every
     // connection ends after the request it serves.
     state.permits.close();
-    let _ = closing_tx.send(true);
+    let _ = closing_tx.send(Closing::Gracefully);
     if tokio::time::timeout(state.shutdown_grace, all_closed())
         .await
         .is_err()
@@ -471,7 +476,16 @@ async fn serve(
             killed,
             "the grace period ended: running commands were killed"
         );
-        let _ = all_closed().await;
+        if tokio::time::timeout(ANSWERS_AFTER_KILL, all_closed())
+            .await
+            .is_err()
+        {
+            // A client still sending its request, or not reading its
+            // answer.
+            tracing::warn!("closing the connections still open");
+            let _ = closing_tx.send(Closing::Now);
+            let _ = all_closed().await;
+        }
     }
     let pool = state.pool.clone();
     tokio::task::spawn_blocking(move || pool.shutdown())
@@ -481,12 +495,57 @@ async fn serve(
     Ok(())
 }
 
+/// The next connection `listener` accepts, or None once `stop` completes.
+/// A connection that cannot be accepted (the process is out of
+/// descriptors, say) waits in the backlog and is tried again shortly.
+pub(crate) async fn accept(
+    listener: &tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> Option<tokio::net::TcpStream> {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => return Some(stream),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+/// How far the server has gone in closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Closing {
+    /// Serving.
+    No,
+    /// No new connection or request; those under way are answered.
+    Gracefully,
+    /// Every connection is closed now, answered or not.
+    Now,
+}
+
+/// Completes once the server's closing has reached `phase` (or the server
+/// is gone).
+pub(crate) async fn reached(closing: &mut tokio::sync::watch::Receiver<Closing>, phase: Closing) {
+    let _ = closing.wait_for(|now| *now >= phase).await;
+}
+
+/// How long shutdown waits, once the grace period is over and what still
+/// ran is killed, for the killed commands' answers before it closes the
+/// connections still open.
+const ANSWERS_AFTER_KILL: Duration = Duration::from_secs(1);
+
 /// Serves one connection on this thread until it closes, or until the
 /// server closes and its current request is answered.
 fn serve_connection(
     stream: std::net::TcpStream,
     app: Router,
-    mut closing: tokio::sync::watch::Receiver<bool>,
+    idle: Duration,
+    mut closing: tokio::sync::watch::Receiver<Closing>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -513,43 +572,41 @@ fn serve_connection(
         // client that sends nothing does not hold its thread forever.
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEAD_TIMEOUT)
+            .header_read_timeout(idle)
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         tokio::pin!(connection);
         tokio::select! {
             _ = connection.as_mut() => {}
-            _ = closing.wait_for(|closing| *closing) => {
+            () = reached(&mut closing, Closing::Gracefully) => {
                 connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = reached(&mut closing, Closing::Now) => {}
+                }
             }
         }
     });
 }
 
-/// How long a request's head may take to arrive, from the connection's
-/// start or the previous answer: an idle kept-alive connection is closed
-/// after this long.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default [`Config::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `Keep-Alive: timeout=N` on every answer: clients that read it (undici,
-/// the `fetch` of Node.js, among them) stop reusing an idle connection
-/// before the server closes it, so a request never races the close.
-async fn keep_alive_hint(mut response: Response) -> Response {
-    // Made once: the same for every answer.
-    static HINT: std::sync::LazyLock<Option<header::HeaderValue>> =
-        std::sync::LazyLock::new(|| {
-            header::HeaderValue::try_from(format!("timeout={}", HEAD_TIMEOUT.as_secs())).ok()
-        });
-    if let Some(value) = HINT.as_ref() {
-        response
-            .headers_mut()
-            .insert(header::HeaderName::from_static("keep-alive"), value.clone());
-    }
+/// `Keep-Alive: timeout=N` on every answer, N the idle timeout in whole
+/// seconds: clients that read it (undici, the `fetch` of Node.js, among
+/// them) stop reusing an idle connection before the server closes it, so
+/// a request never races the close.
+async fn keep_alive_hint(hint: State<header::HeaderValue>, mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::HeaderName::from_static("keep-alive"), hint.0);
     response
 }
 
 fn router(state: Arc<AppState>) -> Router {
     let max_body = state.max_body;
+    // Whole seconds, rounded down: the client lets go first.
+    let hint = header::HeaderValue::try_from(format!("timeout={}", state.idle_timeout.as_secs()))
+        .unwrap_or_else(|_| header::HeaderValue::from_static("timeout=0"));
     Router::new()
         .route("/run", post(run))
         .route("/file", get(files::list).post(files::upload))
@@ -563,7 +620,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/config", get(config_json))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::map_response(keep_alive_hint))
+        .layer(middleware::map_response_with_state(hint, keep_alive_hint))
         .with_state(state)
 }
 
@@ -604,15 +661,7 @@ async fn run(State(state): State<Arc<AppState>>, body: Body) -> Response {
 async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiError> {
     let body = axum::body::to_bytes(body, state.max_body)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than this server takes ({} bytes, --max-body)",
-                    state.max_body
-                ),
-            )
-        })?;
+        .map_err(|error| body_error(error, state.max_body))?;
     let request = api::parse_run_request(&body)?;
     drop(body);
     let admitted = admit(state, &request).await?;
@@ -637,6 +686,32 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
         "run"
     );
     Ok(Json(results).into_response())
+}
+
+/// Why a request's body could not be read whole: larger than `max_body`
+/// (`413`), or not sent whole (`400`; the client closed its connection
+/// before the end, say).
+fn body_error(error: axum::Error, max_body: usize) -> ApiError {
+    let error = error.into_inner();
+    if error
+        .downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than this server takes ({max_body} bytes, --max-body)"
+            ),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "cannot read the request body: {}",
+                hutch_host::error_chain(&*error)
+            ),
+        )
+    }
 }
 
 /// A request let through the queue: its job, and a permit for each of its

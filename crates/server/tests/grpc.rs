@@ -612,7 +612,11 @@ fn bad_input_is_refused_naming_what_is_wrong() {
     assert_eq!(garbage.code(), Code::Internal, "{garbage:?}");
     assert!(garbage.message().contains("decode"), "{garbage:?}");
 
-    for method in ["/pb.Executor/ExecStream", "/pb.Executor/NoSuchMethod"] {
+    for method in [
+        "/pb.Executor/ExecStream",
+        "/pb.Executor/NoSuchMethod",
+        "/grpc.health.v1.Health/Check",
+    ] {
         let status = grpc.call::<_, ()>(method, ()).unwrap_err();
         assert_eq!(status.code(), Code::Unimplemented, "{method}: {status:?}");
     }
@@ -639,5 +643,105 @@ fn shutdown_lets_a_running_exec_finish() {
         server.shutdown().expect("a clean shutdown");
         let result = call.join().unwrap();
         assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+    });
+}
+
+/// One gRPC call made over `client` by hand (HTTP/2 frames, no gRPC
+/// library), so that the test sees the connection itself: the answer's
+/// message, once its trailers say `grpc-status: 0`.
+async fn call_by_hand(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: std::net::SocketAddr,
+    request: Request,
+) -> Response {
+    let message = prost::Message::encode_to_vec(&request);
+    let mut frame = vec![0];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let head = http::Request::post(format!("http://{addr}/pb.Executor/Exec"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (answer, mut body) = client.send_request(head, false).unwrap();
+    body.send_data(frame.into(), true).unwrap();
+    let answer = answer.await.expect("an answer");
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    let mut read = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        read.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+    assert!(read.len() >= 5, "{read:?}");
+    prost::Message::decode(&read[5..]).expect("a Response")
+}
+
+#[test]
+fn an_idle_connection_is_closed_but_not_one_with_a_call_open() {
+    let idle = Duration::from_millis(500);
+    let server = Server::start(Config {
+        idle_timeout: idle,
+        ..config()
+    })
+    .expect("the server starts");
+    let addr = server.listening().grpc.unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let within = Duration::from_secs(20);
+
+        // No call at all.
+        let connected = Instant::now();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (_client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let _ = tokio::time::timeout(within, connection)
+            .await
+            .expect("closed by the server within 20 s");
+        assert!(
+            connected.elapsed() >= idle,
+            "closed after {:?}",
+            connected.elapsed()
+        );
+
+        // A call that runs for twice the idle time keeps its connection;
+        // the idle time counts from its answer.
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let closed = tokio::spawn(async move {
+            let _ = connection.await;
+            Instant::now()
+        });
+        let mut client = client.ready().await.unwrap();
+        let response = call_by_hand(
+            &mut client,
+            addr,
+            Request {
+                cmd: vec![cmd(&["sleep", "1"])],
+                ..Request::default()
+            },
+        )
+        .await;
+        let answered = Instant::now();
+        assert_eq!(
+            status(&response.results[0]),
+            StatusType::Accepted,
+            "{response:?}"
+        );
+        let closed = tokio::time::timeout(within, closed)
+            .await
+            .expect("closed by the server within 20 s")
+            .unwrap();
+        assert!(
+            closed.duration_since(answered) >= idle / 2,
+            "closed {:?} after the answer",
+            closed.duration_since(answered)
+        );
+        drop(client);
     });
 }

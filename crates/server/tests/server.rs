@@ -641,7 +641,7 @@ fn unknown_endpoints_answer_404_in_json() {
 #[test]
 fn answers_say_how_long_an_idle_connection_stays_open() {
     let (_server, mut client) = start(config());
-    let hint = format!("timeout={}", hutch_server::HEAD_TIMEOUT.as_secs());
+    let hint = format!("timeout={}", hutch_server::DEFAULT_IDLE_TIMEOUT.as_secs());
     let version = client.get("/version").unwrap();
     assert_eq!(version.header("keep-alive"), Some(hint.as_str()));
     let answer = client
@@ -652,6 +652,101 @@ fn answers_say_how_long_an_idle_connection_stays_open() {
     let refused = client.post_json("/run", b"{").unwrap();
     assert_eq!(refused.status, 400);
     assert_eq!(refused.header("keep-alive"), Some(hint.as_str()));
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    use std::io::{Read, Write};
+    let idle = Duration::from_millis(1500);
+    let (server, _) = start(Config {
+        idle_timeout: idle,
+        ..config()
+    });
+    // Reads until the server closes the connection, for at most 20 s; the
+    // bytes read.
+    let read_to_close = |stream: &mut std::net::TcpStream| {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut read = Vec::new();
+        stream
+            .read_to_end(&mut read)
+            .expect("closed by the server within 20 s");
+        read
+    };
+
+    // Nothing sent at all.
+    let connected = Instant::now();
+    let mut silent = std::net::TcpStream::connect(server.addr()).unwrap();
+    assert!(read_to_close(&mut silent).is_empty());
+    assert!(
+        connected.elapsed() >= idle,
+        "closed after {:?}",
+        connected.elapsed()
+    );
+
+    // Kept alive after an answer, whose hint says how long it may wait
+    // (in whole seconds, rounded down).
+    let mut kept = std::net::TcpStream::connect(server.addr()).unwrap();
+    kept.write_all(b"GET /version HTTP/1.1\r\nHost: hutch\r\n\r\n")
+        .unwrap();
+    let mut head = [0; 12];
+    kept.read_exact(&mut head).unwrap();
+    let answered = Instant::now();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let rest = String::from_utf8(read_to_close(&mut kept)).unwrap();
+    assert!(
+        answered.elapsed() >= idle.mul_f64(0.9),
+        "closed {:?} after the answer",
+        answered.elapsed()
+    );
+    assert!(
+        rest.to_ascii_lowercase()
+            .contains("keep-alive: timeout=1\r\n"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn a_client_that_stops_sending_holds_up_neither_its_answer_nor_shutdown() {
+    use std::io::{Read, Write};
+    let grace = Duration::from_millis(300);
+    let (server, _) = start(Config {
+        shutdown_grace: grace,
+        ..config()
+    });
+    let addr = server.addr();
+    // A body that stops a few bytes into its announced 100.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled
+        .write_all(b"POST /run HTTP/1.1\r\nHost: hutch\r\nContent-Length: 100\r\n\r\n{\"cmd\"")
+        .unwrap();
+    // A body that breaks off: a 400 naming it. Connections are accepted in
+    // order, so once this is answered the stalled one has its thread.
+    let mut broken = std::net::TcpStream::connect(addr).unwrap();
+    broken
+        .write_all(b"POST /run HTTP/1.1\r\nHost: hutch\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\nzz\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = broken.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("cannot read the request body"), "{answer}");
+
+    // Shutdown waits the grace period for the stalled request, then closes
+    // its connection.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || done_tx.send(server.shutdown()));
+    let stopped = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("shut down within 20 s");
+    stopped.expect("a clean shutdown");
+    assert!(started.elapsed() >= grace, "{:?}", started.elapsed());
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    stalled.read_to_end(&mut rest).expect("closed");
 }
 
 #[test]
