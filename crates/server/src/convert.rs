@@ -228,9 +228,13 @@ fn to_command(
     let mut spec = ExecSpec::new(cmd.args.iter().cloned());
     for (j, entry) in cmd.env.iter().enumerate() {
         match entry.split_once('=') {
-            Some((key, value)) if !key.is_empty() && !entry.contains('\0') => {
-                spec = spec.env(key, value);
+            _ if entry.contains('\0') => {
+                return Err(ApiError::bad(format!(
+                    "{} holds a NUL byte: {entry:?}",
+                    at(&format!("env[{j}]"))
+                )));
             }
+            Some((key, value)) if !key.is_empty() => spec = spec.env(key, value),
             _ => {
                 return Err(ApiError::bad(format!(
                     "{} is not KEY=VALUE: {entry:?}",

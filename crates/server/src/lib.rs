@@ -33,6 +33,8 @@ mod error;
 mod files;
 mod grpc;
 mod metrics;
+#[cfg(test)]
+mod mutation_tests;
 pub mod pb;
 
 use std::net::SocketAddr;

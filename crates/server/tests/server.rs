@@ -587,6 +587,7 @@ fn bad_input_is_refused_naming_what_is_wrong() {
         (with("procLimit", json!(1u64 << 40)), 400, "cmd[0].procLimit is"),
         (with("cpuSetLimit", json!("0-x")), 400, "cmd[0].cpuSetLimit"),
         (with("env", json!(["NOEQUALS"])), 400, "cmd[0].env[0] is not KEY=VALUE"),
+        (with("env", json!(["A=b\0c"])), 400, "cmd[0].env[0] holds a NUL byte"),
         (with("tty", json!(true)), 400, "terminals are not supported"),
         (with("copyIn", json!({"a": {"fileId": "AAAAAAAAAAAAAAAA"}})), 400,
          "cmd[0].copyIn[\"a\"].fileId: no stored file has the id"),
