@@ -400,6 +400,8 @@ pub enum Verdict {
     /// The container failed (its init died or did not answer); see
     /// [`CommandResult::error`].
     ContainerFailed,
+    /// The job was cancelled ([`Cancel`]) before the command started.
+    Cancelled,
 }
 
 impl Verdict {
@@ -408,6 +410,7 @@ impl Verdict {
         match self {
             Verdict::FileError => "file-error",
             Verdict::ContainerFailed => "container-failed",
+            Verdict::Cancelled => "cancelled",
             other => match other.status() {
                 Some(status) => status.as_str(),
                 None => "unknown",
@@ -427,7 +430,7 @@ impl Verdict {
             Verdict::OutputLimit => Status::OutputLimit,
             Verdict::DisallowedSyscall => Status::DisallowedSyscall,
             Verdict::RunnerError => Status::RunnerError,
-            Verdict::FileError | Verdict::ContainerFailed => return None,
+            Verdict::FileError | Verdict::ContainerFailed | Verdict::Cancelled => return None,
         })
     }
 }
@@ -716,7 +719,7 @@ impl Job {
             .checkout_many(self.commands.len())
             .map_err(JobError::Pool)?;
         let mut containers: Vec<&mut Container> = pooled.iter_mut().map(|c| &mut **c).collect();
-        self.run_planned(&plan, &mut containers)
+        self.run_planned(&plan, &mut containers, None)
     }
 
     /// Runs the job in these containers, one per command, in order. They
@@ -725,6 +728,17 @@ impl Job {
         &self,
         containers: &mut [&mut Container],
     ) -> Result<Vec<CommandResult>, JobError> {
+        self.run_in_cancellable(containers, None)
+    }
+
+    /// [`run_in`](Self::run_in), stopped early by `cancel` if it is
+    /// cancelled: its commands under way are killed, and those not yet
+    /// started never start ([`Verdict::Cancelled`]).
+    pub fn run_in_cancellable(
+        &self,
+        containers: &mut [&mut Container],
+        cancel: Option<&Cancel>,
+    ) -> Result<Vec<CommandResult>, JobError> {
         let plan = self.fd_plan()?;
         if containers.len() != self.commands.len() {
             return Err(JobError::Containers {
@@ -732,13 +746,20 @@ impl Job {
                 containers: containers.len(),
             });
         }
-        self.run_planned(&plan, containers)
+        let results = self.run_planned(&plan, containers, cancel);
+        if let Some(cancel) = cancel {
+            // The containers go on to other runs: a late cancel must not
+            // reach them.
+            cancel.release();
+        }
+        results
     }
 
     fn run_planned(
         &self,
         plan: &[Vec<Option<&Stream>>],
         containers: &mut [&mut Container],
+        cancel: Option<&Cancel>,
     ) -> Result<Vec<CommandResult>, JobError> {
         // The pipes' ends, by command and descriptor; relays for proxies.
         let mut ends: Vec<BTreeMap<usize, OwnedFd>> =
@@ -782,7 +803,7 @@ impl Job {
                 .zip(plan)
                 .zip(ends)
                 .map(|(((container, command), streams), ends)| {
-                    move || run_command(container, command, streams, ends, store)
+                    move || run_command(container, command, streams, ends, store, cancel)
                 });
             let first = work.next().expect("a job has a command");
             let others: Vec<_> = work
@@ -817,6 +838,74 @@ impl Job {
             results
         });
         Ok(results)
+    }
+}
+
+/// Cancels a job from another thread ([`Job::run_in_cancellable`]): the
+/// job's commands under way are killed (their verdicts are those of a
+/// program killed by `SIGKILL`) and those not yet started never start
+/// ([`Verdict::Cancelled`]). Clones cancel the same job. A cancel after
+/// the job has returned does nothing; a cancelled `Cancel` keeps any later
+/// job it is given from starting, so make one per job.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    inner: Arc<std::sync::Mutex<CancelState>>,
+}
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: bool,
+    /// One per command started or about to start.
+    killers: Vec<Killer>,
+}
+
+impl Cancel {
+    /// A handle that has not cancelled anything yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels the job; a second call does nothing more.
+    pub fn cancel(&self) {
+        let mut state = self.lock();
+        state.cancelled = true;
+        for killer in &state.killers {
+            let _ = killer.kill();
+        }
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// Adds the killer of a command about to start; false when the job is
+    /// already cancelled, and the command must not start.
+    fn register(&self, killer: Killer) -> bool {
+        let mut state = self.lock();
+        if state.cancelled {
+            return false;
+        }
+        state.killers.push(killer);
+        true
+    }
+
+    /// Forgets the killers once the job's runs are over.
+    fn release(&self) {
+        self.lock().killers.clear();
+    }
+
+    /// Kills every registered command's run again.
+    fn kill_registered(&self) {
+        for killer in &self.lock().killers {
+            let _ = killer.kill();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CancelState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -937,7 +1026,22 @@ fn run_command(
     streams: &[Option<&Stream>],
     mut ends: BTreeMap<usize, OwnedFd>,
     store: Option<&FileStore>,
+    cancel: Option<&Cancel>,
 ) -> CommandResult {
+    if let Some(cancel) = cancel {
+        // From here on a cancel kills this command's run, or keeps it from
+        // starting.
+        let killer = match container.killer() {
+            Ok(killer) => killer,
+            Err(error) => return failed_container(error),
+        };
+        if !cancel.register(killer) {
+            return CommandResult::not_run(
+                Verdict::Cancelled,
+                "the job was cancelled before this command started".into(),
+            );
+        }
+    }
     let mut file_errors = Vec::new();
     if let Err(failed) = copy_in(container, command, store, &mut file_errors) {
         return *failed;
@@ -1022,7 +1126,15 @@ fn run_command(
                     Held::Collector(index) => collecting[*index].program_end(),
                 });
             }
-            container.start(&spec)
+            let started = container.start(&spec);
+            // A cancel whose kill reached init before the program's exec
+            // did nothing there; it is seen here, and killed again.
+            if let (Ok(_), Some(cancel)) = (&started, cancel)
+                && cancel.is_cancelled()
+            {
+                cancel.kill_registered();
+            }
+            started
         };
         // Init holds its own copies now: closing the host's lets each pipe's
         // other end see this one close when the program's run ends.

@@ -86,9 +86,9 @@ pub use hutch_protocol as protocol;
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init, embedded_init_len};
 pub use input::{InputError, SealedInput};
 pub use job::{
-    Collector, Command, CommandResult, CopyIn, CopyInContent, CopyOut, DEFAULT_COPY_OUT_LIMIT,
-    FileError, FileErrorKind, Job, JobError, MAX_JOB_FDS, Pipe, PipeEnd, Proxy, Source, Stream,
-    Verdict,
+    Cancel, Collector, Command, CommandResult, CopyIn, CopyInContent, CopyOut,
+    DEFAULT_COPY_OUT_LIMIT, FileError, FileErrorKind, Job, JobError, MAX_JOB_FDS, Pipe, PipeEnd,
+    Proxy, Source, Stream, Verdict,
 };
 pub use pool::{Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};

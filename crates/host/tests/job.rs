@@ -619,3 +619,156 @@ fn a_run_may_be_pinned_to_cpus_and_the_next_one_is_not() {
     assert_eq!(cpus(status().cpus(first)), "0");
     assert_eq!(cpus(status()), all, "the pinning does not outlive its run");
 }
+
+/// Runs `job` on a thread of its own in the pool's containers, cancellable
+/// through `cancel`; its results come through the handle.
+fn run_cancellable<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    pool: &Pool,
+    job: Job,
+    cancel: &hutch_host::Cancel,
+) -> std::thread::ScopedJoinHandle<'scope, Vec<hutch_host::CommandResult>> {
+    let mut pooled = pool.checkout_many(job.commands().len()).unwrap();
+    let cancel = cancel.clone();
+    std::thread::Builder::new()
+        .spawn_scoped(scope, move || {
+            let mut containers: Vec<&mut hutch_host::Container> =
+                pooled.iter_mut().map(|c| &mut **c).collect();
+            job.run_in_cancellable(&mut containers, Some(&cancel))
+                .unwrap()
+        })
+        .unwrap()
+}
+
+/// A command whose stdout is the write end of a pipe the test reads, so
+/// that the test knows when it has started; a second, collected, stdout
+/// would be its result.
+fn signalling(script: &str) -> (Command, std::fs::File) {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let command =
+        Command::new(ExecSpec::new(["sh", "-c", script]).wall_time(Duration::from_secs(20)))
+            .stream(Stream::Null)
+            .stream(Stream::Fd(Arc::new(write)))
+            .stream(collect("stderr", 1 << 20));
+    (command, std::fs::File::from(read))
+}
+
+/// Reads one line from `from`.
+fn read_line(from: &mut std::fs::File) -> String {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut byte = [0];
+    while from.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8(line).unwrap()
+}
+
+#[test]
+fn a_cancel_kills_what_runs_and_keeps_the_rest_from_starting() {
+    let pool = pool();
+    // Under way: killed at once, not at its 20 s wall-clock limit.
+    let (running, mut ready) = signalling("echo ready; exec sleep 30");
+    let mut job = Job::new();
+    job.command(running);
+    let cancel = hutch_host::Cancel::new();
+    let started = std::time::Instant::now();
+    let results = std::thread::scope(|scope| {
+        let handle = run_cancellable(scope, &pool, job, &cancel);
+        assert_eq!(read_line(&mut ready), "ready");
+        cancel.cancel();
+        handle.join().unwrap()
+    });
+    assert_eq!(results[0].verdict, Verdict::Signalled, "{:#?}", results[0]);
+    assert_eq!(results[0].exit_status(), 9, "SIGKILL");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Cancelled before it runs: nothing starts.
+    let mut job = Job::new();
+    job.command(sh("echo never"));
+    job.command(sh("echo never"));
+    let cancel = hutch_host::Cancel::new();
+    cancel.cancel();
+    let results =
+        std::thread::scope(|scope| run_cancellable(scope, &pool, job, &cancel).join()).unwrap();
+    for result in &results {
+        assert_eq!(result.verdict, Verdict::Cancelled, "{result:#?}");
+        assert!(
+            result.exec.is_none() && result.files.is_empty(),
+            "{result:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_cancel_racing_the_start_of_the_run_still_stops_it() {
+    let pool = pool();
+    let started = std::time::Instant::now();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for i in 0..300 {
+        let mut job = Job::new();
+        job.command(command(&["sleep", "30"]));
+        let cancel = hutch_host::Cancel::new();
+        let results = std::thread::scope(|scope| {
+            let handle = run_cancellable(scope, &pool, job, &cancel);
+            // The cancel comes 0 to 3 ms after the job's start, so that it
+            // lands before the command starts, while it starts, and while
+            // it runs.
+            let delay = Duration::from_micros(10 * i);
+            let from = std::time::Instant::now();
+            while from.elapsed() < delay {
+                std::hint::spin_loop();
+            }
+            cancel.cancel();
+            handle.join().unwrap()
+        });
+        let verdict = results[0].verdict;
+        assert!(
+            matches!(verdict, Verdict::Cancelled | Verdict::Signalled),
+            "{:#?}",
+            results[0]
+        );
+        *outcomes.entry(verdict.as_str()).or_insert(0) += 1;
+    }
+    assert!(
+        outcomes.contains_key("signalled"),
+        "no run was under way: {outcomes:?}"
+    );
+    // Each would have taken its 20 s wall-clock limit had a cancel been
+    // lost.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?} for 300 cancelled jobs: {outcomes:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_cancel_after_the_job_reaches_no_later_run_of_its_containers() {
+    let pool = Pool::new(builder(), 1);
+    let cancel = hutch_host::Cancel::new();
+    let mut job = Job::new();
+    job.command(sh("echo first"));
+    let first =
+        std::thread::scope(|scope| run_cancellable(scope, &pool, job, &cancel).join()).unwrap();
+    assert_eq!(first[0].verdict, Verdict::Ok, "{:#?}", first[0]);
+
+    // The same container (the pool has one) runs the next job while the
+    // first job's handle is cancelled.
+    let (next, mut ready) = signalling("echo ready; sleep 0.2; echo done >&2");
+    let mut job = Job::new();
+    job.command(next);
+    let unrelated = hutch_host::Cancel::new();
+    let results = std::thread::scope(|scope| {
+        let handle = run_cancellable(scope, &pool, job, &unrelated);
+        assert_eq!(read_line(&mut ready), "ready");
+        cancel.cancel();
+        handle.join().unwrap()
+    });
+    assert_eq!(results[0].verdict, Verdict::Ok, "{:#?}", results[0]);
+    assert_eq!(text(&results[0], "stderr"), "done\n");
+}
