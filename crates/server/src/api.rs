@@ -114,9 +114,12 @@ pub enum CmdFile {
     },
     /// `{"symlink": target}` (copy-in only).
     Symlink(String),
-    /// `{"streamIn": true}` or `{"streamOut": true}` (go-judge's WebSocket
-    /// streams).
-    Stream,
+    /// `{"streamIn": true}`: an input the client sends while the program
+    /// runs (`/stream` only).
+    StreamIn,
+    /// `{"streamOut": true}`: an output the client receives while the
+    /// program runs (`/stream` only).
+    StreamOut,
 }
 
 /// One pipe of `pipeMapping`.
@@ -374,8 +377,11 @@ fn parse_file(file: &Obj<'_>) -> Result<CmdFile, ApiError> {
     if let Some(target) = file.string("symlink")? {
         return Ok(CmdFile::Symlink(target));
     }
-    if file.bool("streamIn")? || file.bool("streamOut")? {
-        return Ok(CmdFile::Stream);
+    if file.bool("streamIn")? {
+        return Ok(CmdFile::StreamIn);
+    }
+    if file.bool("streamOut")? {
+        return Ok(CmdFile::StreamOut);
     }
     Err(ApiError::bad(format!(
         "{} is no file: give src, content, fileId, or name and max{}",

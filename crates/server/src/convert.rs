@@ -65,15 +65,62 @@ impl SrcPrefix {
     }
 }
 
+/// The host's ends of the descriptors a `/stream` request streams, as
+/// [`to_stream_job`] makes them: pipes, whose other ends the programs get.
+#[derive(Debug, Default)]
+pub struct StreamEnds {
+    /// `(command, fd, the write end)` of every `streamIn`.
+    pub inputs: Vec<(usize, usize, OwnedFd)>,
+    /// `(command, fd, the read end)` of every `streamOut`.
+    pub outputs: Vec<(usize, usize, OwnedFd)>,
+}
+
+/// The largest command index and descriptor a stream may have: go-judge's
+/// WebSocket frames carry each in four bits.
+pub const MAX_STREAM_FIELD: usize = 15;
+
 /// Turns a request into a job, checking everything a client can get wrong
 /// first: nothing runs unless all of it is right. `parallelism` is the most
 /// commands the server runs at once, and so the most one request may have.
+/// Streamed descriptors (`streamIn`, `streamOut`) are refused.
 pub fn to_job(
     request: &RunRequest,
     defaults: &Defaults,
     parallelism: usize,
     store: &FileStore,
     prefixes: &[SrcPrefix],
+) -> Result<Job, ApiError> {
+    make_job(request, defaults, parallelism, store, prefixes, None)
+}
+
+/// [`to_job`] for `/stream`: each streamed descriptor becomes a pipe whose
+/// host end is in the returned [`StreamEnds`].
+pub fn to_stream_job(
+    request: &RunRequest,
+    defaults: &Defaults,
+    parallelism: usize,
+    store: &FileStore,
+    prefixes: &[SrcPrefix],
+) -> Result<(Job, StreamEnds), ApiError> {
+    let mut ends = StreamEnds::default();
+    let job = make_job(
+        request,
+        defaults,
+        parallelism,
+        store,
+        prefixes,
+        Some(&mut ends),
+    )?;
+    Ok((job, ends))
+}
+
+fn make_job(
+    request: &RunRequest,
+    defaults: &Defaults,
+    parallelism: usize,
+    store: &FileStore,
+    prefixes: &[SrcPrefix],
+    mut streams: Option<&mut StreamEnds>,
 ) -> Result<Job, ApiError> {
     let commands = request.cmd.len();
     if commands == 0 {
@@ -139,7 +186,15 @@ pub fn to_job(
                 "cmd[{i}].files[{fd}] is null, and no pipeMapping fills it"
             )));
         }
-        let command = to_command(i, cmd, &proxy_names[i], defaults, store, prefixes)?;
+        let command = to_command(
+            i,
+            cmd,
+            &proxy_names[i],
+            defaults,
+            store,
+            prefixes,
+            streams.as_deref_mut(),
+        )?;
         job.command(command);
     }
     for (pipe, writer, reader) in pipes {
@@ -202,6 +257,7 @@ fn to_command(
     defaults: &Defaults,
     store: &FileStore,
     prefixes: &[SrcPrefix],
+    mut streams: Option<&mut StreamEnds>,
 ) -> Result<Command, ApiError> {
     let at = |field: &str| format!("cmd[{i}].{field}");
     if cmd.args.is_empty() {
@@ -347,6 +403,34 @@ fn to_command(
                     "{field} is a symlink, which only copyIn takes"
                 )));
             }
+            Some(file @ (CmdFile::StreamIn | CmdFile::StreamOut)) => {
+                let Some(ends) = streams.as_deref_mut() else {
+                    return Err(ApiError::bad(format!(
+                        "{field}: streamIn and streamOut are for the /stream WebSocket; /run and \
+                         Exec take none"
+                    )));
+                };
+                if i > MAX_STREAM_FIELD || j > MAX_STREAM_FIELD {
+                    return Err(ApiError::bad(format!(
+                        "{field}: a stream's command index and descriptor must be at most \
+                         {MAX_STREAM_FIELD}"
+                    )));
+                }
+                let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                    .map_err(|e| {
+                        ApiError::new(
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("{field}: cannot make a pipe: {e}"),
+                        )
+                    })?;
+                if *file == CmdFile::StreamIn {
+                    ends.inputs.push((i, j, write));
+                    Stream::Fd(Arc::new(read))
+                } else {
+                    ends.outputs.push((i, j, read));
+                    Stream::Fd(Arc::new(write))
+                }
+            }
             Some(file) => Stream::Input(source(&field, file, store, prefixes)?),
         };
         command = command.stream(stream);
@@ -417,9 +501,8 @@ fn source(
         CmdFile::Src(path) => {
             open_src(field, path, prefixes).map(|file| Source::File(Arc::new(file)))
         }
-        CmdFile::Stream => Err(ApiError::bad(format!(
-            "{field}: streamIn and streamOut need go-judge's /stream WebSocket, which hutch does \
-             not serve"
+        CmdFile::StreamIn | CmdFile::StreamOut => Err(ApiError::bad(format!(
+            "{field}: streamIn and streamOut are for a program's files, not copyIn"
         ))),
         CmdFile::Collector { .. } | CmdFile::Symlink(_) => {
             unreachable!("callers take collectors and links apart")

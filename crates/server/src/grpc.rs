@@ -493,7 +493,8 @@ fn to_file(field: &str, file: pb::request::File) -> Result<Option<CmdFile>, ApiE
             name: collector.name,
             pipe: collector.pipe,
         }),
-        Some(FileKind::StreamIn(()) | FileKind::StreamOut(())) => Some(CmdFile::Stream),
+        Some(FileKind::StreamIn(())) => Some(CmdFile::StreamIn),
+        Some(FileKind::StreamOut(())) => Some(CmdFile::StreamOut),
     })
 }
 

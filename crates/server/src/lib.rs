@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Endpoints: `POST /run`, `GET /file`, `POST /file`, `GET /file/{id}`,
-//! `DELETE /file/{id}`, `GET /version`, `GET /config`, `GET /metrics`; with
+//! `DELETE /file/{id}`, `GET /version`, `GET /config`, `GET /metrics`, the
+//! `/stream` WebSocket (programs fed and read while they run); with
 //! [`Config::grpc_listen`], the gRPC service `pb.Executor` (`Exec`,
 //! `FileList`, `FileGet`, `FileAdd`, `FileDelete`), whose messages are in
 //! [`pb`]. The API, the mapping of hutch's verdicts onto go-judge's statuses, the
@@ -36,6 +37,7 @@ mod metrics;
 #[cfg(test)]
 mod mutation_tests;
 pub mod pb;
+mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -569,17 +571,29 @@ fn serve_connection(
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(app);
+        // `/stream` sessions outlive the HTTP connection they upgrade; each
+        // holds a clone of this, so that the thread serves until the last
+        // one ends.
+        let (sessions, mut sessions_over) = tokio::sync::mpsc::channel::<()>(1);
         // The timer bounds how long a request's head may take to arrive,
         // counted from the connection's start or the previous answer, so a
         // client that sends nothing does not hold its thread forever.
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(idle)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades();
+        // Handlers run on this thread, which serves this connection alone.
+        stream::Sessions::set_for_this_thread(stream::Sessions {
+            held: sessions,
+            closing: closing.clone(),
+        });
         tokio::pin!(connection);
         tokio::select! {
             _ = connection.as_mut() => {}
             () = reached(&mut closing, Closing::Gracefully) => {
+                // An upgraded connection is its session's: this only stops
+                // HTTP/1.1 from taking another request.
                 connection.as_mut().graceful_shutdown();
                 tokio::select! {
                     _ = connection.as_mut() => {}
@@ -587,6 +601,10 @@ fn serve_connection(
                 }
             }
         }
+        stream::Sessions::clear_for_this_thread();
+        // The sessions' own ends, which they reach on their own once the
+        // server closes.
+        let _ = sessions_over.recv().await;
     });
 }
 
@@ -614,6 +632,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/file", get(files::list).post(files::upload))
         .route("/file/{id}", get(files::download).delete(files::remove))
         .route("/metrics", get(metrics_text))
+        .route("/stream", get(stream::upgrade))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,
@@ -734,6 +753,11 @@ async fn admit(state: &AppState, request: &api::RunRequest) -> Result<Admitted, 
         &state.store,
         &state.prefixes,
     )?;
+    admit_job(state, job).await
+}
+
+/// Waits for a container per command of `job`, as [`admit`] does.
+async fn admit_job(state: &AppState, job: hutch_host::Job) -> Result<Admitted, ApiError> {
     let commands = job.commands().len();
     let waiting = state.metrics.waiting.fetch_add(1, Ordering::SeqCst);
     if waiting >= state.max_queue {
@@ -771,8 +795,20 @@ fn run_admitted(
     Result<Vec<hutch_host::CommandResult>, ApiError>,
     Vec<hutch_host::Pooled>,
 ) {
+    run_admitted_cancellable(state, admitted, None)
+}
+
+/// [`run_admitted`], stopped early by `cancel`.
+fn run_admitted_cancellable(
+    state: &AppState,
+    admitted: &Admitted,
+    cancel: Option<&hutch_host::Cancel>,
+) -> (
+    Result<Vec<hutch_host::CommandResult>, ApiError>,
+    Vec<hutch_host::Pooled>,
+) {
     state.metrics.running.fetch_add(1, Ordering::SeqCst);
-    let (results, containers) = run_job(state, &admitted.job);
+    let (results, containers) = run_job(state, &admitted.job, cancel);
     state.metrics.running.fetch_sub(1, Ordering::SeqCst);
     if let Ok(results) = &results {
         for result in results {
@@ -787,6 +823,7 @@ fn run_admitted(
 fn run_job(
     state: &AppState,
     job: &hutch_host::Job,
+    cancel: Option<&hutch_host::Cancel>,
 ) -> (
     Result<Vec<hutch_host::CommandResult>, ApiError>,
     Vec<hutch_host::Pooled>,
@@ -806,7 +843,7 @@ fn run_job(
     let results = {
         let mut containers: Vec<&mut hutch_host::Container> =
             pooled.iter_mut().map(|c| &mut **c).collect();
-        job.run_in(&mut containers)
+        job.run_in_cancellable(&mut containers, cancel)
     };
     let results =
         results.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
@@ -822,7 +859,7 @@ fn features() -> serde_json::Map<String, serde_json::Value> {
         ("pipeProxy", true),
         ("symlink", true),
         ("addressSpaceLimit", true),
-        ("stream", false),
+        ("stream", true),
         ("procPeak", true),
         ("copyOutTruncate", true),
         ("pipeProxyZeroCopy", false),

@@ -18,17 +18,13 @@ use hutch_server::pb::{self, FileContent, FileId, FileListType, Request, Respons
 use hutch_server::{Config, Server};
 use tonic::{Code, Status};
 
+mod common;
+
 fn config() -> Config {
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
+    Config {
         grpc_listen: Some("127.0.0.1:0".parse().unwrap()),
-        parallelism: 2,
-        ..Config::default()
-    };
-    if !rustix::process::geteuid().is_root() {
-        config.builder = config.builder.allow_rusage();
+        ..common::config()
     }
-    config
 }
 
 /// A blocking gRPC client of `pb.Executor`.
@@ -500,7 +496,7 @@ fn bad_input_is_refused_naming_what_is_wrong() {
         ),
         (
             with(|c| c.files[0] = file(Kind::StreamIn(()))),
-            "streamIn and streamOut need",
+            "streamIn and streamOut are for the /stream WebSocket",
         ),
         (
             with(|c| c.tty = true),

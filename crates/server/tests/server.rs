@@ -11,17 +11,8 @@ use hutch_server::client::{Answer, Client};
 use hutch_server::{Config, Server};
 use serde_json::{Value, json};
 
-fn config() -> Config {
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        parallelism: 2,
-        ..Config::default()
-    };
-    if !rustix::process::geteuid().is_root() {
-        config.builder = config.builder.allow_rusage();
-    }
-    config
-}
+mod common;
+use common::{config, gauge, wait_until};
 
 fn start(config: Config) -> (Server, Client) {
     let server = Server::start(config).expect("the server starts");
@@ -116,24 +107,6 @@ fn upload(client: &mut Client, name: &str, content: &[u8]) -> String {
         .as_str()
         .expect("an id as a JSON string")
         .to_owned()
-}
-
-/// Reads the gauge `name` from /metrics.
-fn gauge(client: &mut Client, name: &str) -> u64 {
-    let text = client.get("/metrics").unwrap().text();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
-
-/// Waits until `condition` holds, checking every few milliseconds, for at
-/// most 20 s.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -769,7 +742,7 @@ fn version_and_config_name_the_features_a_client_checks() {
             ("addressSpaceLimit", true),
             ("procPeak", true),
             ("copyOutTruncate", true),
-            ("stream", false),
+            ("stream", true),
         ] {
             assert_eq!(answer[feature], on, "{feature} in {answer}");
         }

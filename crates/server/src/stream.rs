@@ -1,0 +1,418 @@
+//! go-judge's `/stream` WebSocket: one request whose programs' streamed
+//! descriptors (`{"streamIn": true}`, `{"streamOut": true}` in `files`)
+//! the client feeds and reads while they run.
+//!
+//! Every message is binary; its first byte says what it is.
+//!
+//! | from | byte | then |
+//! |---|---|---|
+//! | client | 1 | the request, as `/run`'s JSON; the first message, and the only one of its kind |
+//! | client | 3 | one byte `index << 4 \| fd`, then bytes for that `streamIn` (none: its end of file, which go-judge has no way to send) |
+//! | client | 4 | nothing: cancel, killing what runs |
+//! | client | 2 | a terminal size, which needs a terminal (`tty`): refused |
+//! | server | 2 | one byte `index << 4 \| fd`, then bytes a `streamOut` gave |
+//! | server | 1 | `{"requestId", "results", "error"?}`: the last message, then the server closes |
+//!
+//! The programs run as `/run`'s do: the same checks, queue and containers.
+//! A mistake in the request, or a client message that makes no sense,
+//! ends the session with an `error` (after the runs, cancelled, when they
+//! had started); a client that goes away cancels the runs.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hutch_host::Cancel;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, RunResult};
+use crate::error::ApiError;
+use crate::{AppState, Closing, convert, reached};
+
+/// What a connection's thread lends the `/stream` sessions it upgrades to.
+#[derive(Clone)]
+pub(crate) struct Sessions {
+    /// Held by each session; the thread serves until every clone is gone.
+    pub(crate) held: mpsc::Sender<()>,
+    /// How far the server has gone in closing.
+    pub(crate) closing: watch::Receiver<Closing>,
+}
+
+thread_local! {
+    /// The sessions of the connection this thread serves.
+    static SESSIONS: RefCell<Option<Sessions>> = const { RefCell::new(None) };
+}
+
+impl Sessions {
+    /// Lends `sessions` to the handlers this thread runs.
+    pub(crate) fn set_for_this_thread(sessions: Sessions) {
+        SESSIONS.with(|current| *current.borrow_mut() = Some(sessions));
+    }
+
+    /// Takes back what [`set_for_this_thread`](Self::set_for_this_thread)
+    /// lent.
+    pub(crate) fn clear_for_this_thread() {
+        SESSIONS.with(|current| current.borrow_mut().take());
+    }
+
+    fn current() -> Option<Sessions> {
+        SESSIONS.with(|current| current.borrow().clone())
+    }
+}
+
+/// `GET /stream`: the WebSocket handshake; the session runs once it is
+/// done.
+pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    let Some(sessions) = Sessions::current() else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this connection cannot hold a stream",
+        )
+        .into_response();
+    };
+    // The request comes in one message: as large as a body may be.
+    let most = state.max_body.saturating_add(1);
+    ws.max_message_size(most)
+        .max_frame_size(most)
+        .on_upgrade(move |socket| async move {
+            let Sessions { held, closing } = sessions;
+            session(state, socket, closing).await;
+            drop(held);
+        })
+}
+
+/// Message types, go-judge's numbers.
+const REQUEST: u8 = 1;
+const RESIZE: u8 = 2;
+const OUTPUT: u8 = 2;
+const INPUT: u8 = 3;
+const CANCEL: u8 = 4;
+const RESPONSE: u8 = 1;
+
+/// The most bytes read from a `streamOut` into one message.
+const OUTPUT_CHUNK: usize = 32 << 10;
+
+/// The last message: what go-judge's `model.Response` holds.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Final<'a> {
+    request_id: &'a str,
+    results: Vec<RunResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+async fn session(
+    state: Arc<AppState>,
+    mut socket: WebSocket,
+    mut closing: watch::Receiver<Closing>,
+) {
+    let request = tokio::select! {
+        request = tokio::time::timeout(state.idle_timeout, first_request(&mut socket)) => request,
+        () = reached(&mut closing, Closing::Gracefully) => Ok(Err(unavailable())),
+    };
+    let request = match request {
+        Ok(Ok(request)) => request,
+        Ok(Err(error)) => return finish(socket, "", Vec::new(), Some(error)).await,
+        Err(_) => {
+            let error = format!(
+                "no request came within {} s of the connection",
+                state.idle_timeout.as_secs_f64()
+            );
+            return finish(socket, "", Vec::new(), Some(error)).await;
+        }
+    };
+    let id = request.request_id.clone();
+    let admitted = match convert::to_stream_job(
+        &request,
+        &state.defaults,
+        state.parallelism,
+        &state.store,
+        &state.prefixes,
+    ) {
+        Ok((job, ends)) => {
+            tokio::select! {
+                admitted = crate::admit_job(&state, job) => admitted.map(|admitted| (admitted, ends)),
+                () = reached(&mut closing, Closing::Gracefully) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unavailable())),
+            }
+        }
+        Err(error) => Err(error),
+    };
+    let (admitted, ends) = match admitted {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            tracing::info!(request_id = %id, error = %error.message, "stream refused");
+            return finish(socket, &id, Vec::new(), Some(error.message)).await;
+        }
+    };
+
+    // Outputs: a task per streamOut reads it until its end of file, which
+    // comes once the run is over and the job's own copies are closed.
+    let (output_tx, mut outputs) = mpsc::channel::<(u8, Bytes)>(16);
+    for (index, fd, read) in ends.outputs {
+        let tx = output_tx.clone();
+        tokio::spawn(read_output(read, header(index, fd), tx));
+    }
+    drop(output_tx);
+    // Inputs: a task per streamIn writes what comes for it, in order,
+    // without holding up the messages that come after.
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let mut inputs = HashMap::new();
+    for (index, fd, write) in ends.inputs {
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        tokio::spawn(write_input(write, rx, Arc::clone(&waiting)));
+        inputs.insert(header(index, fd), Input::Open(tx));
+    }
+
+    let cancel = Cancel::new();
+    let mut run = {
+        let (state, cancel) = (Arc::clone(&state), cancel.clone());
+        tokio::task::spawn_blocking(move || {
+            let (results, containers) =
+                crate::run_admitted_cancellable(&state, &admitted, Some(&cancel));
+            // The job's copies of the streams' ends go with it: the
+            // outputs reach their end of file.
+            drop(admitted);
+            drop(containers);
+            results
+        })
+    };
+
+    let mut error: Option<String> = None;
+    let mut reading = true;
+    let mut client_gone = false;
+    let mut outputs_open = true;
+    let mut results = None;
+    while results.is_none() || outputs_open {
+        tokio::select! {
+            message = socket.recv(), if reading => match message {
+                Some(Ok(Message::Binary(bytes))) => {
+                    let handled = handle(&bytes, &mut inputs, &cancel, &waiting, state.max_body);
+                    if let Err(mistake) = handled {
+                        error = Some(mistake);
+                        reading = false;
+                        cancel.cancel();
+                    }
+                }
+                Some(Ok(Message::Text(_))) => {
+                    error = Some("stream messages are binary, their first byte their type".into());
+                    reading = false;
+                    cancel.cancel();
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    reading = false;
+                    client_gone = true;
+                    cancel.cancel();
+                }
+            },
+            output = outputs.recv(), if outputs_open => match output {
+                Some((header, content)) if !client_gone => {
+                    let mut message = Vec::with_capacity(content.len() + 2);
+                    message.extend_from_slice(&[OUTPUT, header]);
+                    message.extend_from_slice(&content);
+                    if socket.send(Message::Binary(message.into())).await.is_err() {
+                        client_gone = true;
+                        reading = false;
+                        cancel.cancel();
+                    }
+                }
+                Some(_) => {}
+                None => outputs_open = false,
+            },
+            done = &mut run, if results.is_none() => {
+                results = Some(done.unwrap_or_else(|e| {
+                    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the run failed: {e}")))
+                }));
+                // No program reads its inputs any more.
+                for input in inputs.values_mut() {
+                    *input = Input::Over;
+                }
+            },
+            () = reached(&mut closing, Closing::Now) => {
+                cancel.cancel();
+                return;
+            }
+        }
+    }
+    if client_gone {
+        return;
+    }
+    let results = match results.expect("the loop ends with the results") {
+        Ok(results) => results.into_iter().map(convert::to_result).collect(),
+        Err(failed) => {
+            error.get_or_insert(failed.message);
+            Vec::new()
+        }
+    };
+    tracing::info!(
+        request_id = %id,
+        commands = results.len(),
+        statuses = ?results.iter().map(|r: &RunResult| r.status).collect::<Vec<_>>(),
+        cancelled = cancel.is_cancelled(),
+        "stream"
+    );
+    finish(socket, &id, results, error).await;
+}
+
+fn unavailable() -> String {
+    "the server is shutting down".into()
+}
+
+/// `index << 4 | fd`, as the messages carry a stream's place.
+fn header(index: usize, fd: usize) -> u8 {
+    debug_assert!(index <= convert::MAX_STREAM_FIELD && fd <= convert::MAX_STREAM_FIELD);
+    ((index as u8) << 4) | (fd as u8 & 0x0f)
+}
+
+/// The first message: the request.
+async fn first_request(socket: &mut WebSocket) -> Result<api::RunRequest, String> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Binary(bytes))) => {
+                return match bytes.split_first() {
+                    Some((&REQUEST, body)) => api::parse_run_request(body).map_err(|e| e.message),
+                    Some((kind, _)) => Err(format!(
+                        "the first message must be the request (type {REQUEST}), not type {kind}"
+                    )),
+                    None => Err("an empty message: the first must be the request".into()),
+                };
+            }
+            Some(Ok(Message::Text(_))) => {
+                return Err("stream messages are binary, their first byte their type".into());
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                return Err("the client left before its request".into());
+            }
+        }
+    }
+}
+
+/// A `streamIn`, as the client may still use it.
+enum Input {
+    /// Its writer takes what comes.
+    Open(mpsc::UnboundedSender<Bytes>),
+    /// The client sent its end of file.
+    Closed,
+    /// The programs are over.
+    Over,
+}
+
+/// One message from the client once the programs run.
+fn handle(
+    message: &[u8],
+    inputs: &mut HashMap<u8, Input>,
+    cancel: &Cancel,
+    waiting: &AtomicUsize,
+    most_waiting: usize,
+) -> Result<(), String> {
+    match message {
+        [INPUT, place, content @ ..] => {
+            let name = || format!("cmd[{}] fd {}", place >> 4, place & 0x0f);
+            let input = match inputs.get_mut(place) {
+                None => return Err(format!("input for {}, which is no streamIn", name())),
+                Some(Input::Closed) => {
+                    return Err(format!("input for {} after its end of file", name()));
+                }
+                // The programs are over: what comes is dropped, as a
+                // closed pipe would drop it.
+                Some(Input::Over) => return Ok(()),
+                Some(Input::Open(input)) => input,
+            };
+            let waited = waiting.fetch_add(content.len(), Ordering::SeqCst) + content.len();
+            if waited > most_waiting {
+                return Err(format!(
+                    "more than {most_waiting} bytes of input wait for programs that do not read \
+                     them (--max-body)"
+                ));
+            }
+            // An input whose writer is gone takes nothing more.
+            let _ = input.send(Bytes::copy_from_slice(content));
+            if content.is_empty() {
+                inputs.insert(*place, Input::Closed);
+            }
+            Ok(())
+        }
+        [INPUT] => Err("an input message without the byte that names its stream".into()),
+        [CANCEL, ..] => {
+            cancel.cancel();
+            Ok(())
+        }
+        [RESIZE, ..] => {
+            Err("a terminal size needs a terminal (tty), which hutch does not offer".into())
+        }
+        [REQUEST, ..] => Err("a stream takes one request".into()),
+        [kind, ..] => Err(format!("message type {kind} is none of go-judge's")),
+        [] => Err("an empty message".into()),
+    }
+}
+
+/// Reads one `streamOut` to its end, in chunks, into `to`.
+async fn read_output(read: OwnedFd, header: u8, to: mpsc::Sender<(u8, Bytes)>) {
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
+        return;
+    };
+    let mut buffer = vec![0; OUTPUT_CHUNK];
+    loop {
+        match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to
+                    .send((header, Bytes::copy_from_slice(&buffer[..n])))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes what comes for one `streamIn`, in order, until an empty message
+/// (its end of file), its channel closes, or the program's end does.
+async fn write_input(
+    write: OwnedFd,
+    mut from: mpsc::UnboundedReceiver<Bytes>,
+    waiting: Arc<AtomicUsize>,
+) {
+    let mut pipe = tokio::net::unix::pipe::Sender::from_owned_fd(write).ok();
+    while let Some(content) = from.recv().await {
+        let written = match (&mut pipe, content.is_empty()) {
+            (_, true) => {
+                pipe = None;
+                Ok(())
+            }
+            (Some(pipe), false) => pipe.write_all(&content).await,
+            (None, false) => Ok(()),
+        };
+        waiting.fetch_sub(content.len(), Ordering::SeqCst);
+        if written.is_err() {
+            // Nobody reads it any more: drop the rest.
+            pipe = None;
+        }
+    }
+}
+
+/// Sends the last message and closes.
+async fn finish(mut socket: WebSocket, id: &str, results: Vec<RunResult>, error: Option<String>) {
+    let last = Final {
+        request_id: id,
+        results,
+        error,
+    };
+    let mut message = vec![RESPONSE];
+    if serde_json::to_writer(&mut message, &last).is_ok() {
+        let _ = socket.send(Message::Binary(message.into())).await;
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}

@@ -1,0 +1,41 @@
+//! What the server's test files share: a configuration for a loopback
+//! server with two containers, and waiting on its metrics.
+
+#![allow(dead_code)] // Each test file uses its own part.
+
+use std::time::{Duration, Instant};
+
+use hutch_server::Config;
+use hutch_server::client::Client;
+
+/// A server on a free loopback port with two containers; rusage
+/// accounting where this process cannot make cgroups.
+pub fn config() -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        parallelism: 2,
+        ..Config::default()
+    };
+    if !rustix::process::geteuid().is_root() {
+        config.builder = config.builder.allow_rusage();
+    }
+    config
+}
+
+/// The value of the gauge `name` in `/metrics`.
+pub fn gauge(client: &mut Client, name: &str) -> u64 {
+    let text = client.get("/metrics").unwrap().text();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, for at
+/// most 20 s.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
