@@ -83,8 +83,14 @@ pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpg
     ws.max_message_size(most)
         .max_frame_size(most)
         .on_upgrade(move |socket| async move {
-            let Sessions { held, closing } = sessions;
-            session(state, socket, closing).await;
+            let Sessions { held, mut closing } = sessions;
+            let cancel = Cancel::new();
+            // However the session waits (on a client that does not read,
+            // say), it ends when the server closes every connection.
+            tokio::select! {
+                () = session(state, socket, closing.clone(), cancel.clone()) => {}
+                () = reached(&mut closing, Closing::Now) => cancel.cancel(),
+            }
             drop(held);
         })
 }
@@ -114,6 +120,7 @@ async fn session(
     state: Arc<AppState>,
     mut socket: WebSocket,
     mut closing: watch::Receiver<Closing>,
+    cancel: Cancel,
 ) {
     let request = tokio::select! {
         request = tokio::time::timeout(state.idle_timeout, first_request(&mut socket)) => request,
@@ -172,7 +179,6 @@ async fn session(
         inputs.insert(header(index, fd), Input::Open(tx));
     }
 
-    let cancel = Cancel::new();
     let mut run = {
         let (state, cancel) = (Arc::clone(&state), cancel.clone());
         tokio::task::spawn_blocking(move || {
@@ -237,10 +243,6 @@ async fn session(
                     *input = Input::Over;
                 }
             },
-            () = reached(&mut closing, Closing::Now) => {
-                cancel.cancel();
-                return;
-            }
         }
     }
     if client_gone {

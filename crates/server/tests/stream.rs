@@ -349,3 +349,28 @@ fn a_stream_without_a_request_ends_after_the_idle_timeout() {
     let error = last["error"].as_str().unwrap_or_default();
     assert!(error.contains("no request came within 0.5 s"), "{last}");
 }
+
+#[test]
+fn a_client_that_stops_reading_holds_up_no_shutdown() {
+    let server = Server::start(Config {
+        shutdown_grace: Duration::from_millis(300),
+        ..config()
+    })
+    .expect("the server starts");
+    let mut socket = connect(&server);
+    send_request(
+        &mut socket,
+        &json!({"cmd": [cmd(&["yes"], json!([
+            {"content": ""}, {"streamOut": true}, {"name": "stderr", "max": 100}]))]}),
+    );
+    // Output flows; then the client reads no more, and the server's sends
+    // fill the connection.
+    assert_eq!(&recv(&mut socket)[..2], &[2, 0x01]);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done_tx.send(server.shutdown()));
+    done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("shut down within 20 s")
+        .expect("a clean shutdown");
+    drop(socket);
+}
