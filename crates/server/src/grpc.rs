@@ -5,8 +5,9 @@
 //! `Exec` takes the same commands as `POST /run` and runs them the same
 //! way: checked into the same model (`api`), turned into the same job,
 //! queued for the same containers. `FileList`, `FileGet`, `FileAdd` and
-//! `FileDelete` work on the same store as `/file`. `ExecStream` (go-judge's
-//! streaming and terminal runs) answers `UNIMPLEMENTED`.
+//! `FileDelete` work on the same store as `/file`. `ExecStream` is the
+//! `/stream` WebSocket's session (`stream.rs`) with protobuf messages:
+//! programs fed and read while they run (terminals are not offered).
 //!
 //! Errors are gRPC statuses: a request hutch refuses is
 //! `INVALID_ARGUMENT`, with the same message `/run` would give; a missing
@@ -34,6 +35,8 @@ use crate::files::{self, blocking, store_error};
 use crate::pb;
 use crate::pb::request::file::File as FileKind;
 use crate::pb::response::file_error::ErrorType;
+use crate::pb::stream_request::Request as StreamKind;
+use crate::stream::{self, FromClient, Outcome};
 use crate::{AppState, Closing, accept, reached};
 
 /// Accepts connections to `pb.Executor` on `listener` until the server
@@ -53,7 +56,7 @@ pub(crate) async fn serve(
     // beyond waits, its message unread but for what HTTP/2's flow-control
     // window lets in (64 KiB).
     let calls = Arc::new(Semaphore::new(crate::MAX_CONNECTIONS));
-    let executor = Executor::new(state);
+    let executor = Executor::new(state, closing.clone());
     loop {
         let slot = tokio::select! {
             () = reached(&mut closing, Closing::Gracefully) => break,
@@ -181,11 +184,16 @@ const SERVICE: &str = "pb.Executor";
 #[derive(Clone)]
 pub(crate) struct Executor {
     state: Arc<AppState>,
+    /// How far the server has gone in closing, for `ExecStream` sessions.
+    closing: tokio::sync::watch::Receiver<Closing>,
 }
 
 impl Executor {
-    pub(crate) fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+    pub(crate) fn new(
+        state: Arc<AppState>,
+        closing: tokio::sync::watch::Receiver<Closing>,
+    ) -> Self {
+        Self { state, closing }
     }
 }
 
@@ -220,14 +228,119 @@ impl Executor {
             "FileGet" => unary(state, request, file_get).await,
             "FileAdd" => unary(state, request, file_add).await,
             "FileDelete" => unary(state, request, file_delete).await,
-            "ExecStream" => Status::unimplemented(
-                "hutch serves no ExecStream (go-judge's streaming and terminal runs): use Exec",
-            )
-            .into_http(),
+            "ExecStream" => exec_stream(state, self.closing.clone(), request).await,
             other => {
                 Status::unimplemented(format!("{SERVICE} has no method {other:?}")).into_http()
             }
         }
+    }
+}
+
+/// `ExecStream`: a stream session (`stream.rs`) whose messages are
+/// `StreamRequest`s and `StreamResponse`s. It runs as a task of its own;
+/// the call answers at once, and its messages follow.
+async fn exec_stream(
+    state: Arc<AppState>,
+    closing: tokio::sync::watch::Receiver<Closing>,
+    request: http::Request<Body>,
+) -> http::Response<Body> {
+    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<
+        pb::StreamResponse,
+        pb::StreamRequest,
+    >::default())
+    .max_decoding_message_size(state.max_body)
+    .max_encoding_message_size(usize::MAX);
+    let service = tower::service_fn(
+        move |request: tonic::Request<tonic::Streaming<pb::StreamRequest>>| {
+            let (state, mut closing) = (Arc::clone(&state), closing.clone());
+            async move {
+                let (outgoing, responses) = tokio::sync::mpsc::channel(16);
+                let client = StreamClient {
+                    incoming: request.into_inner(),
+                    outgoing,
+                };
+                let cancel = hutch_host::Cancel::new();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = stream::run_session(state, client, closing.clone(), cancel.clone()) => {}
+                        () = reached(&mut closing, Closing::Now) => cancel.cancel(),
+                    }
+                });
+                Ok::<_, Status>(tonic::Response::new(
+                    tokio_stream::wrappers::ReceiverStream::new(responses),
+                ))
+            }
+        },
+    );
+    grpc.streaming(service, request).await
+}
+
+/// An `ExecStream` call's client.
+struct StreamClient {
+    incoming: tonic::Streaming<pb::StreamRequest>,
+    outgoing: tokio::sync::mpsc::Sender<Result<pb::StreamResponse, Status>>,
+}
+
+impl stream::Client for StreamClient {
+    async fn request(&mut self) -> Result<api::RunRequest, ApiError> {
+        match self.incoming.message().await {
+            Ok(Some(pb::StreamRequest {
+                request: Some(StreamKind::ExecRequest(request)),
+            })) => to_run_request(request),
+            Ok(Some(_)) => Err(ApiError::bad("the first message must be an execRequest")),
+            Ok(None) => Err(ApiError::bad("the client sent no request")),
+            Err(status) => Err(ApiError::bad(format!(
+                "cannot read the request: {}",
+                status.message()
+            ))),
+        }
+    }
+
+    async fn recv(&mut self) -> FromClient {
+        let message = match self.incoming.message().await {
+            Ok(Some(message)) => message,
+            Ok(None) => return FromClient::Done,
+            Err(_) => return FromClient::Gone,
+        };
+        match message.request {
+            Some(StreamKind::ExecInput(input)) => FromClient::Input {
+                index: usize::try_from(input.index).unwrap_or(usize::MAX),
+                fd: usize::try_from(input.fd).unwrap_or(usize::MAX),
+                content: input.content.into(),
+            },
+            Some(StreamKind::ExecCancel(())) => FromClient::Cancel,
+            Some(StreamKind::ExecResize(_)) => FromClient::Mistake(stream::NO_TERMINAL.into()),
+            Some(StreamKind::ExecRequest(_)) => {
+                FromClient::Mistake("a stream takes one request".into())
+            }
+            None => FromClient::Mistake("a StreamRequest with nothing in it".into()),
+        }
+    }
+
+    async fn output(&mut self, index: usize, fd: usize, content: bytes::Bytes) -> Result<(), ()> {
+        let output = pb::stream_response::Output {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            fd: u32::try_from(fd).unwrap_or(u32::MAX),
+            content: content.to_vec(),
+        };
+        let message = pb::StreamResponse {
+            response: Some(pb::stream_response::Response::ExecOutput(output)),
+        };
+        self.outgoing.send(Ok(message)).await.map_err(|_| ())
+    }
+
+    async fn finish(self, request_id: &str, outcome: Outcome) {
+        let last = match outcome {
+            Outcome::Refused(error) => Err(status(error)),
+            Outcome::Ran { results, error } => Ok(pb::StreamResponse {
+                response: Some(pb::stream_response::Response::ExecResponse(pb::Response {
+                    request_id: request_id.into(),
+                    results: results.into_iter().map(to_pb_result).collect(),
+                    error: error.unwrap_or_default(),
+                })),
+            }),
+        };
+        let _ = self.outgoing.send(last).await;
     }
 }
 

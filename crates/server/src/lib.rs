@@ -14,7 +14,7 @@
 //! `DELETE /file/{id}`, `GET /version`, `GET /config`, `GET /metrics`, the
 //! `/stream` WebSocket (programs fed and read while they run); with
 //! [`Config::grpc_listen`], the gRPC service `pb.Executor` (`Exec`,
-//! `FileList`, `FileGet`, `FileAdd`, `FileDelete`), whose messages are in
+//! `ExecStream`, `FileList`, `FileGet`, `FileAdd`, `FileDelete`), whose messages are in
 //! [`pb`]. The API, the mapping of hutch's verdicts onto go-judge's statuses, the
 //! limits and the server's threat model are in `docs/server.md` of the
 //! repository.

@@ -381,6 +381,107 @@ pub struct FileListType {
     pub file_ids: BTreeMap<String, String>,
 }
 
+/// `pb.StreamRequest`: one message from a client of `ExecStream`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct StreamRequest {
+    /// The `request` one-of (1–4).
+    #[prost(oneof = "stream_request::Request", tags = "1, 2, 3, 4")]
+    pub request: Option<stream_request::Request>,
+}
+
+/// The messages nested in [`StreamRequest`].
+pub mod stream_request {
+    /// `StreamRequest.Input`: bytes for a `streamIn`.
+    #[derive(Clone, PartialEq, Eq, prost::Message)]
+    pub struct Input {
+        /// `index` (1): the command.
+        #[prost(uint32, tag = "1")]
+        pub index: u32,
+        /// `fd` (3): its descriptor.
+        #[prost(uint32, tag = "3")]
+        pub fd: u32,
+        /// `content` (2).
+        #[prost(bytes = "vec", tag = "2")]
+        pub content: Vec<u8>,
+    }
+
+    /// `StreamRequest.Resize`: a terminal's size.
+    #[derive(Clone, PartialEq, Eq, prost::Message)]
+    pub struct Resize {
+        /// `index` (1): the command.
+        #[prost(uint32, tag = "1")]
+        pub index: u32,
+        /// `fd` (6): its descriptor.
+        #[prost(uint32, tag = "6")]
+        pub fd: u32,
+        /// `rows` (2).
+        #[prost(uint32, tag = "2")]
+        pub rows: u32,
+        /// `cols` (3).
+        #[prost(uint32, tag = "3")]
+        pub cols: u32,
+        /// `x` (4).
+        #[prost(uint32, tag = "4")]
+        pub x: u32,
+        /// `y` (5).
+        #[prost(uint32, tag = "5")]
+        pub y: u32,
+    }
+
+    /// What the message is.
+    #[derive(Clone, PartialEq, Eq, prost::Oneof)]
+    pub enum Request {
+        /// `execRequest` (1): the commands; the first message.
+        #[prost(message, tag = "1")]
+        ExecRequest(super::Request),
+        /// `execInput` (2).
+        #[prost(message, tag = "2")]
+        ExecInput(Input),
+        /// `execResize` (3).
+        #[prost(message, tag = "3")]
+        ExecResize(Resize),
+        /// `execCancel` (4), a `google.protobuf.Empty`.
+        #[prost(message, tag = "4")]
+        ExecCancel(()),
+    }
+}
+
+/// `pb.StreamResponse`: one message to a client of `ExecStream`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct StreamResponse {
+    /// The `response` one-of (1–2).
+    #[prost(oneof = "stream_response::Response", tags = "1, 2")]
+    pub response: Option<stream_response::Response>,
+}
+
+/// The messages nested in [`StreamResponse`].
+pub mod stream_response {
+    /// `StreamResponse.Output`: bytes a `streamOut` gave.
+    #[derive(Clone, PartialEq, Eq, prost::Message)]
+    pub struct Output {
+        /// `index` (1): the command.
+        #[prost(uint32, tag = "1")]
+        pub index: u32,
+        /// `fd` (3): its descriptor.
+        #[prost(uint32, tag = "3")]
+        pub fd: u32,
+        /// `content` (2).
+        #[prost(bytes = "vec", tag = "2")]
+        pub content: Vec<u8>,
+    }
+
+    /// What the message is.
+    #[derive(Clone, PartialEq, Eq, prost::Oneof)]
+    pub enum Response {
+        /// `execResponse` (1): the results; the last message.
+        #[prost(message, tag = "1")]
+        ExecResponse(super::Response),
+        /// `execOutput` (2).
+        #[prost(message, tag = "2")]
+        ExecOutput(Output),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each vector is what a protobuf library made of go-judge's own
@@ -534,5 +635,84 @@ mod tests {
                 file_id: "ID".into()
             }
         );
+    }
+
+    #[test]
+    fn stream_messages_decode_as_go_judge_encodes_them() {
+        use stream_request::Request as Kind;
+        let cases = [
+            (
+                "0a0a0a017212050a03636174",
+                Kind::ExecRequest(Request {
+                    request_id: "r".into(),
+                    cmd: vec![CmdType {
+                        args: vec!["cat".into()],
+                        ..CmdType::default()
+                    }],
+                    ..Request::default()
+                }),
+            ),
+            (
+                "12080801120200781802",
+                Kind::ExecInput(stream_request::Input {
+                    index: 1,
+                    fd: 2,
+                    content: vec![0, b'x'],
+                }),
+            ),
+            (
+                "1a0c080110031804200528063002",
+                Kind::ExecResize(stream_request::Resize {
+                    index: 1,
+                    fd: 2,
+                    rows: 3,
+                    cols: 4,
+                    x: 5,
+                    y: 6,
+                }),
+            ),
+            ("2200", Kind::ExecCancel(())),
+        ];
+        for (bytes, expected) in cases {
+            let decoded = StreamRequest::decode(&hex(bytes)[..]).unwrap();
+            assert_eq!(decoded.request, Some(expected.clone()), "{bytes}");
+            let encoded = StreamRequest {
+                request: Some(expected),
+            }
+            .encode_to_vec();
+            assert_eq!(encoded, hex(bytes));
+        }
+
+        use stream_response::Response as Out;
+        let cases = [
+            (
+                "1209080312036869ff1801",
+                Out::ExecOutput(stream_response::Output {
+                    index: 3,
+                    fd: 1,
+                    content: b"hi\xff".to_vec(),
+                }),
+            ),
+            (
+                "0a0a0a0172120208011a0165",
+                Out::ExecResponse(Response {
+                    request_id: "r".into(),
+                    results: vec![response::Result {
+                        status: response::result::StatusType::Accepted as i32,
+                        ..response::Result::default()
+                    }],
+                    error: "e".into(),
+                }),
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let decoded = StreamResponse::decode(&hex(bytes)[..]).unwrap();
+            assert_eq!(decoded.response, Some(expected.clone()), "{bytes}");
+            let encoded = StreamResponse {
+                response: Some(expected),
+            }
+            .encode_to_vec();
+            assert_eq!(encoded, hex(bytes), "encoded as go-judge's library does");
+        }
     }
 }

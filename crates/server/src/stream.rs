@@ -87,8 +87,9 @@ pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpg
             let cancel = Cancel::new();
             // However the session waits (on a client that does not read,
             // say), it ends when the server closes every connection.
+            let client = WebSocketClient(socket);
             tokio::select! {
-                () = session(state, socket, closing.clone(), cancel.clone()) => {}
+                () = run_session(state, client, closing.clone(), cancel.clone()) => {}
                 () = reached(&mut closing, Closing::Now) => cancel.cancel(),
             }
             drop(held);
@@ -106,35 +107,78 @@ const RESPONSE: u8 = 1;
 /// The most bytes read from a `streamOut` into one message.
 const OUTPUT_CHUNK: usize = 32 << 10;
 
-/// The last message: what go-judge's `model.Response` holds.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Final<'a> {
-    request_id: &'a str,
-    results: Vec<RunResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+/// What a stream's client said, once its request was taken.
+pub(crate) enum FromClient {
+    /// Bytes for the `streamIn` `fd` of command `index`; none at all is its
+    /// end of file.
+    Input {
+        index: usize,
+        fd: usize,
+        content: Bytes,
+    },
+    /// Stop the runs.
+    Cancel,
+    /// Something that makes no sense here: the runs are cancelled, and the
+    /// last message says this.
+    Mistake(String),
+    /// The client sends nothing more, but still reads.
+    Done,
+    /// The client is gone.
+    Gone,
 }
 
-async fn session(
+/// How a stream session ended, for its last message.
+pub(crate) enum Outcome {
+    /// The request was refused; nothing ran.
+    Refused(ApiError),
+    /// The programs ran: their results, and a mistake of the client's if
+    /// it made one.
+    Ran {
+        results: Vec<hutch_host::CommandResult>,
+        error: Option<String>,
+    },
+}
+
+/// A stream's client, over the WebSocket or gRPC's `ExecStream`. `recv`
+/// must be cancel-safe: the session waits on it beside other things.
+pub(crate) trait Client: Send {
+    /// The request: the first message.
+    fn request(&mut self) -> impl Future<Output = Result<api::RunRequest, ApiError>> + Send;
+    /// What the client says next.
+    fn recv(&mut self) -> impl Future<Output = FromClient> + Send;
+    /// Sends bytes the `streamOut` `fd` of command `index` gave; an error
+    /// when the client is gone.
+    fn output(
+        &mut self,
+        index: usize,
+        fd: usize,
+        content: Bytes,
+    ) -> impl Future<Output = Result<(), ()>> + Send;
+    /// Sends the last message and ends the stream.
+    fn finish(self, request_id: &str, outcome: Outcome) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs one stream session with `client` until its last message is sent,
+/// or the client is gone. `cancel` cancels its runs.
+pub(crate) async fn run_session(
     state: Arc<AppState>,
-    mut socket: WebSocket,
+    mut client: impl Client,
     mut closing: watch::Receiver<Closing>,
     cancel: Cancel,
 ) {
     let request = tokio::select! {
-        request = tokio::time::timeout(state.idle_timeout, first_request(&mut socket)) => request,
+        request = tokio::time::timeout(state.idle_timeout, client.request()) => request,
         () = reached(&mut closing, Closing::Gracefully) => Ok(Err(unavailable())),
     };
     let request = match request {
         Ok(Ok(request)) => request,
-        Ok(Err(error)) => return finish(socket, "", Vec::new(), Some(error)).await,
+        Ok(Err(error)) => return client.finish("", Outcome::Refused(error)).await,
         Err(_) => {
-            let error = format!(
+            let error = ApiError::bad(format!(
                 "no request came within {} s of the connection",
                 state.idle_timeout.as_secs_f64()
-            );
-            return finish(socket, "", Vec::new(), Some(error)).await;
+            ));
+            return client.finish("", Outcome::Refused(error)).await;
         }
     };
     let id = request.request_id.clone();
@@ -148,7 +192,7 @@ async fn session(
         Ok((job, ends)) => {
             tokio::select! {
                 admitted = crate::admit_job(&state, job) => admitted.map(|admitted| (admitted, ends)),
-                () = reached(&mut closing, Closing::Gracefully) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unavailable())),
+                () = reached(&mut closing, Closing::Gracefully) => Err(unavailable()),
             }
         }
         Err(error) => Err(error),
@@ -157,16 +201,15 @@ async fn session(
         Ok(admitted) => admitted,
         Err(error) => {
             tracing::info!(request_id = %id, error = %error.message, "stream refused");
-            return finish(socket, &id, Vec::new(), Some(error.message)).await;
+            return client.finish(&id, Outcome::Refused(error)).await;
         }
     };
 
     // Outputs: a task per streamOut reads it until its end of file, which
     // comes once the run is over and the job's own copies are closed.
-    let (output_tx, mut outputs) = mpsc::channel::<(u8, Bytes)>(16);
+    let (output_tx, mut outputs) = mpsc::channel::<(usize, usize, Bytes)>(16);
     for (index, fd, read) in ends.outputs {
-        let tx = output_tx.clone();
-        tokio::spawn(read_output(read, header(index, fd), tx));
+        tokio::spawn(read_output(read, index, fd, output_tx.clone()));
     }
     drop(output_tx);
     // Inputs: a task per streamIn writes what comes for it, in order,
@@ -176,7 +219,7 @@ async fn session(
     for (index, fd, write) in ends.inputs {
         let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
         tokio::spawn(write_input(write, rx, Arc::clone(&waiting)));
-        inputs.insert(header(index, fd), Input::Open(tx));
+        inputs.insert((index, fd), Input::Open(tx));
     }
 
     let mut run = {
@@ -199,33 +242,31 @@ async fn session(
     let mut results = None;
     while results.is_none() || outputs_open {
         tokio::select! {
-            message = socket.recv(), if reading => match message {
-                Some(Ok(Message::Binary(bytes))) => {
-                    let handled = handle(&bytes, &mut inputs, &cancel, &waiting, state.max_body);
-                    if let Err(mistake) = handled {
+            said = client.recv(), if reading => match said {
+                FromClient::Input { index, fd, content } => {
+                    let taken = take_input(&mut inputs, index, fd, content, &waiting, state.max_body);
+                    if let Err(mistake) = taken {
                         error = Some(mistake);
                         reading = false;
                         cancel.cancel();
                     }
                 }
-                Some(Ok(Message::Text(_))) => {
-                    error = Some("stream messages are binary, their first byte their type".into());
+                FromClient::Cancel => cancel.cancel(),
+                FromClient::Mistake(mistake) => {
+                    error = Some(mistake);
                     reading = false;
                     cancel.cancel();
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                FromClient::Done => reading = false,
+                FromClient::Gone => {
                     reading = false;
                     client_gone = true;
                     cancel.cancel();
                 }
             },
             output = outputs.recv(), if outputs_open => match output {
-                Some((header, content)) if !client_gone => {
-                    let mut message = Vec::with_capacity(content.len() + 2);
-                    message.extend_from_slice(&[OUTPUT, header]);
-                    message.extend_from_slice(&content);
-                    if socket.send(Message::Binary(message.into())).await.is_err() {
+                Some((index, fd, content)) if !client_gone => {
+                    if client.output(index, fd, content).await.is_err() {
                         client_gone = true;
                         reading = false;
                         cancel.cancel();
@@ -248,55 +289,27 @@ async fn session(
     if client_gone {
         return;
     }
-    let results = match results.expect("the loop ends with the results") {
-        Ok(results) => results.into_iter().map(convert::to_result).collect(),
-        Err(failed) => {
-            error.get_or_insert(failed.message);
-            Vec::new()
+    let outcome = match results.expect("the loop ends with the results") {
+        Ok(results) => {
+            tracing::info!(
+                request_id = %id,
+                commands = results.len(),
+                statuses = ?results.iter().map(|r| convert::status_name(r.verdict)).collect::<Vec<_>>(),
+                cancelled = cancel.is_cancelled(),
+                "stream"
+            );
+            Outcome::Ran { results, error }
         }
+        Err(failed) => Outcome::Refused(failed),
     };
-    tracing::info!(
-        request_id = %id,
-        commands = results.len(),
-        statuses = ?results.iter().map(|r: &RunResult| r.status).collect::<Vec<_>>(),
-        cancelled = cancel.is_cancelled(),
-        "stream"
-    );
-    finish(socket, &id, results, error).await;
+    client.finish(&id, outcome).await;
 }
 
-fn unavailable() -> String {
-    "the server is shutting down".into()
-}
-
-/// `index << 4 | fd`, as the messages carry a stream's place.
-fn header(index: usize, fd: usize) -> u8 {
-    debug_assert!(index <= convert::MAX_STREAM_FIELD && fd <= convert::MAX_STREAM_FIELD);
-    ((index as u8) << 4) | (fd as u8 & 0x0f)
-}
-
-/// The first message: the request.
-async fn first_request(socket: &mut WebSocket) -> Result<api::RunRequest, String> {
-    loop {
-        match socket.recv().await {
-            Some(Ok(Message::Binary(bytes))) => {
-                return match bytes.split_first() {
-                    Some((&REQUEST, body)) => api::parse_run_request(body).map_err(|e| e.message),
-                    Some((kind, _)) => Err(format!(
-                        "the first message must be the request (type {REQUEST}), not type {kind}"
-                    )),
-                    None => Err("an empty message: the first must be the request".into()),
-                };
-            }
-            Some(Ok(Message::Text(_))) => {
-                return Err("stream messages are binary, their first byte their type".into());
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                return Err("the client left before its request".into());
-            }
-        }
-    }
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is shutting down",
+    )
 }
 
 /// A `streamIn`, as the client may still use it.
@@ -309,57 +322,54 @@ enum Input {
     Over,
 }
 
-/// One message from the client once the programs run.
-fn handle(
-    message: &[u8],
-    inputs: &mut HashMap<u8, Input>,
-    cancel: &Cancel,
+/// Hands input for `(index, fd)` to its writer.
+fn take_input(
+    inputs: &mut HashMap<(usize, usize), Input>,
+    index: usize,
+    fd: usize,
+    content: Bytes,
     waiting: &AtomicUsize,
     most_waiting: usize,
 ) -> Result<(), String> {
-    match message {
-        [INPUT, place, content @ ..] => {
-            let name = || format!("cmd[{}] fd {}", place >> 4, place & 0x0f);
-            let input = match inputs.get_mut(place) {
-                None => return Err(format!("input for {}, which is no streamIn", name())),
-                Some(Input::Closed) => {
-                    return Err(format!("input for {} after its end of file", name()));
-                }
-                // The programs are over: what comes is dropped, as a
-                // closed pipe would drop it.
-                Some(Input::Over) => return Ok(()),
-                Some(Input::Open(input)) => input,
-            };
-            let waited = waiting.fetch_add(content.len(), Ordering::SeqCst) + content.len();
-            if waited > most_waiting {
-                return Err(format!(
-                    "more than {most_waiting} bytes of input wait for programs that do not read \
-                     them (--max-body)"
-                ));
-            }
-            // An input whose writer is gone takes nothing more.
-            let _ = input.send(Bytes::copy_from_slice(content));
-            if content.is_empty() {
-                inputs.insert(*place, Input::Closed);
-            }
-            Ok(())
+    let input = match inputs.get_mut(&(index, fd)) {
+        None => {
+            return Err(format!(
+                "input for cmd[{index}] fd {fd}, which is no streamIn"
+            ));
         }
-        [INPUT] => Err("an input message without the byte that names its stream".into()),
-        [CANCEL, ..] => {
-            cancel.cancel();
-            Ok(())
+        Some(Input::Closed) => {
+            return Err(format!(
+                "input for cmd[{index}] fd {fd} after its end of file"
+            ));
         }
-        [RESIZE, ..] => {
-            Err("a terminal size needs a terminal (tty), which hutch does not offer".into())
-        }
-        [REQUEST, ..] => Err("a stream takes one request".into()),
-        [kind, ..] => Err(format!("message type {kind} is none of go-judge's")),
-        [] => Err("an empty message".into()),
+        // The programs are over: what comes is dropped, as a closed pipe
+        // would drop it.
+        Some(Input::Over) => return Ok(()),
+        Some(Input::Open(input)) => input,
+    };
+    let waited = waiting.fetch_add(content.len(), Ordering::SeqCst) + content.len();
+    if waited > most_waiting {
+        return Err(format!(
+            "more than {most_waiting} bytes of input wait for programs that do not read them \
+             (--max-body)"
+        ));
     }
+    let end = content.is_empty();
+    // An input whose writer is gone takes nothing more.
+    let _ = input.send(content);
+    if end {
+        inputs.insert((index, fd), Input::Closed);
+    }
+    Ok(())
 }
 
 /// Reads one `streamOut` to its end, in chunks, into `to`.
-async fn read_output(read: OwnedFd, header: u8, to: mpsc::Sender<(u8, Bytes)>) {
+async fn read_output(
+    read: OwnedFd,
+    index: usize,
+    fd: usize,
+    to: mpsc::Sender<(usize, usize, Bytes)>,
+) {
     let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(read) else {
         return;
     };
@@ -368,11 +378,8 @@ async fn read_output(read: OwnedFd, header: u8, to: mpsc::Sender<(u8, Bytes)>) {
         match pipe.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if to
-                    .send((header, Bytes::copy_from_slice(&buffer[..n])))
-                    .await
-                    .is_err()
-                {
+                let chunk = Bytes::copy_from_slice(&buffer[..n]);
+                if to.send((index, fd, chunk)).await.is_err() {
                     return;
                 }
             }
@@ -405,16 +412,109 @@ async fn write_input(
     }
 }
 
-/// Sends the last message and closes.
-async fn finish(mut socket: WebSocket, id: &str, results: Vec<RunResult>, error: Option<String>) {
-    let last = Final {
-        request_id: id,
-        results,
-        error,
-    };
-    let mut message = vec![RESPONSE];
-    if serde_json::to_writer(&mut message, &last).is_ok() {
-        let _ = socket.send(Message::Binary(message.into())).await;
+/// The WebSocket's client: go-judge's binary messages.
+struct WebSocketClient(WebSocket);
+
+/// The last message over the WebSocket: what go-judge's `model.Response`
+/// holds.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Final<'a> {
+    request_id: &'a str,
+    results: Vec<RunResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+const BINARY_ONLY: &str = "stream messages are binary, their first byte their type";
+
+impl Client for WebSocketClient {
+    async fn request(&mut self) -> Result<api::RunRequest, ApiError> {
+        loop {
+            return match self.0.recv().await {
+                Some(Ok(Message::Binary(bytes))) => match bytes.split_first() {
+                    Some((&REQUEST, body)) => api::parse_run_request(body),
+                    Some((kind, _)) => Err(ApiError::bad(format!(
+                        "the first message must be the request (type {REQUEST}), not type {kind}"
+                    ))),
+                    None => Err(ApiError::bad(
+                        "an empty message: the first must be the request",
+                    )),
+                },
+                Some(Ok(Message::Text(_))) => Err(ApiError::bad(BINARY_ONLY)),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    Err(ApiError::bad("the client left before its request"))
+                }
+            };
+        }
     }
-    let _ = socket.send(Message::Close(None)).await;
+
+    async fn recv(&mut self) -> FromClient {
+        loop {
+            let bytes = match self.0.recv().await {
+                Some(Ok(Message::Binary(bytes))) => bytes,
+                Some(Ok(Message::Text(_))) => return FromClient::Mistake(BINARY_ONLY.into()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return FromClient::Gone,
+            };
+            return match bytes.first() {
+                Some(&INPUT) if bytes.len() >= 2 => FromClient::Input {
+                    index: usize::from(bytes[1] >> 4),
+                    fd: usize::from(bytes[1] & 0x0f),
+                    content: bytes.slice(2..),
+                },
+                Some(&INPUT) => FromClient::Mistake(
+                    "an input message without the byte that names its stream".into(),
+                ),
+                Some(&CANCEL) => FromClient::Cancel,
+                Some(&RESIZE) => FromClient::Mistake(NO_TERMINAL.into()),
+                Some(&REQUEST) => FromClient::Mistake("a stream takes one request".into()),
+                Some(kind) => {
+                    FromClient::Mistake(format!("message type {kind} is none of go-judge's"))
+                }
+                None => FromClient::Mistake("an empty message".into()),
+            };
+        }
+    }
+
+    async fn output(&mut self, index: usize, fd: usize, content: Bytes) -> Result<(), ()> {
+        let mut message = Vec::with_capacity(content.len() + 2);
+        message.extend_from_slice(&[OUTPUT, header(index, fd)]);
+        message.extend_from_slice(&content);
+        self.0
+            .send(Message::Binary(message.into()))
+            .await
+            .map_err(|_| ())
+    }
+
+    async fn finish(mut self, request_id: &str, outcome: Outcome) {
+        let last = match outcome {
+            Outcome::Refused(error) => Final {
+                request_id,
+                results: Vec::new(),
+                error: Some(error.message),
+            },
+            Outcome::Ran { results, error } => Final {
+                request_id,
+                results: results.into_iter().map(convert::to_result).collect(),
+                error,
+            },
+        };
+        let mut message = vec![RESPONSE];
+        if serde_json::to_writer(&mut message, &last).is_ok() {
+            let _ = self.0.send(Message::Binary(message.into())).await;
+        }
+        let _ = self.0.send(Message::Close(None)).await;
+    }
+}
+
+/// Why a terminal size is refused.
+pub(crate) const NO_TERMINAL: &str =
+    "a terminal size needs a terminal (tty), which hutch does not offer";
+
+/// `index << 4 | fd`, as the WebSocket's messages carry a stream's place.
+fn header(index: usize, fd: usize) -> u8 {
+    debug_assert!(index <= convert::MAX_STREAM_FIELD && fd <= convert::MAX_STREAM_FIELD);
+    ((index as u8) << 4) | (fd as u8 & 0x0f)
 }

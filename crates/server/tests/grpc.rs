@@ -110,6 +110,14 @@ impl Grpc {
     }
 }
 
+/// A runtime for a test's async client.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn file(kind: Kind) -> File {
     File { file: Some(kind) }
 }
@@ -608,11 +616,7 @@ fn bad_input_is_refused_naming_what_is_wrong() {
     assert_eq!(garbage.code(), Code::Internal, "{garbage:?}");
     assert!(garbage.message().contains("decode"), "{garbage:?}");
 
-    for method in [
-        "/pb.Executor/ExecStream",
-        "/pb.Executor/NoSuchMethod",
-        "/grpc.health.v1.Health/Check",
-    ] {
+    for method in ["/pb.Executor/NoSuchMethod", "/grpc.health.v1.Health/Check"] {
         let status = grpc.call::<_, ()>(method, ()).unwrap_err();
         assert_eq!(status.code(), Code::Unimplemented, "{method}: {status:?}");
     }
@@ -685,11 +689,7 @@ fn an_idle_connection_is_closed_but_not_one_with_a_call_open() {
     })
     .expect("the server starts");
     let addr = server.listening().grpc.unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let within = Duration::from_secs(20);
 
         // No call at all.
@@ -739,5 +739,202 @@ fn an_idle_connection_is_closed_but_not_one_with_a_call_open() {
             closed.duration_since(answered)
         );
         drop(client);
+    });
+}
+
+/// An `ExecStream` call on its own connection: the sender of its requests
+/// and the stream of its responses. The first request is sent.
+async fn exec_stream(
+    server: &Server,
+    first: pb::StreamRequest,
+) -> (
+    tokio::sync::mpsc::Sender<pb::StreamRequest>,
+    tonic::Streaming<pb::StreamResponse>,
+) {
+    let addr = server.listening().grpc.expect("the server serves gRPC");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let (requests, outgoing) = tokio::sync::mpsc::channel(16);
+    requests.send(first).await.unwrap();
+    let responses = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(outgoing)),
+            http::uri::PathAndQuery::from_static("/pb.Executor/ExecStream"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect("the call is answered")
+        .into_inner();
+    (requests, responses)
+}
+
+fn exec_request(command: CmdType) -> pb::StreamRequest {
+    pb::StreamRequest {
+        request: Some(pb::stream_request::Request::ExecRequest(Request {
+            cmd: vec![command],
+            ..Request::default()
+        })),
+    }
+}
+
+fn stream_input(index: u32, fd: u32, content: &[u8]) -> pb::StreamRequest {
+    pb::StreamRequest {
+        request: Some(pb::stream_request::Request::ExecInput(
+            pb::stream_request::Input {
+                index,
+                fd,
+                content: content.to_vec(),
+            },
+        )),
+    }
+}
+
+/// What comes until the last message: outputs, by `(index, fd)`, and the
+/// results.
+async fn until_response(
+    responses: &mut tonic::Streaming<pb::StreamResponse>,
+) -> (BTreeMap<(u32, u32), Vec<u8>>, Response) {
+    let mut outputs = BTreeMap::<(u32, u32), Vec<u8>>::new();
+    loop {
+        let message = responses
+            .message()
+            .await
+            .expect("no error")
+            .expect("a message");
+        match message.response.expect("something in it") {
+            pb::stream_response::Response::ExecOutput(output) => outputs
+                .entry((output.index, output.fd))
+                .or_default()
+                .extend_from_slice(&output.content),
+            pb::stream_response::Response::ExecResponse(response) => {
+                assert!(
+                    responses.message().await.unwrap().is_none(),
+                    "nothing after it"
+                );
+                return (outputs, response);
+            }
+        }
+    }
+}
+
+fn streamed(kind: Kind) -> File {
+    file(kind)
+}
+
+#[test]
+fn exec_stream_feeds_and_reads_a_running_program() {
+    let server = Server::start(config()).expect("the server starts");
+    runtime().block_on(async {
+        let mut cat = cmd(&["cat"]);
+        cat.files[0] = streamed(Kind::StreamIn(()));
+        cat.files[1] = streamed(Kind::StreamOut(()));
+        let (requests, mut responses) = exec_stream(&server, exec_request(cat)).await;
+        for i in 0..50 {
+            let line = format!("line {i}\n");
+            requests
+                .send(stream_input(0, 0, line.as_bytes()))
+                .await
+                .unwrap();
+            let message = responses.message().await.unwrap().unwrap();
+            let Some(pb::stream_response::Response::ExecOutput(output)) = message.response else {
+                panic!("not an output: {message:?}");
+            };
+            assert_eq!((output.index, output.fd), (0, 1));
+            assert_eq!(output.content, line.as_bytes());
+        }
+        requests.send(stream_input(0, 0, b"")).await.unwrap();
+        let (outputs, response) = until_response(&mut responses).await;
+        assert!(outputs.is_empty(), "{outputs:?}");
+        assert_eq!(
+            status(&response.results[0]),
+            StatusType::Accepted,
+            "{response:?}"
+        );
+
+        // A client that sends nothing after its request still gets what
+        // the program writes, to the end.
+        let mut two = cmd(&["sh", "-c", "echo a; echo b"]);
+        two.files[1] = streamed(Kind::StreamOut(()));
+        let (requests, mut responses) = exec_stream(&server, exec_request(two)).await;
+        drop(requests);
+        let (outputs, response) = until_response(&mut responses).await;
+        assert_eq!(outputs[&(0, 1)], b"a\nb\n");
+        assert_eq!(
+            status(&response.results[0]),
+            StatusType::Accepted,
+            "{response:?}"
+        );
+
+        // Cancel.
+        let mut sleeper = cmd(&["sh", "-c", "echo ready; exec sleep 50"]);
+        sleeper.files[1] = streamed(Kind::StreamOut(()));
+        let (requests, mut responses) = exec_stream(&server, exec_request(sleeper)).await;
+        let ready = responses.message().await.unwrap().unwrap();
+        assert!(matches!(
+            ready.response,
+            Some(pb::stream_response::Response::ExecOutput(_))
+        ));
+        requests
+            .send(pb::StreamRequest {
+                request: Some(pb::stream_request::Request::ExecCancel(())),
+            })
+            .await
+            .unwrap();
+        let (_, response) = until_response(&mut responses).await;
+        assert_eq!(
+            status(&response.results[0]),
+            StatusType::Signalled,
+            "{response:?}"
+        );
+    });
+}
+
+#[test]
+fn exec_stream_refuses_what_makes_no_sense() {
+    let server = Server::start(config()).expect("the server starts");
+    runtime().block_on(async {
+        // A first message that is no request: the call fails.
+        let (_requests, mut responses) = exec_stream(&server, stream_input(0, 0, b"x")).await;
+        let status = responses.message().await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().contains("must be an execRequest"),
+            "{status:?}"
+        );
+
+        // /run's mistakes are the same here.
+        let (_requests, mut responses) = exec_stream(&server, exec_request(cmd(&[]))).await;
+        let status = responses.message().await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("args is empty"), "{status:?}");
+
+        // Later mistakes cancel the run and come with its results.
+        let mut cat = cmd(&["cat"]);
+        cat.files[0] = streamed(Kind::StreamIn(()));
+        for (mistake, expected) in [
+            (
+                stream_input(0, 7, b"x"),
+                "input for cmd[0] fd 7, which is no streamIn",
+            ),
+            (
+                pb::StreamRequest {
+                    request: Some(pb::stream_request::Request::ExecResize(
+                        pb::stream_request::Resize::default(),
+                    )),
+                },
+                "needs a terminal",
+            ),
+            (pb::StreamRequest { request: None }, "nothing in it"),
+        ] {
+            let (requests, mut responses) = exec_stream(&server, exec_request(cat.clone())).await;
+            requests.send(mistake).await.unwrap();
+            let (_, response) = until_response(&mut responses).await;
+            assert!(response.error.contains(expected), "{response:?}");
+        }
     });
 }
