@@ -12,7 +12,8 @@
 //!
 //! Endpoints: `POST /run`, `GET /file`, `POST /file`, `GET /file/{id}`,
 //! `DELETE /file/{id}`, `GET /version`, `GET /config`, `GET /metrics`, the
-//! `/stream` WebSocket (programs fed and read while they run); with
+//! `/stream` WebSocket (programs fed and read while they run), the `/ws`
+//! WebSocket (many `/run` requests over one connection); with
 //! [`Config::grpc_listen`], the gRPC service `pb.Executor` (`Exec`,
 //! `ExecStream`, `FileList`, `FileGet`, `FileAdd`, `FileDelete`), whose messages are in
 //! [`pb`]. The API, the mapping of hutch's verdicts onto go-judge's statuses, the
@@ -38,6 +39,7 @@ mod metrics;
 mod mutation_tests;
 pub mod pb;
 mod stream;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -633,6 +635,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/file/{id}", get(files::download).delete(files::remove))
         .route("/metrics", get(metrics_text))
         .route("/stream", get(stream::upgrade))
+        .route("/ws", get(ws::upgrade))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authorize,

@@ -71,26 +71,85 @@ impl Sessions {
 /// `GET /stream`: the WebSocket handshake; the session runs once it is
 /// done.
 pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    upgrade_to(state, ws, |state, socket, closing, running| async move {
+        let cancel = Cancel::new();
+        running.add("", cancel.clone());
+        run_session(state, WebSocketClient(socket), closing, cancel).await;
+    })
+}
+
+/// The jobs a WebSocket session runs, by names of the session's; all are
+/// cancelled when the server closes every connection.
+#[derive(Clone, Default)]
+pub(crate) struct Running(Arc<std::sync::Mutex<HashMap<String, Cancel>>>);
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cancel>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a job under `name`; false when the name is taken.
+    pub(crate) fn add(&self, name: &str, cancel: Cancel) -> bool {
+        let mut running = self.lock();
+        if running.contains_key(name) {
+            return false;
+        }
+        running.insert(name.to_owned(), cancel);
+        true
+    }
+
+    /// Cancels the job named `name`; false when there is none.
+    pub(crate) fn cancel(&self, name: &str) -> bool {
+        match self.lock().get(name) {
+            Some(cancel) => {
+                cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the job named `name`, which has ended.
+    pub(crate) fn remove(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    /// Cancels every job.
+    pub(crate) fn cancel_all(&self) {
+        for cancel in self.lock().values() {
+            cancel.cancel();
+        }
+    }
+}
+
+/// Completes a WebSocket handshake; then `session` runs on this
+/// connection's thread. However it waits (on a client that does not read,
+/// say), it ends, its jobs cancelled, when the server closes every
+/// connection.
+pub(crate) fn upgrade_to<F, Fut>(state: Arc<AppState>, ws: WebSocketUpgrade, session: F) -> Response
+where
+    F: FnOnce(Arc<AppState>, WebSocket, watch::Receiver<Closing>, Running) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let Some(sessions) = Sessions::current() else {
         return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "this connection cannot hold a stream",
+            "this connection cannot hold a WebSocket",
         )
         .into_response();
     };
-    // The request comes in one message: as large as a body may be.
+    // A request comes in one message: as large as a body may be.
     let most = state.max_body.saturating_add(1);
     ws.max_message_size(most)
         .max_frame_size(most)
         .on_upgrade(move |socket| async move {
             let Sessions { held, mut closing } = sessions;
-            let cancel = Cancel::new();
-            // However the session waits (on a client that does not read,
-            // say), it ends when the server closes every connection.
-            let client = WebSocketClient(socket);
+            let running = Running::default();
             tokio::select! {
-                () = run_session(state, client, closing.clone(), cancel.clone()) => {}
-                () = reached(&mut closing, Closing::Now) => cancel.cancel(),
+                () = session(state, socket, closing.clone(), running.clone()) => {}
+                () = reached(&mut closing, Closing::Now) => running.cancel_all(),
             }
             drop(held);
         })

@@ -1,0 +1,214 @@
+//! go-judge's `/ws` WebSocket: `/run` requests as messages, any number at
+//! once over one connection, each answered when it is done and each
+//! cancellable by its id.
+//!
+//! A message is a JSON object: a request as `POST /run` takes it, whose
+//! `requestId` is required and unused by the connection's other requests
+//! under way; or `{"cancelRequestId": id}`, which cancels that request
+//! (what of it runs is killed; a request whose commands had not started
+//! yet is answered with an error). Each request is answered with one
+//! message, `{"requestId", "results", "error"?}`, when its commands are
+//! done; a request that is refused is answered at once with an `error`
+//! and no results. A client that goes away cancels its requests.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use hutch_host::{Cancel, Verdict};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, RunResult};
+use crate::stream::{Running, upgrade_to};
+use crate::{AppState, Closing};
+
+/// `GET /ws`: the WebSocket handshake; the session runs once it is done.
+pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    upgrade_to(state, ws, session)
+}
+
+/// One answer: what go-judge's `model.Response` holds.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    request_id: String,
+    results: Vec<RunResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Answer {
+    fn error(request_id: String, error: String) -> Self {
+        Self {
+            request_id,
+            results: Vec::new(),
+            error: Some(error),
+        }
+    }
+}
+
+/// Why a cancelled request has no results, as go-judge says it.
+const CANCELLED: &str = "request cancelled before execute";
+
+async fn session(
+    state: Arc<AppState>,
+    mut socket: WebSocket,
+    closing: watch::Receiver<Closing>,
+    running: Running,
+) {
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Answer>();
+    loop {
+        let answer = tokio::select! {
+            message = socket.recv() => {
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                };
+                match take(&state, &text, &running, &answers_tx, &closing) {
+                    Some(refused) => refused,
+                    None => continue,
+                }
+            }
+            Some(answer) = answers.recv() => {
+                running.remove(&answer.request_id);
+                answer
+            }
+        };
+        let Ok(text) = serde_json::to_string(&answer) else {
+            continue;
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            break;
+        }
+    }
+    // The client is gone: its requests are of no use to anyone.
+    running.cancel_all();
+}
+
+/// Takes one message: a cancel, or a request, which starts running. The
+/// answer to send at once, if any.
+fn take(
+    state: &Arc<AppState>,
+    message: &[u8],
+    running: &Running,
+    answers: &mpsc::UnboundedSender<Answer>,
+    closing: &watch::Receiver<Closing>,
+) -> Option<Answer> {
+    // A cancel names the request by `cancelRequestId` (in any case, as Go
+    // reads it).
+    let value: serde_json::Value = match serde_json::from_slice(message) {
+        Ok(value) => value,
+        Err(error) => {
+            return Some(Answer::error(
+                String::new(),
+                format!("the message is not valid JSON: {error}"),
+            ));
+        }
+    };
+    let cancel_id = value.as_object().and_then(|object| {
+        object
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case("cancelRequestId"))
+            .and_then(|(_, id)| id.as_str())
+            .filter(|id| !id.is_empty())
+    });
+    if let Some(id) = cancel_id {
+        // A request that is over, or never was, needs no cancelling.
+        running.cancel(id);
+        return None;
+    }
+    let request = match api::parse_run_request(message) {
+        Ok(request) => request,
+        Err(error) => return Some(Answer::error(request_id_of(&value), error.message)),
+    };
+    let id = request.request_id.clone();
+    if id.is_empty() {
+        return Some(Answer::error(
+            id,
+            "requestId is required over /ws, to tell the answers apart".into(),
+        ));
+    }
+    if *closing.borrow() != Closing::No {
+        return Some(Answer::error(id, "the server is shutting down".into()));
+    }
+    let job = match crate::convert::to_job(
+        &request,
+        &state.defaults,
+        state.parallelism,
+        &state.store,
+        &state.prefixes,
+    ) {
+        Ok(job) => job,
+        Err(error) => return Some(Answer::error(id, error.message)),
+    };
+    let cancel = Cancel::new();
+    if !running.add(&id, cancel.clone()) {
+        return Some(Answer::error(
+            id.clone(),
+            format!("requestId {id:?} is already running on this connection"),
+        ));
+    }
+    let (state, answers) = (Arc::clone(state), answers.clone());
+    tokio::spawn(async move {
+        let answer = run(&state, id, job, cancel).await;
+        let _ = answers.send(answer);
+    });
+    None
+}
+
+/// Waits for containers, runs the job, and answers.
+async fn run(state: &Arc<AppState>, id: String, job: hutch_host::Job, cancel: Cancel) -> Answer {
+    let admitted = match crate::admit_job(state, job).await {
+        Ok(admitted) => admitted,
+        Err(error) => return Answer::error(id, error.message),
+    };
+    if cancel.is_cancelled() {
+        return Answer::error(id, CANCELLED.into());
+    }
+    let ran = {
+        let state = Arc::clone(state);
+        tokio::task::spawn_blocking(move || {
+            let (results, containers) =
+                crate::run_admitted_cancellable(&state, &admitted, Some(&cancel));
+            drop(containers);
+            results
+        })
+        .await
+    };
+    let results = match ran {
+        Ok(Ok(results)) => results,
+        Ok(Err(error)) => return Answer::error(id, error.message),
+        Err(error) => return Answer::error(id, format!("the run failed: {error}")),
+    };
+    if results.iter().all(|r| r.verdict == Verdict::Cancelled) {
+        return Answer::error(id, CANCELLED.into());
+    }
+    tracing::info!(
+        request_id = %id,
+        commands = results.len(),
+        statuses = ?results.iter().map(|r| crate::convert::status_name(r.verdict)).collect::<Vec<_>>(),
+        "ws run"
+    );
+    Answer {
+        request_id: id,
+        results: results.into_iter().map(crate::convert::to_result).collect(),
+        error: None,
+    }
+}
+
+/// The `requestId` of a request that could not be read, if it has one.
+fn request_id_of(value: &serde_json::Value) -> String {
+    value
+        .as_object()
+        .and_then(|object| {
+            object
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case("requestId"))
+                .and_then(|(_, id)| id.as_str())
+        })
+        .unwrap_or_default()
+        .to_owned()
+}

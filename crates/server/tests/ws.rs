@@ -1,0 +1,189 @@
+//! go-judge's `/ws` WebSocket over a real connection: requests at once on
+//! one connection, answered as each is done; cancelling one that runs and
+//! one that waits; a client that leaves; and every kind of bad message.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use hutch_server::Server;
+use hutch_server::client::Client;
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+mod common;
+use common::{config, gauge, wait_until};
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn connect(server: &Server) -> Socket {
+    let (socket, response) =
+        tungstenite::connect(format!("ws://{}/ws", server.addr())).expect("the handshake");
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// A request of one shell command, its stdout collected.
+fn request(id: &str, script: &str) -> Value {
+    json!({"requestId": id, "cmd": [{
+        "args": ["sh", "-c", script],
+        "env": ["PATH=/usr/bin:/bin"],
+        "files": [{"content": ""}, {"name": "stdout", "max": 1000}, {"name": "stderr", "max": 1000}],
+        "cpuLimit": 10_000_000_000u64,
+        "clockLimit": 60_000_000_000u64,
+    }]})
+}
+
+fn send(socket: &mut Socket, message: &Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .unwrap();
+}
+
+/// The next answer.
+fn answer(socket: &mut Socket) -> Value {
+    loop {
+        match socket.read().expect("an answer") {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON"),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("not a text message: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn requests_run_side_by_side_and_each_is_answered_when_done() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut socket = connect(&server);
+    send(&mut socket, &request("slow", "sleep 2; echo slow"));
+    send(&mut socket, &request("quick", "echo quick"));
+    send(&mut socket, &request("next", "echo next"));
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let answer = answer(&mut socket);
+        let id = answer["requestId"].as_str().unwrap().to_owned();
+        assert_eq!(answer["results"][0]["status"], "Accepted", "{answer}");
+        assert_eq!(answer["results"][0]["files"]["stdout"], format!("{id}\n"));
+        assert!(answer.get("error").is_none(), "{answer}");
+        order.push(id);
+    }
+    // Two containers: the quick ones go through the second while the
+    // slow one runs in the first.
+    assert_eq!(order, ["quick", "next", "slow"]);
+}
+
+#[test]
+fn a_cancel_kills_a_running_request_and_keeps_a_waiting_one_from_running() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut client = Client::new(server.addr());
+    let mut socket = connect(&server);
+    send(&mut socket, &request("a", "exec sleep 50"));
+    send(&mut socket, &request("b", "exec sleep 50"));
+    wait_until("both to run", || {
+        gauge(&mut client, "hutch_running_requests") == 2
+    });
+    // No container is free: this one waits.
+    send(&mut socket, &request("waiting", "echo never"));
+    wait_until("it to wait", || {
+        gauge(&mut client, "hutch_queue_depth") == 1
+    });
+    let cancelled = Instant::now();
+    for id in ["waiting", "a", "b"] {
+        send(&mut socket, &json!({"cancelRequestId": id}));
+    }
+    let mut answers: Vec<Value> = (0..3).map(|_| answer(&mut socket)).collect();
+    answers.sort_by_key(|answer| answer["requestId"].as_str().unwrap_or_default().to_owned());
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        cancelled.elapsed()
+    );
+    for answer in &answers[..2] {
+        assert_eq!(answer["results"][0]["status"], "Signalled", "{answer}");
+        assert_eq!(answer["results"][0]["exitStatus"], 9, "{answer}");
+    }
+    assert_eq!(answers[2]["requestId"], "waiting");
+    assert_eq!(
+        answers[2]["error"], "request cancelled before execute",
+        "{}",
+        answers[2]
+    );
+    assert_eq!(answers[2]["results"], json!([]));
+    // A cancel of what is not running is no mistake, and is not answered.
+    send(&mut socket, &json!({"cancelRequestId": "a"}));
+    send(&mut socket, &request("after", "echo after"));
+    assert_eq!(answer(&mut socket)["requestId"], "after");
+}
+
+#[test]
+fn a_client_that_leaves_cancels_its_requests() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut client = Client::new(server.addr());
+    let mut socket = connect(&server);
+    send(&mut socket, &request("a", "exec sleep 50"));
+    wait_until("it to run", || {
+        gauge(&mut client, "hutch_running_requests") == 1
+    });
+    drop(socket);
+    // Within the 20 s of `wait_until`, well before the run's 50 s.
+    wait_until("the run to end", || {
+        gauge(&mut client, "hutch_running_requests") == 0
+    });
+}
+
+#[test]
+fn bad_messages_are_answered_with_an_error_and_the_connection_goes_on() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut socket = connect(&server);
+    let cases = [
+        ("{".to_owned(), "", "the message is not valid JSON"),
+        (request("", "true").to_string(), "", "requestId is required"),
+        (
+            json!({"requestId": "r1", "cmd": [{"args": []}]}).to_string(),
+            "r1",
+            "cmd[0].args is empty",
+        ),
+        (
+            json!({"RequestID": "r2", "cmd": "x"}).to_string(),
+            "r2",
+            "cmd must be an array",
+        ),
+    ];
+    for (message, id, expected) in cases {
+        socket.send(Message::Text(message.into())).unwrap();
+        let answer = answer(&mut socket);
+        assert_eq!(answer["requestId"], id, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(expected),
+            "{answer} should say {expected:?}"
+        );
+        assert_eq!(answer["results"], json!([]));
+    }
+    // An id already running on this connection.
+    send(&mut socket, &request("dup", "sleep 1; echo first"));
+    send(&mut socket, &request("dup", "echo second"));
+    let refused = answer(&mut socket);
+    assert_eq!(refused["requestId"], "dup");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{refused}"
+    );
+    let first = answer(&mut socket);
+    assert_eq!(first["results"][0]["files"]["stdout"], "first\n", "{first}");
+    // Binary messages are read the same way.
+    socket
+        .send(Message::Binary(
+            request("bin", "echo bin").to_string().into_bytes().into(),
+        ))
+        .unwrap();
+    assert_eq!(
+        answer(&mut socket)["results"][0]["files"]["stdout"],
+        "bin\n"
+    );
+}
