@@ -762,9 +762,17 @@ async fn admit(state: &AppState, request: &api::RunRequest) -> Result<Admitted, 
 /// Waits for a container per command of `job`, as [`admit`] does.
 async fn admit_job(state: &AppState, job: hutch_host::Job) -> Result<Admitted, ApiError> {
     let commands = job.commands().len();
+    // A place in the queue, given back however the wait ends: with
+    // containers, refused, or dropped because the client gave up.
+    struct Place<'a>(&'a std::sync::atomic::AtomicU64);
+    impl Drop for Place<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
     let waiting = state.metrics.waiting.fetch_add(1, Ordering::SeqCst);
+    let place = Place(&state.metrics.waiting);
     if waiting >= state.max_queue {
-        state.metrics.waiting.fetch_sub(1, Ordering::SeqCst);
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -775,7 +783,7 @@ async fn admit_job(state: &AppState, job: hutch_host::Job) -> Result<Admitted, A
     let permits = Arc::clone(&state.permits)
         .acquire_many_owned(commands as u32)
         .await;
-    state.metrics.waiting.fetch_sub(1, Ordering::SeqCst);
+    drop(place);
     let permits = permits.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

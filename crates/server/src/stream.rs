@@ -81,30 +81,53 @@ pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpg
 /// The jobs a WebSocket session runs, by names of the session's; all are
 /// cancelled when the server closes every connection.
 #[derive(Clone, Default)]
-pub(crate) struct Running(Arc<std::sync::Mutex<HashMap<String, Cancel>>>);
+pub(crate) struct Running(Arc<std::sync::Mutex<HashMap<String, Job>>>);
+
+/// A job of a session: its cancel, and a wake-up for whoever waits for it
+/// to start.
+struct Job {
+    cancel: Cancel,
+    cancelled: Arc<tokio::sync::Notify>,
+}
+
+impl Job {
+    fn cancel(&self) {
+        self.cancel.cancel();
+        // Kept for a waiter that comes later.
+        self.cancelled.notify_one();
+    }
+}
 
 impl Running {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cancel>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Job>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds a job under `name`; false when the name is taken.
-    pub(crate) fn add(&self, name: &str, cancel: Cancel) -> bool {
+    /// Adds a job under `name`: what wakes when it is cancelled, or None
+    /// when the name is taken.
+    pub(crate) fn add(&self, name: &str, cancel: Cancel) -> Option<Arc<tokio::sync::Notify>> {
         let mut running = self.lock();
         if running.contains_key(name) {
-            return false;
+            return None;
         }
-        running.insert(name.to_owned(), cancel);
-        true
+        let cancelled = Arc::new(tokio::sync::Notify::new());
+        running.insert(
+            name.to_owned(),
+            Job {
+                cancel,
+                cancelled: Arc::clone(&cancelled),
+            },
+        );
+        Some(cancelled)
     }
 
     /// Cancels the job named `name`; false when there is none.
     pub(crate) fn cancel(&self, name: &str) -> bool {
         match self.lock().get(name) {
-            Some(cancel) => {
-                cancel.cancel();
+            Some(job) => {
+                job.cancel();
                 true
             }
             None => false,
@@ -118,8 +141,8 @@ impl Running {
 
     /// Cancels every job.
     pub(crate) fn cancel_all(&self) {
-        for cancel in self.lock().values() {
-            cancel.cancel();
+        for job in self.lock().values() {
+            job.cancel();
         }
     }
 }

@@ -5,11 +5,12 @@
 //! A message is a JSON object: a request as `POST /run` takes it, whose
 //! `requestId` is required and unused by the connection's other requests
 //! under way; or `{"cancelRequestId": id}`, which cancels that request
-//! (what of it runs is killed; a request whose commands had not started
-//! yet is answered with an error). Each request is answered with one
-//! message, `{"requestId", "results", "error"?}`, when its commands are
-//! done; a request that is refused is answered at once with an `error`
-//! and no results. A client that goes away cancels its requests.
+//! (what of it runs is killed; a request still waiting for containers
+//! leaves the queue and is answered with an error at once). Each request
+//! is answered with one message, `{"requestId", "results", "error"?}`,
+//! when its commands are done; a request that is refused is answered at
+//! once with an `error` and no results. A client that goes away cancels
+//! its requests.
 
 use std::sync::Arc;
 
@@ -145,23 +146,35 @@ fn take(
         Err(error) => return Some(Answer::error(id, error.message)),
     };
     let cancel = Cancel::new();
-    if !running.add(&id, cancel.clone()) {
+    let Some(cancelled) = running.add(&id, cancel.clone()) else {
         return Some(Answer::error(
             id.clone(),
             format!("requestId {id:?} is already running on this connection"),
         ));
-    }
+    };
     let (state, answers) = (Arc::clone(state), answers.clone());
     tokio::spawn(async move {
-        let answer = run(&state, id, job, cancel).await;
+        let answer = run(&state, id, job, cancel, &cancelled).await;
         let _ = answers.send(answer);
     });
     None
 }
 
 /// Waits for containers, runs the job, and answers.
-async fn run(state: &Arc<AppState>, id: String, job: hutch_host::Job, cancel: Cancel) -> Answer {
-    let admitted = match crate::admit_job(state, job).await {
+async fn run(
+    state: &Arc<AppState>,
+    id: String,
+    job: hutch_host::Job,
+    cancel: Cancel,
+    cancelled: &tokio::sync::Notify,
+) -> Answer {
+    // A request cancelled while it waits for containers is answered at
+    // once, and gives back its place in the queue.
+    let admitted = tokio::select! {
+        admitted = crate::admit_job(state, job) => admitted,
+        () = cancelled.notified() => return Answer::error(id, CANCELLED.into()),
+    };
+    let admitted = match admitted {
         Ok(admitted) => admitted,
         Err(error) => return Answer::error(id, error.message),
     };

@@ -89,6 +89,25 @@ impl Grpc {
         self.call("/pb.Executor/Exec", request)
     }
 
+    /// An `Exec` the client gives up on after `after`, as a call past its
+    /// deadline is given up: the server sees its stream reset.
+    fn exec_given_up(&mut self, request: Request, after: Duration) {
+        let path = http::uri::PathAndQuery::from_static("/pb.Executor/Exec");
+        let inner = &mut self.inner;
+        self.runtime.block_on(async move {
+            inner.ready().await.unwrap();
+            let call = inner.unary::<_, Response, _>(
+                tonic::Request::new(request),
+                path,
+                tonic_prost::ProstCodec::default(),
+            );
+            assert!(
+                tokio::time::timeout(after, call).await.is_err(),
+                "answered before the client gave up"
+            );
+        });
+    }
+
     /// Runs one command; it must be answered with one result.
     fn run(&mut self, command: CmdType) -> pb::response::Result {
         let mut response = self
@@ -937,4 +956,43 @@ fn exec_stream_refuses_what_makes_no_sense() {
             assert!(response.error.contains(expected), "{response:?}");
         }
     });
+}
+
+#[test]
+fn calls_given_up_while_queued_leave_no_place_taken_in_the_queue() {
+    let server = Server::start(Config {
+        max_queue: 2,
+        ..config()
+    })
+    .expect("the server starts");
+    let mut rest = Client::new(server.addr());
+    let mut grpc = Grpc::connect(&server);
+    std::thread::scope(|scope| {
+        // Both containers busy for a while.
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let mut client = Grpc::connect(&server);
+                scope.spawn(move || client.run(cmd(&["sleep", "1.5"])))
+            })
+            .collect();
+        common::wait_until("both to run", || {
+            common::gauge(&mut rest, "hutch_running_requests") == 2
+        });
+        // Two calls take the queue's two places, and are given up.
+        for _ in 0..2 {
+            let request = Request {
+                cmd: vec![cmd(&["true"])],
+                ..Request::default()
+            };
+            grpc.exec_given_up(request, Duration::from_millis(200));
+        }
+        common::wait_until("the queue to empty", || {
+            common::gauge(&mut rest, "hutch_queue_depth") == 0
+        });
+        for handle in busy {
+            assert_eq!(status(&handle.join().unwrap()), StatusType::Accepted);
+        }
+    });
+    // Every place is free again.
+    assert_still_serving(&mut grpc);
 }
