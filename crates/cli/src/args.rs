@@ -71,12 +71,14 @@ pub enum Command {
 
 const SERVE_AFTER_HELP: &str = "\
 Endpoints (go-judge's): POST /run, GET/POST /file, GET/DELETE /file/{id},
-GET /version, GET /config, GET /metrics (Prometheus). With --auth-token,
-every request but /version and /config needs `Authorization: Bearer TOKEN`.
+GET /version, GET /config, GET /metrics (Prometheus), and the WebSockets
+/stream (programs fed and read while they run) and /ws (many /run requests
+over one connection). With --auth-token, every request but /version and
+/config needs `Authorization: Bearer TOKEN`.
 
 With --grpc-listen, go-judge's gRPC service pb.Executor too (Exec,
-FileList, FileGet, FileAdd, FileDelete; not ExecStream), for clients such
-as JOJ3; with --auth-token, every call needs the metadata
+ExecStream, FileList, FileGet, FileAdd, FileDelete), for clients such as
+JOJ3; with --auth-token, every call needs the metadata
 `authorization: Bearer TOKEN`.
 
 A limit a request leaves at 0 gets the server's default: the CPU limit as
