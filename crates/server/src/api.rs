@@ -280,10 +280,15 @@ fn shown(value: &Value) -> String {
 pub fn parse_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad(format!("the request is not valid JSON: {e}")))?;
-    let request = Obj::of(&value, String::new()).map_err(|_| {
+    run_request_from(&value)
+}
+
+/// [`parse_run_request`] of JSON already parsed.
+pub(crate) fn run_request_from(value: &Value) -> Result<RunRequest, ApiError> {
+    let request = Obj::of(value, String::new()).map_err(|_| {
         ApiError::bad(format!(
             "the request must be an object, not {}",
-            kind(&value)
+            kind(value)
         ))
     })?;
     let request_id = request.string("requestId")?.unwrap_or_default();
@@ -411,6 +416,35 @@ fn parse_pipe(pipe: Obj<'_>) -> Result<PipeMap, ApiError> {
         max: pipe.u64("max")?,
         proxy: pipe.bool("proxy")?,
     })
+}
+
+/// The string field `key` of `value`, if it is an object that has one;
+/// keys match as in requests, without regard to case.
+pub(crate) fn string_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    let object = Obj::of(value, String::new()).ok()?;
+    object.get(key)?.as_str()
+}
+
+/// A request's answer as go-judge's WebSockets send it (its
+/// `model.Response`): the results, or why there are none.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Answer {
+    pub(crate) request_id: String,
+    pub(crate) results: Vec<RunResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+impl Answer {
+    /// The answer of a request that did not run.
+    pub(crate) fn refused(request_id: String, error: String) -> Self {
+        Self {
+            request_id,
+            results: Vec::new(),
+            error: Some(error),
+        }
+    }
 }
 
 /// One command's result, as go-judge writes it.

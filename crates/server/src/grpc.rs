@@ -425,17 +425,9 @@ async fn exec_inner(state: &Arc<AppState>, request: pb::Request) -> Result<pb::R
     let request_id = request.request_id.clone();
     let request = to_run_request(request).map_err(status)?;
     let admitted = crate::admit(state, &request).await.map_err(status)?;
-    let state_for_run = Arc::clone(state);
-    let results = tokio::task::spawn_blocking(move || {
-        let (results, containers) = crate::run_admitted(&state_for_run, &admitted);
-        // The containers go back before the permits.
-        drop(containers);
-        drop(admitted);
-        results
-    })
-    .await
-    .map_err(|e| Status::internal(format!("the run failed: {e}")))?
-    .map_err(status)?;
+    let results = crate::run_admitted_elsewhere(state, admitted, None)
+        .await
+        .map_err(status)?;
     tracing::info!(
         request_id = %request_id,
         commands = results.len(),

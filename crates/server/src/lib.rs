@@ -809,6 +809,32 @@ fn run_admitted(
     run_admitted_cancellable(state, admitted, None)
 }
 
+/// Runs an admitted job on a blocking thread, for callers on an async
+/// task that must go on serving (gRPC calls, WebSocket sessions); gives its
+/// containers, then its permits and the job (and with it the job's own
+/// copies of the descriptors it was given), back as soon as it is over.
+async fn run_admitted_elsewhere(
+    state: &Arc<AppState>,
+    admitted: Admitted,
+    cancel: Option<hutch_host::Cancel>,
+) -> Result<Vec<hutch_host::CommandResult>, ApiError> {
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || {
+        let (results, containers) = run_admitted_cancellable(&state, &admitted, cancel.as_ref());
+        // The containers go back before the permits.
+        drop(containers);
+        drop(admitted);
+        results
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the run failed: {e}"),
+        )
+    })?
+}
+
 /// [`run_admitted`], stopped early by `cancel`.
 fn run_admitted_cancellable(
     state: &AppState,

@@ -33,7 +33,7 @@ use hutch_host::Cancel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{self, RunResult};
+use crate::api::{self, Answer};
 use crate::error::ApiError;
 use crate::{AppState, Closing, convert, reached};
 
@@ -304,18 +304,10 @@ pub(crate) async fn run_session(
         inputs.insert((index, fd), Input::Open(tx));
     }
 
-    let mut run = {
-        let (state, cancel) = (Arc::clone(&state), cancel.clone());
-        tokio::task::spawn_blocking(move || {
-            let (results, containers) =
-                crate::run_admitted_cancellable(&state, &admitted, Some(&cancel));
-            // The job's copies of the streams' ends go with it: the
-            // outputs reach their end of file.
-            drop(admitted);
-            drop(containers);
-            results
-        })
-    };
+    // The job's copies of the streams' ends go with it once it is over:
+    // the outputs reach their end of file.
+    let run = crate::run_admitted_elsewhere(&state, admitted, Some(cancel.clone()));
+    tokio::pin!(run);
 
     let mut error: Option<String> = None;
     let mut reading = true;
@@ -358,9 +350,7 @@ pub(crate) async fn run_session(
                 None => outputs_open = false,
             },
             done = &mut run, if results.is_none() => {
-                results = Some(done.unwrap_or_else(|e| {
-                    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the run failed: {e}")))
-                }));
+                results = Some(done);
                 // No program reads its inputs any more.
                 for input in inputs.values_mut() {
                     *input = Input::Over;
@@ -497,17 +487,6 @@ async fn write_input(
 /// The WebSocket's client: go-judge's binary messages.
 struct WebSocketClient(WebSocket);
 
-/// The last message over the WebSocket: what go-judge's `model.Response`
-/// holds.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Final<'a> {
-    request_id: &'a str,
-    results: Vec<RunResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
 const BINARY_ONLY: &str = "stream messages are binary, their first byte their type";
 
 impl Client for WebSocketClient {
@@ -572,13 +551,9 @@ impl Client for WebSocketClient {
 
     async fn finish(mut self, request_id: &str, outcome: Outcome) {
         let last = match outcome {
-            Outcome::Refused(error) => Final {
-                request_id,
-                results: Vec::new(),
-                error: Some(error.message),
-            },
-            Outcome::Ran { results, error } => Final {
-                request_id,
+            Outcome::Refused(error) => Answer::refused(request_id.into(), error.message),
+            Outcome::Ran { results, error } => Answer {
+                request_id: request_id.into(),
                 results: results.into_iter().map(convert::to_result).collect(),
                 error,
             },

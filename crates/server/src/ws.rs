@@ -20,33 +20,13 @@ use axum::response::Response;
 use hutch_host::{Cancel, Verdict};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{self, RunResult};
+use crate::api::{self, Answer};
 use crate::stream::{Running, upgrade_to};
 use crate::{AppState, Closing};
 
 /// `GET /ws`: the WebSocket handshake; the session runs once it is done.
 pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
     upgrade_to(state, ws, session)
-}
-
-/// One answer: what go-judge's `model.Response` holds.
-#[derive(Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Answer {
-    request_id: String,
-    results: Vec<RunResult>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-impl Answer {
-    fn error(request_id: String, error: String) -> Self {
-        Self {
-            request_id,
-            results: Vec::new(),
-            error: Some(error),
-        }
-    }
 }
 
 /// Why a cancelled request has no results, as go-judge says it.
@@ -103,37 +83,34 @@ fn take(
     let value: serde_json::Value = match serde_json::from_slice(message) {
         Ok(value) => value,
         Err(error) => {
-            return Some(Answer::error(
+            return Some(Answer::refused(
                 String::new(),
                 format!("the message is not valid JSON: {error}"),
             ));
         }
     };
-    let cancel_id = value.as_object().and_then(|object| {
-        object
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case("cancelRequestId"))
-            .and_then(|(_, id)| id.as_str())
-            .filter(|id| !id.is_empty())
-    });
+    let cancel_id = api::string_field(&value, "cancelRequestId").filter(|id| !id.is_empty());
     if let Some(id) = cancel_id {
         // A request that is over, or never was, needs no cancelling.
         running.cancel(id);
         return None;
     }
-    let request = match api::parse_run_request(message) {
+    let request = match api::run_request_from(&value) {
         Ok(request) => request,
-        Err(error) => return Some(Answer::error(request_id_of(&value), error.message)),
+        Err(error) => {
+            let id = api::string_field(&value, "requestId").unwrap_or_default();
+            return Some(Answer::refused(id.into(), error.message));
+        }
     };
     let id = request.request_id.clone();
     if id.is_empty() {
-        return Some(Answer::error(
+        return Some(Answer::refused(
             id,
             "requestId is required over /ws, to tell the answers apart".into(),
         ));
     }
     if *closing.borrow() != Closing::No {
-        return Some(Answer::error(id, "the server is shutting down".into()));
+        return Some(Answer::refused(id, "the server is shutting down".into()));
     }
     let job = match crate::convert::to_job(
         &request,
@@ -143,11 +120,11 @@ fn take(
         &state.prefixes,
     ) {
         Ok(job) => job,
-        Err(error) => return Some(Answer::error(id, error.message)),
+        Err(error) => return Some(Answer::refused(id, error.message)),
     };
     let cancel = Cancel::new();
     let Some(cancelled) = running.add(&id, cancel.clone()) else {
-        return Some(Answer::error(
+        return Some(Answer::refused(
             id.clone(),
             format!("requestId {id:?} is already running on this connection"),
         ));
@@ -172,32 +149,21 @@ async fn run(
     // once, and gives back its place in the queue.
     let admitted = tokio::select! {
         admitted = crate::admit_job(state, job) => admitted,
-        () = cancelled.notified() => return Answer::error(id, CANCELLED.into()),
+        () = cancelled.notified() => return Answer::refused(id, CANCELLED.into()),
     };
     let admitted = match admitted {
         Ok(admitted) => admitted,
-        Err(error) => return Answer::error(id, error.message),
+        Err(error) => return Answer::refused(id, error.message),
     };
     if cancel.is_cancelled() {
-        return Answer::error(id, CANCELLED.into());
+        return Answer::refused(id, CANCELLED.into());
     }
-    let ran = {
-        let state = Arc::clone(state);
-        tokio::task::spawn_blocking(move || {
-            let (results, containers) =
-                crate::run_admitted_cancellable(&state, &admitted, Some(&cancel));
-            drop(containers);
-            results
-        })
-        .await
-    };
-    let results = match ran {
-        Ok(Ok(results)) => results,
-        Ok(Err(error)) => return Answer::error(id, error.message),
-        Err(error) => return Answer::error(id, format!("the run failed: {error}")),
+    let results = match crate::run_admitted_elsewhere(state, admitted, Some(cancel)).await {
+        Ok(results) => results,
+        Err(error) => return Answer::refused(id, error.message),
     };
     if results.iter().all(|r| r.verdict == Verdict::Cancelled) {
-        return Answer::error(id, CANCELLED.into());
+        return Answer::refused(id, CANCELLED.into());
     }
     tracing::info!(
         request_id = %id,
@@ -210,18 +176,4 @@ async fn run(
         results: results.into_iter().map(crate::convert::to_result).collect(),
         error: None,
     }
-}
-
-/// The `requestId` of a request that could not be read, if it has one.
-fn request_id_of(value: &serde_json::Value) -> String {
-    value
-        .as_object()
-        .and_then(|object| {
-            object
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case("requestId"))
-                .and_then(|(_, id)| id.as_str())
-        })
-        .unwrap_or_default()
-        .to_owned()
 }
