@@ -195,3 +195,28 @@ fn bad_messages_are_answered_with_an_error_and_the_connection_goes_on() {
         "bin\n"
     );
 }
+
+#[test]
+fn the_token_guards_both_websockets() {
+    let server = Server::start(hutch_server::Config {
+        auth_token: Some("sekret".into()),
+        ..config()
+    })
+    .expect("the server starts");
+    for path in ["/ws", "/stream"] {
+        let url = format!("ws://{}{path}", server.addr());
+        match tungstenite::connect(&url) {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{path}");
+            }
+            other => panic!("{path} without the token: {other:?}"),
+        }
+        let mut request =
+            tungstenite::client::IntoClientRequest::into_client_request(&url).unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", "Bearer sekret".parse().unwrap());
+        let (_, response) = tungstenite::connect(request).expect("the handshake");
+        assert_eq!(response.status(), 101, "{path}");
+    }
+}
