@@ -40,6 +40,12 @@
 //!   as many clients, each on its own thread and connection, in rounds as
 //!   for `pool-throughput`; the same rounds with one client give the
 //!   throughput ratios shown under the table.
+//! - What `/run` adds to a warm exec is also measured in pairs: as many
+//!   rounds again of one warm exec and one `POST /run`, back to back, in
+//!   alternating order, with a container and a client kept for it. The
+//!   median of the pairs' differences is what the server adds; unlike the
+//!   difference of the two medians, which were measured seconds apart, it
+//!   does not move with the machine's load between the two loops.
 //!
 //! The program must succeed (exit 0) everywhere: a benchmark of a program
 //! that cannot start would time the failure. Anything that goes wrong ends
@@ -279,6 +285,9 @@ struct Results {
     single_container: Summary,
     /// Time per request of one client in the serve rounds.
     single_client: Summary,
+    /// Median of the paired differences `POST /run` less warm exec.
+    serve_paired_added_ns: i64,
+    serve_pairs: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -296,6 +305,11 @@ struct JsonResults<'a> {
 struct JsonServe {
     /// Median of `serve-run` less the median of `warm-exec`.
     added_ns: i64,
+    /// Median of the differences of `POST /run` and a warm exec timed
+    /// back to back, pair by pair.
+    paired_added_ns: i64,
+    /// How many pairs.
+    pairs: usize,
     /// Median time per request of one client in the serve rounds.
     single_client_ns: u64,
     /// Requests per second at 2 clients over those of one.
@@ -395,6 +409,8 @@ impl Results {
             },
             serve: JsonServe {
                 added_ns: self.serve_added_ns(),
+                paired_added_ns: self.serve_paired_added_ns,
+                pairs: self.serve_pairs,
                 single_client_ns: self.single_client.median_ns,
                 throughput_ratio_2: self.serve_throughput_ratio(2),
                 throughput_ratio_4: self.serve_throughput_ratio(4),
@@ -442,12 +458,17 @@ impl Results {
             if idle < 0 { " less" } else { " more" },
         ));
         let added = self.serve_added_ns();
+        let paired = self.serve_paired_added_ns;
         text.push_str(&format!(
-            "serve-run: POST /run takes {}{} than a warm exec; 2 clients get\n\
+            "serve-run: POST /run takes {}{} than a warm exec timed next to it\n\
+             (median of {} pairs; the medians differ by {}{}); 2 clients get\n\
              {:.2}x and 4 clients {:.2}x the requests per second of one ({} per\n\
              request alone).\n",
+            human(paired.unsigned_abs()),
+            if paired < 0 { " less" } else { " more" },
+            self.serve_pairs,
+            if added < 0 { "-" } else { "+" },
             human(added.unsigned_abs()),
-            if added < 0 { " less" } else { " more" },
             self.serve_throughput_ratio(2),
             self.serve_throughput_ratio(4),
             human(self.single_client.median_ns),
@@ -507,9 +528,9 @@ fn measure(args: &BenchArgs) -> Result<Results, BenchError> {
         rounds,
         batch,
     )?);
-    drop(single);
 
-    let serve = serve_measurements(program, iterations, cpus)?;
+    let serve = serve_measurements(program, iterations, cpus, &mut single)?;
+    drop(single);
     operations.extend(serve.operations);
     let single_client = serve.single_client;
 
@@ -538,6 +559,8 @@ fn measure(args: &BenchArgs) -> Result<Results, BenchError> {
         operations,
         single_container,
         single_client,
+        serve_paired_added_ns: serve.paired_added_ns,
+        serve_pairs: serve.pairs,
     })
 }
 
@@ -545,14 +568,19 @@ fn measure(args: &BenchArgs) -> Result<Results, BenchError> {
 struct ServeMeasured {
     operations: Vec<Measured>,
     single_client: Summary,
+    /// Median of the paired differences, `POST /run` less warm exec.
+    paired_added_ns: i64,
+    pairs: usize,
 }
 
 /// `serve-run`, `serve-2-clients` and `serve-4-clients`, against a server
-/// of this process that lives as long as the measurements.
+/// of this process that lives as long as the measurements; then `/run`
+/// paired with `warm`, a warm exec.
 fn serve_measurements(
     program: &str,
     iterations: usize,
     cpus: usize,
+    warm: &mut Executor,
 ) -> Result<ServeMeasured, BenchError> {
     let mut config = hutch_server::Config {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -611,11 +639,54 @@ fn serve_measurements(
             iterations: rounds * batch * clients,
         });
     }
+    let differences = paired_differences(iterations, &mut one, warm)?;
     server.shutdown().map_err(BenchError::Serve)?;
     Ok(ServeMeasured {
         operations,
         single_client,
+        pairs: differences.len(),
+        paired_added_ns: median_difference(differences),
     })
+}
+
+/// Times `pairs` pairs of one run of `first` and one of `second`, back to
+/// back, the order swapped every pair so that neither always runs right
+/// after the other's work; returns each pair's time of `first` less that
+/// of `second`, in nanoseconds.
+fn paired_differences(
+    pairs: usize,
+    first: &mut Executor,
+    second: &mut Executor,
+) -> Result<Vec<i64>, BenchError> {
+    fn timed_run(op: &mut Executor) -> Result<i64, BenchError> {
+        let start = Instant::now();
+        op()?;
+        Ok(i64::try_from(nanos(start.elapsed())).unwrap_or(i64::MAX))
+    }
+    for _ in 0..WARM_UP {
+        first()?;
+        second()?;
+    }
+    let mut differences = Vec::with_capacity(pairs.min(1 << 16));
+    for pair in 0..pairs {
+        let (a, b) = if pair % 2 == 0 {
+            let a = timed_run(first)?;
+            (a, timed_run(second)?)
+        } else {
+            let b = timed_run(second)?;
+            (timed_run(first)?, b)
+        };
+        differences.push(a.saturating_sub(b));
+    }
+    Ok(differences)
+}
+
+/// The median of differences (nearest rank); there is at least one.
+fn median_difference(mut differences: Vec<i64>) -> i64 {
+    assert!(!differences.is_empty(), "at least one pair ran");
+    differences.sort_unstable();
+    let rank = (differences.len() * 50).div_ceil(100).max(1);
+    differences[rank - 1]
 }
 
 fn measured(name: &'static str, samples: Vec<u64>) -> Measured {
@@ -903,6 +974,13 @@ mod tests {
     }
 
     #[test]
+    fn median_of_differences_by_nearest_rank() {
+        assert_eq!(median_difference(vec![5, -3, 40, 7, -10]), 5);
+        assert_eq!(median_difference(vec![-2, 9]), -2);
+        assert_eq!(median_difference(vec![-7]), -7);
+    }
+
+    #[test]
     fn human_durations() {
         assert_eq!(human(999), "999 ns");
         assert_eq!(human(452_345), "452.3 µs");
@@ -939,6 +1017,8 @@ mod tests {
                 median_ns: 1200,
                 p90_ns: 1400,
             },
+            serve_paired_added_ns: 150,
+            serve_pairs: 10,
         }
     }
 
@@ -956,6 +1036,8 @@ mod tests {
         assert_eq!(json["pool"]["workers"], 2);
         assert_eq!(json["pool"]["throughput_ratio"], 1.5);
         assert_eq!(json["serve"]["added_ns"], 200);
+        assert_eq!(json["serve"]["paired_added_ns"], 150);
+        assert_eq!(json["serve"]["pairs"], 10);
         assert_eq!(json["serve"]["throughput_ratio_2"], 1.5);
         assert_eq!(json["serve"]["throughput_ratio_4"], 2.0);
     }
@@ -980,8 +1062,9 @@ mod tests {
         assert!(table.contains(
             "-idle: after 100 ms of doing nothing, a warm exec takes 1.2 µs more\nthan the baseline."
         ));
-        assert!(
-            table.contains("POST /run takes 200 ns more than a warm exec; 2 clients get\n1.50x")
-        );
+        assert!(table.contains(
+            "POST /run takes 150 ns more than a warm exec timed next to it\n\
+             (median of 10 pairs; the medians differ by +200 ns); 2 clients get\n1.50x"
+        ));
     }
 }

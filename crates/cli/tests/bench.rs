@@ -117,6 +117,11 @@ fn json_has_every_operation_with_consistent_ratios() {
         median("serve-run") as i64 - median("warm-exec") as i64,
         "{serve}"
     );
+    assert_eq!(positive(serve, "pairs"), 20, "{serve}");
+    let paired = serve["paired_added_ns"].as_i64().expect("a number");
+    // A median of differences of two times of about a millisecond: far
+    // under a second either way (the unit is the nanosecond).
+    assert!(paired.abs() < 1_000_000_000, "{serve}");
     assert_eq!(
         json["idle_added_ns"].as_i64().expect("a number"),
         median("warm-exec-idle") as i64 - median("baseline-idle") as i64,
@@ -151,6 +156,10 @@ fn table_lists_every_operation() {
         "{table}"
     );
     assert!(table.contains("serve-run: POST /run takes "), "{table}");
+    assert!(
+        table.contains("(median of 3 pairs; the medians differ by "),
+        "{table}"
+    );
 }
 
 #[test]
