@@ -282,6 +282,7 @@ struct StreamClient {
 }
 
 impl stream::Client for StreamClient {
+    const API: &'static str = "ExecStream";
     async fn request(&mut self) -> Result<api::RunRequest, ApiError> {
         match self.incoming.message().await {
             Ok(Some(pb::StreamRequest {

@@ -20,11 +20,16 @@ pub struct Metrics {
     answers: Mutex<BTreeMap<u16, u64>>,
     /// gRPC `Exec` answers, by gRPC status code.
     exec_answers: Mutex<BTreeMap<i32, u64>>,
+    /// Answers to `/ws` requests, by whether they carry an error.
+    ws_answers: Mutex<BTreeMap<&'static str, u64>>,
+    /// Stream sessions (`/stream`, `ExecStream`) over, by API and end.
+    stream_sessions: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Requests waiting for containers.
     pub waiting: AtomicU64,
     /// Requests running.
     pub running: AtomicU64,
-    /// Latency histogram of `/run` and `Exec`: counts per bucket, then
+    /// Latency histogram of `/run`, `Exec` and `/ws` requests: counts per
+    /// bucket, then
     /// `+Inf`.
     buckets: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -46,6 +51,21 @@ impl Metrics {
     pub fn exec_answered(&self, code: tonic::Code, took: Duration) {
         *lock(&self.exec_answers).entry(code as i32).or_default() += 1;
         self.took(took);
+    }
+
+    /// Counts one answer to a `/ws` request, which took `took` from the
+    /// request's arrival; `error` when it carries one.
+    pub fn ws_answered(&self, error: bool, took: Duration) {
+        let result = if error { "error" } else { "ok" };
+        *lock(&self.ws_answers).entry(result).or_default() += 1;
+        self.took(took);
+    }
+
+    /// Counts one stream session of `api` over, ended as `end` says.
+    pub fn stream_ended(&self, api: &'static str, end: StreamEnd) {
+        *lock(&self.stream_sessions)
+            .entry((api, end.label()))
+            .or_default() += 1;
     }
 
     /// Puts one answer's latency into the histogram.
@@ -90,6 +110,28 @@ impl Metrics {
             let name = format!("{:?}", tonic::Code::from_i32(*code));
             let _ = writeln!(out, "hutch_exec_calls_total{{code=\"{name}\"}} {count}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP hutch_ws_requests_total Answers to requests over /ws, with results (ok) or an error.\n\
+             # TYPE hutch_ws_requests_total counter"
+        );
+        for (result, count) in lock(&self.ws_answers).iter() {
+            let _ = writeln!(
+                out,
+                "hutch_ws_requests_total{{result=\"{result}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hutch_stream_sessions_total Stream sessions over, by API and by how they ended.\n\
+             # TYPE hutch_stream_sessions_total counter"
+        );
+        for ((api, end), count) in lock(&self.stream_sessions).iter() {
+            let _ = writeln!(
+                out,
+                "hutch_stream_sessions_total{{api=\"{api}\",end=\"{end}\"}} {count}"
+            );
+        }
         let gauges = [
             (
                 "hutch_queue_depth",
@@ -120,7 +162,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP hutch_run_duration_seconds Time to answer /run or gRPC's Exec, from the request's arrival.\n\
+            "# HELP hutch_run_duration_seconds Time to answer /run, gRPC's Exec or a /ws request, from the request's arrival.\n\
              # TYPE hutch_run_duration_seconds histogram"
         );
         let mut cumulative = 0;
@@ -143,6 +185,27 @@ impl Metrics {
     }
 }
 
+/// How a stream session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Its programs ran, and the client got their results.
+    Ran,
+    /// Its request was refused: nothing ran.
+    Refused,
+    /// The client went away before the results.
+    ClientGone,
+}
+
+impl StreamEnd {
+    fn label(self) -> &'static str {
+        match self {
+            StreamEnd::Ran => "ran",
+            StreamEnd::Refused => "refused",
+            StreamEnd::ClientGone => "client gone",
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -160,6 +223,12 @@ mod tests {
         metrics.answered(200, Duration::from_millis(3));
         metrics.answered(503, Duration::from_secs(60));
         metrics.exec_answered(tonic::Code::Unavailable, Duration::from_micros(100));
+        metrics.ws_answered(false, Duration::from_millis(20));
+        metrics.ws_answered(true, Duration::from_millis(7));
+        metrics.ws_answered(false, Duration::from_millis(30));
+        metrics.stream_ended("/stream", StreamEnd::Ran);
+        metrics.stream_ended("ExecStream", StreamEnd::ClientGone);
+        metrics.stream_ended("/stream", StreamEnd::Ran);
         metrics.verdict("Accepted");
         metrics.verdict("Accepted");
         let text = metrics.render(1, 2);
@@ -179,12 +248,32 @@ mod tests {
             text.contains("hutch_exec_calls_total{code=\"Unavailable\"} 1\n"),
             "{text}"
         );
+        assert!(
+            text.contains("hutch_ws_requests_total{result=\"ok\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hutch_ws_requests_total{result=\"error\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hutch_stream_sessions_total{api=\"/stream\",end=\"ran\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "hutch_stream_sessions_total{api=\"ExecStream\",end=\"client gone\"} 1\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.001\"} 2\n"));
         assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.005\"} 3\n"));
-        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"10\"} 3\n"));
-        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
-        assert!(text.contains("hutch_run_duration_seconds_count 4\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.01\"} 4\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"0.025\"} 5\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"10\"} 6\n"));
+        assert!(text.contains("hutch_run_duration_seconds_bucket{le=\"+Inf\"} 7\n"));
+        assert!(text.contains("hutch_run_duration_seconds_count 7\n"));
         assert!(text.contains("hutch_idle_containers 1\n"));
         assert!(text.contains("hutch_containers 2\n"));
     }

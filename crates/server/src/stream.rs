@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, Answer};
 use crate::error::ApiError;
+use crate::metrics::StreamEnd;
 use crate::{AppState, Closing, convert, reached};
 
 /// What a connection's thread lends the `/stream` sessions it upgrades to.
@@ -224,6 +225,8 @@ pub(crate) enum Outcome {
 /// A stream's client, over the WebSocket or gRPC's `ExecStream`. `recv`
 /// must be cancel-safe: the session waits on it beside other things.
 pub(crate) trait Client: Send {
+    /// The API's name in the metrics: `/stream` or `ExecStream`.
+    const API: &'static str;
     /// The request: the first message.
     fn request(&mut self) -> impl Future<Output = Result<api::RunRequest, ApiError>> + Send;
     /// What the client says next.
@@ -242,9 +245,9 @@ pub(crate) trait Client: Send {
 
 /// Runs one stream session with `client` until its last message is sent,
 /// or the client is gone. `cancel` cancels its runs.
-pub(crate) async fn run_session(
+pub(crate) async fn run_session<C: Client>(
     state: Arc<AppState>,
-    mut client: impl Client,
+    mut client: C,
     mut closing: watch::Receiver<Closing>,
     cancel: Cancel,
 ) {
@@ -254,13 +257,13 @@ pub(crate) async fn run_session(
     };
     let request = match request {
         Ok(Ok(request)) => request,
-        Ok(Err(error)) => return client.finish("", Outcome::Refused(error)).await,
+        Ok(Err(error)) => return finish(&state, client, "", Outcome::Refused(error)).await,
         Err(_) => {
             let error = ApiError::bad(format!(
                 "no request came within {} s of the connection",
                 state.idle_timeout.as_secs_f64()
             ));
-            return client.finish("", Outcome::Refused(error)).await;
+            return finish(&state, client, "", Outcome::Refused(error)).await;
         }
     };
     let id = request.request_id.clone();
@@ -283,7 +286,7 @@ pub(crate) async fn run_session(
         Ok(admitted) => admitted,
         Err(error) => {
             tracing::info!(request_id = %id, error = %error.message, "stream refused");
-            return client.finish(&id, Outcome::Refused(error)).await;
+            return finish(&state, client, &id, Outcome::Refused(error)).await;
         }
     };
 
@@ -359,6 +362,7 @@ pub(crate) async fn run_session(
         }
     }
     if client_gone {
+        state.metrics.stream_ended(C::API, StreamEnd::ClientGone);
         return;
     }
     let outcome = match results.expect("the loop ends with the results") {
@@ -374,7 +378,17 @@ pub(crate) async fn run_session(
         }
         Err(failed) => Outcome::Refused(failed),
     };
-    client.finish(&id, outcome).await;
+    finish(&state, client, &id, outcome).await;
+}
+
+/// Sends `client` the last message, and counts the session.
+async fn finish<C: Client>(state: &AppState, client: C, request_id: &str, outcome: Outcome) {
+    let end = match outcome {
+        Outcome::Refused(_) => StreamEnd::Refused,
+        Outcome::Ran { .. } => StreamEnd::Ran,
+    };
+    state.metrics.stream_ended(C::API, end);
+    client.finish(request_id, outcome).await;
 }
 
 fn unavailable() -> ApiError {
@@ -490,6 +504,7 @@ struct WebSocketClient(WebSocket);
 const BINARY_ONLY: &str = "stream messages are binary, their first byte their type";
 
 impl Client for WebSocketClient {
+    const API: &'static str = "/stream";
     async fn request(&mut self) -> Result<api::RunRequest, ApiError> {
         loop {
             return match self.0.recv().await {

@@ -13,6 +13,7 @@
 //! its requests.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -38,26 +39,31 @@ async fn session(
     closing: watch::Receiver<Closing>,
     running: Running,
 ) {
-    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Answer>();
+    // Each answer with the time its request arrived.
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(Answer, Instant)>();
     loop {
-        let answer = tokio::select! {
+        let (answer, arrived) = tokio::select! {
             message = socket.recv() => {
+                let arrived = Instant::now();
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
                     Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 };
-                match take(&state, &text, &running, &answers_tx, &closing) {
-                    Some(refused) => refused,
+                match take(&state, &text, &running, &answers_tx, &closing, arrived) {
+                    Some(refused) => (refused, arrived),
                     None => continue,
                 }
             }
-            Some(answer) = answers.recv() => {
+            Some((answer, arrived)) = answers.recv() => {
                 running.remove(&answer.request_id);
-                answer
+                (answer, arrived)
             }
         };
+        state
+            .metrics
+            .ws_answered(answer.error.is_some(), arrived.elapsed());
         let Ok(text) = serde_json::to_string(&answer) else {
             continue;
         };
@@ -75,8 +81,9 @@ fn take(
     state: &Arc<AppState>,
     message: &[u8],
     running: &Running,
-    answers: &mpsc::UnboundedSender<Answer>,
+    answers: &mpsc::UnboundedSender<(Answer, Instant)>,
     closing: &watch::Receiver<Closing>,
+    arrived: Instant,
 ) -> Option<Answer> {
     // A cancel names the request by `cancelRequestId` (in any case, as Go
     // reads it).
@@ -132,7 +139,7 @@ fn take(
     let (state, answers) = (Arc::clone(state), answers.clone());
     tokio::spawn(async move {
         let answer = run(&state, id, job, cancel, &cancelled).await;
-        let _ = answers.send(answer);
+        let _ = answers.send((answer, arrived));
     });
     None
 }

@@ -911,6 +911,15 @@ fn exec_stream_feeds_and_reads_a_running_program() {
             "{response:?}"
         );
     });
+    // Three sessions, each counted before its last message.
+    let mut client = Client::new(server.addr());
+    assert_eq!(
+        common::gauge(
+            &mut client,
+            "hutch_stream_sessions_total{api=\"ExecStream\",end=\"ran\"}"
+        ),
+        3
+    );
 }
 
 #[test]

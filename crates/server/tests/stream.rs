@@ -122,6 +122,14 @@ fn a_running_program_is_fed_and_read_line_by_line() {
     assert_eq!(result["status"], "Accepted", "{last}");
     assert_eq!(result["files"]["stderr"], "", "{last}");
     assert!(last.get("error").is_none(), "{last}");
+    let mut client = Client::new(server.addr());
+    assert_eq!(
+        gauge(
+            &mut client,
+            "hutch_stream_sessions_total{api=\"/stream\",end=\"ran\"}"
+        ),
+        1
+    );
 }
 
 #[test]
@@ -191,6 +199,13 @@ fn a_client_that_leaves_cancels_its_runs() {
     wait_until("every container idle", || {
         gauge(&mut client, "hutch_idle_containers") == 2
     });
+    assert_eq!(
+        gauge(
+            &mut client,
+            "hutch_stream_sessions_total{api=\"/stream\",end=\"client gone\"}"
+        ),
+        1
+    );
 }
 
 #[test]

@@ -70,6 +70,18 @@ fn requests_run_side_by_side_and_each_is_answered_when_done() {
     // Two containers: the quick ones go through the second while the
     // slow one runs in the first.
     assert_eq!(order, ["quick", "next", "slow"]);
+    // Counted before they are sent; the slow one in the histogram's
+    // bucket of at most 2.5 s no more.
+    let mut client = Client::new(server.addr());
+    assert_eq!(
+        gauge(&mut client, "hutch_ws_requests_total{result=\"ok\"}"),
+        3
+    );
+    assert_eq!(gauge(&mut client, "hutch_run_duration_seconds_count"), 3);
+    assert_eq!(
+        gauge(&mut client, "hutch_run_duration_seconds_bucket{le=\"1\"}"),
+        2
+    );
 }
 
 #[test]
@@ -193,6 +205,17 @@ fn bad_messages_are_answered_with_an_error_and_the_connection_goes_on() {
     assert_eq!(
         answer(&mut socket)["results"][0]["files"]["stdout"],
         "bin\n"
+    );
+    // The four bad messages and the duplicate id; the first run and the
+    // binary one.
+    let mut client = Client::new(server.addr());
+    assert_eq!(
+        gauge(&mut client, "hutch_ws_requests_total{result=\"error\"}"),
+        5
+    );
+    assert_eq!(
+        gauge(&mut client, "hutch_ws_requests_total{result=\"ok\"}"),
+        2
     );
 }
 
