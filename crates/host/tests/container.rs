@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use hutch_host::protocol::{Access, OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
 mod common;
+use common::scratch::TempDir;
 use common::{memfd, read_back, read_item, run_isolated};
 
 use hutch_host::{BuildError, Container, ContainerBuilder, ContainerError, ExecSpec, Namespaces};
@@ -623,14 +624,15 @@ fn optional_namespaces_can_be_turned_off() {
 #[test]
 fn without_a_mount_namespace_programs_see_the_host_file_system() {
     let all = Namespaces::default();
-    let dir = tempdir();
+    let scratch = tempdir();
+    let dir = scratch.text();
     std::fs::write(format!("{dir}/host-file"), "on the host\n").unwrap();
     let mut c = builder()
         .namespaces(Namespaces {
             mount: false,
             ..all
         })
-        .workdir(&dir)
+        .workdir(dir)
         .build()
         .unwrap();
     let out = run(&mut c, &["cat", "host-file"]);
@@ -654,7 +656,6 @@ fn without_a_mount_namespace_programs_see_the_host_file_system() {
         panic!("{err:?}");
     };
     assert_eq!((*stage, path.as_deref()), (Stage::Workdir, Some("/w")));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -688,11 +689,12 @@ fn without_a_pid_namespace_a_run_still_leaves_nothing_behind() {
 
 #[test]
 fn bind_mounts_read_only_and_writable() {
-    let dir = tempdir();
+    let scratch = tempdir();
+    let dir = scratch.text();
     std::fs::write(format!("{dir}/in.txt"), "host data\n").unwrap();
     let mut c = builder()
-        .bind(&dir, "/data", false)
-        .bind(&dir, "/rw", true)
+        .bind(dir, "/data", false)
+        .bind(dir, "/rw", true)
         .build()
         .unwrap();
     assert_eq!(run(&mut c, &["cat", "/data/in.txt"]).stdout, "host data\n");
@@ -706,24 +708,13 @@ fn bind_mounts_read_only_and_writable() {
         std::fs::read_to_string(format!("{dir}/out.txt")).unwrap(),
         "written\n"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A fresh directory every user can write to (the rootless suite's
-/// programs run as another host uid).
-fn tempdir() -> String {
-    let dir = format!(
-        "{}/hutch-test-{}-{}",
-        std::env::temp_dir().display(),
-        std::process::id(),
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    dir
+/// programs run as another host uid), removed when dropped.
+fn tempdir() -> TempDir {
+    TempDir::new("test", 0o777)
 }
-
-static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 const HOLD_VAR: &str = "HUTCH_TEST_HOLD_CONTAINER";
 
@@ -1098,13 +1089,14 @@ fn ipc_objects_do_not_reach_the_next_run() {
 fn without_a_mount_namespace_ipc_objects_still_do_not_reach_the_next_run() {
     // init cannot mount the message queue file system it sweeps through
     // here: every run gets an IPC namespace of its own instead.
-    let dir = tempdir();
+    let scratch = tempdir();
+    let dir = scratch.text();
     let mut c = builder()
         .namespaces(Namespaces {
             mount: false,
             ..Namespaces::default()
         })
-        .workdir(&dir)
+        .workdir(dir)
         .build()
         .unwrap();
     assert_ipc_objects_do_not_reach_the_next_run(&mut c);

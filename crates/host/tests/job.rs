@@ -2,11 +2,13 @@
 //! out, never through a symbolic link; collectors; pipes between commands,
 //! relayed or not; interactive pairs; and the job's own errors.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+#[path = "../../../tests/support/scratch.rs"]
+mod scratch;
 
 use hutch_host::protocol::Status;
 use hutch_host::{
@@ -85,9 +87,7 @@ fn pingpong() -> PathBuf {
         .get_or_init(|| {
             let source =
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/programs/pingpong.c");
-            let dir = std::env::temp_dir().join(format!("hutch-job-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let dir = scratch::process_dir("job", 0o755);
             let binary = dir.join("pingpong");
             let output = std::process::Command::new("cc")
                 .args(["-O2", "-Wall", "-Wextra", "-o"])
@@ -579,10 +579,8 @@ fn a_program_copied_in_runs_by_its_bare_name() {
     );
 }
 
-fn tempdir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hutch-job-{what}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir(what: &str) -> scratch::TempDir {
+    scratch::TempDir::new(&format!("job-{what}"), 0o755)
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! answers, files in and out, pipes, interactive pairs, the file store,
 //! authentication, the queue, and every kind of bad input.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -73,7 +72,7 @@ fn pingpong() -> PathBuf {
         .get_or_init(|| {
             let source =
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/programs/pingpong.c");
-            let dir = scratch("programs");
+            let dir = common::scratch::process_dir("server-programs", 0o755);
             let binary = dir.join("pingpong");
             let output = std::process::Command::new("cc")
                 .args(["-O2", "-Wall", "-o"])
@@ -89,13 +88,6 @@ fn pingpong() -> PathBuf {
             binary
         })
         .clone()
-}
-
-fn scratch(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hutch-server-{what}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
 }
 
 /// Uploads `content` to the store; returns its id.
@@ -534,7 +526,8 @@ fn a_full_queue_is_answered_503_at_once() {
 
 #[test]
 fn bad_input_is_refused_naming_what_is_wrong() {
-    let prefix = scratch("prefix");
+    let scratch = common::scratch::TempDir::new("server-prefix", 0o755);
+    let prefix = scratch.to_path_buf();
     std::fs::write(prefix.join("ok.txt"), "fine").unwrap();
     let _ = std::fs::remove_file(prefix.join("escape"));
     std::os::unix::fs::symlink("/etc/passwd", prefix.join("escape")).unwrap();

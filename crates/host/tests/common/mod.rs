@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../../tests/support/scratch.rs"]
+pub mod scratch;
+
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -35,9 +38,7 @@ pub fn this_binary_as_nobody() -> Command {
     static COPY: OnceLock<PathBuf> = OnceLock::new();
     let exe = COPY.get_or_init(|| {
         let source = std::env::current_exe().expect("this test binary");
-        let dir = std::env::temp_dir().join(format!("hutch-unprivileged-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for the copy");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = scratch::process_dir("unprivileged", 0o755);
         let copy = dir.join(source.file_name().expect("a file name"));
         std::fs::copy(&source, &copy).expect("copy of this test binary");
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // Each test file uses its own part.
 
+#[path = "../../../../tests/support/scratch.rs"]
+pub mod scratch;
+
 use std::time::{Duration, Instant};
 
 use hutch_server::Config;
