@@ -1,7 +1,7 @@
 //! `hutch serve` as a process: it starts, answers, stops cleanly on
 //! SIGTERM (a running command is killed at the end of the grace period,
-//! every container and cgroup goes), removes at start the cgroups a killed
-//! earlier server left, serves gRPC where asked, and refuses bad flags with
+//! every container and cgroup goes), removes at start the cgroups and the
+//! temporary file store a killed earlier server left, serves gRPC where asked, and refuses bad flags with
 //! status 2.
 
 use std::io::{BufRead, BufReader};
@@ -230,27 +230,33 @@ fn sigterm_kills_what_still_runs_after_the_grace_period_and_leaves_nothing() {
 }
 
 #[test]
-fn cgroups_a_killed_server_left_are_removed_by_the_next() {
+fn cgroups_and_the_store_a_killed_server_left_are_removed_by_the_next() {
     require_root("this test");
     let _serial = serial();
-    // A store of the test's: the killed server cannot remove its own.
-    let store = std::env::temp_dir().join(format!("hutch-killed-store-{}", std::process::id()));
-    let mut killed = serve(&[
-        "--parallelism",
-        "2",
-        "--file-store",
-        store.to_str().unwrap(),
-    ]);
+    // A server that stays up meanwhile: the next one leaves its store be.
+    let mut live = serve(&["--parallelism", "1"]);
+    let live_store = store_of(&live);
+    let mut killed = serve(&["--parallelism", "2"]);
     let pid = killed.child.id();
+    let killed_store = store_of(&killed);
     let mut client = Client::new(killed.addr);
     assert_eq!(
         client.post_json("/run", &echo_request()).unwrap().status,
         200
     );
+    let upload = client
+        .post_file("/file", "file", "a.out", b"compiled")
+        .unwrap();
+    assert_eq!(upload.status, 200, "{}", upload.text());
     killed.child.kill().unwrap();
     assert_eq!(killed.wait(), None, "killed by a signal");
     let left = groups_of(pid);
     assert!(!left.is_empty(), "a killed server leaves its cgroups");
+    assert!(
+        killed_store.is_dir(),
+        "a killed server leaves its store: {}",
+        killed_store.display()
+    );
 
     let mut next = serve(&["--parallelism", "1"]);
     assert!(
@@ -258,15 +264,39 @@ fn cgroups_a_killed_server_left_are_removed_by_the_next() {
         "still there: {:?}",
         groups_of(pid)
     );
+    assert!(
+        !killed_store.exists(),
+        "still there: {}",
+        killed_store.display()
+    );
     let log = next.startup.join("\n");
     assert!(log.contains("removed cgroups"), "{log}");
+    assert!(log.contains("removed temporary file stores"), "{log}");
     assert!(
         !groups_of(next.child.id()).is_empty(),
         "the new server's own stay"
     );
-    next.terminate();
-    assert_eq!(next.wait(), Some(0));
-    std::fs::remove_dir_all(&store).unwrap();
+    assert!(live_store.is_dir(), "a live server's store stays");
+    assert!(store_of(&next).is_dir());
+    for server in [&mut next, &mut live] {
+        server.terminate();
+        assert_eq!(server.wait(), Some(0));
+    }
+    assert!(
+        !live_store.exists(),
+        "a server that stops removes its store"
+    );
+}
+
+/// The file store a server said it uses as it started.
+fn store_of(served: &Served) -> PathBuf {
+    let line = served
+        .startup
+        .iter()
+        .find(|line| line.contains("listening"))
+        .unwrap_or_else(|| panic!("no listening line in {:?}", served.startup));
+    let at = line.find("store=").expect("the store is logged") + "store=".len();
+    PathBuf::from(line[at..].split_whitespace().next().unwrap())
 }
 
 #[test]

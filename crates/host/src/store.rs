@@ -25,6 +25,9 @@ pub const FILE_ID_LEN: usize = 16;
 /// The characters of an id: RFC 4648's base32 alphabet.
 const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
+/// Prefix of the directories of temporary stores, followed by an id.
+const TEMPORARY_PREFIX: &str = "hutch-files-";
+
 /// Prefix of the temporary names files are written under.
 const PART_PREFIX: &str = ".part-";
 
@@ -111,23 +114,60 @@ impl FileStore {
         Self::at(dir, false)
     }
 
-    /// A store in a new private directory (mode `0o700`) under the
-    /// system's temporary directory, removed with everything in it when the
-    /// last clone of the store is dropped.
+    /// A store in a new private directory (mode `0o700`),
+    /// `hutch-files-<id>` under the system's temporary directory, removed
+    /// with everything in it when the last clone of the store is dropped.
+    ///
+    /// The store holds an exclusive `flock` on its directory for as long as
+    /// it lives, so that a process killed before it could remove its store
+    /// leaves one that [`FileStore::remove_abandoned`] can tell from a live
+    /// one (the lock goes with the process). The directory is made and
+    /// locked under another name, then renamed, so that no one sees it
+    /// unlocked.
     pub fn temporary() -> Result<Self, StoreError> {
         let base = std::env::temp_dir();
         for _ in 0..16 {
-            let dir = base.join(format!("hutch-files-{}", random_id()?));
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {
-                    set_private(&dir).map_err(|source| StoreError::Directory {
-                        path: dir.clone(),
-                        source,
-                    })?;
-                    return Self::at(dir, true);
-                }
+            let id = random_id()?;
+            let dir = base.join(format!("{TEMPORARY_PREFIX}{id}"));
+            let making = base.join(format!("{TEMPORARY_PREFIX}{id}.making"));
+            let error = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source: std::io::Error| StoreError::Directory { path, source }
+            };
+            match std::fs::create_dir(&making) {
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(source) => return Err(StoreError::Directory { path: dir, source }),
+                Err(source) => {
+                    return Err(StoreError::Directory {
+                        path: making,
+                        source,
+                    });
+                }
+            }
+            let dir_fd = set_private(&making)
+                .and_then(|()| open_dir(&making))
+                .and_then(|fd| {
+                    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
+                    Ok(fd)
+                })
+                .map_err(error(&making));
+            let renamed = dir_fd.and_then(|fd| {
+                rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &making,
+                    rustix::fs::CWD,
+                    &dir,
+                    RenameFlags::NOREPLACE,
+                )
+                .map_err(|e| error(&dir)(e.into()))?;
+                Ok(fd)
+            });
+            match renamed {
+                Ok(dir_fd) => return Ok(Self::with_fd(dir, dir_fd, true)),
+                Err(error) => {
+                    let _ = std::fs::remove_dir(&making);
+                    return Err(error);
+                }
             }
         }
         Err(StoreError::Directory {
@@ -136,16 +176,50 @@ impl FileStore {
         })
     }
 
+    /// Removes the temporary stores ([`FileStore::temporary`]) under the
+    /// system's temporary directory that no live store holds: those of
+    /// processes killed before they could remove their own. Returns the
+    /// directories removed. A store that is in use is never touched, in
+    /// whichever process or PID namespace it lives.
+    pub fn remove_abandoned() -> std::io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_prefix(TEMPORARY_PREFIX)) else {
+                continue;
+            };
+            if !is_file_id(id) {
+                continue;
+            }
+            let path = entry.path();
+            // Not a symbolic link to somewhere else: O_NOFOLLOW.
+            let Ok(fd) = rustix::fs::open(
+                &path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) else {
+                continue;
+            };
+            // Held: a live store's. Free: its owner is gone, and this
+            // descriptor keeps anyone from taking it meanwhile.
+            if rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+                && std::fs::remove_dir_all(&path).is_ok()
+            {
+                removed.push(path);
+            }
+        }
+        Ok(removed)
+    }
+
     fn at(dir: PathBuf, temporary: bool) -> Result<Self, StoreError> {
-        let dir_fd = rustix::fs::open(
-            &dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| StoreError::Directory {
+        let dir_fd = open_dir(&dir).map_err(|source| StoreError::Directory {
             path: dir.clone(),
-            source: e.into(),
+            source,
         })?;
+        Ok(Self::with_fd(dir, dir_fd, temporary))
+    }
+
+    fn with_fd(dir: PathBuf, dir_fd: OwnedFd, temporary: bool) -> Self {
         // Pieces a killed earlier user of the directory left.
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
@@ -154,14 +228,14 @@ impl FileStore {
                 }
             }
         }
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 dir,
                 dir_fd,
                 names: Mutex::new(HashMap::new()),
                 temporary,
             }),
-        })
+        }
     }
 
     /// The store's directory.
@@ -385,6 +459,82 @@ fn random_id() -> Result<String, StoreError> {
         .collect())
 }
 
+fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
+    rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Into::into)
+}
+
 fn set_private(dir: &Path) -> std::io::Result<()> {
     rustix::fs::chmod(dir, Mode::from_raw_mode(0o700)).map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lockable(dir: &Path) -> bool {
+        let fd = open_dir(dir).unwrap();
+        rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+    }
+
+    #[test]
+    fn a_temporary_store_is_locked_while_it_lives_and_removed_with_its_last_clone() {
+        let store = FileStore::temporary().unwrap();
+        let dir = store.dir().to_path_buf();
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert!(
+            is_file_id(name.strip_prefix(TEMPORARY_PREFIX).unwrap()),
+            "{name}"
+        );
+        assert!(!lockable(&dir), "a live store holds its lock");
+        let clone = store.clone();
+        drop(store);
+        assert!(dir.is_dir(), "a clone keeps it");
+        drop(clone);
+        assert!(!dir.exists(), "gone with the last clone");
+    }
+
+    #[test]
+    fn abandoned_stores_go_and_live_ones_and_look_alikes_stay() {
+        let base = std::env::temp_dir();
+        let live = FileStore::temporary().unwrap();
+        let id = live.add("kept.txt", &mut &b"kept"[..]).unwrap();
+        // As a killed process leaves its store: nobody holds it.
+        let abandoned = base.join(format!("{TEMPORARY_PREFIX}{}", random_id().unwrap()));
+        std::fs::create_dir(&abandoned).unwrap();
+        std::fs::write(abandoned.join("AAAAAAAAAAAAAAAA"), "left").unwrap();
+        // A name that is no store's, and a symbolic link by a store's name
+        // to a directory of someone else's.
+        let other = base.join(format!("hutch-store-test-{}", std::process::id()));
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("theirs"), "theirs").unwrap();
+        let not_an_id = base.join(format!(
+            "{TEMPORARY_PREFIX}not-an-id-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&not_an_id).unwrap();
+        let link = base.join(format!("{TEMPORARY_PREFIX}{}", random_id().unwrap()));
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+
+        let removed = FileStore::remove_abandoned().unwrap();
+        assert!(removed.contains(&abandoned), "{removed:?}");
+        assert!(!abandoned.exists());
+        assert!(!removed.contains(&live.dir().to_path_buf()), "{removed:?}");
+        let (name, _) = live.get(&id).unwrap();
+        assert_eq!(name, "kept.txt");
+        assert!(not_an_id.is_dir());
+        assert_eq!(
+            std::fs::read_to_string(other.join("theirs")).unwrap(),
+            "theirs"
+        );
+        assert!(link.symlink_metadata().is_ok(), "the link itself stays too");
+
+        std::fs::remove_file(&link).unwrap();
+        std::fs::remove_dir_all(&other).unwrap();
+        std::fs::remove_dir_all(&not_an_id).unwrap();
+    }
 }

@@ -314,7 +314,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> 
         .map_err(|source| ServerError::Listen { addr, source })
 }
 
-/// Everything before the first request: stale cgroups, store, prefixes,
+/// Everything before the first request: stale cgroups and stores, store, prefixes,
 /// containers, the listening sockets.
 async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerError> {
     if config.parallelism == 0 {
@@ -338,6 +338,16 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot look for cgroups an earlier process left"),
+        }
+        match FileStore::remove_abandoned() {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                removed = removed.len(),
+                "removed temporary file stores killed earlier processes left"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot look for file stores earlier processes left");
+            }
         }
         let store = match &config.file_store {
             Some(dir) => FileStore::in_directory(dir),
