@@ -89,14 +89,15 @@ under the --seccomp policy.
 
 SIGTERM or SIGINT stops the server: it stops accepting, lets running
 commands finish for --shutdown-grace, kills what is left, and removes every
-container and cgroup. At start it removes the cgroups a killed earlier
-hutch process left.
+container and cgroup. At start it removes the cgroups and the temporary
+file stores that killed earlier hutch processes left.
 
 Examples:
   hutch serve
   hutch serve --listen 0.0.0.0:5050 --auth-token \"$TOKEN\" --parallelism 4
   hutch serve --grpc-listen 127.0.0.1:5051
-  hutch serve --src-prefix /srv/testdata --file-store /var/lib/hutch/files";
+  hutch serve --src-prefix /srv/testdata --file-store /var/lib/hutch/files
+  hutch serve --bind /opt/jdk-21 --bind /srv/pypy3:/usr/local/pypy3";
 
 /// Options of `hutch serve`.
 #[derive(Debug, Args)]
@@ -134,6 +135,13 @@ pub struct ServeArgs {
     /// or comma-separated. Without one, every `src` is refused.
     #[arg(long = "src-prefix", value_name = "DIR", value_delimiter = ',')]
     pub src_prefix: Vec<PathBuf>,
+
+    /// Bind a host path into every container, read-only (a compiler or
+    /// runtime installed outside /usr, say; go-judge's mount.yaml). DST is
+    /// absolute and defaults to SRC. Repeatable. Never read-write: every
+    /// run would see what earlier runs wrote there.
+    #[arg(long, value_name = "SRC[:DST]", value_parser = parse_read_only_bind)]
+    pub bind: Vec<Bind>,
 
     /// Largest file a copy-out reads when a command gives no copyOutMax.
     #[arg(long = "copy-out-limit", value_name = "SIZE", default_value = "64M",
@@ -503,6 +511,19 @@ fn relative_path(text: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
+/// A `--bind` of `hutch serve`: as [`parse_bind`], but never read-write.
+fn parse_read_only_bind(text: &str) -> Result<Bind, String> {
+    let bind = parse_bind(text)?;
+    if bind.writable {
+        return Err(
+            "hutch serve binds read-only only: every run would see what earlier runs \
+             wrote in a read-write bind (copy files in per request instead)"
+                .into(),
+        );
+    }
+    Ok(bind)
+}
+
 fn parse_bind(text: &str) -> Result<Bind, String> {
     let (rest, writable) = if let Some(rest) = text.strip_suffix(":rw") {
         (rest, true)
@@ -617,6 +638,17 @@ mod tests {
         ] {
             assert!(parse_copy_in(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn serve_binds_are_read_only() {
+        let b = parse_read_only_bind("/opt/jdk:/usr/lib/jvm/jdk").unwrap();
+        assert_eq!(b.target.as_deref(), Some("/usr/lib/jvm/jdk"));
+        assert!(!b.writable);
+        assert!(!parse_read_only_bind("/opt/jdk:ro").unwrap().writable);
+        let error = parse_read_only_bind("/cache:rw").unwrap_err();
+        assert!(error.contains("read-only"), "{error}");
+        assert!(parse_read_only_bind("/opt:relative").is_err());
     }
 
     #[test]

@@ -113,14 +113,8 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
         .container
         .apply(ContainerBuilder::new().workdir(&args.workdir));
     for bind in &args.bind {
-        let error = |source| CliError::BindSource {
-            path: bind.source.clone(),
-            source,
-        };
-        let source = std::fs::canonicalize(&bind.source).map_err(error)?;
-        let source = utf8("--bind source", &source)?;
-        let target = bind.target.as_deref().unwrap_or(source);
-        builder = builder.bind(source, target, bind.writable);
+        let (source, target) = bind_paths(bind)?;
+        builder = builder.bind(&source, &target, bind.writable);
     }
     let mut container = builder.build().map_err(|e| CliError::Start(Box::new(e)))?;
     if !uploads.is_empty() {
@@ -164,6 +158,18 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
     // down while it reports.
     container.destroy_without_waiting();
     Ok(result)
+}
+
+/// A `--bind`'s host path, resolved (symbolic links and all), and its path
+/// in the container: the one given, else the host path as resolved.
+pub(crate) fn bind_paths(bind: &crate::args::Bind) -> Result<(String, String), CliError> {
+    let source = std::fs::canonicalize(&bind.source).map_err(|source| CliError::BindSource {
+        path: bind.source.clone(),
+        source,
+    })?;
+    let source = utf8("--bind source", &source)?.to_owned();
+    let target = bind.target.clone().unwrap_or_else(|| source.clone());
+    Ok((source, target))
 }
 
 fn utf8<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, CliError> {

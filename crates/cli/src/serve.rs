@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use hutch_server::{Config, Defaults};
 
 use crate::args::ServeArgs;
+use crate::error::CliError;
 
 /// Runs `hutch serve` until `SIGTERM` or `SIGINT`; exit status 0 after a
 /// clean shutdown, 2 when the server could not start or stop cleanly.
@@ -15,7 +16,13 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         .with_target(false)
         .init();
     raise_open_files_limit();
-    let config = config(args);
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("hutch: error: {}", hutch_host::error_chain(&error));
+            return ExitCode::from(2);
+        }
+    };
     match hutch_server::serve_until_signal(config, |listening| match listening.grpc {
         Some(grpc) => tracing::info!(addr = %listening.http, %grpc, "hutch serve is ready"),
         None => tracing::info!(addr = %listening.http, "hutch serve is ready"),
@@ -52,13 +59,18 @@ fn raise_open_files_limit() {
     }
 }
 
-/// The server's configuration from the command line.
-fn config(args: &ServeArgs) -> Config {
+/// The server's configuration from the command line; an error when a
+/// `--bind` source cannot be resolved.
+fn config(args: &ServeArgs) -> Result<Config, CliError> {
     let parallelism = args
         .parallelism
         .unwrap_or_else(hutch_server::default_parallelism);
-    let builder = args.containers.apply(hutch_host::ContainerBuilder::new());
-    Config {
+    let mut builder = args.containers.apply(hutch_host::ContainerBuilder::new());
+    for bind in &args.bind {
+        let (source, target) = crate::run::bind_paths(bind)?;
+        builder = builder.bind(&source, &target, false);
+    }
+    Ok(Config {
         listen: args.listen,
         grpc_listen: args.grpc_listen,
         parallelism,
@@ -79,7 +91,7 @@ fn config(args: &ServeArgs) -> Config {
             seccomp: args.seccomp.program.clone(),
         },
         builder,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -98,7 +110,7 @@ mod tests {
         // Every field, those added later too, the container builder and
         // the seccomp program included; a failure shows the first line
         // that differs.
-        let flags = format!("{:#?}", config(&args));
+        let flags = format!("{:#?}", config(&args).unwrap());
         let library = format!("{:#?}", Config::default());
         let first_difference = flags.lines().zip(library.lines()).find(|(f, l)| f != l);
         assert_eq!(

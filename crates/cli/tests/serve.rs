@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use hutch_server::client::Client;
 
+#[path = "../../../tests/support/scratch.rs"]
+mod scratch;
+
 const HUTCH: &str = env!("CARGO_BIN_EXE_hutch");
 
 /// A `hutch serve` child on a free loopback port, and the lines of its
@@ -329,6 +332,18 @@ fn bad_flags_and_an_unusable_setup_exit_with_status_2() {
         stderr.contains("cannot open the source prefix /no/such/prefix"),
         "{stderr}"
     );
+    let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--bind", "/no/such/tool"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("cannot use the --bind source /no/such/tool"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--bind", "/tmp:/cache:rw"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--bind") && stderr.contains("read-only only"),
+        "{stderr}"
+    );
     // The port of a server that runs.
     let served = serve(&[]);
     let (code, stderr) = run(&["--listen", &served.addr.to_string()]);
@@ -345,6 +360,45 @@ fn bad_flags_and_an_unusable_setup_exit_with_status_2() {
         stderr.contains(&format!("cannot listen on {}", served.addr)),
         "{stderr}"
     );
+}
+
+#[test]
+fn binds_reach_every_run_read_only() {
+    let _serial = serial();
+    let tool = scratch::TempDir::new("serve-bind", 0o755);
+    std::fs::write(tool.join("version.txt"), "tool 1.0\n").unwrap();
+    let bind = format!("{}:/opt/tool", tool.display());
+    let mut served = serve(&["--parallelism", "2", "--bind", &bind]);
+    let mut client = Client::new(served.addr);
+    let run = |client: &mut Client, script: &str| {
+        let body = serde_json::json!({"cmd": [{"args": ["sh", "-c", script],
+            "files": [{"content": ""}, {"name": "stdout", "max": 100},
+                {"name": "stderr", "max": 1000}],
+            "cpuLimit": 1_000_000_000u64}]});
+        let answer = client
+            .post_json("/run", body.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()[0].clone()
+    };
+    // Both containers see it.
+    for _ in 0..4 {
+        let result = run(&mut client, "cat /opt/tool/version.txt");
+        assert_eq!(result["status"], "Accepted", "{result}");
+        assert_eq!(result["files"]["stdout"], "tool 1.0\n");
+    }
+    let result = run(&mut client, "echo x > /opt/tool/new");
+    assert_eq!(result["status"], "Nonzero Exit Status", "{result}");
+    assert!(
+        result["files"]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only file system"),
+        "{result}"
+    );
+    assert!(!tool.join("new").exists());
+    served.terminate();
+    assert_eq!(served.wait(), Some(0));
 }
 
 #[test]
