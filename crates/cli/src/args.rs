@@ -190,7 +190,9 @@ pub struct ServeArgs {
     pub shutdown_grace: Duration,
 
     /// How long a connection may stay idle before it is closed: waiting for
-    /// a request over HTTP/1.1, with no call open over gRPC.
+    /// a request over HTTP/1.1, with no call open over gRPC. A request body
+    /// or a call's message with no part coming for as long fails (408,
+    /// DEADLINE_EXCEEDED).
     #[arg(long = "idle-timeout", value_name = "DUR", default_value = "30s",
           value_parser = parse_duration)]
     pub idle_timeout: Duration,

@@ -50,6 +50,9 @@ pub async fn upload(
     mut form: Multipart,
 ) -> Result<Response, ApiError> {
     let bad_form = |e: axum::extract::multipart::MultipartError| {
+        if let Some(stalled) = crate::find_stalled(&e) {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, stalled.to_string());
+        }
         ApiError::new(
             e.status(),
             format!(

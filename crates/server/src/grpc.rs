@@ -36,6 +36,7 @@ use crate::pb;
 use crate::pb::request::file::File as FileKind;
 use crate::pb::response::file_error::ErrorType;
 use crate::pb::stream_request::Request as StreamKind;
+use crate::stall::StallTimeout;
 use crate::stream::{self, FromClient, Outcome};
 use crate::{AppState, Closing, accept, reached};
 
@@ -359,6 +360,9 @@ where
     F: FnOnce(Arc<AppState>, Req) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
 {
+    // A call whose message stops coming fails, and frees its slot.
+    let idle = state.idle_timeout;
+    let request = request.map(|body| Body::new(StallTimeout::new(body, idle, stalled_call)));
     let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
         .max_decoding_message_size(state.max_body)
         .max_encoding_message_size(usize::MAX);
@@ -372,6 +376,14 @@ where
         }
     });
     grpc.unary(service, request).await
+}
+
+/// The status of a unary call whose message stopped coming:
+/// `DEADLINE_EXCEEDED`, the server's deadline.
+fn stalled_call(after: Duration) -> crate::stall::BoxError {
+    Box::new(Status::deadline_exceeded(
+        crate::stall::Stalled { after }.to_string(),
+    ))
 }
 
 /// Lets a call through when the server has no token, or it brings it as

@@ -38,6 +38,7 @@ mod metrics;
 #[cfg(test)]
 mod mutation_tests;
 pub mod pb;
+mod stall;
 mod stream;
 mod ws;
 
@@ -91,6 +92,8 @@ pub struct Config {
     /// How long a connection may stay idle before the server closes it:
     /// over HTTP/1.1, waiting for a request's head (a new connection's
     /// first, or a kept-alive one's next); over gRPC, with no call open.
+    /// A request body (or a unary gRPC call's message) of which no part
+    /// comes for as long fails: `408`, or `DEADLINE_EXCEEDED`.
     /// [`DEFAULT_IDLE_TIMEOUT`] by default.
     pub idle_timeout: Duration,
     /// Limits applied where a request leaves them at 0.
@@ -636,6 +639,7 @@ async fn keep_alive_hint(hint: State<header::HeaderValue>, mut response: Respons
 
 fn router(state: Arc<AppState>) -> Router {
     let max_body = state.max_body;
+    let idle = state.idle_timeout;
     // Whole seconds, rounded down: the client lets go first.
     let hint = header::HeaderValue::try_from(format!("timeout={}", state.idle_timeout.as_secs()))
         .unwrap_or_else(|_| header::HeaderValue::from_static("timeout=0"));
@@ -654,8 +658,16 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/config", get(config_json))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::map_request_with_state(idle, stall_request_body))
         .layer(middleware::map_response_with_state(hint, keep_alive_hint))
         .with_state(state)
+}
+
+/// Fails a request's body once none of it has come for `idle`
+/// (`Config::idle_timeout`), so that a client that stops sending holds its
+/// connection no longer.
+async fn stall_request_body(State(idle): State<Duration>, request: Request) -> Request {
+    request.map(|body| Body::new(stall::StallTimeout::new(body, idle, stall::stalled)))
 }
 
 /// Lets a request through when the server has no token, or it brings it as
@@ -727,6 +739,9 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
 /// before the end, say).
 fn body_error(error: axum::Error, max_body: usize) -> ApiError {
     let error = error.into_inner();
+    if let Some(stalled) = find_stalled(&*error) {
+        return ApiError::new(StatusCode::REQUEST_TIMEOUT, stalled.to_string());
+    }
     if error
         .downcast_ref::<http_body_util::LengthLimitError>()
         .is_some()
@@ -746,6 +761,18 @@ fn body_error(error: axum::Error, max_body: usize) -> ApiError {
             ),
         )
     }
+}
+
+/// The [`stall::Stalled`] an error is, or comes from.
+fn find_stalled<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a stall::Stalled> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(stalled) = error.downcast_ref::<stall::Stalled>() {
+            return Some(stalled);
+        }
+        next = error.source();
+    }
+    None
 }
 
 /// A request let through the queue: its job, and a permit for each of its

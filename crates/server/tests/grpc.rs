@@ -665,6 +665,15 @@ fn shutdown_lets_a_running_exec_finish() {
     });
 }
 
+/// The head of an `Exec` call to `addr`, for calls made by hand.
+fn exec_head(addr: std::net::SocketAddr) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/pb.Executor/Exec"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
 /// One gRPC call made over `client` by hand (HTTP/2 frames, no gRPC
 /// library), so that the test sees the connection itself: the answer's
 /// message, once its trailers say `grpc-status: 0`.
@@ -677,12 +686,7 @@ async fn call_by_hand(
     let mut frame = vec![0];
     frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
     frame.extend_from_slice(&message);
-    let head = http::Request::post(format!("http://{addr}/pb.Executor/Exec"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (answer, mut body) = client.send_request(head, false).unwrap();
+    let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
     body.send_data(frame.into(), true).unwrap();
     let answer = answer.await.expect("an answer");
     assert_eq!(answer.status(), 200);
@@ -699,15 +703,21 @@ async fn call_by_hand(
     prost::Message::decode(&read[5..]).expect("a Response")
 }
 
-#[test]
-fn an_idle_connection_is_closed_but_not_one_with_a_call_open() {
-    let idle = Duration::from_millis(500);
+/// A server whose idle timeout is `idle`, and its gRPC address.
+fn start_with_idle_timeout(idle: Duration) -> (Server, std::net::SocketAddr) {
     let server = Server::start(Config {
         idle_timeout: idle,
         ..config()
     })
     .expect("the server starts");
     let addr = server.listening().grpc.unwrap();
+    (server, addr)
+}
+
+#[test]
+fn an_idle_connection_is_closed_but_not_one_with_a_call_open() {
+    let idle = Duration::from_millis(500);
+    let (_server, addr) = start_with_idle_timeout(idle);
     runtime().block_on(async {
         let within = Duration::from_secs(20);
 
@@ -759,6 +769,54 @@ fn an_idle_connection_is_closed_but_not_one_with_a_call_open() {
         );
         drop(client);
     });
+}
+
+#[test]
+fn a_call_whose_message_stops_coming_fails_after_the_idle_timeout() {
+    let idle = Duration::from_millis(500);
+    let (server, addr) = start_with_idle_timeout(idle);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
+        // A message announced as 100 bytes, of which 10 come.
+        let mut frame = vec![0];
+        frame.extend_from_slice(&100u32.to_be_bytes());
+        frame.extend_from_slice(&[0; 10]);
+        body.send_data(frame.into(), false).unwrap();
+        let sent = Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+            .await
+            .expect("answered within 20 s")
+            .expect("an answer");
+        // An error before any message: the status may come in the head
+        // (trailers only) or in trailers.
+        let head = answer.headers().clone();
+        let mut body = answer.into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.unwrap();
+        }
+        let trailers = body.trailers().await.unwrap().unwrap_or_default();
+        let field = |name: &str| {
+            head.get(name)
+                .or_else(|| trailers.get(name))
+                .map(|value| value.to_str().unwrap().to_owned())
+                .unwrap_or_else(|| panic!("no {name} in {head:?} or {trailers:?}"))
+        };
+        assert_eq!(field("grpc-status"), "4", "DEADLINE_EXCEEDED");
+        // Percent-encoded, as gRPC sends messages.
+        let message = field("grpc-message").replace("%20", " ");
+        assert!(
+            message.contains("no part of the request body came for 0.5 s"),
+            "{message}"
+        );
+        assert!(sent.elapsed() >= idle, "after {:?}", sent.elapsed());
+    });
+    // The call gave its slot back: the server goes on answering.
+    let result = Grpc::connect(&server).run(cmd(&["true"]));
+    assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
 }
 
 /// An `ExecStream` call on its own connection: the sender of its requests

@@ -717,6 +717,77 @@ fn a_client_that_stops_sending_holds_up_neither_its_answer_nor_shutdown() {
 }
 
 #[test]
+fn a_body_that_stops_coming_is_answered_408_after_the_idle_timeout() {
+    use std::io::{Read, Write};
+    let idle = Duration::from_secs(1);
+    let (server, mut client) = start(Config {
+        idle_timeout: idle,
+        ..config()
+    });
+    let addr = server.addr();
+    let stalls: [(&str, &[u8]); 2] = [
+        (
+            "/run",
+            b"POST /run HTTP/1.1\r\nHost: hutch\r\nContent-Length: 100\r\n\r\n{\"cmd\"",
+        ),
+        (
+            "/file",
+            b"POST /file HTTP/1.1\r\nHost: hutch\r\n\
+              Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 500\r\n\r\n\
+              --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc",
+        ),
+    ];
+    for (what, head) in stalls {
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        stalled.write_all(head).unwrap();
+        let sent = Instant::now();
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        // Answered, and the connection closed (its body was never read
+        // whole): within 20 s, or this fails.
+        let mut answer = String::new();
+        stalled
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|e| panic!("{what}: not answered and closed: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer}");
+        assert!(
+            answer.contains("no part of the request body came for 1 s (--idle-timeout)"),
+            "{what}: {answer}"
+        );
+        assert!(sent.elapsed() >= idle, "{what}: after {:?}", sent.elapsed());
+    }
+    // A body that comes slowly, but never a second without a part, is
+    // read whole.
+    let body = single(cmd(&["echo", "slow"])).to_string();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(
+        format!(
+            "POST /run HTTP/1.1\r\nHost: hutch\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    for part in body.as_bytes().chunks(body.len().div_ceil(6)) {
+        std::thread::sleep(Duration::from_millis(250));
+        slow.write_all(part).unwrap();
+    }
+    assert!(
+        started.elapsed() > idle,
+        "the body took longer than the idle time"
+    );
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"stdout\":\"slow\\n\""), "{answer}");
+    assert_still_serving(&mut client);
+}
+
+#[test]
 fn version_and_config_name_the_features_a_client_checks() {
     let (_server, mut client) = start(config());
     let version = client.get("/version").unwrap().json();
