@@ -787,6 +787,49 @@ fn a_body_that_stops_coming_is_answered_408_after_the_idle_timeout() {
     assert_still_serving(&mut client);
 }
 
+/// Shapes of request that HOJ's judge server sends (its `SandboxRun`):
+/// a file-I/O test whose `files` is only a `stderr` collector, which so
+/// becomes descriptor 0, with an optional copy-out; and an interactive test
+/// whose two proxied pipes are both named `stdout`, each recorded for the
+/// command that writes it.
+#[test]
+fn requests_shaped_as_hoj_sends_them_run() {
+    let (_server, mut client) = start(config());
+    let mut file_io = cmd(&["sh", "-c", "read a b < a.in; echo $((a + b)) > a.out"]);
+    file_io["files"] = json!([{"name": "stderr", "max": 16 << 20}]);
+    file_io["copyIn"] = json!({"a.in": {"content": "3 4\n"}});
+    file_io["copyOut"] = json!(["stderr", "a.out?"]);
+    file_io["stackLimit"] = json!(128u64 << 20);
+    let results = run(&mut client, &single(file_io));
+    assert_eq!(results[0]["status"], "Accepted", "{results:?}");
+    assert_eq!(results[0]["files"]["a.out"], "7\n", "{results:?}");
+    assert_eq!(results[0]["files"]["stderr"], "", "{results:?}");
+
+    let mut user = cmd(&["sh", "-c", "while read x; do echo $((x * 2)); done"]);
+    user["files"] = json!([null, null, {"name": "stderr", "max": 1 << 20}]);
+    user["copyOut"] = json!([]);
+    let mut interactor = cmd(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo $i; read y; [ \"$y\" = $((i * 2)) ] || exit 1; done; echo AC > verdict",
+    ]);
+    interactor["files"] = json!([null, null, {"name": "stderr", "max": 1 << 20}]);
+    interactor["copyOut"] = json!(["verdict"]);
+    let proxy = |from: usize, to: usize| {
+        json!({"in": {"index": from, "fd": 1}, "out": {"index": to, "fd": 0},
+            "max": 1 << 20, "proxy": true, "name": "stdout"})
+    };
+    let results = run(
+        &mut client,
+        &json!({"cmd": [user, interactor], "pipeMapping": [proxy(0, 1), proxy(1, 0)]}),
+    );
+    assert_eq!(results[0]["status"], "Accepted", "{results:?}");
+    assert_eq!(results[1]["status"], "Accepted", "{results:?}");
+    assert_eq!(results[0]["files"]["stdout"], "2\n4\n6\n", "{results:?}");
+    assert_eq!(results[1]["files"]["stdout"], "1\n2\n3\n", "{results:?}");
+    assert_eq!(results[1]["files"]["verdict"], "AC\n", "{results:?}");
+}
+
 #[test]
 fn version_and_config_name_the_features_a_client_checks() {
     let (_server, mut client) = start(config());
