@@ -192,7 +192,8 @@ pub struct ServeArgs {
     /// How long a connection may stay idle before it is closed: waiting for
     /// a request over HTTP/1.1, with no call open over gRPC. A request body
     /// or a call's message with no part coming for as long fails (408,
-    /// DEADLINE_EXCEEDED).
+    /// DEADLINE_EXCEEDED), and a connection whose client takes none of its
+    /// answer for as long is closed.
     #[arg(long = "idle-timeout", value_name = "DUR", default_value = "30s",
           value_parser = parse_duration)]
     pub idle_timeout: Duration,

@@ -98,7 +98,12 @@ async fn serve_connection(
     let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(STREAMS_PER_CONNECTION)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        .serve_connection(
+            // A client that stops reading loses its connection once it has
+            // taken nothing for the idle time.
+            hyper_util::rt::TokioIo::new(crate::stall::WriteStall::new(stream, idle)),
+            service,
+        );
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,

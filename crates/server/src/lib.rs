@@ -93,7 +93,9 @@ pub struct Config {
     /// over HTTP/1.1, waiting for a request's head (a new connection's
     /// first, or a kept-alive one's next); over gRPC, with no call open.
     /// A request body (or a unary gRPC call's message) of which no part
-    /// comes for as long fails: `408`, or `DEADLINE_EXCEEDED`.
+    /// comes for as long fails: `408`, or `DEADLINE_EXCEEDED`; a connection
+    /// whose client takes none of what the server writes for as long is
+    /// closed.
     /// [`DEFAULT_IDLE_TIMEOUT`] by default.
     pub idle_timeout: Duration,
     /// Limits applied where a request leaves them at 0.
@@ -592,7 +594,10 @@ fn serve_connection(
         let (sessions, mut sessions_over) = tokio::sync::mpsc::channel::<()>(1);
         // The timer bounds how long a request's head may take to arrive,
         // counted from the connection's start or the previous answer, so a
-        // client that sends nothing does not hold its thread forever.
+        // client that sends nothing does not hold its thread forever; and
+        // one that stops reading its answer (or its WebSocket's messages)
+        // loses its connection once it has taken nothing for as long.
+        let stream = stall::WriteStall::new(stream, idle);
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(idle)

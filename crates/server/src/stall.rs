@@ -1,19 +1,24 @@
-//! Request bodies that fail once no part of them has come for a while.
+//! Clients that stop: request bodies that fail once no part of them has
+//! come for a while, and connections whose writes fail once the client has
+//! taken none of the answer for as long.
 //!
-//! A client that starts sending a request and stops would otherwise hold
-//! its connection (a REST request) or one of its connection's call slots
-//! (a gRPC call) until it went away or the server shut down. Every part
-//! that comes restarts the clock, so a large body sent slowly but steadily
-//! is fine; only silence counts. Upgraded connections (`/stream`, `/ws`)
-//! and gRPC's `ExecStream`, where a client may rightly stay silent, are not
-//! wrapped.
+//! A client that starts sending a request and stops, or stops reading its
+//! answer, would otherwise hold its connection (a REST request) or one of
+//! its connection's call slots (a gRPC call) until it went away or the
+//! server shut down. Every part that comes, or goes, restarts the clock, so
+//! a large body sent slowly but steadily, or an answer read slowly, is
+//! fine; only a standstill counts. Request bodies of upgraded connections
+//! (`/stream`, `/ws`) and of gRPC's `ExecStream`, where a client may
+//! rightly stay silent, are not timed; their writes are.
 
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// What the body yields when it stalled: the error every reader of a
@@ -86,6 +91,97 @@ where
     }
 }
 
+/// A connection whose writes fail with `TimedOut` once one has waited
+/// `idle` for the client to take anything (its receive window full: it
+/// stopped reading). Reads pass through untouched.
+pub(crate) struct WriteStall<T> {
+    inner: T,
+    idle: Duration,
+    /// Running while a write or flush waits.
+    waiting: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> WriteStall<T> {
+    pub(crate) fn new(inner: T, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            waiting: None,
+        }
+    }
+
+    /// What a write (or flush) that returned `result` means: progress
+    /// stops the clock; waiting starts it, or fails once it ran out.
+    fn timed<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if result.is_ready() {
+            self.waiting = None;
+            return result;
+        }
+        let idle = self.idle;
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        match waiting.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client took none of the answer for {} s (--idle-timeout)",
+                    idle.as_secs_f64()
+                ),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteStall<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.timed(cx, result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.timed(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.timed(cx, result)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.timed(cx, result)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +225,40 @@ mod tests {
             "no part of the request body came for 30 s (--idle-timeout)"
         );
         drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_fail_once_the_client_took_nothing_for_the_idle_time() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A pipe of 64 KiB between the server's end and the client's.
+        let (server, mut client) = tokio::io::duplex(64 << 10);
+        let mut server = WriteStall::new(server, Duration::from_secs(30));
+        // The client takes 16 KiB every 20 s: slow, but never 30 s without
+        // taking something, so 256 KiB go through, waiting on it all along.
+        let reader = tokio::spawn(async move {
+            let mut taken = vec![0u8; 16 << 10];
+            let mut total = 0;
+            while total < 256 << 10 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                total += client.read(&mut taken).await.unwrap();
+            }
+            client
+        });
+        let started = Instant::now();
+        server.write_all(&vec![7u8; 256 << 10]).await.unwrap();
+        assert!(started.elapsed() > Duration::from_secs(30), "it waited");
+        let _client = reader.await.unwrap();
+        // Now it takes nothing: once the pipe is full, a write waits, and
+        // fails 30 s later.
+        server.write_all(&vec![7u8; 64 << 10]).await.unwrap();
+        let started = Instant::now();
+        let error = server.write_all(b"more").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert_eq!(
+            error.to_string(),
+            "the client took none of the answer for 30 s (--idle-timeout)"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -787,6 +787,42 @@ fn a_body_that_stops_coming_is_answered_408_after_the_idle_timeout() {
     assert_still_serving(&mut client);
 }
 
+#[test]
+fn a_client_that_stops_reading_its_answer_loses_the_connection() {
+    use std::io::{Read, Write};
+    let idle = Duration::from_secs(1);
+    let (server, mut client) = start(Config {
+        idle_timeout: idle,
+        ..config()
+    });
+    // Far more than the sockets between them hold.
+    let size = 48usize << 20;
+    let id = upload(&mut client, "big", &vec![b'x'; size]);
+    let mut reader = std::net::TcpStream::connect(server.addr()).unwrap();
+    reader
+        .write_all(format!("GET /file/{id} HTTP/1.1\r\nHost: hutch\r\n\r\n").as_bytes())
+        .unwrap();
+    // Three idle times of reading nothing: the server gives up on it.
+    std::thread::sleep(3 * idle);
+    reader
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    // What was already on its way, then the end (or a reset): within 20 s,
+    // or this fails.
+    match reader.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(
+        got.len() < size,
+        "the whole answer came ({} bytes): the server waited",
+        got.len()
+    );
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert_still_serving(&mut client);
+}
+
 /// Shapes of request that HOJ's judge server sends (its `SandboxRun`):
 /// a file-I/O test whose `files` is only a `stderr` collector, which so
 /// becomes descriptor 0, with an optional copy-out; and an interactive test
