@@ -657,6 +657,11 @@ pub fn status_of(verdict: Verdict) -> StatusType {
     }
 }
 
+/// go-judge's status of each result, for the per-run log line.
+pub fn status_names(results: &[hutch_host::CommandResult]) -> Vec<&'static str> {
+    results.iter().map(|r| status_name(r.verdict)).collect()
+}
+
 /// go-judge's status string for a verdict.
 pub fn status_name(verdict: Verdict) -> &'static str {
     match status_of(verdict) {

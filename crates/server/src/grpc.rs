@@ -449,7 +449,7 @@ async fn exec_inner(state: &Arc<AppState>, request: pb::Request) -> Result<pb::R
     tracing::info!(
         request_id = %request_id,
         commands = results.len(),
-        statuses = ?results.iter().map(|r| crate::convert::status_name(r.verdict)).collect::<Vec<_>>(),
+        statuses = ?crate::convert::status_names(&results),
         "exec"
     );
     Ok(pb::Response {

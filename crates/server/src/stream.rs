@@ -370,7 +370,7 @@ pub(crate) async fn run_session<C: Client>(
             tracing::info!(
                 request_id = %id,
                 commands = results.len(),
-                statuses = ?results.iter().map(|r| convert::status_name(r.verdict)).collect::<Vec<_>>(),
+                statuses = ?convert::status_names(&results),
                 cancelled = cancel.is_cancelled(),
                 "stream"
             );

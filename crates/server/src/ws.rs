@@ -175,7 +175,7 @@ async fn run(
     tracing::info!(
         request_id = %id,
         commands = results.len(),
-        statuses = ?results.iter().map(|r| crate::convert::status_name(r.verdict)).collect::<Vec<_>>(),
+        statuses = ?crate::convert::status_names(&results),
         "ws run"
     );
     Answer {
