@@ -211,8 +211,12 @@ pub const DEFAULT_TMP_BYTES: u64 = 64 << 20;
 /// Inodes of each default tmpfs.
 pub const DEFAULT_TMPFS_INODES: u64 = 4096;
 
-/// Read-only binds of the host's system directories, where they exist.
-const SYSTEM_BINDS: [&str; 7] = [
+/// Read-only binds of the host's system directories, where they exist:
+/// programs and libraries, then the configuration some compilers and
+/// runtimes read outside `/usr` (Free Pascal, Mono, GHC's package
+/// database), as go-judge binds them. Java's (`/etc/java-*`) is found by
+/// [`java_config_dirs`].
+const SYSTEM_BINDS: [&str; 10] = [
     "/usr",
     "/lib",
     "/lib64",
@@ -220,7 +224,37 @@ const SYSTEM_BINDS: [&str; 7] = [
     "/sbin",
     "/etc/alternatives",
     "/etc/ld.so.cache",
+    "/etc/fpc.cfg",
+    "/etc/mono",
+    "/var/lib/ghc",
 ];
+
+/// The Java configuration directories of `/etc`: `/etc/java` (Fedora's)
+/// and every `/etc/java-*` (Debian's and Ubuntu's `java-17-openjdk`, …),
+/// which OpenJDK reads at start (its `java.security`) through links from
+/// its home in `/usr/lib/jvm`; without them `java` and `javac` fail.
+fn java_config_dirs() -> Vec<String> {
+    java_config_dirs_in(Path::new("/etc"))
+}
+
+/// [`java_config_dirs`] of the directory `etc`.
+fn java_config_dirs_in(etc: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(etc) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let java = name == "java" || name.starts_with("java-");
+            // A directory itself, not a link to one elsewhere.
+            let dir = entry.file_type().ok()?.is_dir();
+            (java && dir).then(|| format!("{}/{name}", etc.display()))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
 const DEVICES: [&str; 5] = [
     "/dev/null",
     "/dev/zero",
@@ -246,8 +280,10 @@ const MASKED: [&str; 12] = [
 /// Describes a container and starts it.
 ///
 /// [`ContainerBuilder::new`] gives the defaults: read-only binds of `/usr`,
-/// `/lib`, `/lib64`, `/bin`, `/sbin`, `/etc/alternatives` and
-/// `/etc/ld.so.cache` (those that exist); `/dev/null`, `zero`, `full`,
+/// `/lib`, `/lib64`, `/bin`, `/sbin`, `/etc/alternatives`,
+/// `/etc/ld.so.cache`, and the configuration of compilers that keep it
+/// outside `/usr` (`/etc/java` and `/etc/java-*`, `/etc/fpc.cfg`,
+/// `/etc/mono`, `/var/lib/ghc`), those that exist; `/dev/null`, `zero`, `full`,
 /// `random`, `urandom`; a read-only `/proc` with the usual paths masked;
 /// tmpfs at `/w` (the work directory), `/tmp` and `/dev/shm`, 64 MiB and 4096 inodes
 /// each; host and domain name `hutch`; programs run as uid and gid 1000 (0 when the
@@ -303,10 +339,12 @@ impl ContainerBuilder {
     pub fn new() -> Self {
         let mut mounts: Vec<Mount> = SYSTEM_BINDS
             .iter()
+            .map(|path| (*path).to_owned())
             .filter(|path| Path::new(path).exists())
+            .chain(java_config_dirs())
             .map(|path| Mount::Bind {
-                source: (*path).into(),
-                target: (*path).into(),
+                source: path.clone(),
+                target: path,
                 writable: false,
                 flags: MountFlags {
                     nosuid: true,
@@ -823,4 +861,27 @@ fn write_id_maps(pid: i32, map: IdMap) -> Result<(), BuildError> {
         format!("/proc/{pid}/gid_map"),
         format!("0 {} {}\n", map.host_gid, map.count),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_configuration_directories_are_found_and_nothing_else() {
+        let etc = std::env::temp_dir().join(format!("hutch-etc-{}", std::process::id()));
+        for dir in ["java", "java-17-openjdk", "java-21-openjdk", "javac", "jvm"] {
+            std::fs::create_dir_all(etc.join(dir)).unwrap();
+        }
+        std::fs::write(etc.join("java-file"), "").unwrap();
+        std::os::unix::fs::symlink(etc.join("java-17-openjdk"), etc.join("java-link")).unwrap();
+        let found = java_config_dirs_in(&etc);
+        std::fs::remove_dir_all(&etc).unwrap();
+        let expected: Vec<String> = ["java", "java-17-openjdk", "java-21-openjdk"]
+            .iter()
+            .map(|name| format!("{}/{name}", etc.display()))
+            .collect();
+        assert_eq!(found, expected);
+        assert!(java_config_dirs_in(&etc).is_empty(), "no directory, none");
+    }
 }

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -685,6 +686,46 @@ fn without_a_pid_namespace_a_run_still_leaves_nothing_behind() {
     );
     let out = run(&mut c, &["true"]);
     assert_eq!(out.result.status, Status::Ok);
+}
+
+/// OpenJDK reads its configuration from `/etc/java-*` at start: the
+/// default container binds every such directory of the host, and Java
+/// runs in it where the host has it.
+#[test]
+fn javas_configuration_is_there_and_java_runs() {
+    let mut c = container();
+    let dirs: Vec<String> = std::fs::read_dir("/etc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name == "java" || name.starts_with("java-"))
+        .map(|name| format!("/etc/{name}"))
+        .collect();
+    for dir in &dirs {
+        let out = run(&mut c, &["ls", "-A", dir]);
+        assert_eq!(out.result.status, Status::Ok, "{dir}: {}", out.stderr);
+        let mut host: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        host.sort();
+        let mut inside: Vec<&str> = out.stdout.lines().collect();
+        inside.sort();
+        assert_eq!(inside, host, "{dir}");
+    }
+    if Path::new("/usr/bin/java").exists() {
+        let out = run(&mut c, &["java", "-Xmx64m", "-version"]);
+        assert_eq!(out.result.status, Status::Ok, "{}", out.stderr);
+        assert!(out.stderr.contains("version"), "{}", out.stderr);
+    } else {
+        eprintln!(
+            "no /usr/bin/java on this host: checked only that the {} Java configuration \
+             directories of /etc are there",
+            dirs.len()
+        );
+    }
 }
 
 #[test]
