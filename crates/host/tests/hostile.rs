@@ -1333,9 +1333,21 @@ fn expected_mount_points() -> BTreeSet<String> {
         "/sbin",
         "/etc/alternatives",
         "/etc/ld.so.cache",
+        "/etc/fpc.cfg",
+        "/etc/mono",
+        "/var/lib/ghc",
     ] {
         if Path::new(bind).exists() {
             points.insert(bind.into());
+        }
+    }
+    // OpenJDK's configuration directories.
+    for entry in std::fs::read_dir("/etc").unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap_or_default();
+        if (name == "java" || name.starts_with("java-"))
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            points.insert(format!("/etc/{name}"));
         }
     }
     points
