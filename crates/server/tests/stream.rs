@@ -2,28 +2,21 @@
 //! read while they run, several commands, cancelling, a client that
 //! leaves, a shutdown during a stream, and every kind of bad message.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hutch_server::client::Client;
 use hutch_server::{Config, Server};
 use serde_json::{Value, json};
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 mod common;
-use common::{config, gauge, wait_until};
-
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+use common::{Socket, config, gauge, wait_until};
 
 /// What each `(index, fd)` streamed out, in the order they first spoke.
 type Outputs = Vec<((u8, u8), Vec<u8>)>;
 
 fn connect(server: &Server) -> Socket {
-    let (socket, response) =
-        tungstenite::connect(format!("ws://{}/stream", server.addr())).expect("the handshake");
-    assert_eq!(response.status(), 101);
-    socket
+    common::websocket(server, "/stream")
 }
 
 /// A command; `files` are its descriptors.

@@ -2,25 +2,18 @@
 //! one connection, answered as each is done; cancelling one that runs and
 //! one that waits; a client that leaves; and every kind of bad message.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hutch_server::Server;
 use hutch_server::client::Client;
 use serde_json::{Value, json};
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 mod common;
-use common::{config, gauge, wait_until};
-
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+use common::{Socket, config, gauge, wait_until};
 
 fn connect(server: &Server) -> Socket {
-    let (socket, response) =
-        tungstenite::connect(format!("ws://{}/ws", server.addr())).expect("the handshake");
-    assert_eq!(response.status(), 101);
-    socket
+    common::websocket(server, "/ws")
 }
 
 /// A request of one shell command, its stdout collected.

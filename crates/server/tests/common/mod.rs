@@ -42,3 +42,15 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A WebSocket of the test's.
+pub type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// Opens the WebSocket `path` (`/stream`, `/ws`) of `server`; the handshake
+/// must be answered `101`.
+pub fn websocket(server: &hutch_server::Server, path: &str) -> Socket {
+    let (socket, response) =
+        tungstenite::connect(format!("ws://{}{path}", server.addr())).expect("the handshake");
+    assert_eq!(response.status(), 101);
+    socket
+}
