@@ -688,6 +688,30 @@ fn without_a_pid_namespace_a_run_still_leaves_nothing_behind() {
     assert_eq!(out.result.status, Status::Ok);
 }
 
+/// Programs start with every signal at its default and none blocked,
+/// whatever the host ignores (this test process, as every Rust program,
+/// ignores `SIGPIPE`, and exec keeps what is ignored): `yes | head` must
+/// end by `SIGPIPE`, as anywhere else.
+#[test]
+fn programs_start_with_default_signal_dispositions() {
+    let mut c = container();
+    for _ in 0..2 {
+        let out = run(
+            &mut c,
+            &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+        );
+        assert_eq!(out.result.status, Status::Ok, "{}", out.stderr);
+        assert_eq!(
+            out.stdout, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "blocked and ignored signals of a program"
+        );
+    }
+    // With SIGPIPE ignored, yes would complain of a broken pipe.
+    let out = run(&mut c, &["sh", "-c", "yes | head -n 1"]);
+    assert_eq!(out.result.status, Status::Ok, "{}", out.stderr);
+    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("y\n", ""));
+}
+
 /// OpenJDK reads its configuration from `/etc/java-*` at start: the
 /// default container binds every such directory of the host, and Java
 /// runs in it where the host has it.
