@@ -260,7 +260,7 @@ impl Summary {
 /// The `percent`th percentile of sorted samples by the nearest-rank method:
 /// the smallest sample that at least `percent`% of the samples do not
 /// exceed.
-fn nearest_rank(sorted: &[u64], percent: usize) -> u64 {
+fn nearest_rank<T: Copy>(sorted: &[T], percent: usize) -> T {
     let rank = (sorted.len() * percent).div_ceil(100).max(1);
     sorted[rank - 1]
 }
@@ -685,8 +685,7 @@ fn paired_differences(
 fn median_difference(mut differences: Vec<i64>) -> i64 {
     assert!(!differences.is_empty(), "at least one pair ran");
     differences.sort_unstable();
-    let rank = (differences.len() * 50).div_ceil(100).max(1);
-    differences[rank - 1]
+    nearest_rank(&differences, 50)
 }
 
 fn measured(name: &'static str, samples: Vec<u64>) -> Measured {

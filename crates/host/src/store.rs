@@ -130,10 +130,6 @@ impl FileStore {
             let id = random_id()?;
             let dir = base.join(format!("{TEMPORARY_PREFIX}{id}"));
             let making = base.join(format!("{TEMPORARY_PREFIX}{id}.making"));
-            let error = |path: &Path| {
-                let path = path.to_path_buf();
-                move |source: std::io::Error| StoreError::Directory { path, source }
-            };
             match std::fs::create_dir(&making) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -144,14 +140,11 @@ impl FileStore {
                     });
                 }
             }
-            let dir_fd = set_private(&making)
-                .and_then(|()| open_dir(&making))
-                .and_then(|fd| {
-                    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
-                    Ok(fd)
-                })
-                .map_err(error(&making));
-            let renamed = dir_fd.and_then(|fd| {
+            let locked = lock_private(&making).map_err(|source| StoreError::Directory {
+                path: making.clone(),
+                source,
+            });
+            let renamed = locked.and_then(|fd| {
                 rustix::fs::renameat_with(
                     rustix::fs::CWD,
                     &making,
@@ -159,16 +152,19 @@ impl FileStore {
                     &dir,
                     RenameFlags::NOREPLACE,
                 )
-                .map_err(|e| error(&dir)(e.into()))?;
+                .map_err(|e| StoreError::Directory {
+                    path: dir.clone(),
+                    source: e.into(),
+                })?;
                 Ok(fd)
             });
-            match renamed {
-                Ok(dir_fd) => return Ok(Self::with_fd(dir, dir_fd, true)),
+            return match renamed {
+                Ok(dir_fd) => Ok(Self::with_fd(dir, dir_fd, true)),
                 Err(error) => {
                     let _ = std::fs::remove_dir(&making);
-                    return Err(error);
+                    Err(error)
                 }
-            }
+            };
         }
         Err(StoreError::Directory {
             path: base,
@@ -457,6 +453,14 @@ fn random_id() -> Result<String, StoreError> {
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
         .collect())
+}
+
+/// Makes `dir` private and opens it holding an exclusive `flock`.
+fn lock_private(dir: &Path) -> std::io::Result<OwnedFd> {
+    set_private(dir)?;
+    let fd = open_dir(dir)?;
+    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(fd)
 }
 
 fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
