@@ -516,7 +516,7 @@ fn relative_path(text: &str) -> Result<String, String> {
 
 /// A `--bind` of `hutch serve`: as [`parse_bind`], but never read-write.
 fn parse_read_only_bind(text: &str) -> Result<Bind, String> {
-    let bind = parse_bind(text)?;
+    let bind = parse_bind_as(text, "SRC[:DST]")?;
     if bind.writable {
         return Err(
             "hutch serve binds read-only only: every run would see what earlier runs \
@@ -528,6 +528,11 @@ fn parse_read_only_bind(text: &str) -> Result<Bind, String> {
 }
 
 fn parse_bind(text: &str) -> Result<Bind, String> {
+    parse_bind_as(text, "SRC[:DST][:rw]")
+}
+
+/// A `--bind` whose errors name its accepted `form`.
+fn parse_bind_as(text: &str, form: &str) -> Result<Bind, String> {
     let (rest, writable) = if let Some(rest) = text.strip_suffix(":rw") {
         (rest, true)
     } else if let Some(rest) = text.strip_suffix(":ro") {
@@ -540,12 +545,12 @@ fn parse_bind(text: &str) -> Result<Bind, String> {
         None => (rest, None),
     };
     if source.is_empty() {
-        return Err("the source path is missing (expected SRC[:DST][:rw])".into());
+        return Err(format!("the source path is missing (expected {form})"));
     }
     if let Some(target) = target {
         if target.contains(':') {
             return Err(format!(
-                "too many ':' in {text:?} (expected SRC[:DST][:rw]; paths cannot hold ':')"
+                "too many ':' in {text:?} (expected {form}; paths cannot hold ':')"
             ));
         }
         if !target.starts_with('/') {
@@ -652,6 +657,8 @@ mod tests {
         let error = parse_read_only_bind("/cache:rw").unwrap_err();
         assert!(error.contains("read-only"), "{error}");
         assert!(parse_read_only_bind("/opt:relative").is_err());
+        let error = parse_read_only_bind("").unwrap_err();
+        assert!(error.ends_with("(expected SRC[:DST])"), "{error}");
     }
 
     #[test]
