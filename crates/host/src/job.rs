@@ -80,6 +80,12 @@ pub struct Collector {
     /// run as soon as it writes more than `max`, instead of an in-memory
     /// file read after the run. A pipe is what a program that checks what
     /// its output is (`isatty`, `fstat`) sees of a judge's pipe.
+    ///
+    /// What a program writes into an in-memory file is memory charged to
+    /// its run, and counts towards its memory limit and peak; a pipe's is
+    /// not. The host looks at an in-memory file's size while the program
+    /// runs and stops the run soon after it passes `max`, so an endless
+    /// writer is stopped for its output, not its memory.
     pub pipe: bool,
     /// Into the job's [`FileStore`] instead of memory.
     pub store: bool,
@@ -268,7 +274,8 @@ pub struct Proxy {
 ///    it whatever the others do.
 /// 4. **Collect and copy out.** Collected output is read back (more than a
 ///    collector's `max` is an [`Verdict::OutputLimit`]; a collector over a
-///    pipe kills the run the moment it passes `max`), and every
+///    pipe kills the run the moment it passes `max`, and one in memory
+///    soon after: see [`Run::wait_capping`](crate::Run::wait_capping)), and every
 ///    [`CopyOut`] file is opened by init, never through a symbolic link,
 ///    and read, up to [`Command::copy_out_limit`].
 ///
@@ -1144,7 +1151,16 @@ fn run_command(
                 write.take();
             }
         }
-        let exec = started.and_then(|run| run.wait());
+        // An in-memory collector past its `max` stops the run, as a pipe
+        // collector's reader does.
+        let caps: Vec<(BorrowedFd<'_>, u64)> = collecting
+            .iter()
+            .filter_map(|c| match c {
+                Collecting::File { collector, file } => Some((file.as_fd(), collector.max)),
+                Collecting::Pipe { .. } => None,
+            })
+            .collect();
+        let exec = started.and_then(|run| run.wait_capping(&caps));
         let drained: Vec<Option<(Vec<u8>, bool)>> = readers
             .into_iter()
             .map(|reader| reader.map(|handle| handle.join().unwrap_or_default()))

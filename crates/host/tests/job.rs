@@ -292,6 +292,16 @@ fn copy_out_limit_refuses_or_truncates() {
     );
 }
 
+/// An output-limit verdict for the collector `name`, which kept `max` bytes.
+fn assert_collector_overflowed(result: &hutch_host::CommandResult, name: &str, max: usize) {
+    assert_eq!(result.verdict, Verdict::OutputLimit, "{result:#?}");
+    assert_eq!(result.files[name].len(), max);
+    assert_eq!(
+        result.file_errors[0].kind,
+        FileErrorKind::CollectSizeExceeded
+    );
+}
+
 #[test]
 fn output_past_a_collector_is_an_output_limit() {
     let result = run_one(
@@ -299,12 +309,49 @@ fn output_past_a_collector_is_an_output_limit() {
             .stream(Stream::Null)
             .stream(collect("stdout", 1000)),
     );
-    assert_eq!(result.verdict, Verdict::OutputLimit, "{result:#?}");
-    assert_eq!(result.files["stdout"].len(), 1000);
-    assert_eq!(
-        result.file_errors[0].kind,
-        FileErrorKind::CollectSizeExceeded
+    assert_collector_overflowed(&result, "stdout", 1000);
+}
+
+/// What a program writes into an in-memory collector is memory charged to
+/// its run: a collector past its `max` has to stop the run, or an endless
+/// writer would run into its memory limit and be judged for memory.
+#[test]
+fn an_in_memory_collector_stops_an_endless_writer_before_its_memory_limit() {
+    let memory = 64 << 20;
+    let result = run_one(
+        Command::new(
+            ExecSpec::new(["yes"])
+                .memory_limit(memory)
+                .wall_time(Duration::from_secs(30)),
+        )
+        .stream(Stream::Null)
+        .stream(collect("stdout", 4096)),
     );
+    assert_collector_overflowed(&result, "stdout", 4096);
+    let exec = result.exec.as_ref().unwrap();
+    assert_eq!(
+        exec.status,
+        Status::Signalled,
+        "killed by the host: {exec:?}"
+    );
+    assert!(
+        exec.memory_bytes < memory,
+        "stopped before it filled its memory: {exec:?}"
+    );
+}
+
+/// The sizes are looked at while the program writes, over many checks; a
+/// collector filled to exactly its `max` is not over it.
+#[test]
+fn an_in_memory_collector_filled_to_its_max_over_time_is_kept_whole() {
+    let result = run_one(
+        sh("for i in 1 2 3 4 5; do echo $i; sleep 0.01; done")
+            .stream(Stream::Null)
+            .stream(collect("stdout", 10)),
+    );
+    assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
+    assert_eq!(text(&result, "stdout"), "1\n2\n3\n4\n5\n");
+    assert!(result.file_errors.is_empty(), "{result:#?}");
 }
 
 #[test]
@@ -314,8 +361,7 @@ fn a_pipe_collector_stops_an_endless_writer_at_once() {
             .stream(Stream::Null)
             .stream(collect_by_pipe("stdout", 4096)),
     );
-    assert_eq!(result.verdict, Verdict::OutputLimit, "{result:#?}");
-    assert_eq!(result.files["stdout"].len(), 4096);
+    assert_collector_overflowed(&result, "stdout", 4096);
     let exec = result.exec.as_ref().unwrap();
     assert_eq!(
         exec.status,

@@ -259,6 +259,15 @@ fn limits_give_go_judge_statuses() {
     assert_eq!(ole["fileError"][0]["type"], "CollectSizeExceeded", "{ole}");
     assert_eq!(ole["files"]["stdout"].as_str().unwrap().len(), 1000);
 
+    // An endless writer is stopped at its collector, not at its memory
+    // limit, though what it writes there is memory of its run.
+    let mut endless = cmd(&["yes"]);
+    endless["files"][1] = json!({"name": "stdout", "max": 1000});
+    endless["memoryLimit"] = json!(32u64 << 20);
+    let ole = &run(&mut client, &single(endless))[0];
+    assert_eq!(ole["status"], "Output Limit Exceeded", "{ole}");
+    assert_eq!(ole["files"]["stdout"].as_str().unwrap().len(), 1000);
+
     let crash = &run(&mut client, &single(cmd(&["sh", "-c", "kill -SEGV $$"])))[0];
     assert_eq!(crash["status"], "Signalled", "{crash}");
     assert_eq!(crash["exitStatus"], 11);
