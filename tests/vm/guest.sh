@@ -203,6 +203,39 @@ step root-run-default-parent default_parent
 step root-run-cgroup-parent-option run_in "$CG/judge" option --cgroup-parent "$CG/judge"
 HUTCH_CGROUP_PARENT=$CG/judge step root-run-cgroup-parent-variable run_in "$CG/judge" variable
 
+# As root inside a container's view of the hierarchy, as in `docker run
+# --privileged` on a cgroup v2 host: a cgroup namespace rooted at /ctr,
+# cgroup2 mounted again so that /sys/fs/cgroup is /ctr, and the shell's
+# process in that root, which therefore cannot hand out controllers. With
+# no parent named, hutch moves the root's processes into its leaf and makes
+# its groups below the root; nothing goes outside /ctr.
+in_cgroup_namespace() {
+    mkdir "$CG/ctr" || return
+    local report=$OUT/namespace.json
+    (
+        echo "$BASHPID" >"$CG/ctr/cgroup.procs" || exit 1
+        exec unshare --cgroup --mount sh -c '
+            umount /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup || exit 1
+            echo "/proc/self/cgroup: $(cat /proc/self/cgroup)"
+            "$1" run --report "$2" -- /bin/true || exit 1
+            echo "leaf: $(cat /sys/fs/cgroup/leaf/cgroup.procs | tr "\n" " ")"
+            echo "left in the root: $(cat /sys/fs/cgroup/cgroup.procs | tr "\n" " ")"
+            echo "root subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+            [ -z "$(cat /sys/fs/cgroup/cgroup.procs)" ] &&
+                grep -qw memory /sys/fs/cgroup/cgroup.subtree_control
+        ' sh "$BIN/hutch" "$report"
+    ) || return
+    check_report "$report" ok 'True' || return
+    local left
+    left=$(find "$CG/ctr/hutch" -mindepth 1 -type d) || return
+    [[ -z $left ]] || {
+        echo "container groups left: $left"
+        return 1
+    }
+    [[ ! -e $CG/hutch/leaf && -d $CG/ctr/leaf ]]
+}
+step root-run-in-cgroup-namespace in_cgroup_namespace
+
 cli_checks root
 
 # --- the host crate's tests, as root ----------------------------------------

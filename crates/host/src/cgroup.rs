@@ -239,8 +239,10 @@ const SHARED_PARENT: &str = "hutch";
 /// the root of the hierarchy is exempt, so a process there makes the groups
 /// in it. Elsewhere (a systemd unit's group, a login session's, the root of
 /// a cgroup namespace, which is an ordinary group of the real hierarchy)
-/// root makes them in [`SHARED_PARENT`] at the root of the hierarchy,
-/// shared by every hutch process and made at the first build that needs it;
+/// root makes them in [`SHARED_PARENT`] at the root of the mount,
+/// shared by every hutch process and made at the first build that needs it
+/// (at a namespace's root, after moving its processes into a leaf: see
+/// `enable_controllers_at_root`);
 /// an unprivileged process keeps its own group, whose build then fails
 /// saying to delegate a group and name it.
 fn v2_parent(own: PathBuf, mounts: &[MountEntry]) -> PathBuf {
@@ -264,10 +266,25 @@ fn is_hierarchy_root(dir: &Path) -> bool {
     dir.join("cgroup.controllers").exists() && !dir.join("cgroup.type").exists()
 }
 
-/// Whether `dir` is the shared parent hutch makes (see [`v2_parent`]).
+/// Whether `dir` is the shared parent hutch makes (see [`v2_parent`]): at
+/// the root of the hierarchy, or of the mount of a cgroup namespace's.
 fn is_shared_parent(dir: &Path) -> bool {
     dir.file_name() == Some(std::ffi::OsStr::new(SHARED_PARENT))
-        && dir.parent().is_some_and(is_hierarchy_root)
+        && dir
+            .parent()
+            .is_some_and(|root| is_hierarchy_root(root) || is_v2_mount_root(root))
+}
+
+/// Whether `dir` is a v2 group at the root of its mount: a group on
+/// another device than the directory holding it.
+fn is_v2_mount_root(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let device = |path: &Path| std::fs::metadata(path).map(|m| m.dev());
+    dir.join("cgroup.controllers").exists()
+        && match (device(dir), dir.parent().map(device)) {
+            (Ok(own), Some(Ok(above))) => own != above,
+            _ => false,
+        }
 }
 
 struct MountEntry {
@@ -612,7 +629,7 @@ impl ContainerCgroup {
                 if let Some(root) = parent.parent()
                     && !parent.is_dir()
                 {
-                    enable_controllers(root)?;
+                    enable_controllers_at_root(root, cgroup.fs.as_ref())?;
                     match cgroup.fs.make_group(parent) {
                         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                             return Err(CgroupError::Create {
@@ -815,6 +832,66 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// The leaf below the root of a cgroup namespace that root's hutch moves
+/// the root's processes into (see [`enable_controllers_at_root`]).
+const NAMESPACE_LEAF: &str = "leaf";
+
+/// [`enable_controllers`] at the root of the mounted hierarchy, which holds
+/// the shared parent. The hierarchy's real root is exempt from the "no
+/// internal processes" rule; the root of a cgroup namespace (a container's
+/// `/sys/fs/cgroup`) is an ordinary group, which holds the container's
+/// processes, hutch's among them, and so cannot hand out controllers. As
+/// go-judge does in a container, root's hutch then moves every process of
+/// that group into [`NAMESPACE_LEAF`] below it and enables the controllers:
+/// the processes stay inside the container's group and under its limits.
+fn enable_controllers_at_root(root: &Path, fs: &dyn CgroupFs) -> Result<(), CgroupError> {
+    match enable_controllers(root) {
+        Err(CgroupError::Controllers { source, .. })
+            if source.raw_os_error() == Some(libc::EBUSY)
+                && root.join("cgroup.type").exists()
+                && rustix::process::geteuid().is_root() =>
+        {
+            move_processes_into_leaf(root, fs)?;
+            enable_controllers(root)
+        }
+        other => other,
+    }
+}
+
+/// Moves every process of the group `root` into its child
+/// [`NAMESPACE_LEAF`], made if missing, until none is left (processes may
+/// start while it moves them).
+fn move_processes_into_leaf(root: &Path, fs: &dyn CgroupFs) -> Result<(), CgroupError> {
+    let leaf = root.join(NAMESPACE_LEAF);
+    if let Err(source) = fs.make_group(&leaf)
+        && source.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(CgroupError::Create { path: leaf, source });
+    }
+    let procs = root.join("cgroup.procs");
+    let join = leaf.join("cgroup.procs");
+    let file_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CgroupError::File { path, source }
+    };
+    // Each pass moves what the last one saw; a process that a moved one
+    // started meanwhile is moved by the next.
+    for _ in 0..100 {
+        let pids = std::fs::read_to_string(&procs).map_err(file_error(&procs))?;
+        if pids.trim().is_empty() {
+            return Ok(());
+        }
+        for pid in pids.split_whitespace() {
+            match std::fs::write(&join, pid) {
+                // It ended in the meantime.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                other => other.map_err(file_error(&join))?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure the v2 parent hands the memory and pids controllers to its
