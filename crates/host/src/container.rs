@@ -744,9 +744,9 @@ impl Run<'_> {
     /// Waits like [`wait`](Self::wait), and meanwhile stops the run (as a
     /// [`Killer`] would) once one of `files`, regular files the program
     /// writes, is longer than the number of bytes given with it. An
-    /// in-memory output that got more than its caller keeps then ends the
-    /// run soon after, not at the output limit or the memory limit: what a
-    /// program writes into a memory file is memory charged to its run.
+    /// in-memory collector past its `max` then ends the run soon after, not
+    /// at the output limit or the memory limit: what a program writes into
+    /// a memory file is memory charged to its run.
     ///
     /// The sizes are looked at first when the nearest cap could be passed
     /// if every CPU wrote into memory files as fast as they can, then again
@@ -795,7 +795,7 @@ fn room_under_caps(files: &[(BorrowedFd<'_>, u64)]) -> Option<u64> {
         if size > *cap {
             return None;
         }
-        room = room.min(cap - size + 1);
+        room = room.min((cap - size).saturating_add(1));
     }
     Some(room)
 }
@@ -848,5 +848,52 @@ impl Killer {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         channel.send_request(&Request::Kill, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    fn memory_file(len: u64) -> OwnedFd {
+        let file = rustix::fs::memfd_create("cap-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&file, len).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_room_is_what_the_fullest_file_can_take_before_it_is_over() {
+        let (a, b) = (memory_file(10), memory_file(100));
+        assert_eq!(
+            room_under_caps(&[(a.as_fd(), 15), (b.as_fd(), 1000)]),
+            Some(6)
+        );
+        assert_eq!(room_under_caps(&[(a.as_fd(), 10)]), Some(1), "at the cap");
+        assert_eq!(room_under_caps(&[(a.as_fd(), 9), (b.as_fd(), 1000)]), None);
+        assert_eq!(
+            room_under_caps(&[(a.as_fd(), u64::MAX)]),
+            Some(u64::MAX - 9),
+            "no overflow at the largest cap"
+        );
+        let empty = memory_file(0);
+        assert_eq!(
+            room_under_caps(&[(empty.as_fd(), u64::MAX)]),
+            Some(u64::MAX),
+            "an empty file under the largest cap"
+        );
+        assert_eq!(room_under_caps(&[]), Some(u64::MAX));
+    }
+
+    #[test]
+    fn checks_come_when_the_room_could_fill_but_at_most_every_millisecond() {
+        assert_eq!(time_to_fill(1), MIN_CAP_CHECK);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        let second = FILL_BYTES_PER_SECOND_PER_CPU * cpus;
+        assert_eq!(time_to_fill(second), Duration::from_secs(1));
+        assert_eq!(time_to_fill(second / 8), Duration::from_millis(125));
+        // The largest room gives a long wait, not an overflow.
+        assert!(time_to_fill(u64::MAX) > Duration::from_secs(3600));
     }
 }
