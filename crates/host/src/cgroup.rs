@@ -853,8 +853,23 @@ fn enable_controllers_at_root(root: &Path, fs: &dyn CgroupFs) -> Result<(), Cgro
                 && root.join("cgroup.type").exists()
                 && rustix::process::geteuid().is_root() =>
         {
-            move_processes_into_leaf(root, fs)?;
-            enable_controllers(root)
+            // Right after a move the kernel may still count the moved
+            // processes in the root for a moment (crun retries the same
+            // way), and a process may have started meanwhile: move again
+            // and retry a few times, a millisecond apart.
+            let mut tries = 0;
+            loop {
+                move_processes_into_leaf(root, fs)?;
+                match enable_controllers(root) {
+                    Err(CgroupError::Controllers { source, .. })
+                        if source.raw_os_error() == Some(libc::EBUSY) && tries < 20 =>
+                    {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    other => return other,
+                }
+            }
         }
         other => other,
     }
