@@ -847,31 +847,27 @@ const NAMESPACE_LEAF: &str = "leaf";
 /// that group into [`NAMESPACE_LEAF`] below it and enables the controllers:
 /// the processes stay inside the container's group and under its limits.
 fn enable_controllers_at_root(root: &Path, fs: &dyn CgroupFs) -> Result<(), CgroupError> {
-    match enable_controllers(root) {
-        Err(CgroupError::Controllers { source, .. })
-            if source.raw_os_error() == Some(libc::EBUSY)
-                && root.join("cgroup.type").exists()
-                && rustix::process::geteuid().is_root() =>
-        {
-            // Right after a move the kernel may still count the moved
-            // processes in the root for a moment (crun retries the same
-            // way), and a process may have started meanwhile: move again
-            // and retry a few times, a millisecond apart.
-            let mut tries = 0;
-            loop {
-                move_processes_into_leaf(root, fs)?;
-                match enable_controllers(root) {
-                    Err(CgroupError::Controllers { source, .. })
-                        if source.raw_os_error() == Some(libc::EBUSY) && tries < 20 =>
-                    {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                    other => return other,
+    // Right after a move the kernel may still count the moved processes in
+    // the root for a moment (crun retries the same way), and a process may
+    // have started meanwhile: move again and retry a few times, a
+    // millisecond apart.
+    let mut moves = 0;
+    loop {
+        match enable_controllers(root) {
+            Err(CgroupError::Controllers { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY)
+                    && moves <= 20
+                    && root.join("cgroup.type").exists()
+                    && rustix::process::geteuid().is_root() =>
+            {
+                if moves > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
                 }
+                move_processes_into_leaf(root, fs)?;
+                moves += 1;
             }
+            other => return other,
         }
-        other => other,
     }
 }
 
