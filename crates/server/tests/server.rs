@@ -91,6 +91,17 @@ fn pingpong() -> PathBuf {
 }
 
 /// Uploads `content` to the store; returns its id.
+/// Reads `stream` until the server closes it, waiting at most 20 s for each
+/// read, into `read`; how many bytes came.
+fn read_until_closed(
+    stream: &mut std::net::TcpStream,
+    read: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.read_to_end(read)
+}
+
 fn upload(client: &mut Client, name: &str, content: &[u8]) -> String {
     let answer = client.post_file("/file", "file", name, content).unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -641,13 +652,8 @@ fn an_idle_connection_is_closed_after_the_idle_timeout() {
     // Reads until the server closes the connection, for at most 20 s; the
     // bytes read.
     let read_to_close = |stream: &mut std::net::TcpStream| {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
         let mut read = Vec::new();
-        stream
-            .read_to_end(&mut read)
-            .expect("closed by the server within 20 s");
+        read_until_closed(stream, &mut read).expect("closed by the server within 20 s");
         read
     };
 
@@ -718,16 +724,12 @@ fn a_client_that_stops_sending_holds_up_neither_its_answer_nor_shutdown() {
         .expect("shut down within 20 s");
     stopped.expect("a clean shutdown");
     assert!(started.elapsed() >= grace, "{:?}", started.elapsed());
-    stalled
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut rest = Vec::new();
-    stalled.read_to_end(&mut rest).expect("closed");
+    read_until_closed(&mut stalled, &mut Vec::new()).expect("closed");
 }
 
 #[test]
 fn a_body_that_stops_coming_is_answered_408_after_the_idle_timeout() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let idle = Duration::from_secs(1);
     let (server, mut client) = start(Config {
         idle_timeout: idle,
@@ -750,15 +752,12 @@ fn a_body_that_stops_coming_is_answered_408_after_the_idle_timeout() {
         let mut stalled = std::net::TcpStream::connect(addr).unwrap();
         stalled.write_all(head).unwrap();
         let sent = Instant::now();
-        stalled
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
         // Answered, and the connection closed (its body was never read
         // whole): within 20 s, or this fails.
-        let mut answer = String::new();
-        stalled
-            .read_to_string(&mut answer)
+        let mut answer = Vec::new();
+        read_until_closed(&mut stalled, &mut answer)
             .unwrap_or_else(|e| panic!("{what}: not answered and closed: {e}"));
+        let answer = String::from_utf8(answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer}");
         assert!(
             answer.contains("no part of the request body came for 1 s (--idle-timeout)"),
@@ -787,10 +786,9 @@ fn a_body_that_stops_coming_is_answered_408_after_the_idle_timeout() {
         started.elapsed() > idle,
         "the body took longer than the idle time"
     );
-    slow.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut answer = String::new();
-    slow.read_to_string(&mut answer).unwrap();
+    let mut answer = Vec::new();
+    read_until_closed(&mut slow, &mut answer).unwrap();
+    let answer = String::from_utf8(answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"stdout\":\"slow\\n\""), "{answer}");
     assert_still_serving(&mut client);
@@ -798,7 +796,7 @@ fn a_body_that_stops_coming_is_answered_408_after_the_idle_timeout() {
 
 #[test]
 fn a_client_that_stops_reading_its_answer_loses_the_connection() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let idle = Duration::from_secs(1);
     let (server, mut client) = start(Config {
         idle_timeout: idle,
@@ -813,13 +811,10 @@ fn a_client_that_stops_reading_its_answer_loses_the_connection() {
         .unwrap();
     // Three idle times of reading nothing: the server gives up on it.
     std::thread::sleep(3 * idle);
-    reader
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let mut got = Vec::new();
     // What was already on its way, then the end (or a reset): within 20 s,
     // or this fails.
-    match reader.read_to_end(&mut got) {
+    match read_until_closed(&mut reader, &mut got) {
         Ok(_) => {}
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
