@@ -216,8 +216,12 @@ fn make_job(
     }
     // Everything the job could refuse was checked above; what is left would
     // be this server's mistake, which is still better told than hidden.
-    job.check()
-        .map_err(|e| ApiError::bad(format!("the request cannot run: {e}")))?;
+    job.check().map_err(|e| {
+        ApiError::bad(format!(
+            "the request cannot run: {}",
+            hutch_host::error_chain(&e)
+        ))
+    })?;
     Ok(job)
 }
 

@@ -29,7 +29,10 @@ pub(crate) fn store_error(error: hutch_host::StoreError) -> ApiError {
         hutch_host::StoreError::NotFound { .. } => {
             ApiError::new(StatusCode::NOT_FOUND, error.to_string())
         }
-        other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            hutch_host::error_chain(&other),
+        ),
     }
 }
 
@@ -154,5 +157,41 @@ fn content_type(name: &str) -> &'static str {
         Some("pdf") => "application/pdf",
         Some("png") => "image/png",
         _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_store_names_the_os_error_in_the_answer() {
+        // ENOSPC, as a store on a full disk fails.
+        let full = std::io::Error::from_raw_os_error(28);
+        let error = store_error(hutch_host::StoreError::File {
+            what: "write",
+            name: "r1".into(),
+            source: full,
+        });
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            error
+                .message
+                .starts_with("cannot write the stored file \"r1\": "),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("No space left on device"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn an_unknown_id_is_not_found() {
+        let error = store_error(hutch_host::StoreError::NotFound { id: "X".into() });
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        assert_eq!(error.message, "no stored file has the id \"X\"");
     }
 }

@@ -913,7 +913,7 @@ fn run_job(
             return (
                 Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("no container: {error}"),
+                    format!("no container: {}", hutch_host::error_chain(&error)),
                 )),
                 Vec::new(),
             );
@@ -924,8 +924,12 @@ fn run_job(
             pooled.iter_mut().map(|c| &mut **c).collect();
         job.run_in_cancellable(&mut containers, cancel)
     };
-    let results =
-        results.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+    let results = results.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            hutch_host::error_chain(&e),
+        )
+    });
     (results, pooled)
 }
 
