@@ -98,6 +98,13 @@ pub enum CliError {
     /// The container failed while running the program.
     #[error("cannot run the program")]
     Exec(#[source] Box<ContainerError>),
+    /// The stop signals cannot be caught.
+    #[error("cannot prepare for stop signals")]
+    StopSignals(#[source] hutch_host::StopError),
+    /// hutch was asked to stop (Ctrl-C, `kill`, `timeout`) before the run
+    /// was over.
+    #[error("stopped by {signal}: the run was killed and its container removed")]
+    Stopped { signal: &'static str },
 }
 
 /// An error reported by the container's init, as its message.

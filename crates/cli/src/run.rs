@@ -28,7 +28,24 @@ pub fn main(args: &RunArgs) -> ExitCode {
         Ok(sink) => sink,
         Err(error) => return fail(&error),
     };
-    match execute(args) {
+    let stop = match hutch_host::StopSignals::catch() {
+        Ok(stop) => stop,
+        Err(error) => return fail(&CliError::StopSignals(error)),
+    };
+    let outcome = execute(args, &stop);
+    // Asked to stop: the container is gone by now (`execute` dropped it);
+    // say so, then end as the signal would have ended hutch.
+    if let Some(signal) = stop.received() {
+        let error = CliError::Stopped {
+            signal: signal_name(signal),
+        };
+        eprintln!("hutch: {error}");
+        if let Some(sink) = sink {
+            let _ = sink.write(&Report::of_failure(&error));
+        }
+        stop.end_process(signal);
+    }
+    match outcome {
         Ok(result) => {
             if !args.quiet {
                 eprintln!("{}", summary(&result));
@@ -56,6 +73,16 @@ pub fn main(args: &RunArgs) -> ExitCode {
     }
 }
 
+/// The name of a stop signal, for messages.
+fn signal_name(signal: i32) -> &'static str {
+    match rustix::process::Signal::from_named_raw(signal) {
+        Some(rustix::process::Signal::INT) => "SIGINT",
+        Some(rustix::process::Signal::TERM) => "SIGTERM",
+        Some(rustix::process::Signal::HUP) => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
 /// Prints `hutch: error: …` and returns the failure status.
 pub fn fail(error: &CliError) -> ExitCode {
     eprintln!("hutch: error: {}", error.chain());
@@ -71,7 +98,7 @@ struct Upload {
     destination: String,
 }
 
-fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
+fn execute(args: &RunArgs, stop: &hutch_host::StopSignals) -> Result<ExecResult, CliError> {
     // Everything on the host side first, so that a mistake costs no
     // container.
     let stdio = Stdio::open(args)?;
@@ -117,6 +144,10 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
         builder = builder.bind(&source, &target, bind.writable);
     }
     let mut container = builder.build().map_err(|e| CliError::Start(Box::new(e)))?;
+    // From here a stop signal kills init, which ends the run under way
+    // (or, come during the build, the container at once), and the
+    // container is dropped with its cgroups on the way out.
+    let armed = stop.arm(&container).map_err(CliError::StopSignals)?;
     if !uploads.is_empty() {
         copy_in(&mut container, &uploads)?;
     }
@@ -151,9 +182,15 @@ fn execute(args: &RunArgs) -> Result<ExecResult, CliError> {
         spec = spec.rlimit(Resource::Nofile, count, count);
     }
     spec = spec.seccomp(args.seccomp.program.clone());
-    let result = container
-        .exec(&spec)
+    let run = container
+        .start(&spec)
         .map_err(|e| CliError::Exec(Box::new(e)))?;
+    // While the program runs: remove the cgroups of earlier hutch processes
+    // killed by SIGKILL (a caller's timeout, say), which nothing else
+    // would. Best effort: a failure here is no failure of this run.
+    let _ = builder.remove_stale_cgroups();
+    let result = run.wait().map_err(|e| CliError::Exec(Box::new(e)))?;
+    drop(armed);
     // hutch exits right after: the kernel finishes tearing the container
     // down while it reports.
     container.destroy_without_waiting();

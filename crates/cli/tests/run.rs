@@ -359,6 +359,92 @@ fn signals_are_reported() {
     assert!(report["exit_code"].is_null());
 }
 
+/// Every cgroup directory whose name says hutch process `pid` made it.
+fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                continue;
+            }
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(entry.path());
+            } else if depth > 0 {
+                walk(&entry.path(), prefix, depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        Path::new("/sys/fs/cgroup"),
+        &format!("hutch-{pid}-"),
+        6,
+        &mut found,
+    );
+    found
+}
+
+/// A stop signal (`timeout`'s, a service manager's, Ctrl-C's) in the
+/// middle of a run: the program is killed, the container's cgroups are
+/// removed, and hutch ends by that signal, as its caller expects.
+#[test]
+fn a_stop_signal_kills_the_run_and_leaves_no_cgroup() {
+    let mut child = Command::new(HUTCH)
+        // The wall limit only guards the test against a hutch that lets
+        // the run go on: it would then end 30 s later.
+        .args([
+            "run",
+            "--allow-rusage",
+            "--wall-time",
+            "30s",
+            "--",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg("echo ready; exec sleep 1000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = child.id();
+    if running_as_root() {
+        assert!(!cgroups_of(pid).is_empty(), "the run has cgroups to remove");
+    }
+    let hutch = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(hutch, rustix::process::Signal::TERM).unwrap();
+    let sent = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let waited = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(rustix::process::Signal::TERM.as_raw()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hutch: stopped by SIGTERM: the run was killed and its container removed"),
+        "{stderr}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "hutch ended {waited:?} after the signal, not at once"
+    );
+    // The program went with its container: its end of the pipe is closed.
+    line.clear();
+    assert_eq!(
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap(),
+        0
+    );
+    assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn missing_program_is_a_runner_error_with_status_2() {
     let (run, report) = reported(&[], &["no-such-program-here"]);

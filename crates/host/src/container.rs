@@ -705,6 +705,11 @@ impl Container {
         }
     }
 
+    /// Init's pidfd.
+    pub(crate) fn init_pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.pidfd)
+    }
+
     /// The socket, for tests that speak raw frames.
     #[doc(hidden)]
     pub fn socket(&self) -> BorrowedFd<'_> {

@@ -66,6 +66,7 @@ mod input;
 mod job;
 mod pool;
 mod seccomp;
+mod stop;
 mod store;
 #[path = "../../init/src/raw_syscall.rs"]
 #[macro_use]
@@ -92,4 +93,5 @@ pub use job::{
 };
 pub use pool::{Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};
+pub use stop::{Armed, STOP_SIGNALS, StopError, StopSignals};
 pub use store::{FILE_ID_LEN, FileStore, StoreError, StoreWriter, is_file_id};

@@ -407,3 +407,77 @@ pub(crate) fn readable_before(
 pub(crate) fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
 }
+
+/// The first stop signal [`on_stop_signal`] took (0 while none came).
+pub(crate) static STOP_RECEIVED: std::sync::atomic::AtomicI32 =
+    std::sync::atomic::AtomicI32::new(0);
+/// The pidfd of the init a stop signal kills (-1: none is armed).
+pub(crate) static STOP_TARGET: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// Handlers running right now, which disarming waits out before the pidfd
+/// they may be using is closed.
+pub(crate) static STOP_HANDLERS_RUNNING: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(0);
+
+/// The handler of the stop signals: records the first one and kills the
+/// armed init. Touches atomics and makes one raw system call, which is all
+/// a signal handler may safely do.
+extern "C" fn on_stop_signal(signal: c_int) {
+    use std::sync::atomic::Ordering::SeqCst;
+    STOP_HANDLERS_RUNNING.fetch_add(1, SeqCst);
+    let _ = STOP_RECEIVED.compare_exchange(0, signal, SeqCst, SeqCst);
+    let target = STOP_TARGET.load(SeqCst);
+    if target >= 0 {
+        // Fails harmlessly (ESRCH) when init has already ended.
+        raw!(
+            libc::SYS_pidfd_send_signal,
+            target,
+            libc::SIGKILL,
+            0usize,
+            0usize
+        );
+    }
+    STOP_HANDLERS_RUNNING.fetch_sub(1, SeqCst);
+}
+
+/// Installs [`on_stop_signal`] for `signal`, unless the process inherited
+/// it ignored; returns whether it was installed.
+pub(crate) fn catch_stop_signal(signal: c_int) -> std::io::Result<bool> {
+    // SAFETY: `sigaction` is plain data, for which all zeroes is valid.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `old`.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if old.sa_sigaction == libc::SIG_IGN {
+        return Ok(false);
+    }
+    // SAFETY: as above.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_stop_signal as extern "C" fn(c_int) as usize;
+    // Interrupted reads and writes resume; the waits that cannot resume
+    // (`poll`) are retried by their callers.
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: the handler is async-signal-safe (see `on_stop_signal`) and
+    // lives as long as the program; the mask is empty (zeroed).
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(true)
+}
+
+/// Ends the process by `signal`, as it would have ended had the signal not
+/// been caught: its default action restored, then raised.
+pub(crate) fn die_of(signal: c_int) -> ! {
+    // SAFETY: plain data, all zeroes valid; SIG_DFL (0) installs no code.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: restores the default action, which runs no code of ours.
+    unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+    // SAFETY: raising a signal whose action is the default runs no code.
+    // To this thread: delivered before `raise` returns, unless the caller
+    // blocked it here.
+    unsafe { libc::raise(signal) };
+    // Blocked, or a signal whose default is to go on (no stop signal is):
+    // the shells' code for a death by that signal.
+    std::process::exit(128 + signal)
+}
