@@ -445,6 +445,38 @@ fn a_stop_signal_kills_the_run_and_leaves_no_cgroup() {
     assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
 }
 
+/// `SIGKILL` cannot be caught: the killed hutch's cgroups stay until a
+/// later `hutch run` removes them.
+#[test]
+fn cgroups_a_killed_hutch_left_are_removed_by_the_next_run() {
+    let mut child = Command::new(HUTCH)
+        .args(["run", "--wall-time", "30s", "--", "/bin/sh", "-c"])
+        .arg("echo ready; exec sleep 1000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = child.id();
+    // Looked for while hutch lives: once it is dead, any hutch run (those
+    // of the tests running alongside too) may remove them.
+    let left = cgroups_of(pid);
+    assert!(!left.is_empty(), "the run has cgroups");
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+    let run = hutch(&["run", "--", "/bin/true"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        cgroups_of(pid),
+        Vec::<PathBuf>::new(),
+        "left before: {left:?}"
+    );
+}
+
 #[test]
 fn missing_program_is_a_runner_error_with_status_2() {
     let (run, report) = reported(&[], &["no-such-program-here"]);
