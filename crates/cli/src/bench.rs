@@ -222,17 +222,27 @@ impl BenchError {
 pub fn main(args: &BenchArgs) -> ExitCode {
     match measure(args) {
         Ok(results) => {
-            if args.json {
-                let text = serde_json::to_string_pretty(&results.to_json())
+            let text = if args.json {
+                let mut text = serde_json::to_string_pretty(&results.to_json())
                     .expect("the results always serialise");
-                println!("{text}");
+                text.push('\n');
+                text
             } else {
-                print!("{}", results.table());
+                results.table()
+            };
+            let mut stdout = std::io::stdout().lock();
+            match std::io::Write::write_all(&mut stdout, text.as_bytes())
+                .and_then(|()| std::io::Write::flush(&mut stdout))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    say!("hutch: error: cannot write the results: {error}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
             }
-            ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("hutch: error: {}", error.chain());
+            say!("hutch: error: {}", error.chain());
             ExitCode::from(EXIT_FAILURE)
         }
     }

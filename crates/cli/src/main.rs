@@ -2,6 +2,16 @@
 
 #![forbid(unsafe_code)]
 
+/// `eprintln!` that never panics: a standard error nobody reads any more
+/// (a closed pipe, `2>&1 | head -1`) is no reason for hutch to fail, and
+/// its exit status still tells how the run went.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod args;
 mod bench;
 mod error;

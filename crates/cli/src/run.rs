@@ -39,7 +39,7 @@ pub fn main(args: &RunArgs) -> ExitCode {
         let error = CliError::Stopped {
             signal: signal_name(signal),
         };
-        eprintln!("hutch: {error}");
+        say!("hutch: {error}");
         if let Some(sink) = sink {
             let _ = sink.write(&Report::of_failure(&error));
         }
@@ -48,7 +48,7 @@ pub fn main(args: &RunArgs) -> ExitCode {
     match outcome {
         Ok(result) => {
             if !args.quiet {
-                eprintln!("{}", summary(&result));
+                say!("{}", summary(&result));
             }
             if let Some(sink) = sink {
                 if let Err(error) = sink.write(&Report::of_result(&result)) {
@@ -85,7 +85,7 @@ fn signal_name(signal: i32) -> &'static str {
 
 /// Prints `hutch: error: …` and returns the failure status.
 pub fn fail(error: &CliError) -> ExitCode {
-    eprintln!("hutch: error: {}", error.chain());
+    say!("hutch: error: {}", error.chain());
     ExitCode::from(EXIT_FAILURE)
 }
 

@@ -19,7 +19,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     let config = match config(args) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("hutch: error: {}", hutch_host::error_chain(&error));
+            say!("hutch: error: {}", hutch_host::error_chain(&error));
             return ExitCode::from(2);
         }
     };
@@ -29,7 +29,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("hutch: error: {}", hutch_host::error_chain(&error));
+            say!("hutch: error: {}", hutch_host::error_chain(&error));
             ExitCode::from(2)
         }
     }

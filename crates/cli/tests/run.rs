@@ -300,6 +300,22 @@ fn stderr_passes_through_before_the_summary() {
 }
 
 #[test]
+fn a_closed_standard_error_leaves_the_exit_status_to_the_verdict() {
+    // `hutch run … 2>&1 | head -1`, once `head` has gone: the summary line
+    // cannot be written, and the status still says how the run went.
+    for (program, code) in [("true", 0), ("false", 1)] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = hutch_command(HUTCH, &["run", "--", program])
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "{program}: {status}");
+    }
+}
+
+#[test]
 fn quiet_suppresses_the_summary() {
     let loud = hutch(&["run", "true"]);
     assert!(
