@@ -138,6 +138,49 @@ run_in() {
     check_report "$report" ok 'True'
 }
 
+# groups_of PID: the cgroups hutch process PID made, one per line.
+groups_of() {
+    find "$CG" -type d -name "hutch-$1-*" 2>/dev/null
+}
+
+# stopped_run SIGNAL: starts a `hutch run` of a program that says `ready`
+# and sleeps, sends hutch SIGNAL once the program is ready, and checks
+# that no group of that hutch is left: for TERM, that hutch ended by the
+# signal having removed them itself; for KILL, once a later `hutch run`
+# has run.
+stopped_run() {
+    local signal=$1 fifo=$OUT/ready-$1 line= code=0 before
+    rm -f "$fifo"
+    mkfifo "$fifo" || return
+    "$BIN/hutch" run --wall-time 60s -- /bin/sh -c 'echo ready; exec sleep 1000' \
+        >"$fifo" 2>"$OUT/stopped-$signal.err" &
+    local pid=$!
+    read -r line <"$fifo"
+    [[ $line == ready ]] || {
+        echo "the program did not start: $(cat "$OUT/stopped-$signal.err")"
+        return 1
+    }
+    before=$(groups_of "$pid")
+    echo "groups while it ran: $(echo $before)"
+    [[ -n $before ]] || return 1
+    kill "-$signal" "$pid"
+    wait "$pid" || code=$?
+    echo "hutch exit status $code after SIG$signal: $(cat "$OUT/stopped-$signal.err")"
+    case $signal in
+    TERM) [[ $code == 143 ]] || return 1 ;;
+    KILL)
+        [[ $code == 137 ]] || return 1
+        "$BIN/hutch" run --quiet -- /bin/true || return 1
+        ;;
+    esac
+    local left
+    left=$(groups_of "$pid")
+    [[ -z $left ]] || {
+        echo "left: $(echo $left)"
+        return 1
+    }
+}
+
 # The `hutch run` checks, as whoever runs this function.
 cli_checks() {
     local who=$1
@@ -153,6 +196,8 @@ cli_checks() {
     step "$who-run-processes" check_run pids nonzero-exit 1 'True' -- \
         --time 5s --processes 4 -- /bin/sh -c \
         'for i in 1 2 3 4 5 6; do sleep 3 & done; wait'
+    step "$who-run-stopped-by-sigterm" stopped_run TERM
+    step "$who-run-killed-then-cleaned" stopped_run KILL
 }
 
 if [[ ${2:-} == user-cli ]]; then
