@@ -14,6 +14,10 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A log line that cannot be written (the log's reader has gone) is
+        // lost, not reported with `eprintln!`, which would panic the thread
+        // serving the request that logged it.
+        .log_internal_errors(false)
         .init();
     raise_open_files_limit();
     let config = match config(args) {

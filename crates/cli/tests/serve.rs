@@ -62,13 +62,8 @@ fn serve_from(mut command: Command, extra: &[&str]) -> Served {
                 panic!("hutch serve is not ready; it said:\n{}", startup.join("\n"))
             });
         startup.push(line.clone());
-        if let Some(at) = line.find("addr=").filter(|_| line.contains("ready")) {
-            break line[at + 5..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
+        if let Some(addr) = ready_at(&line) {
+            break addr;
         }
     };
     Served {
@@ -77,6 +72,13 @@ fn serve_from(mut command: Command, extra: &[&str]) -> Served {
         startup,
         log,
     }
+}
+
+/// The address in the log line that says the server is ready, if `line`
+/// is that one.
+fn ready_at(line: &str) -> Option<SocketAddr> {
+    let at = line.find("addr=").filter(|_| line.contains("ready"))?;
+    Some(line[at + 5..].split_whitespace().next()?.parse().unwrap())
 }
 
 impl Served {
@@ -453,4 +455,54 @@ fn a_low_open_files_limit_is_raised_to_the_hard_limit() {
     );
     served.terminate();
     assert_eq!(served.wait(), Some(0), "{}", served.drain_log());
+}
+
+/// Its log's reader gone (a log collector restarted, `hutch serve 2>&1 |
+/// head`), the server goes on answering, and still stops cleanly: a log
+/// line it cannot write is lost, not a panic of the thread that logged it.
+#[test]
+fn a_log_nobody_reads_any_more_does_not_stop_the_server() {
+    let _serial = serial();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut command = Command::new(HUTCH);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(writer);
+    if !rustix::process::geteuid().is_root() {
+        command.arg("--allow-rusage");
+    }
+    let mut child = command.spawn().expect("hutch starts");
+    // The parent's copy of the writing end goes with the command.
+    drop(command);
+    let mut lines = BufReader::new(reader).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("hutch serve logs until it is ready")
+            .unwrap();
+        if let Some(addr) = ready_at(&line) {
+            break addr;
+        }
+    };
+    drop(lines);
+    let mut client = Client::new(addr);
+    for _ in 0..3 {
+        // Each run logs a line, which now meets a closed pipe.
+        let answer = client.post_json("/run", &echo_request()).unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(
+            answer.json()[0]["files"]["stdout"],
+            "hi\n",
+            "{}",
+            answer.text()
+        );
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
