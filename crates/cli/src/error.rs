@@ -98,6 +98,13 @@ pub enum CliError {
     /// The container failed while running the program.
     #[error("cannot run the program")]
     Exec(#[source] Box<ContainerError>),
+    /// `hutch serve --open-files` above the hard limit hutch has.
+    #[error(
+        "--open-files {asked} is above the hard limit on open files hutch was started with \
+         ({hard}), which no container can raise: lower --open-files, or raise the hard \
+         limit (ulimit -Hn; LimitNOFILE= under systemd)"
+    )]
+    OpenFilesAboveHardLimit { asked: u64, hard: u64 },
     /// The stop signals cannot be caught.
     #[error("cannot prepare for stop signals")]
     StopSignals(#[source] hutch_host::StopError),

@@ -64,11 +64,21 @@ fn raise_open_files_limit() {
 }
 
 /// The server's configuration from the command line; an error when a
-/// `--bind` source cannot be resolved.
+/// `--bind` source cannot be resolved, or `--open-files` is above the hard
+/// limit this process has.
 fn config(args: &ServeArgs) -> Result<Config, CliError> {
     let parallelism = args
         .parallelism
         .unwrap_or_else(hutch_server::default_parallelism);
+    // Every command gets this limit, and no container can raise a hard
+    // limit above hutch's own: refused here, not in every run.
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    if let Some(hard) = hard.filter(|&hard| args.open_files > hard) {
+        return Err(CliError::OpenFilesAboveHardLimit {
+            asked: args.open_files,
+            hard,
+        });
+    }
     let mut builder = args.containers.apply(hutch_host::ContainerBuilder::new());
     for bind in &args.bind {
         let (source, target) = crate::run::bind_paths(bind)?;

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../../../tests/support/ulimit.rs"]
+mod ulimit;
+use ulimit::hutch_under_ulimit;
+
 const HUTCH: &str = env!("CARGO_BIN_EXE_hutch");
 const NOBODY: u32 = 65534;
 
@@ -490,6 +494,37 @@ fn cgroups_a_killed_hutch_left_are_removed_by_the_next_run() {
         cgroups_of(pid),
         Vec::<PathBuf>::new(),
         "left before: {left:?}"
+    );
+}
+
+/// hutch started with low hard limits, which nothing in a container can
+/// raise: a limit asked above one fails the run naming it; the stack limit
+/// hutch sets from the memory limit keeps within it, so runs still work.
+#[test]
+fn limits_above_the_hard_limits_hutch_started_with() {
+    let (output, stderr) = hutch_under_ulimit(
+        HUTCH,
+        "-n 60",
+        &["run", "--open-files", "100", "--", "true"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "RLIMIT_NOFILE (open files) of 100 is above the hard limit of 60 the host process has"
+        ),
+        "{stderr}"
+    );
+
+    let (output, stderr) = hutch_under_ulimit(
+        HUTCH,
+        "-s 8192",
+        &["run", "--memory", "64M", "--", "sh", "-c", "ulimit -s"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "8192\n",
+        "{stderr}"
     );
 }
 

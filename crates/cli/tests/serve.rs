@@ -15,6 +15,9 @@ use hutch_server::client::Client;
 
 #[path = "../../../tests/support/scratch.rs"]
 mod scratch;
+#[path = "../../../tests/support/ulimit.rs"]
+mod ulimit;
+use ulimit::hutch_under_ulimit;
 
 const HUTCH: &str = env!("CARGO_BIN_EXE_hutch");
 
@@ -344,6 +347,16 @@ fn bad_flags_and_an_unusable_setup_exit_with_status_2() {
     assert_eq!(code, Some(2));
     assert!(
         stderr.contains("--bind") && stderr.contains("read-only only"),
+        "{stderr}"
+    );
+    // Every command would fail to set its limit on open files.
+    let (output, stderr) =
+        hutch_under_ulimit(HUTCH, "-n 60", &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--open-files 256 is above the hard limit on open files hutch was started with (60)"
+        ),
         "{stderr}"
     );
     // The port of a server that runs.

@@ -322,6 +322,15 @@ pub fn run(
             let stage = stage_from(stage);
             let what = match stage {
                 Stage::Execve => format!("cannot execute {:?}", request.argv[0]),
+                Stage::Rlimit => match above_hard_limit(&defaults.buffers.rlimits) {
+                    Some((resource, wanted, hard)) => format!(
+                        "program setup failed at Rlimit: {} of {wanted} is above the \
+                         hard limit of {hard} the host process has, which no \
+                         container can raise",
+                        rlimit_name(resource)
+                    ),
+                    None => "program setup failed at Rlimit".into(),
+                },
                 other => format!("program setup failed at {other:?}"),
             };
             let message = format!("{what}: {}", os::Error::from_raw_os_error(errno));
@@ -676,9 +685,12 @@ fn judge(
 fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool, out: &mut Vec<(c_int, u64, u64)>) {
     out.clear();
     out.push((libc::RLIMIT_CORE as c_int, 0, 0));
-    // The stack may grow as far as the memory limit allows.
+    // The stack may grow as far as the memory limit allows, and the hard
+    // limit the host gave init: no process of the container can raise
+    // that, and this limit is hutch's choice, not the caller's.
     if let Some(memory) = request.limits.memory_bytes {
-        out.push((libc::RLIMIT_STACK as c_int, memory, memory));
+        let stack = memory.min(sys::stack_hard_limit());
+        out.push((libc::RLIMIT_STACK as c_int, stack, stack));
     }
     if let Some(cpu) = request.limits.cpu_time_ns {
         // Per process and in whole seconds: exact only without a cgroup.
@@ -699,6 +711,41 @@ fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool, out: &mut Vec<(c_int
         out.push((resource, limit.soft, limit.hard));
     }
     out.truncate(sys::MAX_RLIMITS);
+}
+
+/// The first of `rlimits` whose hard limit is above init's own (which the
+/// program's process inherits and, outside the host's user namespace,
+/// cannot raise): its resource, that limit and init's.
+fn above_hard_limit(rlimits: &[(c_int, u64, u64)]) -> Option<(c_int, u64, u64)> {
+    rlimits.iter().find_map(|&(resource, _, hard)| {
+        let mut have = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let read = raw!(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            0usize,
+            &mut have as *mut libc::rlimit64
+        );
+        (read == 0 && hard > have.rlim_max).then_some((resource, hard, have.rlim_max))
+    })
+}
+
+/// The name of a limit in messages: what `ulimit` and `setrlimit` call it.
+fn rlimit_name(resource: c_int) -> &'static str {
+    match resource as u32 {
+        libc::RLIMIT_CPU => "RLIMIT_CPU (CPU seconds)",
+        libc::RLIMIT_FSIZE => "RLIMIT_FSIZE (file size)",
+        libc::RLIMIT_DATA => "RLIMIT_DATA (data segment)",
+        libc::RLIMIT_STACK => "RLIMIT_STACK (stack size)",
+        libc::RLIMIT_NOFILE => "RLIMIT_NOFILE (open files)",
+        libc::RLIMIT_AS => "RLIMIT_AS (address space)",
+        libc::RLIMIT_NPROC => "RLIMIT_NPROC (processes)",
+        libc::RLIMIT_MEMLOCK => "RLIMIT_MEMLOCK (locked memory)",
+        _ => "a resource limit",
+    }
 }
 
 fn resource(resource: Resource) -> c_int {

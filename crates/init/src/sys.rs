@@ -17,7 +17,7 @@
 
 use alloc::format;
 use core::ffi::{CStr, c_char, c_int, c_long, c_void};
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use rustix::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -454,12 +454,25 @@ pub fn set_cloexec(fd: RawFd) -> os::Result<()> {
     raw_result(raw!(libc::SYS_fcntl, fd, libc::F_SETFD, libc::FD_CLOEXEC)).map(drop)
 }
 
+/// The hard limit on stack size init started with (`u64::MAX`: none),
+/// which its programs cannot raise.
+static STACK_HARD_LIMIT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The hard limit on stack size the programs inherit (`u64::MAX`: none).
+pub fn stack_hard_limit() -> u64 {
+    STACK_HARD_LIMIT.load(Ordering::Relaxed)
+}
+
 /// Makes init hard to tamper with from inside: not dumpable (so no program
 /// can ptrace it or open its `/proc` files, even one sharing its uid), and
 /// with its descriptor limit raised to the hard limit, which emptying
-/// deeply nested directories at a reset may need.
+/// deeply nested directories at a reset may need. Notes its hard limit on
+/// stack size.
 pub fn harden() {
     raw!(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if let Some(stack) = rustix::process::getrlimit(rustix::process::Resource::Stack).maximum {
+        STACK_HARD_LIMIT.store(stack, Ordering::Relaxed);
+    }
     if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .maximum
         .ok_or(())
