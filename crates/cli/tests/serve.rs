@@ -486,7 +486,7 @@ fn a_log_nobody_reads_any_more_does_not_stop_the_server() {
     if !rustix::process::geteuid().is_root() {
         command.arg("--allow-rusage");
     }
-    let mut child = command.spawn().expect("hutch starts");
+    let child = command.spawn().expect("hutch starts");
     // The parent's copy of the writing end goes with the command.
     drop(command);
     let mut lines = BufReader::new(reader).lines();
@@ -500,6 +500,13 @@ fn a_log_nobody_reads_any_more_does_not_stop_the_server() {
         }
     };
     drop(lines);
+    // Stopped when dropped, should an assertion below fail.
+    let mut served = Served {
+        child,
+        addr,
+        startup: Vec::new(),
+        log: mpsc::channel().1,
+    };
     let mut client = Client::new(addr);
     for _ in 0..3 {
         // Each run logs a line, which now meets a closed pipe.
@@ -512,10 +519,6 @@ fn a_log_nobody_reads_any_more_does_not_stop_the_server() {
             answer.text()
         );
     }
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    served.terminate();
+    assert_eq!(served.wait(), Some(0));
 }
