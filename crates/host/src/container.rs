@@ -377,8 +377,20 @@ impl Container {
 
     /// Notes what a finished run means for the next: a fresh run group is
     /// due after one that had more than one task at once, or whose peak
-    /// went untold although it ran.
+    /// went untold although it ran; no next run after a failure of the
+    /// container's cgroup.
     fn after_run(&mut self, result: &ExecResult) {
+        // A cgroup init cannot set up for a run (removed from outside, say)
+        // fails every later run too: the container ends here, so that a
+        // pool replaces it.
+        if result
+            .error
+            .as_ref()
+            .is_some_and(|error| error.stage == hutch_protocol::Stage::Cgroup)
+        {
+            self.kill_and_reap();
+            return;
+        }
         let counts = self
             .cgroup
             .as_ref()

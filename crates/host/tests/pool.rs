@@ -71,6 +71,50 @@ fn a_broken_container_is_replaced() {
     );
 }
 
+/// Removes `dir` and the groups inside it, deepest first.
+fn remove_cgroup(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            remove_cgroup(&entry.path());
+        }
+    }
+    std::fs::remove_dir(dir).unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
+}
+
+/// A container whose cgroups were removed from outside (by a clean-up
+/// script, say) cannot run anything any more: the run that finds out fails,
+/// and the pool builds a new container instead of handing that one out
+/// again.
+#[test]
+fn a_container_whose_cgroup_was_removed_is_replaced() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root: the containers need cgroups"
+    );
+    let pool = Pool::new(ContainerBuilder::new(), 1);
+    let init = {
+        let container = pool.checkout().unwrap();
+        for dir in container.cgroup_dirs() {
+            remove_cgroup(dir);
+        }
+        container.init_pid()
+    };
+    let null = File::open("/dev/null").unwrap();
+    let spec = ExecSpec::new(["true"]).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+    let result = pool.run(&spec).unwrap();
+    assert_eq!(result.status, Status::RunnerError, "{result:?}");
+    assert_eq!(
+        result.error.map(|error| error.stage),
+        Some(hutch_host::protocol::Stage::Cgroup)
+    );
+    let mut container = pool.checkout().unwrap();
+    assert_ne!(container.init_pid(), init, "a new container");
+    assert_eq!(
+        output_of(&mut container, &["echo", "fresh"]),
+        (Status::Ok, "fresh\n".into())
+    );
+}
+
 #[test]
 fn files_do_not_outlive_a_checkout() {
     let pool = Pool::new(builder(), 1);
