@@ -427,6 +427,13 @@ extern "C" fn on_stop_signal(signal: c_int) {
     let _ = STOP_RECEIVED.compare_exchange(0, signal, SeqCst, SeqCst);
     let target = STOP_TARGET.load(SeqCst);
     if target >= 0 {
+        // Where `raw!` goes through the C library (not x86_64) it sets
+        // errno, which the interrupted code may be about to read.
+        // SAFETY: no precondition; it returns this thread's errno slot,
+        // valid as long as the thread lives.
+        let errno_slot = unsafe { libc::__errno_location() };
+        // SAFETY: the slot is valid (above) and this thread's alone.
+        let errno = unsafe { errno_slot.read() };
         // Fails harmlessly (ESRCH) when init has already ended.
         raw!(
             libc::SYS_pidfd_send_signal,
@@ -435,6 +442,8 @@ extern "C" fn on_stop_signal(signal: c_int) {
             0usize,
             0usize
         );
+        // SAFETY: as above.
+        unsafe { errno_slot.write(errno) };
     }
     STOP_HANDLERS_RUNNING.fetch_sub(1, SeqCst);
 }
