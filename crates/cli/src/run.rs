@@ -33,44 +33,46 @@ pub fn main(args: &RunArgs) -> ExitCode {
         Err(error) => return fail(&CliError::StopSignals(error)),
     };
     let outcome = execute(args, &stop);
-    // Asked to stop: the container is gone by now (`execute` dropped it);
-    // say so, then end as the signal would have ended hutch.
-    if let Some(signal) = stop.received() {
-        let error = CliError::Stopped {
-            signal: signal_name(signal),
-        };
-        say!("hutch: {error}");
-        if let Some(sink) = sink {
-            let _ = sink.write(&Report::of_failure(&error));
+    let code = match (outcome, stop.received()) {
+        // Stopped before the verdict: the run was killed, and `execute`
+        // dropped its container.
+        (Err(_), Some(signal)) => {
+            let error = CliError::Stopped {
+                signal: signal_name(signal),
+            };
+            say!("hutch: {error}");
+            if let Some(sink) = sink {
+                let _ = sink.write(&Report::of_failure(&error));
+            }
+            ExitCode::from(EXIT_FAILURE)
         }
-        stop.end_process(signal);
-    }
-    match outcome {
-        Ok(result) => {
+        (Ok(result), _) => {
             if !args.quiet {
                 say!("{}", summary(&result));
             }
-            if let Some(sink) = sink {
-                if let Err(error) = sink.write(&Report::of_result(&result)) {
-                    return fail(&error);
-                }
+            match sink.map(|sink| sink.write(&Report::of_result(&result))) {
+                Some(Err(error)) => fail(&error),
+                _ => ExitCode::from(match result.status {
+                    Status::Ok => EXIT_OK,
+                    Status::RunnerError => EXIT_FAILURE,
+                    _ => EXIT_VERDICT,
+                }),
             }
-            ExitCode::from(match result.status {
-                Status::Ok => EXIT_OK,
-                Status::RunnerError => EXIT_FAILURE,
-                _ => EXIT_VERDICT,
-            })
         }
-        Err(error) => {
+        (Err(error), None) => {
             let code = fail(&error);
-            if let Some(sink) = sink {
-                if let Err(error) = sink.write(&Report::of_failure(&error)) {
-                    return fail(&error);
-                }
+            match sink.map(|sink| sink.write(&Report::of_failure(&error))) {
+                Some(Err(error)) => fail(&error),
+                _ => code,
             }
-            code
         }
+    };
+    // Asked to stop (also after the verdict): ended as the signal would
+    // have ended hutch, once everything is cleaned up and reported.
+    if let Some(signal) = stop.received() {
+        stop.end_process(signal);
     }
+    code
 }
 
 /// The name of a stop signal, for messages.
