@@ -718,18 +718,8 @@ fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool, out: &mut Vec<(c_int
 /// cannot raise): its resource, that limit and init's.
 fn above_hard_limit(rlimits: &[(c_int, u64, u64)]) -> Option<(c_int, u64, u64)> {
     rlimits.iter().find_map(|&(resource, _, hard)| {
-        let mut have = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        let read = raw!(
-            libc::SYS_prlimit64,
-            0,
-            resource,
-            0usize,
-            &mut have as *mut libc::rlimit64
-        );
-        (read == 0 && hard > have.rlim_max).then_some((resource, hard, have.rlim_max))
+        let have = sys::hard_limit(resource)?;
+        (hard > have).then_some((resource, hard, have))
     })
 }
 

@@ -463,6 +463,23 @@ pub fn stack_hard_limit() -> u64 {
     STACK_HARD_LIMIT.load(Ordering::Relaxed)
 }
 
+/// Init's hard limit on `resource` (an `RLIMIT_*`), `u64::MAX` for none;
+/// `None` when it cannot be read.
+pub fn hard_limit(resource: c_int) -> Option<u64> {
+    let mut limit = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let read = raw!(
+        libc::SYS_prlimit64,
+        0,
+        resource,
+        0usize,
+        &mut limit as *mut libc::rlimit64
+    );
+    (read == 0).then_some(limit.rlim_max)
+}
+
 /// Makes init hard to tamper with from inside: not dumpable (so no program
 /// can ptrace it or open its `/proc` files, even one sharing its uid), and
 /// with its descriptor limit raised to the hard limit, which emptying
@@ -470,7 +487,7 @@ pub fn stack_hard_limit() -> u64 {
 /// stack size.
 pub fn harden() {
     raw!(libc::SYS_prctl, libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    if let Some(stack) = rustix::process::getrlimit(rustix::process::Resource::Stack).maximum {
+    if let Some(stack) = hard_limit(libc::RLIMIT_STACK as c_int) {
         STACK_HARD_LIMIT.store(stack, Ordering::Relaxed);
     }
     if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
