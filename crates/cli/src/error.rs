@@ -105,6 +105,13 @@ pub enum CliError {
          limit (ulimit -Hn; LimitNOFILE= under systemd)"
     )]
     OpenFilesAboveHardLimit { asked: u64, hard: u64 },
+    /// A limit only a cgroup enforces, for a run that has none.
+    #[error(
+        "{flag} needs a cgroup, and this run has none (it is measured with rusage, as \
+         --allow-rusage allows): run as root, or name a cgroup delegated to you with \
+         --cgroup-parent or HUTCH_CGROUP_PARENT, or leave out {flag}"
+    )]
+    LimitNeedsCgroup { flag: &'static str },
     /// The stop signals cannot be caught.
     #[error("cannot prepare for stop signals")]
     StopSignals(#[source] hutch_host::StopError),

@@ -150,6 +150,17 @@ fn execute(args: &RunArgs, stop: &hutch_host::StopSignals) -> Result<ExecResult,
     // (or, come during the build, the container at once), and the
     // container is dropped with its cgroups on the way out.
     let armed = stop.arm(&container).map_err(CliError::StopSignals)?;
+    // Only a cgroup enforces these: a run measured by rusage (no cgroup
+    // could be made, and --allow-rusage accepted that) would ignore them.
+    if container.cgroup_version().is_none() {
+        let asked = [
+            ("--memory", args.memory.is_some()),
+            ("--processes", args.processes.is_some()),
+        ];
+        if let Some((flag, _)) = asked.into_iter().find(|(_, given)| *given) {
+            return Err(CliError::LimitNeedsCgroup { flag });
+        }
+    }
     if !uploads.is_empty() {
         copy_in(&mut container, &uploads)?;
     }

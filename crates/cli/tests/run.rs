@@ -1241,6 +1241,18 @@ fn unprivileged_without_a_cgroup_fails_unless_rusage_is_allowed() {
     let run = hutch_as_nobody(&["run", "--report", "/dev/stdout", "--quiet", "--", "true"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.report()["accounting"], "rusage");
+    // Limits only a cgroup enforces are refused, not ignored.
+    for flag in ["--memory", "--processes"] {
+        let value = if flag == "--memory" { "16M" } else { "4" };
+        let run = hutch_as_nobody(&["run", flag, value, "--", "true"]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("{flag} needs a cgroup, and this run has none")),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
