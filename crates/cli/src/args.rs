@@ -310,7 +310,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_memory, allow_hyphen_values = true)]
     pub memory: Option<u64>,
 
-    /// Limit on processes and threads alive at once.
+    /// Limit on processes and threads alive at once [default: 2048, as
+    /// Podman's, so that a fork bomb cannot take every process the host
+    /// has; none when the run is measured by rusage].
     #[arg(long, value_name = "N", value_parser = parse_processes, allow_hyphen_values = true)]
     pub processes: Option<u32>,
 

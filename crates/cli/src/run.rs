@@ -15,6 +15,12 @@ use crate::args::RunArgs;
 use crate::error::{CliError, InContainer};
 use crate::report::{Report, ReportSink, summary};
 
+/// `--processes` when not given: Podman's default, far above what programs
+/// need and far below what hosts have (`kernel.pid_max` is 32768 by default
+/// on small machines, up to about four million on large ones), so that a
+/// fork bomb stays inside.
+const DEFAULT_PROCESS_LIMIT: u32 = 2048;
+
 /// Exit status for a run whose verdict is `ok`.
 const EXIT_OK: u8 = 0;
 /// Exit status for any other verdict of the program.
@@ -185,7 +191,12 @@ fn execute(args: &RunArgs, stop: &hutch_host::StopSignals) -> Result<ExecResult,
     if let Some(bytes) = args.memory {
         spec = spec.memory_limit(bytes);
     }
-    if let Some(count) = args.processes {
+    // The default only where a cgroup enforces it (checked above for one
+    // given).
+    let processes = args
+        .processes
+        .or_else(|| container.cgroup_version().map(|_| DEFAULT_PROCESS_LIMIT));
+    if let Some(count) = processes {
         spec = spec.process_limit(count);
     }
     if let Some(bytes) = args.stack {

@@ -465,6 +465,36 @@ fn a_stop_signal_kills_the_run_and_leaves_no_cgroup() {
     assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
 }
 
+/// Without `--processes`, a run still has a process limit (2048), so that
+/// a fork bomb cannot take every pid of the host; `--processes` sets it.
+#[test]
+fn a_run_has_a_process_limit_by_default() {
+    for (extra, want) in [(&[][..], "2048"), (&["--processes", "77"][..], "77")] {
+        let mut child = Command::new(HUTCH)
+            .arg("run")
+            .args(extra)
+            .args(["--wall-time", "30s", "--", "/bin/sh", "-c"])
+            .arg("echo ready; exec sleep 1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        let limits: Vec<String> = cgroups_of(child.id())
+            .iter()
+            .filter_map(|group| fs::read_to_string(group.join("pids.max")).ok())
+            .collect();
+        let hutch = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(hutch, rustix::process::Signal::TERM).unwrap();
+        child.wait().unwrap();
+        assert_eq!(limits, [format!("{want}\n")], "{extra:?}");
+    }
+}
+
 /// `SIGKILL` cannot be caught: the killed hutch's cgroups stay until a
 /// later `hutch run` removes them.
 #[test]
