@@ -406,39 +406,57 @@ fn cgroups_of(pid: u32) -> Vec<PathBuf> {
     found
 }
 
+/// A `hutch run` (with `extra` options, its standard error to `stderr`) of
+/// a program that says `ready` and then sleeps far longer than any test,
+/// returned once the program has said it, with the rest of its standard
+/// output. The wall limit only guards a test against a hutch that lets the
+/// run go on: it ends 30 s later.
+struct Sleeper {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Sleeper {
+    fn start(extra: &[&str], stderr: Stdio) -> Sleeper {
+        let mut child = Command::new(HUTCH)
+            .arg("run")
+            .args(extra)
+            .args(["--wall-time", "30s", "--", "/bin/sh", "-c"])
+            .arg("echo ready; exec sleep 1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        Sleeper { child, stdout }
+    }
+
+    /// Sends hutch `signal`.
+    fn signal(&self, signal: rustix::process::Signal) {
+        let hutch = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(hutch, signal).unwrap();
+    }
+}
+
 /// A stop signal (`timeout`'s, a service manager's, Ctrl-C's) in the
 /// middle of a run: the program is killed, the container's cgroups are
 /// removed, and hutch ends by that signal, as its caller expects.
 #[test]
 fn a_stop_signal_kills_the_run_and_leaves_no_cgroup() {
-    let mut child = Command::new(HUTCH)
-        // The wall limit only guards the test against a hutch that lets
-        // the run go on: it would then end 30 s later.
-        .args([
-            "run",
-            "--allow-rusage",
-            "--wall-time",
-            "30s",
-            "--",
-            "/bin/sh",
-            "-c",
-        ])
-        .arg("echo ready; exec sleep 1000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let Sleeper { child, mut stdout } = Sleeper::start(&["--allow-rusage"], Stdio::piped());
     let pid = child.id();
     if running_as_root() {
         assert!(!cgroups_of(pid).is_empty(), "the run has cgroups to remove");
     }
-    let hutch = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    rustix::process::kill_process(hutch, rustix::process::Signal::TERM).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
     let sent = Instant::now();
     let output = child.wait_with_output().unwrap();
     let waited = sent.elapsed();
@@ -457,7 +475,7 @@ fn a_stop_signal_kills_the_run_and_leaves_no_cgroup() {
         "hutch ended {waited:?} after the signal, not at once"
     );
     // The program went with its container: its end of the pipe is closed.
-    line.clear();
+    let mut line = String::new();
     assert_eq!(
         std::io::BufRead::read_line(&mut stdout, &mut line).unwrap(),
         0
@@ -470,27 +488,13 @@ fn a_stop_signal_kills_the_run_and_leaves_no_cgroup() {
 #[test]
 fn a_run_has_a_process_limit_by_default() {
     for (extra, want) in [(&[][..], "2048"), (&["--processes", "77"][..], "77")] {
-        let mut child = Command::new(HUTCH)
-            .arg("run")
-            .args(extra)
-            .args(["--wall-time", "30s", "--", "/bin/sh", "-c"])
-            .arg("echo ready; exec sleep 1000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        assert_eq!(line, "ready\n");
-        let limits: Vec<String> = cgroups_of(child.id())
+        let mut sleeper = Sleeper::start(extra, Stdio::null());
+        let limits: Vec<String> = cgroups_of(sleeper.child.id())
             .iter()
             .filter_map(|group| fs::read_to_string(group.join("pids.max")).ok())
             .collect();
-        let hutch = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-        rustix::process::kill_process(hutch, rustix::process::Signal::TERM).unwrap();
-        child.wait().unwrap();
+        sleeper.signal(rustix::process::Signal::TERM);
+        sleeper.child.wait().unwrap();
         assert_eq!(limits, [format!("{want}\n")], "{extra:?}");
     }
 }
@@ -499,18 +503,7 @@ fn a_run_has_a_process_limit_by_default() {
 /// later `hutch run` removes them.
 #[test]
 fn cgroups_a_killed_hutch_left_are_removed_by_the_next_run() {
-    let mut child = Command::new(HUTCH)
-        .args(["run", "--wall-time", "30s", "--", "/bin/sh", "-c"])
-        .arg("echo ready; exec sleep 1000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let Sleeper { mut child, .. } = Sleeper::start(&[], Stdio::null());
     let pid = child.id();
     // Looked for while hutch lives: once it is dead, any hutch run (those
     // of the tests running alongside too) may remove them.
