@@ -87,7 +87,8 @@ the wall-clock limit (--default-clock-limit when neither is given), the
 write files up to --output-limit and open --open-files files, and runs
 under the --seccomp policy.
 
-SIGTERM or SIGINT stops the server: it stops accepting, lets running
+SIGTERM, SIGINT or SIGHUP (unless started ignored, as under nohup) stops
+the server: it stops accepting, lets running
 commands finish for --shutdown-grace, kills what is left, and removes every
 container and cgroup. At start it removes the cgroups and the temporary
 file stores that killed earlier hutch processes left.

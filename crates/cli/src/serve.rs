@@ -7,7 +7,7 @@ use hutch_server::{Config, Defaults};
 use crate::args::ServeArgs;
 use crate::error::CliError;
 
-/// Runs `hutch serve` until `SIGTERM` or `SIGINT`; exit status 0 after a
+/// Runs `hutch serve` until `SIGTERM`, `SIGINT` or `SIGHUP`; exit status 0 after a
 /// clean shutdown, 2 when the server could not start or stop cleanly.
 pub fn main(args: &ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()

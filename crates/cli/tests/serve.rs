@@ -103,6 +103,17 @@ impl Served {
     fn drain_log(&self) -> String {
         self.log.try_iter().collect::<Vec<_>>().join("\n")
     }
+
+    /// Every line not taken yet, once the process has exited: up to the end
+    /// of its standard error, since its last lines may still be on their
+    /// way to this test (at most 10 s, should something else hold it open).
+    fn log_after_exit(&self) -> String {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(10)) {
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
 }
 
 impl Drop for Served {
@@ -223,7 +234,7 @@ fn sigterm_kills_what_still_runs_after_the_grace_period_and_leaves_nothing() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(15),
         "stopped after the 1 s grace period, not the command's 30 s: {took:?}"
     );
-    let log = served.drain_log();
+    let log = served.log_after_exit();
     assert!(log.contains("running commands were killed"), "{log}");
     assert!(log.contains("stopped"), "{log}");
     assert!(
@@ -521,4 +532,51 @@ fn a_log_nobody_reads_any_more_does_not_stop_the_server() {
     }
     served.terminate();
     assert_eq!(served.wait(), Some(0));
+}
+
+/// Whether process `pid` catches (`SigCgt`) and ignores (`SigIgn`) signal
+/// `signal`, from `/proc/<pid>/status`.
+fn disposition(pid: u32, signal: rustix::process::Signal) -> (bool, bool) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = |field: &str| {
+        let hex = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .unwrap_or_else(|| panic!("no {field} in:\n{status}"))
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap() & (1 << (signal.as_raw() - 1)) != 0
+    };
+    (mask("SigCgt:"), mask("SigIgn:"))
+}
+
+/// `SIGHUP` (its terminal closed) stops the server cleanly, as `SIGTERM`
+/// does; started under `nohup` (`SIGHUP` ignored), it keeps ignoring it.
+#[test]
+fn sighup_stops_the_server_cleanly_unless_it_was_ignored() {
+    let _serial = serial();
+    let mut served = serve(&[]);
+    let pid = served.child.id();
+    assert_eq!(
+        disposition(pid, rustix::process::Signal::HUP),
+        (true, false)
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&served.child),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    assert_eq!(served.wait(), Some(0), "{}", served.drain_log());
+    let log = served.log_after_exit();
+    assert!(log.contains("SIGHUP: shutting down"), "{log}");
+    assert!(groups_of(pid).is_empty(), "{:?}", groups_of(pid));
+
+    let mut shell = Command::new("sh");
+    shell.args(["-c", "trap '' HUP && exec \"$0\" \"$@\"", HUTCH]);
+    let mut served = serve_from(shell, &[]);
+    assert_eq!(
+        disposition(served.child.id(), rustix::process::Signal::HUP),
+        (false, true)
+    );
+    served.terminate();
+    assert_eq!(served.wait(), Some(0), "{}", served.drain_log());
 }

@@ -93,5 +93,5 @@ pub use job::{
 };
 pub use pool::{Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};
-pub use stop::{Armed, STOP_SIGNALS, StopError, StopSignals};
+pub use stop::{Armed, STOP_SIGNALS, StopError, StopSignals, signal_ignored};
 pub use store::{FILE_ID_LEN, FileStore, StoreError, StoreWriter, is_file_id};

@@ -17,6 +17,14 @@ use crate::sys::{STOP_HANDLERS_RUNNING, STOP_RECEIVED, STOP_TARGET};
 /// `SIGHUP` (the terminal went away).
 pub const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
+/// Whether this process has `signal` ignored, as `nohup` leaves `SIGHUP`
+/// and a shell leaves `SIGINT` for a background job: a process that would
+/// handle a stop signal keeps such a one ignored (as [`StopSignals`] does),
+/// so that it goes on running as whoever started it meant.
+pub fn signal_ignored(signal: i32) -> bool {
+    crate::sys::signal_ignored(signal)
+}
+
 /// Why the stop signals cannot be caught, or a container armed.
 #[derive(Debug, thiserror::Error)]
 pub enum StopError {

@@ -448,6 +448,16 @@ extern "C" fn on_stop_signal(signal: c_int) {
     STOP_HANDLERS_RUNNING.fetch_sub(1, SeqCst);
 }
 
+/// Whether `signal` is ignored in this process (`SIG_IGN`); false when that
+/// cannot be read.
+pub(crate) fn signal_ignored(signal: c_int) -> bool {
+    // SAFETY: `sigaction` is plain data, for which all zeroes is valid.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `action`.
+    let read = unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) };
+    read == 0 && action.sa_sigaction == libc::SIG_IGN
+}
+
 /// Installs [`on_stop_signal`] for `signal`, unless the process inherited
 /// it ignored; returns whether it was installed.
 pub(crate) fn catch_stop_signal(signal: c_int) -> std::io::Result<bool> {

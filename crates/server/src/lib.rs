@@ -257,31 +257,55 @@ impl Drop for Server {
     }
 }
 
-/// Runs a server on this thread until `SIGTERM` or `SIGINT`, then shuts it
-/// down as [`Server::shutdown`] does; calls `on_ready` with its addresses
-/// once it listens.
+/// Runs a server on this thread until `SIGTERM`, `SIGINT` or `SIGHUP`
+/// (its terminal closed), then shuts it down as [`Server::shutdown`] does;
+/// calls `on_ready` with its addresses once it listens. A signal the
+/// process was started with ignored (`SIGHUP` under `nohup`, `SIGINT` in a
+/// shell's background job) stays ignored.
 pub fn serve_until_signal(
     config: Config,
     on_ready: impl FnOnce(Listening),
 ) -> Result<(), ServerError> {
+    use tokio::signal::unix::SignalKind;
     let runtime = runtime()?;
     runtime.block_on(async move {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(ServerError::Runtime)?;
-        let mut interrupt =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .map_err(ServerError::Runtime)?;
+        let mut terminate = stop_signal(SignalKind::terminate())?;
+        let mut interrupt = stop_signal(SignalKind::interrupt())?;
+        let mut hangup = stop_signal(SignalKind::hangup())?;
         let (listeners, state) = prepare(config).await?;
         on_ready(listeners.addresses()?);
         serve(listeners, state, async move {
             tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                () = arrival(&mut terminate) => tracing::info!("SIGTERM: shutting down"),
+                () = arrival(&mut interrupt) => tracing::info!("SIGINT: shutting down"),
+                () = arrival(&mut hangup) => tracing::info!("SIGHUP: shutting down"),
             }
         })
         .await
     })
+}
+
+/// The arrivals of signal `kind`; `None` when the process was started with
+/// it ignored, which it then stays.
+fn stop_signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<Option<tokio::signal::unix::Signal>, ServerError> {
+    if hutch_host::signal_ignored(kind.as_raw_value()) {
+        return Ok(None);
+    }
+    tokio::signal::unix::signal(kind)
+        .map(Some)
+        .map_err(ServerError::Runtime)
+}
+
+/// Returns when `signal` next arrives; never for one left ignored.
+async fn arrival(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ServerError> {
