@@ -461,13 +461,7 @@ pub(crate) fn signal_ignored(signal: c_int) -> bool {
 /// Installs [`on_stop_signal`] for `signal`, unless the process inherited
 /// it ignored; returns whether it was installed.
 pub(crate) fn catch_stop_signal(signal: c_int) -> std::io::Result<bool> {
-    // SAFETY: `sigaction` is plain data, for which all zeroes is valid.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only reads the current one into `old`.
-    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if old.sa_sigaction == libc::SIG_IGN {
+    if signal_ignored(signal) {
         return Ok(false);
     }
     // SAFETY: as above.
