@@ -135,6 +135,9 @@ pub struct Container {
     reset_pending: bool,
     /// A regroup was sent just before that reset, its answer not yet read.
     regroup_pending: bool,
+    /// A poll found the socket readable and nothing was received since:
+    /// the next receive need not poll again.
+    readable: bool,
     /// The last run had more than one task at once (or its peak went
     /// untold): the next run needs a fresh run group for its own peak.
     regroup_due: bool,
@@ -193,6 +196,7 @@ impl Container {
             saved_affinity: None,
             reset_pending: false,
             regroup_pending: false,
+            readable: false,
             regroup_due: false,
         }
     }
@@ -406,8 +410,16 @@ impl Container {
     /// Whether a reset begun with [`begin_reset`](Container::begin_reset)
     /// is answered by `deadline` (true at once when no reset is due), so
     /// that taking the answer will not wait. Does not take the answer.
-    pub(crate) fn reset_answered_by(&self, deadline: Instant) -> bool {
-        !self.reset_pending || sys::readable_before(self.channel.socket(), deadline)
+    pub(crate) fn reset_answered_by(&mut self, deadline: Instant) -> bool {
+        !self.reset_pending || self.readable_before(deadline)
+    }
+
+    /// Whether init's next reply is there to take (or the socket is broken,
+    /// which taking it will tell) before `deadline`; remembered, so that
+    /// taking it does not ask again.
+    fn readable_before(&mut self, deadline: Instant) -> bool {
+        self.readable = self.readable || sys::readable_before(self.channel.socket(), deadline);
+        self.readable
     }
 
     /// Waits for the answer to a [`begin_reset`](Container::begin_reset),
@@ -652,7 +664,8 @@ impl Container {
         kind: &'static str,
         deadline: Option<Instant>,
     ) -> Result<Reply, ContainerError> {
-        if let Some(deadline) = deadline {
+        let known = std::mem::take(&mut self.readable);
+        if let Some(deadline) = deadline.filter(|_| !known) {
             let started = Instant::now();
             if !sys::readable_before(self.channel.socket(), deadline) {
                 self.kill_and_reap();
@@ -784,7 +797,7 @@ impl Run<'_> {
                 };
                 let check = Instant::now() + time_to_fill(room);
                 if self.deadline.is_some_and(|deadline| deadline <= check)
-                    || sys::readable_before(container.channel.socket(), check)
+                    || container.readable_before(check)
                 {
                     break;
                 }

@@ -82,6 +82,9 @@ struct State {
     last_error: Option<Arc<BuildError>>,
     /// The pool is being dropped: builders stop.
     closed: bool,
+    /// Threads waiting on `changed`: a change wakes them only when there
+    /// are any, which saves a system call on every give-back.
+    waiting: usize,
     /// Build threads, joined when the pool goes so that no container they
     /// make outlives it.
     builders: Vec<std::thread::JoinHandle<()>>,
@@ -216,11 +219,7 @@ impl Pool {
                     if left.is_zero() {
                         return Err(PoolError::Timeout(timeout.unwrap_or_default()));
                     }
-                    self.shared
-                        .changed
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0
+                    self.shared.wait_timeout(state, left)
                 }
             };
         }
@@ -234,7 +233,7 @@ impl Pool {
         let mut state = self.shared.lock();
         state.closed = true;
         // Waiters for a container give up.
-        self.shared.changed.notify_all();
+        self.shared.notify(&state);
         loop {
             let idle = std::mem::take(&mut state.idle);
             if !idle.is_empty() {
@@ -299,10 +298,38 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.changed
+    fn wait<'a>(&self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.waiting += 1;
+        let mut state = self
+            .changed
             .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.waiting -= 1;
+        state
+    }
+
+    /// [`wait`](Self::wait), for at most `timeout`.
+    fn wait_timeout<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, State> {
+        state.waiting += 1;
+        let mut state = self
+            .changed
+            .wait_timeout(state, timeout)
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+        state.waiting -= 1;
+        state
+    }
+
+    /// Wakes the threads waiting for a change of `state`, which the caller
+    /// holds locked.
+    fn notify(&self, state: &State) {
+        if state.waiting > 0 {
+            self.changed.notify_all();
+        }
     }
 
     /// Builds one container on a background thread. The thread holds only a
@@ -331,7 +358,7 @@ impl Shared {
                     Ok(_) => {}
                     Err(error) => state.last_error = Some(Arc::new(error)),
                 }
-                shared.changed.notify_all();
+                shared.notify(&state);
             });
         state.builders.retain(|builder| !builder.is_finished());
         match spawned {
@@ -357,7 +384,7 @@ impl Shared {
         state.busy -= 1;
         state.out.remove(&container.init_pid());
         self.retire(&mut state, container);
-        self.changed.notify_all();
+        self.notify(&state);
         None
     }
 
@@ -374,7 +401,7 @@ impl Shared {
         } else {
             self.retire(&mut state, container);
         }
-        self.changed.notify_all();
+        self.notify(&state);
     }
 
     /// Destroys a container that failed, or came back to a closed pool, and
@@ -461,10 +488,10 @@ mod tests {
     /// The idle container of `pool` whose init is `pid` has its reset
     /// answered within 30 s.
     fn reset_answered(pool: &Pool, pid: i32) -> bool {
-        let state = pool.shared.lock();
+        let mut state = pool.shared.lock();
         let container = state
             .idle
-            .iter()
+            .iter_mut()
             .find(|c| c.init_pid() == pid)
             .expect("the container is idle");
         container.reset_answered_by(Instant::now() + Duration::from_secs(30))
