@@ -158,7 +158,8 @@ fn execute(args: &RunArgs, stop: &hutch_host::StopSignals) -> Result<ExecResult,
     let armed = stop.arm(&container).map_err(CliError::StopSignals)?;
     // Only a cgroup enforces these: a run measured by rusage (no cgroup
     // could be made, and --allow-rusage accepted that) would ignore them.
-    if container.cgroup_version().is_none() {
+    let has_cgroup = container.cgroup_version().is_some();
+    if !has_cgroup {
         let asked = [
             ("--memory", args.memory.is_some()),
             ("--processes", args.processes.is_some()),
@@ -195,7 +196,7 @@ fn execute(args: &RunArgs, stop: &hutch_host::StopSignals) -> Result<ExecResult,
     // given).
     let processes = args
         .processes
-        .or_else(|| container.cgroup_version().map(|_| DEFAULT_PROCESS_LIMIT));
+        .or(has_cgroup.then_some(DEFAULT_PROCESS_LIMIT));
     if let Some(count) = processes {
         spec = spec.process_limit(count);
     }

@@ -22,10 +22,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     raise_open_files_limit();
     let config = match config(args) {
         Ok(config) => config,
-        Err(error) => {
-            say!("hutch: error: {}", hutch_host::error_chain(&error));
-            return ExitCode::from(2);
-        }
+        Err(error) => return crate::run::fail(&error),
     };
     match hutch_server::serve_until_signal(config, |listening| match listening.grpc {
         Some(grpc) => tracing::info!(addr = %listening.http, %grpc, "hutch serve is ready"),
