@@ -112,8 +112,9 @@ pub struct ServeArgs {
     #[arg(long = "grpc-listen", value_name = "ADDR")]
     pub grpc_listen: Option<std::net::SocketAddr>,
 
-    /// Commands run at once, each in a container kept ready [default: the
-    /// number of CPUs, at least 2].
+    /// Commands run at once, each in a container kept ready; a request with
+    /// more runs alone, in containers built for it too [default: the number
+    /// of CPUs, at least 2].
     #[arg(long, value_name = "N", value_parser = parse_parallelism)]
     pub parallelism: Option<usize>,
 

@@ -8,7 +8,9 @@
 //! and whoever checks the container out next takes init's answer first, so
 //! neither waits for the other. One that broke (its init died, a reset
 //! failed) is destroyed instead and a replacement is built in the
-//! background, so users of the pool never see it.
+//! background, so users of the pool never see it. A caller that needs more
+//! containers at once than the pool keeps ([`Pool::checkout_many`]) gets the
+//! difference built for it, destroyed again when it gives them back.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -36,14 +38,6 @@ pub enum PoolError {
     /// The pool was shut down.
     #[error("the pool was shut down")]
     Closed,
-    /// More containers were asked for at once than the pool keeps.
-    #[error("{wanted} containers were asked for at once, but the pool keeps {size}")]
-    TooMany {
-        /// How many were asked for.
-        wanted: usize,
-        /// The pool's size.
-        size: usize,
-    },
 }
 
 /// A set of warm containers shared by threads.
@@ -85,6 +79,11 @@ struct State {
     /// Threads waiting on `changed`: a change wakes them only when there
     /// are any, which saves a system call on every give-back.
     waiting: usize,
+    /// For each caller waiting for more containers at once than the pool
+    /// keeps, how many more: the pool builds up to its size plus the
+    /// largest, and destroys what comes back above its size once none
+    /// waits.
+    extra_wanted: Vec<usize>,
     /// Build threads, joined when the pool goes so that no container they
     /// make outlives it.
     builders: Vec<std::thread::JoinHandle<()>>,
@@ -156,16 +155,21 @@ impl Pool {
     /// Takes `count` idle containers at once, waiting as long as it takes:
     /// a caller that needs several (the commands of one
     /// [`Job`](crate::Job)) never holds some while it waits for the rest, so
-    /// two such callers cannot starve each other. Asking for more than the
-    /// pool's size is an error.
+    /// two such callers cannot starve each other. For more than the pool's
+    /// size, the pool builds the difference for this caller and destroys as
+    /// many when they come back: a pool of one runs an interactive pair.
     pub fn checkout_many(&self, count: usize) -> Result<Vec<Pooled>, PoolError> {
-        if count > self.shared.size {
-            return Err(PoolError::TooMany {
-                wanted: count,
-                size: self.shared.size,
-            });
+        let extra = count.saturating_sub(self.shared.size);
+        if extra == 0 {
+            return self.take(count, None);
         }
-        self.take(count, None)
+        self.shared.lock().extra_wanted.push(extra);
+        let taken = self.take(count, None);
+        let mut state = self.shared.lock();
+        if let Some(at) = state.extra_wanted.iter().position(|&e| e == extra) {
+            state.extra_wanted.swap_remove(at);
+        }
+        taken
     }
 
     /// Waits (at most `timeout`) until `count` containers are idle and
@@ -208,7 +212,9 @@ impl Pool {
                     }
                     _ => {}
                 }
-                while state.idle.len() + state.busy + state.building < self.shared.size {
+            }
+            if state.building == 0 || count > self.shared.size {
+                while state.idle.len() + state.busy + state.building < self.shared.keep(&state) {
                     self.shared.start_build(&mut state);
                 }
             }
@@ -324,6 +330,12 @@ impl Shared {
         state
     }
 
+    /// How many containers the pool keeps now: its size, and more while a
+    /// caller waits for more at once.
+    fn keep(&self, state: &State) -> usize {
+        self.size + state.extra_wanted.iter().copied().max().unwrap_or(0)
+    }
+
     /// Wakes the threads waiting for a change of `state`, which the caller
     /// holds locked.
     fn notify(&self, state: &State) {
@@ -396,7 +408,13 @@ impl Shared {
         let mut state = self.lock();
         state.busy -= 1;
         state.out.remove(&container.init_pid());
-        if healthy && !state.closed {
+        let surplus = state.idle.len() + state.busy + state.building >= self.keep(&state);
+        if surplus {
+            // Built for a caller that wanted more at once than the pool
+            // keeps, and no longer needed.
+            state.killers.remove(&container.init_pid());
+            drop(container);
+        } else if healthy && !state.closed {
             state.idle.push(container);
         } else {
             self.retire(&mut state, container);
@@ -410,7 +428,7 @@ impl Shared {
     fn retire(self: &Arc<Self>, state: &mut State, container: Container) {
         state.killers.remove(&container.init_pid());
         drop(container);
-        if !state.closed {
+        if !state.closed && state.idle.len() + state.busy + state.building < self.keep(state) {
             self.start_build(state);
         }
     }

@@ -79,10 +79,23 @@ pub struct StreamEnds {
 /// WebSocket frames carry each in four bits.
 pub const MAX_STREAM_FIELD: usize = 15;
 
+/// The most commands a request may have when `--parallelism` is lower: as
+/// many as go-judge's stream frames can number (their index has four bits).
+pub const MIN_COMMAND_CAP: usize = MAX_STREAM_FIELD + 1;
+
+/// The most commands one request may have on a server that runs
+/// `parallelism` at once: that many, and at least [`MIN_COMMAND_CAP`]. A
+/// request with more commands than `parallelism` runs alone, in the pool's
+/// containers and as many more built for it.
+pub fn command_cap(parallelism: usize) -> usize {
+    parallelism.max(MIN_COMMAND_CAP)
+}
+
 /// Turns a request into a job, checking everything a client can get wrong
 /// first: nothing runs unless all of it is right. `parallelism` is the most
-/// commands the server runs at once, and so the most one request may have.
-/// Streamed descriptors (`streamIn`, `streamOut`) are refused.
+/// commands the server runs at once; a request may have up to
+/// [`command_cap`] of it. Streamed descriptors (`streamIn`, `streamOut`)
+/// are refused.
 pub fn to_job(
     request: &RunRequest,
     defaults: &Defaults,
@@ -128,10 +141,11 @@ fn make_job(
             "no cmd provided: cmd must list at least one command",
         ));
     }
-    if commands > parallelism {
+    let cap = command_cap(parallelism);
+    if commands > cap {
         return Err(ApiError::bad(format!(
-            "the request has {commands} commands, but this server runs at most {parallelism} at \
-             once (--parallelism)"
+            "the request has {commands} commands, more than the {cap} this server takes in one \
+             request (--parallelism, and at least {MIN_COMMAND_CAP})"
         )));
     }
     let mut job = Job::new().with_store(store.clone());

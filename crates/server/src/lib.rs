@@ -72,7 +72,9 @@ pub struct Config {
     pub grpc_listen: Option<SocketAddr>,
     /// How many commands run at once, each in a container the server keeps
     /// ready; the number of CPUs by default, and at least 2, so that an
-    /// interactive pair fits.
+    /// interactive pair runs in containers built ahead. A request with more
+    /// commands (up to 16, or this many if more) runs alone, in containers
+    /// built for it as well.
     pub parallelism: usize,
     /// The bearer token every request but `/version` and `/config` must
     /// bring; none by default.
@@ -105,7 +107,8 @@ pub struct Config {
 }
 
 /// The default [`Config::parallelism`]: the number of CPUs this process
-/// may use, and at least 2, so that an interactive pair fits.
+/// may use, and at least 2, so that an interactive pair runs in containers
+/// built ahead.
 pub fn default_parallelism() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -805,7 +808,9 @@ fn find_stalled<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
 }
 
 /// A request let through the queue: its job, and a permit for each of its
-/// commands, held until its containers are back in the pool.
+/// commands (all of them for one with more commands than the server runs at
+/// once, which then runs alone), held until its containers are back in the
+/// pool.
 struct Admitted {
     job: hutch_host::Job,
     _permits: tokio::sync::OwnedSemaphorePermit,
@@ -847,7 +852,7 @@ async fn admit_job(state: &AppState, job: hutch_host::Job) -> Result<Admitted, A
         ));
     }
     let permits = Arc::clone(&state.permits)
-        .acquire_many_owned(commands as u32)
+        .acquire_many_owned(commands.min(state.parallelism) as u32)
         .await;
     drop(place);
     let permits = permits.map_err(|_| {

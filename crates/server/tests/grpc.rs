@@ -595,10 +595,10 @@ fn bad_input_is_refused_naming_what_is_wrong() {
         ),
         (
             Request {
-                cmd: vec![cmd(&["true"]), cmd(&["true"]), cmd(&["true"])],
+                cmd: vec![cmd(&["true"]); 17],
                 ..Request::default()
             },
-            "runs at most 2 at once",
+            "has 17 commands, more than the 16",
         ),
     ];
     for (request, expected) in cases {

@@ -90,6 +90,26 @@ fn pingpong() -> PathBuf {
         .clone()
 }
 
+/// An interactive pair of [`pingpong`] (stored as `id`): `ping` sends
+/// `rounds` messages that `pong` answers, and says on its stderr how many
+/// rounds it made.
+fn pingpong_pair(id: &str, rounds: u32) -> Value {
+    let side = |args: &[&str]| {
+        json!({
+            "args": args,
+            "files": [null, null, {"name": "stderr", "max": 1024}],
+            "cpuLimit": 30_000_000_000u64,
+            "clockLimit": 60_000_000_000u64,
+            "memoryLimit": 64u64 << 20,
+            "copyIn": {"pingpong": {"fileId": id}},
+        })
+    };
+    json!({"cmd": [side(&["pingpong", "ping", &rounds.to_string()]), side(&["pingpong", "pong"])],
+           "pipeMapping": [
+               {"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0}},
+               {"in": {"index": 1, "fd": 1}, "out": {"index": 0, "fd": 0}}]})
+}
+
 /// Uploads `content` to the store; returns its id.
 /// Reads `stream` until the server closes it, waiting at most 20 s for each
 /// read, into `read`; how many bytes came.
@@ -375,24 +395,8 @@ fn an_interactive_pair_does_fifty_thousand_round_trips() {
     let (_server, mut client) = start(config());
     let program = std::fs::read(pingpong()).unwrap();
     let id = upload(&mut client, "pingpong", &program);
-    let side = |args: &[&str]| {
-        json!({
-            "args": args,
-            "files": [null, null, {"name": "stderr", "max": 1024}],
-            "cpuLimit": 30_000_000_000u64,
-            "clockLimit": 60_000_000_000u64,
-            "memoryLimit": 64u64 << 20,
-            "copyIn": {"pingpong": {"fileId": id}},
-        })
-    };
     let started = Instant::now();
-    let results = run(
-        &mut client,
-        &json!({"cmd": [side(&["pingpong", "ping", "50000"]), side(&["pingpong", "pong"])],
-                "pipeMapping": [
-                    {"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0}},
-                    {"in": {"index": 1, "fd": 1}, "out": {"index": 0, "fd": 0}}]}),
-    );
+    let results = run(&mut client, &pingpong_pair(&id, 50_000));
     eprintln!("50000 round trips in {:?}", started.elapsed());
     assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
     assert_eq!(results[0]["files"]["stderr"], "50000 rounds\n");
@@ -497,42 +501,103 @@ fn the_file_store_creates_lists_reads_and_deletes() {
     assert_eq!(form.status, 400, "{}", form.text());
 }
 
+/// Posts `first`, waits until it runs, posts `second`, waits until it
+/// queues behind it, calls `meanwhile`, and answers both answers' statuses.
+fn one_running_one_queued(
+    server: &Server,
+    client: &mut Client,
+    first: &str,
+    second: &str,
+    meanwhile: impl FnOnce(&mut Client),
+) -> (u16, u16) {
+    let addr = server.addr();
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            Client::new(addr)
+                .post_json("/run", first.as_bytes())
+                .unwrap()
+        });
+        wait_until("the first request running", || {
+            gauge(client, "hutch_running_requests") == 1
+        });
+        let queued = scope.spawn(|| {
+            Client::new(addr)
+                .post_json("/run", second.as_bytes())
+                .unwrap()
+        });
+        wait_until("the second request queued", || {
+            gauge(client, "hutch_queue_depth") == 1
+        });
+        meanwhile(client);
+        (
+            running.join().unwrap().status,
+            queued.join().unwrap().status,
+        )
+    })
+}
+
+#[test]
+fn a_request_with_more_commands_than_the_parallelism_runs_alone() {
+    let mut config = config();
+    config.parallelism = 1;
+    let (server, mut client) = start(config);
+    // A three-command pipeline, and an interactive pair, on a server that
+    // keeps one container.
+    let mut first = cmd(&["echo", "piped along"]);
+    first["files"][1] = Value::Null;
+    let mut middle = cmd(&["tr", "a-z", "A-Z"]);
+    middle["files"][0] = Value::Null;
+    middle["files"][1] = Value::Null;
+    let mut last = cmd(&["cat"]);
+    last["files"][0] = Value::Null;
+    let results = run(
+        &mut client,
+        &json!({"cmd": [first, middle, last], "pipeMapping": [
+            {"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0}},
+            {"in": {"index": 1, "fd": 1}, "out": {"index": 2, "fd": 0}}]}),
+    );
+    assert!(
+        results.iter().all(|r| r["status"] == "Accepted"),
+        "{results:?}"
+    );
+    assert_eq!(results[2]["files"]["stdout"], "PIPED ALONG\n");
+    let program = std::fs::read(pingpong()).unwrap();
+    let id = upload(&mut client, "pingpong", &program);
+    let results = run(&mut client, &pingpong_pair(&id, 100));
+    assert_eq!(results[0]["status"], "Accepted", "{}", results[0]);
+    assert_eq!(results[0]["files"]["stderr"], "100 rounds\n");
+    assert_eq!(results[1]["status"], "Accepted", "{}", results[1]);
+    // While it runs, nothing else does: a one-command request waits.
+    let slow = json!({"cmd": [cmd(&["sleep", "1"]), cmd(&["sleep", "1"])]}).to_string();
+    let quick = single(cmd(&["true"])).to_string();
+    let statuses = one_running_one_queued(&server, &mut client, &slow, &quick, |_| {});
+    assert_eq!(statuses, (200, 200));
+    // The container built for the pair is gone; the server keeps one.
+    wait_until("one container idle", || {
+        gauge(&mut client, "hutch_idle_containers") == 1
+    });
+    assert_eq!(gauge(&mut client, "hutch_containers"), 1);
+    assert_still_serving(&mut client);
+}
+
 #[test]
 fn a_full_queue_is_answered_503_at_once() {
     let mut config = config();
     config.parallelism = 1;
     config.max_queue = 1;
     let (server, mut client) = start(config);
-    let addr = server.addr();
     let slow = single(cmd(&["sleep", "2"])).to_string();
-    std::thread::scope(|scope| {
-        let running = scope.spawn(|| {
-            Client::new(addr)
-                .post_json("/run", slow.as_bytes())
-                .unwrap()
-        });
-        wait_until("one request running", || {
-            gauge(&mut client, "hutch_running_requests") == 1
-        });
-        let queued = scope.spawn(|| {
-            Client::new(addr)
-                .post_json("/run", slow.as_bytes())
-                .unwrap()
-        });
-        wait_until("one request queued", || {
-            gauge(&mut client, "hutch_queue_depth") == 1
-        });
+    let statuses = one_running_one_queued(&server, &mut client, &slow, &slow, |client| {
         let started = Instant::now();
-        let (status, message) = refused(&mut client, slow.as_bytes());
+        let (status, message) = refused(client, slow.as_bytes());
         assert_eq!(status, 503);
         assert!(message.contains("queue is full"), "{message}");
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "answered at once"
         );
-        assert_eq!(running.join().unwrap().status, 200);
-        assert_eq!(queued.join().unwrap().status, 200);
     });
+    assert_eq!(statuses, (200, 200));
     let metrics = client.get("/metrics").unwrap().text();
     assert!(
         metrics.contains("hutch_run_requests_total{code=\"503\"} 1"),
@@ -594,8 +659,8 @@ fn bad_input_is_refused_naming_what_is_wrong() {
          400, "pipeMapping[0].in names fd 1 of cmd[0], which its files already fill"),
         (json!({"cmd": [cmd(&["true"])], "pipeMapping": [{"in": {"index": 0, "fd": 1000}, "out": {"index": 0, "fd": 0}}]}).to_string(),
          400, "pipeMapping[0].in.fd is 1000"),
-        (json!({"cmd": [cmd(&["true"]), cmd(&["true"]), cmd(&["true"])]}).to_string(), 400,
-         "the request has 3 commands, but this server runs at most 2"),
+        (json!({"cmd": vec![cmd(&["true"]); 17]}).to_string(), 400,
+         "the request has 17 commands, more than the 16 this server takes in one request"),
         (with("copyIn", json!({"big": {"content": "x".repeat(100 << 10)}})), 413, "larger than this server takes"),
     ];
     for (body, status, expected) in &cases {
