@@ -160,6 +160,13 @@ impl FileStore {
             });
             return match renamed {
                 Ok(dir_fd) => Ok(Self::with_fd(dir, dir_fd, true)),
+                // Taken for an abandoned one by another process's
+                // `remove_abandoned` before it was locked: another id.
+                Err(StoreError::Directory { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    continue;
+                }
                 Err(error) => {
                     let _ = std::fs::remove_dir(&making);
                     Err(error)
@@ -174,8 +181,9 @@ impl FileStore {
 
     /// Removes the temporary stores ([`FileStore::temporary`]) under the
     /// system's temporary directory that no live store holds: those of
-    /// processes killed before they could remove their own. Returns the
-    /// directories removed. A store that is in use is never touched, in
+    /// processes killed before they could remove their own, including one
+    /// killed while it made its store (`hutch-files-<id>.making`). Returns
+    /// the directories removed. A store that is in use is never touched, in
     /// whichever process or PID namespace it lives.
     pub fn remove_abandoned() -> std::io::Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
@@ -184,6 +192,7 @@ impl FileStore {
             let Some(id) = name.to_str().and_then(|n| n.strip_prefix(TEMPORARY_PREFIX)) else {
                 continue;
             };
+            let id = id.strip_suffix(".making").unwrap_or(id);
             if !is_file_id(id) {
                 continue;
             }
@@ -511,6 +520,11 @@ mod tests {
         let abandoned = base.join(format!("{TEMPORARY_PREFIX}{}", random_id().unwrap()));
         std::fs::create_dir(&abandoned).unwrap();
         std::fs::write(abandoned.join("AAAAAAAAAAAAAAAA"), "left").unwrap();
+        // As a process killed while it made its store leaves it.
+        let half_made = base.join(format!("{TEMPORARY_PREFIX}{}.making", random_id().unwrap()));
+        std::fs::create_dir(&half_made).unwrap();
+        let other_suffix = base.join(format!("{TEMPORARY_PREFIX}{}.kept", random_id().unwrap()));
+        std::fs::create_dir(&other_suffix).unwrap();
         // A name that is no store's, and a symbolic link by a store's name
         // to a directory of someone else's.
         let other = base.join(format!("hutch-store-test-{}", std::process::id()));
@@ -527,6 +541,9 @@ mod tests {
         let removed = FileStore::remove_abandoned().unwrap();
         assert!(removed.contains(&abandoned), "{removed:?}");
         assert!(!abandoned.exists());
+        assert!(removed.contains(&half_made), "{removed:?}");
+        assert!(!half_made.exists());
+        assert!(other_suffix.is_dir(), "not a store's name");
         assert!(!removed.contains(&live.dir().to_path_buf()), "{removed:?}");
         let (name, _) = live.get(&id).unwrap();
         assert_eq!(name, "kept.txt");
@@ -540,5 +557,6 @@ mod tests {
         std::fs::remove_file(&link).unwrap();
         std::fs::remove_dir_all(&other).unwrap();
         std::fs::remove_dir_all(&not_an_id).unwrap();
+        std::fs::remove_dir(&other_suffix).unwrap();
     }
 }
