@@ -417,10 +417,17 @@ fn owner_of(name: &str) -> Option<(u32, u64)> {
 }
 
 /// Whether the process that made the group `name` is gone: no process has
-/// its pid, or the one that has it started at another time.
-fn left_by_a_dead_process(name: &str) -> bool {
+/// its pid, or the one that has it started at another time. `known` holds
+/// the owners already looked up: on v1 every owner has a group under each
+/// of three parents, and each look is a read of `/proc/<pid>/stat`.
+fn left_by_a_dead_process(
+    name: &str,
+    known: &mut std::collections::HashMap<(u32, u64), bool>,
+) -> bool {
     match owner_of(name) {
-        Some((pid, start)) => start_time(pid) != Some(start),
+        Some((pid, start)) => *known
+            .entry((pid, start))
+            .or_insert_with(|| start_time(pid) != Some(start)),
         None => false,
     }
 }
@@ -444,6 +451,7 @@ impl CgroupLayout {
     /// processes has them killed first.
     pub fn remove_stale(&self, fs: &dyn CgroupFs) -> std::io::Result<usize> {
         let mut removed = 0;
+        let mut known = std::collections::HashMap::new();
         for parent in self.parents() {
             let entries = match std::fs::read_dir(parent) {
                 // No parent yet (the shared one before the first build):
@@ -455,7 +463,7 @@ impl CgroupLayout {
                 let entry = entry?;
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if !entry.file_type()?.is_dir() || !left_by_a_dead_process(name) {
+                if !entry.file_type()?.is_dir() || !left_by_a_dead_process(name, &mut known) {
                     continue;
                 }
                 remove_tree(fs, &entry.path())?;
