@@ -232,12 +232,14 @@ Durations: 2s, 500ms, 250us, 1.5 (seconds), 2m, 1h.
 Sizes: 4096 (bytes), 64K, 16M, 1G (powers of 1024).
 
 Exit status: 0 when the program exited with 0 within every limit, 1 for any
-other verdict of the program (non-zero exit, signal, a limit exceeded), 2
-when hutch itself failed or the program could not be started.
+other verdict of the program (non-zero exit, signal, a limit exceeded) or a
+--copy-out file it did not leave, 2 when hutch itself failed or the program
+could not be started.
 
 Examples:
   hutch run -- echo hello
   hutch run --time 1s --output 16M --copy-in sol.py -- python3 sol.py
+  hutch run --copy-in main.c --copy-out a.out -- cc -O2 main.c
   hutch run --report /dev/stdout --quiet -- sh -c 'exit 3'
   hutch run --seccomp policy.json -- ./prog";
 
@@ -342,6 +344,20 @@ pub struct RunArgs {
     #[arg(long = "copy-in", value_name = "SRC[:DST]", value_parser = parse_copy_in)]
     pub copy_in: Vec<CopyIn>,
 
+    /// After the run, whatever its verdict, copy a file the program left
+    /// out of the container, keeping its permission bits. PATH is relative
+    /// to the work directory; DEST is a host path and defaults to PATH's
+    /// file name in the current directory; a DEST ending in / is a
+    /// directory to put it in. Only a regular file is copied, and never
+    /// through a symbolic link. Repeatable.
+    #[arg(long = "copy-out", value_name = "PATH[:DEST]", value_parser = parse_copy_out)]
+    pub copy_out: Vec<CopyOut>,
+
+    /// The largest file --copy-out takes; a larger one is not copied.
+    #[arg(long = "copy-out-limit", value_name = "SIZE", default_value = "64M",
+          value_parser = parse_size)]
+    pub copy_out_limit: u64,
+
     /// Bind a host path into the container, read-only unless :rw is added.
     /// DST is absolute and defaults to SRC. Repeatable.
     #[arg(long, value_name = "SRC[:DST][:rw]", value_parser = parse_bind)]
@@ -415,6 +431,16 @@ pub struct CopyIn {
     pub destination: String,
 }
 
+/// One `--copy-out`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOut {
+    /// The file in the container, relative to the work directory,
+    /// normalised.
+    pub source: String,
+    /// The host path it goes to.
+    pub destination: PathBuf,
+}
+
 /// One `--bind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -471,7 +497,7 @@ fn parse_copy_in(text: &str) -> Result<CopyIn, String> {
         None => file_name()?,
         Some("") => return Err("the destination is empty (expected SRC[:DST])".into()),
         Some(dir) if dir.ends_with('/') => {
-            let dir = relative_path(dir)?;
+            let dir = relative_path("the destination", dir)?;
             let name = file_name()?;
             if dir.is_empty() {
                 name
@@ -479,7 +505,7 @@ fn parse_copy_in(text: &str) -> Result<CopyIn, String> {
                 format!("{dir}/{name}")
             }
         }
-        Some(destination) => relative_path(destination)?,
+        Some(destination) => relative_path("the destination", destination)?,
     };
     if destination.is_empty() {
         return Err("the destination names no file".into());
@@ -490,9 +516,30 @@ fn parse_copy_in(text: &str) -> Result<CopyIn, String> {
     })
 }
 
+fn parse_copy_out(text: &str) -> Result<CopyOut, String> {
+    let (source, destination) = match text.split_once(':') {
+        Some((source, destination)) => (source, Some(destination)),
+        None => (text, None),
+    };
+    let source = relative_path("the path in the container", source)?;
+    let Some(file_name) = source.rsplit('/').next().filter(|name| !name.is_empty()) else {
+        return Err("the path in the container is missing (expected PATH[:DEST])".into());
+    };
+    let destination = match destination {
+        None => PathBuf::from(file_name),
+        Some("") => return Err("the destination is empty (expected PATH[:DEST])".into()),
+        Some(dir) if dir.ends_with('/') => Path::new(dir).join(file_name),
+        Some(destination) => PathBuf::from(destination),
+    };
+    Ok(CopyOut {
+        source,
+        destination,
+    })
+}
+
 /// Normalises a path relative to the work directory: no leading `/`, no
 /// `..`, `.` and repeated slashes dropped.
-fn relative_path(text: &str) -> Result<String, String> {
+fn relative_path(what: &str, text: &str) -> Result<String, String> {
     let path = Path::new(text);
     let mut parts = Vec::new();
     for component in path.components() {
@@ -505,12 +552,12 @@ fn relative_path(text: &str) -> Result<String, String> {
             Component::CurDir => {}
             Component::ParentDir => {
                 return Err(format!(
-                    "the destination {text:?} must stay inside the work directory (no ..)"
+                    "{what} {text:?} must stay inside the work directory (no ..)"
                 ));
             }
             Component::RootDir | Component::Prefix(_) => {
                 return Err(format!(
-                    "the destination {text:?} must be relative to the work directory"
+                    "{what} {text:?} must be relative to the work directory"
                 ));
             }
         }
@@ -627,6 +674,25 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn copy_out_sources_and_destinations() {
+        let c = parse_copy_out("a.out").unwrap();
+        assert_eq!(
+            (c.source.as_str(), c.destination),
+            ("a.out", PathBuf::from("a.out"))
+        );
+        let c = parse_copy_out("./build//bin/prog:/tmp/x/").unwrap();
+        assert_eq!(
+            (c.source.as_str(), c.destination),
+            ("build/bin/prog", PathBuf::from("/tmp/x/prog"))
+        );
+        let c = parse_copy_out("out.txt:result.txt").unwrap();
+        assert_eq!(c.destination, PathBuf::from("result.txt"));
+        for bad in ["", ":x", ".", "./", "../x", "/abs", "x:"] {
+            assert!(parse_copy_out(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

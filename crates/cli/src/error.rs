@@ -49,6 +49,16 @@ pub enum CliError {
     /// Two `--copy-in` have the same destination.
     #[error("two --copy-in files go to {destination}")]
     CopyInTwice { destination: String },
+    /// Two `--copy-out` have the same destination.
+    #[error("two --copy-out files go to {}", .destination.display())]
+    CopyOutTwice { destination: PathBuf },
+    /// A `--copy-out` destination's directory is missing.
+    #[error("cannot write the --copy-out destination {}", .path.display())]
+    CopyOutDestination {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A `--bind` source does not exist or cannot be resolved.
     #[error("cannot use the --bind source {}", .path.display())]
     BindSource {

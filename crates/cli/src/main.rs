@@ -14,6 +14,7 @@ macro_rules! say {
 
 mod args;
 mod bench;
+mod copy_out;
 mod error;
 mod report;
 mod run;

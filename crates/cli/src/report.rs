@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use hutch_host::protocol::{ExecResult, Status, Termination};
 use serde::Serialize;
 
+use crate::copy_out::CopiedOut;
 use crate::error::CliError;
 
 /// The JSON report, one object.
@@ -35,11 +36,26 @@ pub struct Report {
     pub accounting: Option<&'static str>,
     /// Why the program did not run, or why hutch failed.
     pub error: Option<String>,
+    /// The `--copy-out` files, in the order given.
+    pub copy_out: Vec<CopyOutReport>,
+}
+
+/// One `--copy-out` file in the report.
+#[derive(Debug, Serialize)]
+pub struct CopyOutReport {
+    /// The path in the container, relative to the work directory.
+    pub path: String,
+    /// The host path.
+    pub destination: String,
+    /// The bytes copied; `null` when it was not copied.
+    pub bytes: Option<u64>,
+    /// Why it was not copied.
+    pub error: Option<String>,
 }
 
 impl Report {
-    /// The report of a finished run.
-    pub fn of_result(result: &ExecResult) -> Self {
+    /// The report of a finished run and its copy-out.
+    pub fn of_result(result: &ExecResult, copied: &[CopiedOut]) -> Self {
         let (exit_code, signal) = match result.termination {
             Termination::Exited(code) => (Some(code), None),
             Termination::Signalled(signal) => (None, Some(signal)),
@@ -57,6 +73,19 @@ impl Report {
             processes_peak: result.processes_peak,
             accounting: Some(result.accounting.as_str()),
             error: result.error.as_ref().map(|e| e.message.clone()),
+            copy_out: copied
+                .iter()
+                .map(|copied| CopyOutReport {
+                    path: copied.path.clone(),
+                    destination: copied.destination.display().to_string(),
+                    bytes: copied.outcome.as_ref().ok().copied(),
+                    error: copied
+                        .outcome
+                        .as_ref()
+                        .err()
+                        .map(|e| hutch_host::error_chain(e)),
+                })
+                .collect(),
         }
     }
 
@@ -74,6 +103,7 @@ impl Report {
             processes_peak: None,
             accounting: None,
             error: Some(error.chain()),
+            copy_out: Vec::new(),
         }
     }
 }
@@ -276,8 +306,35 @@ mod tests {
 
     #[test]
     fn report_fields() {
-        let report = Report::of_result(&result(Status::NonzeroExit, Termination::Exited(3)));
+        let copied = [
+            CopiedOut {
+                path: "a.out".into(),
+                destination: "bin/a.out".into(),
+                outcome: Ok(16),
+            },
+            CopiedOut {
+                path: "big".into(),
+                destination: "big".into(),
+                outcome: Err(crate::copy_out::CopyOutError::TooLarge {
+                    path: "big".into(),
+                    size: 9,
+                    limit: 8,
+                }),
+            },
+        ];
+        let report = Report::of_result(
+            &result(Status::NonzeroExit, Termination::Exited(3)),
+            &copied,
+        );
         let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["copy_out"],
+            serde_json::json!([
+                {"path": "a.out", "destination": "bin/a.out", "bytes": 16, "error": null},
+                {"path": "big", "destination": "big", "bytes": null,
+                 "error": "cannot copy out big: it is 9 bytes, more than --copy-out-limit (8)"},
+            ])
+        );
         assert_eq!(json["status"], "nonzero-exit");
         assert_eq!(json["exit_code"], 3);
         assert!(json["signal"].is_null());

@@ -12,6 +12,7 @@ use hutch_host::{ContainerBuilder, CopyInError, CopyInFile, ExecSpec, SealedInpu
 use rustix::io::Errno;
 
 use crate::args::RunArgs;
+use crate::copy_out::{CopiedOut, copy_out};
 use crate::error::{CliError, InContainer};
 use crate::report::{Report, ReportSink, summary};
 
@@ -52,17 +53,28 @@ pub fn main(args: &RunArgs) -> ExitCode {
             }
             ExitCode::from(EXIT_FAILURE)
         }
-        (Ok(result), _) => {
+        (Ok((result, copied)), _) => {
             if !args.quiet {
                 say!("{}", summary(&result));
             }
-            match sink.map(|sink| sink.write(&Report::of_result(&result))) {
+            // A file the program did not leave as asked is a failure of
+            // the program's (1), one hutch could not copy its own (2).
+            let mut code = match result.status {
+                Status::Ok => EXIT_OK,
+                Status::RunnerError => EXIT_FAILURE,
+                _ => EXIT_VERDICT,
+            };
+            for error in copied.iter().filter_map(|c| c.outcome.as_ref().err()) {
+                say!("hutch: error: {}", hutch_host::error_chain(error));
+                code = code.max(if error.is_hutchs() {
+                    EXIT_FAILURE
+                } else {
+                    EXIT_VERDICT
+                });
+            }
+            match sink.map(|sink| sink.write(&Report::of_result(&result, &copied))) {
                 Some(Err(error)) => fail(&error),
-                _ => ExitCode::from(match result.status {
-                    Status::Ok => EXIT_OK,
-                    Status::RunnerError => EXIT_FAILURE,
-                    _ => EXIT_VERDICT,
-                }),
+                _ => ExitCode::from(code),
             }
         }
         (Err(error), None) => {
@@ -106,18 +118,23 @@ struct Upload {
     destination: String,
 }
 
-fn execute(args: &RunArgs, stop: &hutch_host::StopSignals) -> Result<ExecResult, CliError> {
+fn execute(
+    args: &RunArgs,
+    stop: &hutch_host::StopSignals,
+) -> Result<(ExecResult, Vec<CopiedOut>), CliError> {
     // Everything on the host side first, so that a mistake costs no
     // container.
     let stdio = Stdio::open(args)?;
-    let mut destinations = std::collections::HashSet::new();
-    if let Some(copy) = args
-        .copy_in
-        .iter()
-        .find(|copy| !destinations.insert(&copy.destination))
-    {
+    if let Some(destination) = first_repeated(args.copy_out.iter().map(|c| &c.destination)) {
+        return Err(CliError::CopyOutTwice {
+            destination: destination.clone(),
+        });
+    }
+    crate::copy_out::check_destinations(&args.copy_out)
+        .map_err(|(path, source)| CliError::CopyOutDestination { path, source })?;
+    if let Some(destination) = first_repeated(args.copy_in.iter().map(|c| &c.destination)) {
         return Err(CliError::CopyInTwice {
-            destination: copy.destination.clone(),
+            destination: destination.clone(),
         });
     }
     let uploads = args
@@ -215,11 +232,20 @@ fn execute(args: &RunArgs, stop: &hutch_host::StopSignals) -> Result<ExecResult,
     // would. Best effort: a failure here is no failure of this run.
     let _ = builder.remove_stale_cgroups();
     let result = run.wait().map_err(|e| CliError::Exec(Box::new(e)))?;
+    let copied = copy_out(&mut container, &args.copy_out, args.copy_out_limit);
     drop(armed);
     // hutch exits right after: the kernel finishes tearing the container
     // down while it reports.
     container.destroy_without_waiting();
-    Ok(result)
+    Ok((result, copied))
+}
+
+/// The first item that comes again.
+fn first_repeated<'a, T: std::hash::Hash + Eq + 'a>(
+    items: impl Iterator<Item = &'a T>,
+) -> Option<&'a T> {
+    let mut seen = std::collections::HashSet::new();
+    items.into_iter().find(|item| !seen.insert(*item))
 }
 
 /// A `--bind`'s host path, resolved (symbolic links and all), and its path

@@ -152,10 +152,12 @@ fn check_report_shape(report: &Value) {
         "processes_peak",
         "accounting",
         "error",
+        "copy_out",
     ]
     .into_iter()
     .collect();
     assert_eq!(keys, expected, "report fields: {report}");
+    assert!(report["copy_out"].is_array(), "{report}");
     let status = report["status"].as_str().expect("status is a string");
     assert!(STATUSES.contains(&status), "unknown status {status}");
     assert!(report["exit_code"].is_null() || report["exit_code"].is_i64());
@@ -670,6 +672,9 @@ fn bad_values_are_usage_errors_naming_argument_and_value() {
         ("--env", "NOVALUE"),
         ("--copy-in", "x:../y"),
         ("--copy-in", "x:/abs"),
+        ("--copy-out", "../x"),
+        ("--copy-out", "/etc/passwd"),
+        ("--copy-out-limit", "big"),
         ("--bind", "/tmp:relative"),
         ("--workdir", "relative"),
     ] {
@@ -836,6 +841,157 @@ fn copy_in_keeps_content_and_mode() {
     let header = format!("script says hi\n750 {}\n604 100000\n", script_text.len());
     assert_eq!(&run.stdout[..header.len()], header.as_bytes());
     assert_eq!(&run.stdout[header.len()..], &data[..]);
+}
+
+#[test]
+fn copy_out_brings_back_what_the_run_left_with_its_mode() {
+    let dir = TempDir::new("copy-out");
+    let into = format!("{}/", dir.path().display());
+    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let blob = dir.file("blob.bin", &data, 0o644);
+    // Whatever the verdict: a compiler that left its output and failed.
+    let (run, report) = reported(
+        &[
+            "--copy-in",
+            &format!("{blob}:in.bin"),
+            "--copy-out",
+            &format!("prog:{into}"),
+            "--copy-out",
+            &format!("out/data.bin:{}", dir.join("data.copy")),
+        ],
+        &[
+            "sh",
+            "-c",
+            "printf '#!/bin/sh\\necho copied out\\n' > prog && chmod 750 prog \
+             && mkdir out && cp in.bin out/data.bin && exit 3",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(report["status"], "nonzero-exit");
+    let prog = dir.path().join("prog");
+    let mode = fs::metadata(&prog).unwrap().permissions().mode() & 0o777;
+    // The host's umask may take bits away, never add them.
+    assert_eq!(mode & !0o750, 0, "mode {mode:o}");
+    assert_eq!(mode & 0o700, 0o700, "mode {mode:o}");
+    let ran = Command::new(&prog).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "copied out\n");
+    assert_eq!(fs::read(dir.path().join("data.copy")).unwrap(), data);
+    assert_eq!(
+        report["copy_out"],
+        serde_json::json!([
+            {"path": "prog", "destination": dir.join("prog"), "bytes": "#!/bin/sh\necho copied out\n".len(), "error": null},
+            {"path": "out/data.bin", "destination": dir.join("data.copy"), "bytes": 100_000,
+             "error": null},
+        ])
+    );
+    // By default, the file name in the current directory.
+    let cwd = TempDir::new("copy-out-cwd");
+    let run: Run = hutch_command(
+        HUTCH,
+        &[
+            "run",
+            "--quiet",
+            "--copy-out",
+            "a/b/c.txt",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p a/b && echo c > a/b/c.txt",
+        ],
+    )
+    .current_dir(cwd.path())
+    .output()
+    .unwrap()
+    .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read_to_string(cwd.path().join("c.txt")).unwrap(), "c\n");
+}
+
+/// What the program leaves instead of the file asked for is refused, never
+/// followed or read: a symbolic link to a host file, a FIFO, a directory,
+/// nothing, or too much. The run's verdict stands and the exit status is 1.
+#[test]
+fn copy_out_refuses_links_special_files_missing_and_oversized_ones() {
+    let dir = TempDir::new("copy-out-refused");
+    let names = [
+        "link",
+        "through/passwd",
+        "fifo",
+        "dir",
+        "missing",
+        "big",
+        "fine",
+    ];
+    let mut extra = vec!["--copy-out-limit".to_owned(), "1K".to_owned()];
+    for name in names {
+        extra.push("--copy-out".into());
+        extra.push(format!("{name}:{}", dir.join(&name.replace('/', "-"))));
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let (run, report) = reported(
+        &extra,
+        &[
+            "sh",
+            "-c",
+            "ln -s /etc/passwd link && ln -s /etc through && mkfifo fifo && mkdir dir \
+             && head -c 1025 /dev/zero > big && echo fine > fine",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(report["status"], "ok");
+    let expected = [
+        (
+            "link",
+            "\"/w/link\" is a symbolic link, which copy-out never follows",
+        ),
+        ("through/passwd", "passes through a symbolic link"),
+        ("fifo", "is a FIFO, not a regular file"),
+        ("dir", "is a directory, not a regular file"),
+        ("missing", "No such file or directory"),
+        ("big", "it is 1025 bytes, more than --copy-out-limit (1024)"),
+    ];
+    for (i, (name, message)) in expected.iter().enumerate() {
+        let entry = &report["copy_out"][i];
+        assert_eq!(entry["path"], *name);
+        assert!(entry["bytes"].is_null(), "{entry}");
+        let error = entry["error"].as_str().unwrap_or_default();
+        assert!(error.contains(message), "{name}: {error:?}");
+        assert!(run.stderr.contains(error), "{}", run.stderr);
+        assert!(
+            !dir.path().join(name.replace('/', "-")).exists(),
+            "{name} was written"
+        );
+    }
+    assert_eq!(report["copy_out"][6]["bytes"], 5);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("fine")).unwrap(),
+        "fine\n"
+    );
+}
+
+#[test]
+fn copy_out_mistakes_on_the_host_fail_before_the_run() {
+    let dir = TempDir::new("copy-out-host");
+    let missing_dir = format!("x:{}/", dir.join("no-such-dir"));
+    let same = format!("x:{}", dir.join("same"));
+    for (extra, expected) in [
+        (
+            vec!["--copy-out", &missing_dir],
+            "cannot write the --copy-out destination",
+        ),
+        (
+            vec!["--copy-out", &same, "--copy-out", &same],
+            "two --copy-out files go to",
+        ),
+    ] {
+        let mut args = vec!["run"];
+        args.extend(extra);
+        args.extend(["--", "sh", "-c", "echo ran"]);
+        let run = hutch(&args);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+        assert_eq!(run.stdout(), "", "the program did not run");
+    }
 }
 
 #[test]

@@ -247,6 +247,13 @@ pub fn open_for_copy_out(path: &str) -> Result<OwnedFd, ItemError> {
     // device's or a FIFO's open is never called.
     let found = open(OFlags::PATH)?;
     let before = rustix::fs::fstat(&found).map_err(|e| item_error(e, "cannot inspect", path))?;
+    // O_PATH with O_NOFOLLOW opens a link that ends the path as itself.
+    if FileType::from_raw_mode(before.st_mode) == FileType::Symlink {
+        return Err(ItemError {
+            errno: Errno::LOOP.raw_os_error(),
+            message: format!("{path:?} is a symbolic link, which copy-out never follows"),
+        });
+    }
     let kind = match FileType::from_raw_mode(before.st_mode) {
         FileType::RegularFile => None,
         FileType::Directory => Some("a directory"),
