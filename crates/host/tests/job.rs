@@ -314,30 +314,34 @@ fn output_past_a_collector_is_an_output_limit() {
 
 /// What a program writes into an in-memory collector is memory charged to
 /// its run: a collector past its `max` has to stop the run, or an endless
-/// writer would run into its memory limit and be judged for memory.
+/// writer would run into its memory limit and be judged for memory. Also
+/// when the flood starts after a quiet spell, over which the host looks at
+/// the collector less and less often.
 #[test]
 fn an_in_memory_collector_stops_an_endless_writer_before_its_memory_limit() {
     let memory = 64 << 20;
-    let result = run_one(
-        Command::new(
-            ExecSpec::new(["yes"])
-                .memory_limit(memory)
-                .wall_time(Duration::from_secs(30)),
-        )
-        .stream(Stream::Null)
-        .stream(collect("stdout", 4096)),
-    );
-    assert_collector_overflowed(&result, "stdout", 4096);
-    let exec = result.exec.as_ref().unwrap();
-    assert_eq!(
-        exec.status,
-        Status::Signalled,
-        "killed by the host: {exec:?}"
-    );
-    assert!(
-        exec.memory_bytes < memory,
-        "stopped before it filled its memory: {exec:?}"
-    );
+    for argv in [&["yes"][..], &["sh", "-c", "sleep 0.3; exec yes"]] {
+        let result = run_one(
+            Command::new(
+                ExecSpec::new(argv.iter().copied())
+                    .memory_limit(memory)
+                    .wall_time(Duration::from_secs(30)),
+            )
+            .stream(Stream::Null)
+            .stream(collect("stdout", 4096)),
+        );
+        assert_collector_overflowed(&result, "stdout", 4096);
+        let exec = result.exec.as_ref().unwrap();
+        assert_eq!(
+            exec.status,
+            Status::Signalled,
+            "{argv:?} killed by the host: {exec:?}"
+        );
+        assert!(
+            exec.memory_bytes < memory,
+            "{argv:?} stopped before it filled its memory: {exec:?}"
+        );
+    }
 }
 
 /// The sizes are looked at while the program writes, over many checks; a
