@@ -1859,6 +1859,42 @@ fn zombies_are_reaped_before_the_reply() {
 }
 
 #[test]
+fn attributes_of_the_work_directory_do_not_outlive_a_reset() {
+    let _serial = serial();
+    let mut judge = Judge::new(&["workdir_attributes.c"]);
+    let out = judge.run(&["/t/workdir_attributes", "make"]);
+    assert_status(&out, Status::Ok, "setting attributes on /w");
+    assert_eq!(out.stdout, "made\n", "{}", out.describe());
+    judge.assert_healthy();
+    // Without a reset they stay, as files in /w do: the check sees them,
+    // so it can tell.
+    let out = judge.run(&["/t/workdir_attributes", "check"]);
+    assert_lines(
+        &out,
+        &[
+            "attributes: 49",
+            "default acl present",
+            "new file 000",
+            "reopen: Permission denied",
+        ],
+        "the next run, no reset",
+    );
+    judge.container.reset().expect("reset");
+    let out = judge.run(&["/t/workdir_attributes", "check"]);
+    assert_lines(
+        &out,
+        &[
+            "attributes: 0",
+            "default acl absent",
+            "new file 644",
+            "read back ok",
+        ],
+        "the run after a reset",
+    );
+    judge.assert_healthy();
+}
+
+#[test]
 fn ipc_objects_and_locks_do_not_reach_the_next_run() {
     let _serial = serial();
     let mut judge = Judge::new(&["ipc_leftovers.c"]);

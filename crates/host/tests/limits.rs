@@ -962,6 +962,101 @@ fn page_cache_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit() {
     );
 }
 
+/// Looks up `argv[1]` names that do not exist under `/usr`, each long and
+/// different (and, with `argv[2]`, different from every earlier run's):
+/// the kernel keeps a negative dentry for each, charged to the caller's
+/// memory group, and keeps it after the caller is gone.
+const NEGATIVE_DENTRIES_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+int main(int argc, char **argv) {
+    long count = strtol(argc > 1 ? argv[1] : "1000", NULL, 10);
+    const char *tag = argc > 2 ? argv[2] : "";
+    char path[256];
+    struct stat st;
+    for (long i = 0; i < count; i++) {
+        snprintf(path, sizeof path, "/usr/absent-%s-%ld-%0150d", tag, i, 0);
+        if (stat(path, &st) == 0)
+            return 2;
+    }
+    return 0;
+}
+"#;
+
+/// What is charged to the container's memory group now: `memory.current`
+/// (v2) or `memory.usage_in_bytes` (v1).
+fn memory_charged(c: &Container) -> u64 {
+    c.cgroup_dirs()
+        .iter()
+        .find_map(|dir| {
+            ["memory.current", "memory.usage_in_bytes"]
+                .iter()
+                .find_map(|name| std::fs::read_to_string(dir.join(name)).ok())
+        })
+        .expect("the container's group has a memory counter")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn kernel_memory_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit() {
+    require_cgroup();
+    let programs = Programs::compile(&[
+        ("touch", TOUCH_C, &[]),
+        ("negative_dentries", NEGATIVE_DENTRIES_C, &[]),
+    ]);
+    let _serial = serial();
+    let mut c = programs.container();
+    c.reset().expect("reset");
+    let before = memory_charged(&c);
+    // Names no earlier run of this test looked up: their dentries would
+    // be there already, charged to a group gone since.
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let out = run_spec(
+        &mut c,
+        ExecSpec::new(["/t/negative_dentries", "150000", tag.as_str()]).memory_limit(256 * MIB),
+    );
+    assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
+    let left = memory_charged(&c).saturating_sub(before);
+    assert!(
+        left >= 24 * MIB,
+        "the lookups left only {} KiB charged to the group, so this test cannot \
+         check the reclaim: {}",
+        left / 1024,
+        out.describe()
+    );
+    c.reset().expect("reset");
+    let after = memory_charged(&c).saturating_sub(before);
+    assert!(
+        after < 4 * MIB,
+        "the reset left {} KiB of the {} KiB the run left charged",
+        after / 1024,
+        left / 1024
+    );
+    // Left charged, the dentries would raise this run's limit by as much,
+    // and 48 MiB would fit under 32.
+    let out = run_spec(
+        &mut c,
+        ExecSpec::new(["/t/touch", "48"]).memory_limit(32 * MIB),
+    );
+    assert_eq!(
+        out.result.status,
+        Status::MemoryLimit,
+        "the kernel memory of the run before the reset loosened the limit: {}",
+        out.describe()
+    );
+}
+
 #[test]
 fn root_builds_measure_with_a_cgroup_unless_told_otherwise() {
     require_cgroup();

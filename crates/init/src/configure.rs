@@ -453,7 +453,8 @@ fn mask(path: &str) -> Result<(), Failure> {
     }
 }
 
-/// Empties a writable tmpfs and restores its root's owner and mode.
+/// Empties a writable tmpfs and restores its root's owner, mode and
+/// extended attributes.
 /// `levels` is reused from reset to reset (see [`os::remove_contents`]).
 pub fn empty_dir(
     path: &str,
@@ -465,6 +466,10 @@ pub fn empty_dir(
     if !os::holds_nothing(path) {
         os::remove_contents(path, levels)?;
     }
+    // Its owner (the programs' uid) may set attributes on the mount's own
+    // directory: a default ACL would take every permission from the files
+    // later runs make there.
+    os::remove_program_xattrs(path)?;
     // A run may have changed the mount's own owner or mode; restored only
     // then.
     let stat = rustix::fs::stat(path)?;

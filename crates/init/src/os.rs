@@ -262,6 +262,39 @@ pub fn each_file_under(
     }
 }
 
+/// Removes the extended attributes of `path` (not following a link) that
+/// a program can set on a directory it owns: `user.*`, and its ACLs
+/// (`system.posix_acl_access`, `system.posix_acl_default`, which would
+/// decide the mode of every file made in it). Those only a privileged
+/// process sets (`security.*`, a security module's label; `trusted.*`)
+/// stay. Lists them through a buffer on the stack, or for a longer list
+/// (at most 64 KiB) one on the heap.
+pub fn remove_program_xattrs(path: &str) -> Result<()> {
+    let mut stack = [0u8; 512];
+    let mut heap = Vec::new();
+    let names: &[u8] = match rustix::fs::llistxattr(path, &mut stack[..]) {
+        Ok(len) => &stack[..len],
+        Err(Errno::RANGE) => {
+            // Nothing runs during a reset: the list does not grow between
+            // asking its size and reading it.
+            heap.resize(rustix::fs::llistxattr_query(path)?, 0);
+            let len = rustix::fs::llistxattr(path, &mut heap[..])?;
+            &heap[..len]
+        }
+        Err(errno) => return Err(errno.into()),
+    };
+    for name in names.split(|&byte| byte == 0) {
+        if !(name.starts_with(b"user.") || name.starts_with(b"system.posix_acl_")) {
+            continue;
+        }
+        match rustix::fs::lremovexattr(path, name) {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Whether the file system mounted at `path` holds nothing but its root
 /// directory, told by its count of inodes in use (one statfs instead of a
 /// walk). `false` when it cannot tell: a file system without an inode
