@@ -325,7 +325,12 @@ fn parse_cmd(cmd: Obj<'_>) -> Result<Cmd, ApiError> {
     if let Some(map) = cmd.object("copyIn")? {
         for (path, value) in map.map {
             let file = Obj::of(value, format!("{}[{path:?}]", map.path))?;
-            copy_in.insert(path.clone(), parse_file(&file)?);
+            // A link comes before every other kind here, as in go-judge.
+            let file = match file.string("symlink")? {
+                Some(target) => CmdFile::Symlink(target),
+                None => parse_file(&file)?,
+            };
+            copy_in.insert(path.clone(), file);
         }
     }
     Ok(Cmd {
@@ -538,6 +543,24 @@ mod tests {
                 max: 10,
                 pipe: false
             })
+        );
+    }
+
+    #[test]
+    fn a_copy_in_with_a_symlink_is_the_link_whatever_else_it_has() {
+        let request = parse_run_request(
+            br#"{"cmd": [{"args": ["x"], "copyIn": {
+                 "a": {"content": "text", "symlink": "b"},
+                 "c": {"src": "/d", "fileId": "E", "symlink": "f"}},
+                 "files": [{"content": "text", "symlink": "b"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.cmd[0].copy_in["a"], CmdFile::Symlink("b".into()));
+        assert_eq!(request.cmd[0].copy_in["c"], CmdFile::Symlink("f".into()));
+        // In files, links are not a kind: the content is read.
+        assert_eq!(
+            request.cmd[0].files[0],
+            Some(CmdFile::Content("text".into()))
         );
     }
 
