@@ -35,7 +35,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.message)).into_response()
+        (self.status, crate::json_answer(self.message)).into_response()
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -43,7 +42,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
         .into_iter()
         .map(|(id, name)| (id, serde_json::Value::String(name)))
         .collect();
-    Ok(Json(map).into_response())
+    Ok(crate::json_answer(map))
 }
 
 /// `POST /file`: stores the form field `file`; answers its id as a JSON
@@ -77,7 +76,7 @@ pub async fn upload(
                 .map_err(store_error)
         })
         .await?;
-        return Ok(Json(id).into_response());
+        return Ok(crate::json_answer(id));
     }
     Err(ApiError::bad("the form has no field named file"))
 }

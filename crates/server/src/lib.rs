@@ -57,6 +57,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hutch_host::protocol::CgroupVersion;
 use hutch_host::{ContainerBuilder, FileStore, Pool};
+use serde::Serialize;
 use tokio::sync::Semaphore;
 
 pub use convert::{Defaults, MAX_MEMORY_BYTES};
@@ -763,7 +764,7 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
         statuses = ?results.iter().map(|r| r.status).collect::<Vec<_>>(),
         "run"
     );
-    Ok(Json(results).into_response())
+    Ok(json_answer(results))
 }
 
 /// Why a request's body could not be read whole: larger than `max_body`
@@ -962,6 +963,24 @@ fn run_job(
     (results, pooled)
 }
 
+/// The type of every JSON answer, as go-judge (gin) sends it.
+const JSON_TYPE: &str = "application/json; charset=utf-8";
+
+/// `value` as a JSON answer, typed as go-judge types them.
+pub(crate) fn json_answer(value: impl Serialize) -> Response {
+    let mut response = Json(value).into_response();
+    // What failed to serialise is a plain-text `500`, and stays one.
+    let typed = response.headers().get(header::CONTENT_TYPE)
+        == Some(&header::HeaderValue::from_static("application/json"));
+    if typed {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(JSON_TYPE),
+        );
+    }
+    response
+}
+
 /// What a client checks before it relies on a feature, as go-judge tells
 /// it.
 fn features() -> serde_json::Map<String, serde_json::Value> {
@@ -999,7 +1018,7 @@ async fn version() -> Response {
         .into(),
     );
     map.insert("os".into(), std::env::consts::OS.into());
-    Json(map).into_response()
+    json_answer(map)
 }
 
 async fn config_json(State(state): State<Arc<AppState>>) -> Response {
@@ -1023,7 +1042,7 @@ async fn config_json(State(state): State<Arc<AppState>>) -> Response {
             "seccomp": !state.defaults.seccomp.is_empty(),
         }),
     );
-    Json(map).into_response()
+    json_answer(map)
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {

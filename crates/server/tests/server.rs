@@ -691,6 +691,45 @@ fn unknown_endpoints_answer_404_in_json() {
 }
 
 #[test]
+fn json_answers_are_typed_as_go_judge_types_them() {
+    let (_server, mut client) = start(config());
+    let id = upload(&mut client, "a.txt", b"a");
+    let answers = [
+        (
+            "/run",
+            client.post_json("/run", single(cmd(&["true"])).to_string().as_bytes()),
+        ),
+        ("/run refused", client.post_json("/run", b"{")),
+        ("/file", client.get("/file")),
+        (
+            "POST /file",
+            client.post_file("/file", "file", "b.txt", b"b"),
+        ),
+        ("/file/{id} missing", client.get("/file/AAAAAAAAAAAAAAAA")),
+        ("/version", client.get("/version")),
+        ("/config", client.get("/config")),
+        ("no endpoint", client.get("/nothing")),
+    ];
+    for (what, answer) in answers {
+        let answer = answer.unwrap();
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json; charset=utf-8"),
+            "{what}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        assert!(!answer.json().is_null(), "{what}: {}", answer.text());
+    }
+    // A stored file keeps the type of its name.
+    let file = client.get(&format!("/file/{id}")).unwrap();
+    assert_eq!(
+        file.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+}
+
+#[test]
 fn answers_say_how_long_an_idle_connection_stays_open() {
     let (_server, mut client) = start(config());
     let hint = format!("timeout={}", hutch_server::DEFAULT_IDLE_TIMEOUT.as_secs());
