@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -45,12 +46,21 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
     Ok(crate::json_answer(map))
 }
 
-/// `POST /file`: stores the form field `file`; answers its id as a JSON
-/// string.
+/// `POST /file`: stores the first file (a part with a filename) of the form
+/// field `file` under its base name; answers its id as a JSON string.
 pub async fn upload(
     State(state): State<Arc<AppState>>,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    let mut form = form.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            format!(
+                "the upload must be a multipart/form-data form: {}",
+                e.body_text()
+            ),
+        )
+    })?;
     let bad_form = |e: axum::extract::multipart::MultipartError| {
         if let Some(stalled) = crate::find_stalled(&e) {
             return ApiError::new(StatusCode::REQUEST_TIMEOUT, stalled.to_string());
@@ -64,10 +74,12 @@ pub async fn upload(
         )
     };
     while let Some(field) = form.next_field().await.map_err(bad_form)? {
-        if field.name() != Some("file") {
-            continue;
-        }
-        let name = field.file_name().unwrap_or("file").to_owned();
+        // A part without a filename is a form value, not a file, as Go's
+        // multipart reader takes it.
+        let name = match (field.name(), field.file_name()) {
+            (Some("file"), Some(name)) if !name.is_empty() => base_name(name).to_owned(),
+            _ => continue,
+        };
         let bytes = field.bytes().await.map_err(bad_form)?;
         let id = blocking(move || {
             state
@@ -78,7 +90,19 @@ pub async fn upload(
         .await?;
         return Ok(crate::json_answer(id));
     }
-    Err(ApiError::bad("the form has no field named file"))
+    Err(ApiError::bad(
+        "the form has no file: a field named file with a filename",
+    ))
+}
+
+/// The last element of an uploaded file's name, as Go's multipart reader
+/// keeps it: `dir/x.txt` is `x.txt`, `dir/` is `dir`, `/` stays `/`.
+fn base_name(name: &str) -> &str {
+    let trimmed = name.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/";
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed)
 }
 
 /// `GET /file/{id}`: the file, as an attachment under its name.
@@ -185,6 +209,16 @@ mod tests {
             "{}",
             error.message
         );
+    }
+
+    #[test]
+    fn an_uploaded_name_keeps_only_its_last_element() {
+        assert_eq!(base_name("x.txt"), "x.txt");
+        assert_eq!(base_name("dir/x.txt"), "x.txt");
+        assert_eq!(base_name("/a/b/x.txt"), "x.txt");
+        assert_eq!(base_name("dir/"), "dir");
+        assert_eq!(base_name("/"), "/");
+        assert_eq!(base_name("a\\b"), "a\\b");
     }
 
     #[test]

@@ -501,6 +501,61 @@ fn the_file_store_creates_lists_reads_and_deletes() {
     assert_eq!(form.status, 400, "{}", form.text());
 }
 
+#[test]
+fn uploads_are_read_as_go_judge_reads_them() {
+    let (_server, mut client) = start(config());
+    // Not a form: a JSON string says so.
+    for content_type in [None, Some("application/json"), Some("multipart/form-data")] {
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|value| vec![("Content-Type", value)])
+            .unwrap_or_default();
+        let answer = client.request("POST", "/file", &headers, b"x").unwrap();
+        assert_eq!(answer.status, 400, "{content_type:?}: {}", answer.text());
+        let message = answer.json();
+        assert!(
+            message
+                .as_str()
+                .is_some_and(|m| m.starts_with("the upload must be a multipart/form-data form")),
+            "{content_type:?}: {}",
+            answer.text()
+        );
+    }
+    // Only the base name of a file's name is kept.
+    let id = upload(&mut client, "dir/sub/x.txt", b"x");
+    assert_eq!(client.get("/file").unwrap().json()[&id], "x.txt");
+    // A part without a filename, or with an empty one, is no file.
+    let empty = client.post_file("/file", "file", "", b"x").unwrap();
+    assert_eq!(empty.status, 400, "{}", empty.text());
+    let boundary = "b0undary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--{boundary}--\r\n"
+    );
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let unnamed = client
+        .request(
+            "POST",
+            "/file",
+            &[("Content-Type", &content_type)],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(unnamed.status, 400, "{}", unnamed.text());
+    assert_eq!(
+        unnamed.json(),
+        "the form has no file: a field named file with a filename"
+    );
+    assert_eq!(
+        client
+            .get("/file")
+            .unwrap()
+            .json()
+            .as_object()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 /// Posts `first`, waits until it runs, posts `second`, waits until it
 /// queues behind it, calls `meanwhile`, and answers both answers' statuses.
 fn one_running_one_queued(
