@@ -239,6 +239,8 @@ impl<'a> Obj<'a> {
             .enumerate()
             .map(|(i, item)| match item {
                 Value::String(s) => Ok(s.clone()),
+                // As Go reads `null` into a string: the empty one.
+                Value::Null => Ok(String::new()),
                 other => Err(ApiError::bad(format!(
                     "{}[{i}] must be a string, not {}",
                     self.field(key),
@@ -276,11 +278,131 @@ fn shown(value: &Value) -> String {
     }
 }
 
-/// Reads a `/run` request body.
+/// Reads a `/run` request body: its first JSON value, as gin reads one
+/// (what follows it is not looked at).
 pub fn parse_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body)
+    parse_request(body, Trailing::Ignored)
+}
+
+/// Reads a request that must be the whole of its message, as Go's
+/// `json.Unmarshal` reads one (`/stream`'s first message).
+pub fn parse_whole_run_request(body: &[u8]) -> Result<RunRequest, ApiError> {
+    parse_request(body, Trailing::Refused)
+}
+
+fn parse_request(body: &[u8], trailing: Trailing) -> Result<RunRequest, ApiError> {
+    let value = read_json(body, trailing)
         .map_err(|e| ApiError::bad(format!("the request is not valid JSON: {e}")))?;
     run_request_from(&value)
+}
+
+/// What may follow the JSON value of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trailing {
+    /// Anything: one value is read, as a Go `Decoder` reads it.
+    Ignored,
+    /// White space only.
+    Refused,
+}
+
+/// A JSON value as Go's `encoding/json` reads it: where a string holds
+/// bytes that are not UTF-8, or a `\u` escape of half a surrogate pair
+/// alone, each is U+FFFD. Those are spelled so and the text read again
+/// only when it fails as it is.
+pub(crate) fn read_json(body: &[u8], trailing: Trailing) -> Result<Value, serde_json::Error> {
+    read_value(body, trailing).or_else(|error| match as_go_reads(body) {
+        Some(text) => read_value(&text, trailing),
+        None => Err(error),
+    })
+}
+
+fn read_value(body: &[u8], trailing: Trailing) -> Result<Value, serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let value = serde::Deserialize::deserialize(&mut reader)?;
+    if trailing == Trailing::Refused {
+        reader.end()?;
+    }
+    Ok(value)
+}
+
+/// `body` with each byte of invalid UTF-8, and each lone surrogate escape
+/// inside a string, replaced by U+FFFD; `None` when it has neither.
+fn as_go_reads(body: &[u8]) -> Option<Vec<u8>> {
+    let text = replace_invalid_utf8(body);
+    match replace_lone_surrogates(text.as_bytes()) {
+        Some(escaped) => Some(escaped),
+        None => match text {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(text) => Some(text.into_bytes()),
+        },
+    }
+}
+
+/// `bytes` as text, each byte of a sequence that is not UTF-8 a U+FFFD of
+/// its own, as Go decodes them one byte at a time.
+fn replace_invalid_utf8(mut bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    let mut text = String::new();
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(rest) if text.is_empty() => return rest.into(),
+            Ok(rest) => {
+                text.push_str(rest);
+                return text.into();
+            }
+            Err(error) => {
+                let (valid, rest) = bytes.split_at(error.valid_up_to());
+                text.push_str(&String::from_utf8_lossy(valid));
+                let bad = error.error_len().unwrap_or(rest.len());
+                text.extend(std::iter::repeat_n('\u{FFFD}', bad));
+                bytes = &rest[bad..];
+            }
+        }
+    }
+}
+
+/// `text` with each `\u` escape of a surrogate inside a string that is
+/// not half of a pair of escapes written `\ufffd`; `None` when there is
+/// none. A `\\` is an escape of its own, so `\\ud800` is left alone.
+fn replace_lone_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    let unit = |at: usize| -> Option<u16> {
+        let digits = text.get(at..at + 6)?.strip_prefix(b"\\u")?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut out = Vec::new();
+    let (mut at, mut copied, mut in_string) = (0, 0, false);
+    while let Some(&byte) = text.get(at) {
+        match byte {
+            b'"' => {
+                in_string = !in_string;
+                at += 1;
+            }
+            b'\\' if in_string => match unit(at) {
+                Some(0xD800..=0xDBFF)
+                    if unit(at + 6).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low)) =>
+                {
+                    at += 12;
+                }
+                Some(0xD800..=0xDFFF) => {
+                    out.extend_from_slice(&text[copied..at]);
+                    out.extend_from_slice(b"\\ufffd");
+                    at += 6;
+                    copied = at;
+                }
+                Some(_) => at += 6,
+                // Whatever byte follows, a `"` or a `\\` among them.
+                None => at += 2,
+            },
+            _ => at += 1,
+        }
+    }
+    if out.is_empty() {
+        return None;
+    }
+    out.extend_from_slice(text.get(copied..).unwrap_or_default());
+    Some(out)
 }
 
 /// [`parse_run_request`] of JSON already parsed.
@@ -562,6 +684,89 @@ mod tests {
             request.cmd[0].files[0],
             Some(CmdFile::Content("text".into()))
         );
+    }
+
+    /// The content of `copyIn["a"]` in a request whose JSON for it is
+    /// `json`.
+    fn content_of(json: &[u8]) -> Vec<u8> {
+        let mut body = br#"{"cmd": [{"args": ["x"], "copyIn": {"a": {"content": "#.to_vec();
+        body.extend_from_slice(json);
+        body.extend_from_slice(b"}}}]}");
+        match &parse_run_request(&body).unwrap().cmd[0].copy_in["a"] {
+            CmdFile::Content(bytes) => bytes.clone(),
+            other => panic!("not content: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn strings_are_read_as_go_reads_them_broken_parts_and_all() {
+        // Each byte that is not UTF-8 is a U+FFFD of its own.
+        assert_eq!(
+            content_of(b"\"a\xff\xe2\x82b\""),
+            "a\u{FFFD}\u{FFFD}\u{FFFD}b".as_bytes()
+        );
+        // A surrogate escape that is not half of a pair is U+FFFD; a pair
+        // is its character.
+        assert_eq!(content_of(br#""a\ud800b""#), "a\u{FFFD}b".as_bytes());
+        assert_eq!(content_of(br#""\udc00""#), "\u{FFFD}".as_bytes());
+        assert_eq!(content_of(br#""\ud800\u0041""#), "\u{FFFD}A".as_bytes());
+        assert_eq!(
+            content_of(br#""\ud800\ud800\udc00""#),
+            "\u{FFFD}\u{10000}".as_bytes()
+        );
+        assert_eq!(content_of(br#""\ud83d\ude00""#), "😀".as_bytes());
+        // An escaped backslash is not the start of an escape, nor is a
+        // quote escaped the end of a string.
+        assert_eq!(
+            content_of(br#""\\ud800\"\ud800""#),
+            "\\ud800\"\u{FFFD}".as_bytes()
+        );
+        // Both at once, and in keys too.
+        let request = parse_run_request(
+            b"{\"cmd\": [{\"args\": [\"\\ud800\xff\"], \"env\": [\"K\\udfff=v\"]}]}",
+        )
+        .unwrap();
+        assert_eq!(request.cmd[0].args, ["\u{FFFD}\u{FFFD}"]);
+        assert_eq!(request.cmd[0].env, ["K\u{FFFD}=v"]);
+        // What Go refuses stays refused.
+        assert!(
+            error_of(r#"{"cmd": [{"args": ["\ud80"]}]}"#)
+                .starts_with("the request is not valid JSON")
+        );
+        assert!(
+            parse_run_request(b"{\"cmd\": [{\"args\": [\"x\"]}]\xff}")
+                .unwrap_err()
+                .message
+                .starts_with("the request is not valid JSON")
+        );
+    }
+
+    #[test]
+    fn what_follows_the_request_is_not_read_except_where_go_reads_it_all() {
+        let body = br#"{"cmd": [{"args": ["x"]}]} trailing {"#;
+        assert_eq!(parse_run_request(body).unwrap().cmd[0].args, ["x"]);
+        assert!(
+            parse_whole_run_request(body)
+                .unwrap_err()
+                .message
+                .contains("trailing characters"),
+        );
+        let spaced = br#"{"cmd": [{"args": ["x"]}]}  "#;
+        assert!(parse_whole_run_request(spaced).is_ok());
+    }
+
+    #[test]
+    fn null_in_a_list_of_strings_is_the_empty_string() {
+        let request = parse_run_request(
+            br#"{"cmd": [{"args": ["x", null], "env": [null], "copyOut": [null],
+                 "copyOutCached": ["a", null]}]}"#,
+        )
+        .unwrap();
+        let cmd = &request.cmd[0];
+        assert_eq!(cmd.args, ["x", ""]);
+        assert_eq!(cmd.env, [""]);
+        assert_eq!(cmd.copy_out, [CopyOutFile::from_entry("")]);
+        assert_eq!(cmd.copy_out_cached[1], CopyOutFile::from_entry(""));
     }
 
     #[test]

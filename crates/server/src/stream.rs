@@ -509,7 +509,7 @@ impl Client for WebSocketClient {
         loop {
             return match self.0.recv().await {
                 Some(Ok(Message::Binary(bytes))) => match bytes.split_first() {
-                    Some((&REQUEST, body)) => api::parse_run_request(body),
+                    Some((&REQUEST, body)) => api::parse_whole_run_request(body),
                     Some((kind, _)) => Err(ApiError::bad(format!(
                         "the first message must be the request (type {REQUEST}), not type {kind}"
                     ))),

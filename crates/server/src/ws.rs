@@ -87,7 +87,7 @@ fn take(
 ) -> Option<Answer> {
     // A cancel names the request by `cancelRequestId` (in any case, as Go
     // reads it).
-    let value: serde_json::Value = match serde_json::from_slice(message) {
+    let value = match api::read_json(message, api::Trailing::Ignored) {
         Ok(value) => value,
         Err(error) => {
             return Some(Answer::refused(

@@ -746,6 +746,30 @@ fn unknown_endpoints_answer_404_in_json() {
 }
 
 #[test]
+fn bodies_are_read_as_go_judge_reads_them() {
+    let (_server, mut client) = start(config());
+    // A contestant's source with a broken character, as JavaScript's
+    // JSON.stringify writes it, and bytes that are not UTF-8; a null
+    // argument; and something after the request.
+    let mut command = cmd(&["sh", "-c", "cat a.txt; printf '[%s]' \"$1\"", "sh"]);
+    command["args"].as_array_mut().unwrap().push(Value::Null);
+    command["copyIn"] = json!({"a.txt": {"content": "CONTENT"}});
+    let mut body = single(command).to_string();
+    body.push_str("\n{\"trailing\": ");
+    let body = body.replace("CONTENT", "x\\ud800y").into_bytes();
+    let at = body.windows(2).position(|w| w == b"y\"").unwrap() + 1;
+    let body = [&body[..at], b"\xc3", &body[at..]].concat();
+    let answer = client.post_json("/run", &body).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let result = &answer.json()[0];
+    assert_eq!(result["status"], "Accepted", "{result}");
+    assert_eq!(
+        result["files"]["stdout"], "x\u{FFFD}y\u{FFFD}[]",
+        "{result}"
+    );
+}
+
+#[test]
 fn json_answers_are_typed_as_go_judge_types_them() {
     let (_server, mut client) = start(config());
     let id = upload(&mut client, "a.txt", b"a");

@@ -45,6 +45,28 @@ fn answer(socket: &mut Socket) -> Value {
 }
 
 #[test]
+fn messages_are_read_as_go_reads_them() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut socket = connect(&server);
+    // Broken UTF-8 and a lone surrogate escape are U+FFFD; what follows
+    // the value is not read.
+    let mut odd = request("odd", "printf %s \"$1\"");
+    odd["cmd"][0]["args"] = json!(["sh", "-c", "printf %s \"$1\"", "sh", "ARG"]);
+    let mut message = odd.to_string().into_bytes();
+    let at = message.windows(3).position(|w| w == b"ARG").unwrap();
+    message.splice(at..at + 3, b"\xff\\ud800".iter().copied());
+    message.extend_from_slice(b" and more");
+    socket.send(Message::Binary(message.into())).unwrap();
+    let answer = answer(&mut socket);
+    assert_eq!(answer["requestId"], "odd", "{answer}");
+    assert_eq!(answer["results"][0]["status"], "Accepted", "{answer}");
+    assert_eq!(
+        answer["results"][0]["files"]["stdout"], "\u{FFFD}\u{FFFD}",
+        "{answer}"
+    );
+}
+
+#[test]
 fn requests_run_side_by_side_and_each_is_answered_when_done() {
     let server = Server::start(config()).expect("the server starts");
     let mut socket = connect(&server);
