@@ -46,6 +46,9 @@ pub struct Defaults {
 /// A host directory `src` files may come from.
 #[derive(Debug)]
 pub struct SrcPrefix {
+    /// The directory as the operator named it, made absolute: a `src` may
+    /// be spelled from here even where it is a symbolic link.
+    pub given: PathBuf,
     /// The directory, canonical.
     pub path: PathBuf,
     /// Opened once, for `openat2(RESOLVE_BENEATH)`.
@@ -55,13 +58,32 @@ pub struct SrcPrefix {
 impl SrcPrefix {
     /// Opens `path` (a directory) as a prefix.
     pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let given = std::path::absolute(path)?;
         let path = std::fs::canonicalize(path)?;
         let dir = rustix::fs::open(
             &path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Self { path, dir })
+        Ok(Self { given, path, dir })
+    }
+
+    /// What follows this prefix in `path`, spelled from the prefix as given
+    /// or from its real path; `None` when `path` is not below it.
+    fn rest<'p>(&self, path: &'p std::path::Path) -> Option<&'p std::path::Path> {
+        path.strip_prefix(&self.given)
+            .or_else(|_| path.strip_prefix(&self.path))
+            .ok()
+    }
+
+    /// The prefix as messages name it: as given, and where it really is
+    /// when that differs.
+    fn shown(&self) -> String {
+        if self.given == self.path {
+            self.path.display().to_string()
+        } else {
+            format!("{} ({})", self.given.display(), self.path.display())
+        }
     }
 }
 
@@ -528,10 +550,14 @@ fn source(
     }
 }
 
-/// Opens a host file a request names, if it lies below an allowed prefix:
-/// resolved beneath the prefix's directory (`RESOLVE_BENEATH`), so that
-/// neither `..` nor a symbolic link leads out of it, and opened now, so
-/// that nothing can be swapped in between the check and the run.
+/// Opens a host file a request names, if it lies below an allowed prefix,
+/// spelled from the prefix as given or from its real path, as go-judge
+/// takes it. The path is resolved whole (its links and `..`), and must
+/// lie below the real path of a prefix, which it is then opened beneath
+/// (`RESOLVE_BENEATH`) without following any link (`RESOLVE_NO_SYMLINKS`):
+/// a link swapped in after the check makes the open fail, so nothing
+/// outside the prefixes is opened. It is opened now, so that nothing can
+/// be swapped in between the check and the run.
 fn open_src(field: &str, path: &str, prefixes: &[SrcPrefix]) -> Result<File, ApiError> {
     if prefixes.is_empty() {
         return Err(ApiError::bad(format!(
@@ -545,20 +571,47 @@ fn open_src(field: &str, path: &str, prefixes: &[SrcPrefix]) -> Result<File, Api
             "{field}.src {path:?} is not an absolute path"
         )));
     }
-    let Some((prefix, rest)) = prefixes.iter().find_map(|prefix| {
-        requested
-            .strip_prefix(&prefix.path)
-            .ok()
-            .map(|rest| (prefix, rest))
-    }) else {
+    let Some(named) = prefixes
+        .iter()
+        .find(|prefix| prefix.rest(requested).is_some())
+    else {
         return Err(ApiError::bad(format!(
             "{field}.src {path:?} is not under an allowed prefix ({})",
             prefixes
                 .iter()
-                .map(|p| p.path.display().to_string())
+                .map(SrcPrefix::shown)
                 .collect::<Vec<_>>()
                 .join(", ")
         )));
+    };
+    let leads_out = || {
+        ApiError::bad(format!(
+            "{field}.src {path:?} leads out of {} (through `..` or a symbolic link)",
+            named.shown()
+        ))
+    };
+    let resolved = std::fs::canonicalize(requested).map_err(|e| {
+        // Told as the prefix's directory sees it, so that a path leading
+        // out says so whether or not what it leads to exists.
+        let beneath = rustix::fs::openat2(
+            named.dir.as_fd(),
+            named.rest(requested).unwrap_or(requested),
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        );
+        match beneath {
+            Err(rustix::io::Errno::XDEV) => leads_out(),
+            _ => ApiError::bad(format!("{field}.src: cannot open {path:?}: {e}")),
+        }
+    })?;
+    let Some((prefix, rest)) = prefixes.iter().find_map(|prefix| {
+        resolved
+            .strip_prefix(&prefix.path)
+            .ok()
+            .map(|rest| (prefix, rest))
+    }) else {
+        return Err(leads_out());
     };
     let rest = if rest.as_os_str().is_empty() {
         std::path::Path::new(".")
@@ -570,12 +623,13 @@ fn open_src(field: &str, path: &str, prefixes: &[SrcPrefix]) -> Result<File, Api
         rest,
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(|e| match e {
-        rustix::io::Errno::XDEV => ApiError::bad(format!(
-            "{field}.src {path:?} leads out of {} (through `..` or a symbolic link)",
-            prefix.path.display()
+        rustix::io::Errno::XDEV | rustix::io::Errno::LOOP => ApiError::bad(format!(
+            "{field}.src {path:?} changed while it was opened (a symbolic link or a move \
+             under {})",
+            prefix.shown()
         )),
         e => ApiError::bad(format!(
             "{field}.src: cannot open {path:?}: {}",

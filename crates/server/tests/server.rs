@@ -738,6 +738,70 @@ fn bad_input_is_refused_naming_what_is_wrong() {
 }
 
 #[test]
+fn src_is_taken_as_the_prefix_is_named_or_resolved_and_never_from_outside() {
+    let scratch = common::scratch::TempDir::new("server-linked-prefix", 0o755);
+    let real = scratch.join("real");
+    let named = scratch.join("named");
+    std::fs::create_dir_all(real.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&real, &named).unwrap();
+    std::fs::write(real.join("ok.txt"), "fine").unwrap();
+    std::fs::write(scratch.join("outside.txt"), "secret").unwrap();
+    let link = |target: &std::path::Path, name: &str| {
+        std::os::unix::fs::symlink(target, real.join(name)).unwrap();
+    };
+    link(&real.join("ok.txt"), "absolute");
+    link(&named.join("ok.txt"), "through-named");
+    link("ok.txt".as_ref(), "relative");
+    link("../ok.txt".as_ref(), "sub/up");
+    link("/etc/passwd".as_ref(), "out");
+    link("../outside.txt".as_ref(), "out-relative");
+    link("/nonexistent/hutch".as_ref(), "out-to-nothing");
+    let mut config = config();
+    config.src_prefixes = vec![named.clone()];
+    let (_server, mut client) = start(config);
+
+    let src =
+        |base: &std::path::Path, name: &str| json!({"src": base.join(name).display().to_string()});
+    let mut command = cmd(&["sh", "-c", "cat a b c d e f; echo"]);
+    command["copyIn"] = json!({
+        "a": src(&named, "ok.txt"), "b": src(&real, "ok.txt"), "c": src(&named, "absolute"),
+        "d": src(&named, "relative"), "e": src(&real, "sub/up"), "f": src(&named, "through-named"),
+    });
+    let result = &run(&mut client, &single(command))[0];
+    assert_eq!(result["status"], "Accepted", "{result}");
+    assert_eq!(
+        result["files"]["stdout"], "finefinefinefinefinefine\n",
+        "{result}"
+    );
+
+    for (path, expected) in [
+        (named.join("out"), "leads out of"),
+        (real.join("out-relative"), "leads out of"),
+        (named.join("out-to-nothing"), "leads out of"),
+        (named.join("sub/../../outside.txt"), "leads out of"),
+        (
+            scratch.join("outside.txt"),
+            "is not under an allowed prefix",
+        ),
+        (named.join("missing"), "cannot open"),
+    ] {
+        let mut command = cmd(&["true"]);
+        command["copyIn"] = json!({"a": {"src": path.display().to_string()}});
+        let (status, message) = refused(&mut client, single(command).to_string().as_bytes());
+        assert_eq!(status, 400, "{message}");
+        assert!(
+            message.contains(expected),
+            "{message:?} should say {expected:?}"
+        );
+        assert!(message.starts_with("cmd[0].copyIn[\"a\"].src"), "{message}");
+        assert!(
+            message.contains(&format!("{:?}", path.display().to_string())),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn unknown_endpoints_answer_404_in_json() {
     let (_server, mut client) = start(config());
     let answer: Answer = client.get("/nothing").unwrap();
