@@ -785,9 +785,19 @@ impl Run<'_> {
     /// grow, the checks thin out, to one every 8 ms: a run that computes for
     /// seconds before it prints costs about 125 checks a second, not 1000.
     pub fn wait_capping(
-        mut self,
+        self,
         files: &[(BorrowedFd<'_>, u64)],
     ) -> Result<ExecResult, ContainerError> {
+        self.wait_capped(files).map(|(result, _)| result)
+    }
+
+    /// [`wait_capping`](Self::wait_capping), telling also whether it sent
+    /// the kill.
+    pub(crate) fn wait_capped(
+        mut self,
+        files: &[(BorrowedFd<'_>, u64)],
+    ) -> Result<(ExecResult, bool), ContainerError> {
+        let mut killed = false;
         if !files.is_empty() {
             let container = self.container.as_mut().expect("present until waited for");
             let mut quiet = MIN_CAP_CHECK;
@@ -796,7 +806,7 @@ impl Run<'_> {
                 let Some(sizes) = room_under_caps(files) else {
                     // The program ends as killed; if the kill cannot be
                     // sent, the channel is broken and the wait says so.
-                    let _ = container.channel.send_request(&Request::Kill, &[]);
+                    killed = container.channel.send_request(&Request::Kill, &[]).is_ok();
                     break;
                 };
                 quiet = next_quiet_check(quiet, written_before == Some(sizes.written));
@@ -809,7 +819,7 @@ impl Run<'_> {
                 }
             }
         }
-        self.wait()
+        self.wait().map(|result| (result, killed))
     }
 }
 

@@ -273,9 +273,12 @@ pub struct Proxy {
 ///    command runs under its own limits; the wall-clock limit of each ends
 ///    it whatever the others do.
 /// 4. **Collect and copy out.** Collected output is read back (more than a
-///    collector's `max` is an [`Verdict::OutputLimit`]; a collector over a
+///    collector's `max` is an [`Verdict::OutputLimit`] when the program
+///    exited with 0 or was stopped by the host for it; a collector over a
 ///    pipe kills the run the moment it passes `max`, and one in memory
-///    soon after: see [`Run::wait_capping`](crate::Run::wait_capping)), and every
+///    soon after: see [`Run::wait_capping`](crate::Run::wait_capping); a
+///    program that ended otherwise on its own keeps its verdict, the
+///    collector's file error beside it), and every
 ///    [`CopyOut`] file is opened by init, never through a symbolic link,
 ///    and read, up to [`Command::copy_out_limit`].
 ///
@@ -393,7 +396,8 @@ pub enum Verdict {
     WallTimeLimit,
     /// Used more memory than allowed.
     MemoryLimit,
-    /// Wrote a file larger than allowed, or more than a collector's `max`.
+    /// Wrote a file larger than allowed, or more than a collector's `max`
+    /// (then exited with 0, or was stopped for it).
     OutputLimit,
     /// Made a system call the seccomp policy forbids.
     DisallowedSyscall,
@@ -1160,15 +1164,16 @@ fn run_command(
                 Collecting::Pipe { .. } => None,
             })
             .collect();
-        let exec = started.and_then(|run| run.wait_capping(&caps));
-        let drained: Vec<Option<(Vec<u8>, bool)>> = readers
+        let exec = started.and_then(|run| run.wait_capped(&caps));
+        let drained: Vec<Option<(Vec<u8>, bool, bool)>> = readers
             .into_iter()
             .map(|reader| reader.map(|handle| handle.join().unwrap_or_default()))
             .collect();
         (exec, drained)
     });
     let (exec, drained) = outcome;
-    let exec = match exec {
+    // Whether the host stopped the run for a collector's output.
+    let (exec, mut stopped) = match exec {
         Ok(exec) => exec,
         Err(error) => return failed_container(error),
     };
@@ -1183,7 +1188,8 @@ fn run_command(
     let mut over = false;
     for (c, drained) in collecting.into_iter().zip(drained) {
         let (collector, bytes, overflowed) = match (c, drained) {
-            (Collecting::Pipe { collector, .. }, Some((bytes, overflowed))) => {
+            (Collecting::Pipe { collector, .. }, Some((bytes, overflowed, killed))) => {
+                stopped |= killed;
                 (collector, bytes, overflowed)
             }
             (Collecting::File { collector, file }, _) => match read_capped(&file, collector.max) {
@@ -1216,12 +1222,7 @@ fn run_command(
         keep(&mut result, store, &collector.name, collector.store, bytes);
     }
     copy_out(container, command, store, &mut result);
-    if over
-        && matches!(
-            result.verdict,
-            Verdict::Ok | Verdict::NonzeroExit | Verdict::Signalled
-        )
-    {
+    if over && output_is_the_verdict(result.verdict, exec.termination, stopped) {
         result.verdict = Verdict::OutputLimit;
     } else if result.verdict == Verdict::Ok && !result.file_errors.is_empty() {
         result.verdict = Verdict::FileError;
@@ -1231,6 +1232,20 @@ fn run_command(
     }
     result.exec = Some(exec);
     result
+}
+
+/// Whether output past a collector's `max` is the verdict of a run that
+/// ended with `verdict` and `termination`, `stopped` telling whether the
+/// host killed it for that output: when the program ended well, or when it
+/// was the host's kill that ended it. A program that ended otherwise on
+/// its own (a non-zero exit, a signal, a limit) keeps its verdict, the
+/// collector's file error beside it, as go-judge judges it.
+fn output_is_the_verdict(verdict: Verdict, termination: Termination, stopped: bool) -> bool {
+    match verdict {
+        Verdict::Ok => true,
+        Verdict::Signalled => stopped && termination == Termination::Signalled(libc::SIGKILL),
+        _ => false,
+    }
 }
 
 impl Collecting {
@@ -1253,11 +1268,12 @@ impl Collecting {
 }
 
 /// Reads a collector's pipe to its end, keeping `max` bytes; past them,
-/// stops the run once and drops the rest. Returns the bytes and whether
-/// there were more.
-fn drain(read: OwnedFd, max: u64, killer: Option<&Killer>) -> (Vec<u8>, bool) {
+/// stops the run once and drops the rest. Returns the bytes, whether there
+/// were more, and whether the kill was sent.
+fn drain(read: OwnedFd, max: u64, killer: Option<&Killer>) -> (Vec<u8>, bool, bool) {
     let mut bytes = Vec::new();
     let mut overflowed = false;
+    let mut killed = false;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match rustix::io::read(&read, &mut buf) {
@@ -1273,11 +1289,11 @@ fn drain(read: OwnedFd, max: u64, killer: Option<&Killer>) -> (Vec<u8>, bool) {
             if let Some(killer) = killer {
                 // The run ends with an output-limit verdict; a kill that
                 // arrives after it ended does nothing.
-                let _ = killer.kill();
+                killed = killer.kill().is_ok();
             }
         }
     }
-    (bytes, overflowed)
+    (bytes, overflowed, killed)
 }
 
 /// The first `max` bytes of `file` and its whole size.
@@ -1638,4 +1654,52 @@ fn file_failure(errors: Vec<FileError>) -> CommandResult {
 
 fn failed_container(error: ContainerError) -> CommandResult {
     CommandResult::not_run(Verdict::ContainerFailed, crate::error_chain(&error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_past_a_collector_is_the_verdict_only_of_a_run_that_ended_well_or_was_stopped_for_it()
+    {
+        let killed = Termination::Signalled(libc::SIGKILL);
+        let crashed = Termination::Signalled(libc::SIGSEGV);
+        // Ended well, whether or not the host had sent a kill by then.
+        assert!(output_is_the_verdict(
+            Verdict::Ok,
+            Termination::Exited(0),
+            false
+        ));
+        assert!(output_is_the_verdict(
+            Verdict::Ok,
+            Termination::Exited(0),
+            true
+        ));
+        // Stopped by the host for its output.
+        assert!(output_is_the_verdict(Verdict::Signalled, killed, true));
+        // Ended otherwise on its own: its verdict stands.
+        assert!(!output_is_the_verdict(
+            Verdict::NonzeroExit,
+            Termination::Exited(3),
+            false
+        ));
+        assert!(!output_is_the_verdict(
+            Verdict::NonzeroExit,
+            Termination::Exited(3),
+            true
+        ));
+        assert!(!output_is_the_verdict(Verdict::Signalled, crashed, false));
+        assert!(!output_is_the_verdict(Verdict::Signalled, crashed, true));
+        assert!(!output_is_the_verdict(Verdict::Signalled, killed, false));
+        for limit in [
+            Verdict::TimeLimit,
+            Verdict::WallTimeLimit,
+            Verdict::MemoryLimit,
+            Verdict::OutputLimit,
+            Verdict::DisallowedSyscall,
+        ] {
+            assert!(!output_is_the_verdict(limit, killed, true), "{limit}");
+        }
+    }
 }

@@ -749,9 +749,26 @@ pub fn status_name(verdict: Verdict) -> &'static str {
     }
 }
 
+/// A result's `error`: hutch's words for what failed, or, for an output
+/// limit a collector gave (not the program's `RLIMIT_FSIZE`), the status's
+/// name, as go-judge puts it there.
+pub(crate) fn error_of(result: &CommandResult) -> String {
+    let collector_over = result.verdict == Verdict::OutputLimit
+        && result
+            .exec
+            .as_ref()
+            .is_some_and(|exec| exec.status != hutch_host::protocol::Status::OutputLimit);
+    match &result.error {
+        Some(error) => error.clone(),
+        None if collector_over => status_name(Verdict::OutputLimit).into(),
+        None => String::new(),
+    }
+}
+
 /// A command's result as go-judge writes it.
 pub fn to_result(result: CommandResult) -> RunResult {
     let exit_status = result.exit_status();
+    let error = error_of(&result);
     let (time, memory, run_time, proc_peak) = (
         result.cpu_time_ns(),
         result.memory_bytes(),
@@ -761,7 +778,7 @@ pub fn to_result(result: CommandResult) -> RunResult {
     RunResult {
         status: status_name(result.verdict),
         exit_status,
-        error: result.error.unwrap_or_default(),
+        error,
         time,
         memory,
         run_time,
@@ -812,6 +829,54 @@ mod tests {
             error.message,
             "no cmd provided: cmd must list at least one command"
         );
+    }
+
+    #[test]
+    fn an_output_limit_a_collector_gave_says_so_in_error() {
+        use hutch_host::protocol::{Status, Termination};
+        let ran = |status, termination| hutch_host::protocol::ExecResult {
+            status,
+            termination,
+            user_time_ns: 0,
+            system_time_ns: 0,
+            memory_bytes: 0,
+            wall_time_ns: 0,
+            accounting: hutch_host::protocol::Accounting::Rusage,
+            error: None,
+            processes_peak: None,
+        };
+        let result = |verdict, exec| CommandResult {
+            verdict,
+            exec: Some(exec),
+            files: Default::default(),
+            stored: Default::default(),
+            file_errors: Vec::new(),
+            error: None,
+        };
+        // Stopped by the server for its output, or over a collector after
+        // it ended well.
+        let stopped = result(
+            Verdict::OutputLimit,
+            ran(Status::Signalled, Termination::Signalled(9)),
+        );
+        assert_eq!(error_of(&stopped), "Output Limit Exceeded");
+        let ended = result(
+            Verdict::OutputLimit,
+            ran(Status::Ok, Termination::Exited(0)),
+        );
+        assert_eq!(to_result(ended).error, "Output Limit Exceeded");
+        // The program's own file-size limit: no error, as in go-judge.
+        let fsize = result(
+            Verdict::OutputLimit,
+            ran(Status::OutputLimit, Termination::Signalled(25)),
+        );
+        assert_eq!(error_of(&fsize), "");
+        // Any other status keeps its error, or none.
+        let nonzero = result(
+            Verdict::NonzeroExit,
+            ran(Status::NonzeroExit, Termination::Exited(3)),
+        );
+        assert_eq!(error_of(&nonzero), "");
     }
 
     #[test]

@@ -631,7 +631,7 @@ pub(crate) fn to_pb_result(result: CommandResult) -> pb::response::Result {
         run_time: result.wall_time_ns(),
         proc_peak: result.processes_peak().map_or(0, u64::from),
         memory: result.memory_bytes(),
-        error: result.error.unwrap_or_default(),
+        error: crate::convert::error_of(&result),
         files: result.files,
         file_ids: result.stored,
         file_error: result

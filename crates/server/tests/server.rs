@@ -287,6 +287,7 @@ fn limits_give_go_judge_statuses() {
     flood["files"][1] = json!({"name": "stdout", "max": 1000});
     let ole = &run(&mut client, &single(flood))[0];
     assert_eq!(ole["status"], "Output Limit Exceeded", "{ole}");
+    assert_eq!(ole["error"], "Output Limit Exceeded", "{ole}");
     assert_eq!(ole["fileError"][0]["type"], "CollectSizeExceeded", "{ole}");
     assert_eq!(ole["files"]["stdout"].as_str().unwrap().len(), 1000);
 
@@ -297,6 +298,7 @@ fn limits_give_go_judge_statuses() {
     endless["memoryLimit"] = json!(32u64 << 20);
     let ole = &run(&mut client, &single(endless))[0];
     assert_eq!(ole["status"], "Output Limit Exceeded", "{ole}");
+    assert_eq!(ole["error"], "Output Limit Exceeded", "{ole}");
     assert_eq!(ole["files"]["stdout"].as_str().unwrap().len(), 1000);
 
     let crash = &run(&mut client, &single(cmd(&["sh", "-c", "kill -SEGV $$"])))[0];
