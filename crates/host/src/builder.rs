@@ -713,11 +713,17 @@ impl ContainerBuilder {
         // The child runs on this stack, reading `child`, until it execs:
         // both are declared before `guard`, which is dropped first.
         let mut stack = sys::Mapping::new(sys::CHILD_STACK_LEN);
-        let spawned =
-            sys::spawn_init(flags, &child, &mut stack).map_err(|source| BuildError::Clone {
+        // As root, the user namespace is owned by the host uid of its root,
+        // not by root (see `sys::spawn_init`).
+        let owner = (user_ns && rustix::process::geteuid().is_root())
+            .then(|| self.resolved_id_map().host_uid)
+            .filter(|&uid| uid != 0);
+        let spawned = sys::spawn_init(flags, &child, &mut stack, owner).map_err(|source| {
+            BuildError::Clone {
                 hint: clone_hint(&source, user_ns),
                 source,
-            })?;
+            }
+        })?;
         drop((container_end, release_read, errors_write, init));
         // From here on, dropping `guard` kills and reaps the child.
         let mut guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);

@@ -160,15 +160,24 @@ pub(crate) const CHILD_STACK_LEN: usize = 64 * 1024;
 /// signal back at its default action.
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
 
+/// `SECBIT_NO_SETUID_FIXUP` (linux/securebits.h): a change of uid leaves
+/// the capability sets as they are.
+const SECBIT_NO_SETUID_FIXUP: c_long = 1 << 2;
+
 /// `clone3` with `flags | CLONE_PIDFD`; the child runs [`init_child`], on
 /// `stack` and sharing this process's memory where that is supported (see
 /// the module doc). The caller keeps `child`, what it points to and `stack`
 /// alive until the child has exec'd or exited (its error pipe's end of
 /// file) or has been killed and reaped.
+///
+/// With `owner`, this thread (root) makes the clone with that effective
+/// uid, so that the user namespace `flags` make is owned by `owner`, not
+/// by root (see [`as_owner`]).
 pub(crate) fn spawn_init(
     flags: u64,
     child: &InitChild<'_>,
     stack: &mut Mapping,
+    owner: Option<u32>,
 ) -> std::io::Result<Spawned> {
     let mut pidfd: c_int = -1;
     // SAFETY: clone_args is plain data; zero is valid for every field.
@@ -176,7 +185,10 @@ pub(crate) fn spawn_init(
     args.flags = flags | libc::CLONE_PIDFD as u64;
     args.pidfd = &mut pidfd as *mut c_int as u64;
     args.exit_signal = libc::SIGCHLD as u64;
-    let ret = clone_init(&mut args, child, stack);
+    let ret = match owner {
+        Some(owner) => as_owner(owner, || clone_init(&mut args, child, stack)),
+        None => clone_init(&mut args, child, stack),
+    };
     if ret < 0 {
         return Err(std::io::Error::from_raw_os_error(-ret as i32));
     }
@@ -185,6 +197,50 @@ pub(crate) fn spawn_init(
         // SAFETY: CLONE_PIDFD stored a fresh descriptor owned by no one.
         pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
     })
+}
+
+/// Runs `clone` with this thread's effective uid `owner`, then back to
+/// root: a user namespace made meanwhile is owned by `owner`. What its
+/// processes take of per-user kernel quotas (inotify instances, POSIX
+/// message queue bytes, pending signals) is also counted against its
+/// owner in the namespace above, so owned by root they would use up root's
+/// on the host. The switch is this thread's alone (a raw `setresuid`;
+/// glibc's would change every thread), and keeps the capability sets
+/// (`SECBIT_NO_SETUID_FIXUP` for the while), so that the namespace is made
+/// by a process that still holds `CAP_SYS_ADMIN`, as hosts that restrict
+/// unprivileged user namespaces want. Real and saved uid stay 0, which
+/// lets the thread take its effective uid back.
+fn as_owner(owner: u32, clone: impl FnOnce() -> c_long) -> c_long {
+    let bits = raw!(libc::SYS_prctl, libc::PR_GET_SECUREBITS);
+    // Without the bit (no CAP_SETPCAP, or it is locked off) the effective
+    // set is emptied for the while and refilled from the permitted set on
+    // the way back.
+    let kept = bits >= 0
+        && raw!(
+            libc::SYS_prctl,
+            libc::PR_SET_SECUREBITS,
+            bits | SECBIT_NO_SETUID_FIXUP
+        ) == 0;
+    let switched = raw!(libc::SYS_setresuid, -1i32, owner, -1i32);
+    if switched < 0 {
+        restore_securebits(kept, bits);
+        return switched;
+    }
+    let ret = clone();
+    if raw!(libc::SYS_setresuid, -1i32, 0, -1i32) < 0 {
+        // Cannot happen (the saved uid is 0); a host thread left without
+        // root must not go on.
+        std::process::abort();
+    }
+    restore_securebits(kept, bits);
+    ret
+}
+
+fn restore_securebits(kept: bool, bits: c_long) {
+    if kept && raw!(libc::SYS_prctl, libc::PR_SET_SECUREBITS, bits) < 0 {
+        // The bit was set with CAP_SETPCAP, which the thread still holds.
+        std::process::abort();
+    }
 }
 
 /// The child's side of [`spawn_init`] on its own stack.

@@ -1859,6 +1859,59 @@ fn zombies_are_reaped_before_the_reply() {
 }
 
 #[test]
+fn inotify_instances_a_program_holds_are_not_host_roots() {
+    let _serial = serial();
+    let mut judge = Judge::new(&["inotify_hog.c"]);
+    // Room for more descriptors than the per-user quota, so that it is the
+    // quota that refuses the program.
+    let quota: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+        .expect("the host's inotify quota")
+        .trim()
+        .parse()
+        .unwrap();
+    let files = quota + 64;
+    let (stdin_read, stdin_write) = rustix::pipe::pipe().unwrap();
+    let (stdout_read, stdout_write) = rustix::pipe::pipe().unwrap();
+    let stderr = memfd("stderr");
+    let spec = judge_spec(&["/t/inotify_hog"])
+        .rlimit(hutch_host::protocol::Resource::Nofile, files, files)
+        .stdio(stdin_read.as_fd(), stdout_write.as_fd(), stderr.as_fd());
+    let container = &mut judge.container;
+    let (line, host) = std::thread::scope(|scope| {
+        let run = scope.spawn(move || container.exec(&spec).expect("exec request"));
+        let mut line = String::new();
+        let mut stdout = File::from(stdout_read);
+        let mut byte = [0u8; 1];
+        while !line.ends_with('\n') && stdout.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0] as char);
+        }
+        // The program holds every instance it could make.
+        let host = rustix::fs::inotify::init(rustix::fs::inotify::CreateFlags::CLOEXEC);
+        drop(stdin_write);
+        let result = run.join().unwrap();
+        assert_eq!(result.status, Status::Ok, "{result:?}: {line}");
+        (line, host)
+    });
+    drop((stdin_read, stdout_write));
+    let made: u64 = line
+        .strip_prefix("refused after ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the program said {line:?}"));
+    assert!(
+        made > 0 && made + 16 < files,
+        "the program's descriptors, not the quota, ended it: {line}"
+    );
+    assert!(
+        host.is_ok(),
+        "root on the host cannot make an inotify instance while the program \
+         holds {made}: {host:?}"
+    );
+    drop((host, stderr));
+    judge.assert_healthy();
+}
+
+#[test]
 fn attributes_of_the_work_directory_do_not_outlive_a_reset() {
     let _serial = serial();
     let mut judge = Judge::new(&["workdir_attributes.c"]);
