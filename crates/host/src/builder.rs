@@ -174,6 +174,13 @@ impl Namespaces {
 
 /// How container ids map to host ids: container ids `0..count` are host ids
 /// `host_uid..host_uid + count` (and likewise for groups).
+///
+/// Built as root, the container's user namespace is owned by `host_uid`
+/// (unless it is 0), so that the per-user quotas its programs take are
+/// not root's (`docs/architecture.md`, "Ids"). A process of the host's own
+/// user namespace running as `host_uid` holds every capability inside the
+/// container's namespaces: map to ids no host account uses, as the
+/// default does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMap {
     /// Host uid of container uid 0.
