@@ -698,6 +698,13 @@ impl ContainerBuilder {
             None,
         )
         .map_err(|e| plumbing("socket pair", e))?;
+        // A datagram longer than the send buffer is refused: the default
+        // (`net.core.wmem_default`, 208 KiB here) is below the largest
+        // frame. The kernel doubles what is asked, up to `wmem_max`.
+        for end in [&host_end, &container_end] {
+            rustix::net::sockopt::set_socket_send_buffer_size(end, hutch_protocol::MAX_FRAME_LEN)
+                .map_err(|e| plumbing("socket send buffer", e))?;
+        }
         let (release_read, release_write) = sys_pipe().map_err(|e| plumbing("release pipe", e))?;
         let (errors_read, errors_write) = sys_pipe().map_err(|e| plumbing("error pipe", e))?;
         let arg0 = CString::from(c"hutch-init");

@@ -37,6 +37,17 @@ pub enum ContainerError {
         #[source]
         source: ValidationError,
     },
+    /// The request is too large to send: its encoding does not fit a
+    /// frame, or the socket refuses a datagram that long. Nothing was
+    /// sent; the container is still usable.
+    #[error("the {kind} request is too large to send to init")]
+    TooLarge {
+        /// The request kind.
+        kind: &'static str,
+        /// What refused it.
+        #[source]
+        cause: ChannelError,
+    },
     /// Init answered something that does not validate; the container was
     /// destroyed.
     #[error("init sent an invalid {kind}")]
@@ -201,9 +212,11 @@ impl Container {
         }
     }
 
-    /// The deadline of a reply to a request sent now.
+    /// The deadline of a reply to a request sent now; none for a timeout
+    /// too long for the clock to reach.
     pub(crate) fn reply_deadline(&self) -> Option<Instant> {
-        self.reply_timeout.map(|t| Instant::now() + t)
+        self.reply_timeout
+            .and_then(|t| Instant::now().checked_add(t))
     }
 
     pub(crate) fn set_init(&mut self, features: u64, workdir: &str) {
@@ -269,6 +282,12 @@ impl Container {
     /// more requests.
     pub fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    /// Whether init has exited (killed from outside, say), told by its
+    /// pidfd without waiting: such a container can serve nothing more.
+    pub fn init_exited(&self) -> bool {
+        sys::readable_before(std::os::fd::AsFd::as_fd(&self.pidfd), Instant::now())
     }
 
     /// Init's pid in the host's PID namespace.
@@ -463,7 +482,9 @@ impl Container {
         self.send(request, fds)?;
         let timeout = self.reply_timeout;
         let deadline = match spec.limits().wall_time_ns {
-            Some(wall) => timeout.map(|t| Instant::now() + Duration::from_nanos(wall) + t),
+            Some(wall) => timeout
+                .and_then(|t| Duration::from_nanos(wall).checked_add(t))
+                .and_then(|wait| Instant::now().checked_add(wait)),
             None => None,
         };
         Ok(Run {
@@ -652,9 +673,23 @@ impl Container {
                 kind: request.kind(),
                 source,
             })?;
-        self.channel
-            .send_request(request, fds)
-            .map_err(|cause| self.gone(cause))
+        match self.channel.send_request(request, fds) {
+            Ok(()) => Ok(()),
+            // Refused whole: init saw nothing of it.
+            Err(cause @ ChannelError::Encode { .. }) => Err(ContainerError::TooLarge {
+                kind: request.kind(),
+                cause,
+            }),
+            Err(ChannelError::Socket { op, errno })
+                if errno.raw_os_error() == Some(libc::EMSGSIZE) =>
+            {
+                Err(ContainerError::TooLarge {
+                    kind: request.kind(),
+                    cause: ChannelError::Socket { op, errno },
+                })
+            }
+            Err(cause) => Err(self.gone(cause)),
+        }
     }
 
     /// Receives the reply to the request `kind` sent last, giving up (and

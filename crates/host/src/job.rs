@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use hutch_protocol::{ExecResult, ItemError, MAX_FDS_PER_FRAME, Status, SymlinkItem, Termination};
@@ -31,7 +31,8 @@ pub const MAX_JOB_FDS: usize = MAX_FDS_PER_FRAME - 1;
 pub enum Source {
     /// These bytes.
     Bytes(Arc<[u8]>),
-    /// The host file at this path, opened when the command runs.
+    /// The host file at this path, opened when the command runs; a
+    /// regular file (a FIFO or device is an error).
     Path(PathBuf),
     /// The file of this id in the job's [`FileStore`].
     Stored(String),
@@ -401,8 +402,11 @@ pub enum Verdict {
     OutputLimit,
     /// Made a system call the seccomp policy forbids.
     DisallowedSyscall,
-    /// Could not be started (not found, not executable); see
-    /// [`CommandResult::error`].
+    /// Could not be started (not found, not executable), or a request of
+    /// the command was refused before it reached the container (a copy-in
+    /// path with a NUL or a `..`, an empty command line, limits that
+    /// contradict each other, more than a frame holds); see
+    /// [`CommandResult::error`]. The container stays usable.
     RunnerError,
     /// A file could not be copied in (the program did not run), or, after a
     /// run that was otherwise `Ok`, a file could not be copied out; see
@@ -1368,7 +1372,7 @@ fn input<'a>(source: &'a Source, store: Option<&FileStore>) -> Result<Held<'a>, 
                 .map(|input| Held::Owned(input.into()))
                 .map_err(seal_error);
         }
-        Source::Path(path) => File::open(path)
+        Source::Path(path) => open_regular(path)
             .map_err(|e| open_error(format!("cannot open the input {}: {e}", path.display())))?,
         Source::Stored(id) => {
             let store = store.expect("checked: a job with stored files has a store");
@@ -1489,6 +1493,25 @@ fn copy_in(
     }
 }
 
+/// Opens the host file `path` for reading, refusing anything but a
+/// regular file: opening a FIFO would wait for a writer before any limit
+/// of the run counts, and a device may never end.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
+    Ok(file)
+}
+
 /// A descriptor of a copy-in's content, for init to read.
 fn copy_source<'a>(source: &'a Source, store: Option<&FileStore>) -> Result<Held<'a>, String> {
     Ok(match source {
@@ -1500,7 +1523,7 @@ fn copy_source<'a>(source: &'a Source, store: Option<&FileStore>) -> Result<Held
             Held::Owned(file)
         }
         Source::Path(path) => Held::Owned(
-            File::open(path)
+            open_regular(path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?
                 .into(),
         ),
@@ -1652,8 +1675,18 @@ fn file_failure(errors: Vec<FileError>) -> CommandResult {
     result
 }
 
+/// The result of a command whose request to its container failed. One
+/// refused before it was sent (invalid, or too large for a frame) is the
+/// command's fault, and leaves the container as it was: `RunnerError`.
+/// Anything else is the container's.
 fn failed_container(error: ContainerError) -> CommandResult {
-    CommandResult::not_run(Verdict::ContainerFailed, crate::error_chain(&error))
+    let verdict = match error {
+        ContainerError::InvalidRequest { .. } | ContainerError::TooLarge { .. } => {
+            Verdict::RunnerError
+        }
+        _ => Verdict::ContainerFailed,
+    };
+    CommandResult::not_run(verdict, crate::error_chain(&error))
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ pub use job::{
     DEFAULT_COPY_OUT_LIMIT, FileError, FileErrorKind, Job, JobError, MAX_JOB_FDS, Pipe, PipeEnd,
     Proxy, Source, Stream, Verdict,
 };
-pub use pool::{Pool, PoolError, Pooled};
+pub use pool::{MAX_CHECKOUT, Pool, PoolError, Pooled};
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};
 pub use stop::{Armed, STOP_SIGNALS, StopError, StopSignals, signal_ignored};
 pub use store::{FILE_ID_LEN, FileStore, StoreError, StoreWriter, is_file_id};

@@ -38,7 +38,19 @@ pub enum PoolError {
     /// The pool was shut down.
     #[error("the pool was shut down")]
     Closed,
+    /// More containers asked for at once than a pool hands out.
+    #[error("{asked} containers asked for at once, more than the {most} a pool hands out")]
+    TooMany {
+        /// How many were asked for.
+        asked: usize,
+        /// The most one caller may take at once ([`MAX_CHECKOUT`]).
+        most: usize,
+    },
 }
+
+/// The most containers [`Pool::checkout_many`] hands one caller at once;
+/// for more than the pool keeps, it builds the difference.
+pub const MAX_CHECKOUT: usize = 1024;
 
 /// A set of warm containers shared by threads.
 ///
@@ -158,7 +170,14 @@ impl Pool {
     /// two such callers cannot starve each other. For more than the pool's
     /// size, the pool builds the difference for this caller and destroys as
     /// many when they come back: a pool of one runs an interactive pair.
+    /// At most [`MAX_CHECKOUT`].
     pub fn checkout_many(&self, count: usize) -> Result<Vec<Pooled>, PoolError> {
+        if count > MAX_CHECKOUT {
+            return Err(PoolError::TooMany {
+                asked: count,
+                most: MAX_CHECKOUT,
+            });
+        }
         let extra = count.saturating_sub(self.shared.size);
         if extra == 0 {
             return self.take(count, None);
@@ -176,7 +195,8 @@ impl Pool {
     /// takes them, each with its reset finished; builds replacements for
     /// containers missing from the pool meanwhile.
     fn take(&self, count: usize, timeout: Option<Duration>) -> Result<Vec<Pooled>, PoolError> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        // A timeout too long for the clock to reach waits for ever.
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         let mut state = self.shared.lock();
         loop {
             if state.closed {
@@ -215,7 +235,10 @@ impl Pool {
             }
             if state.building == 0 || count > self.shared.size {
                 while state.idle.len() + state.busy + state.building < self.shared.keep(&state) {
-                    self.shared.start_build(&mut state);
+                    // No thread for it: the next wake-up tries again.
+                    if !self.shared.start_build(&mut state) {
+                        break;
+                    }
                 }
             }
             state = match deadline {
@@ -346,7 +369,8 @@ impl Shared {
 
     /// Builds one container on a background thread. The thread holds only a
     /// weak reference, so a dropped pool is not kept alive by its builders.
-    fn start_build(self: &Arc<Self>, state: &mut State) {
+    /// Whether the thread started.
+    fn start_build(self: &Arc<Self>, state: &mut State) -> bool {
         state.building += 1;
         let weak = Arc::downgrade(self);
         let builder = self.builder.clone();
@@ -374,22 +398,28 @@ impl Shared {
             });
         state.builders.retain(|builder| !builder.is_finished());
         match spawned {
-            Ok(builder) => state.builders.push(builder),
+            Ok(builder) => {
+                state.builders.push(builder);
+                true
+            }
             Err(error) => {
                 state.building -= 1;
                 state.last_error = Some(Arc::new(BuildError::Plumbing {
                     what: "pool build thread",
                     source: error,
                 }));
+                false
             }
         }
     }
 
     /// A container just taken from the idle ones, its reset finished; `None`
-    /// when the reset failed, after which it is destroyed and a replacement
-    /// is being built.
+    /// when its init has exited or the reset failed, after which it is
+    /// destroyed and a replacement is being built.
     fn ready(self: &Arc<Self>, mut container: Container) -> Option<Container> {
-        if container.finish_reset().is_ok() {
+        // An init killed while the container was idle may have answered its
+        // reset before it died.
+        if !container.init_exited() && container.finish_reset().is_ok() {
             return Some(container);
         }
         let mut state = self.lock();
@@ -493,6 +523,8 @@ impl Drop for Pooled {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hutch_protocol::Status;
+    use std::os::fd::AsFd;
     use std::time::Instant;
 
     fn builder() -> ContainerBuilder {
@@ -513,6 +545,44 @@ mod tests {
             .find(|c| c.init_pid() == pid)
             .expect("the container is idle");
         container.reset_answered_by(Instant::now() + Duration::from_secs(30))
+    }
+
+    #[test]
+    fn a_container_whose_init_died_while_idle_is_not_handed_out() {
+        let pool = Pool::new(builder(), 1);
+        pool.wait_ready().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let spec = crate::ExecSpec::new(["true"]).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+        // Never used (no reset due), then used and given back with its
+        // reset answered before init dies.
+        for used in [false, true] {
+            pool.wait_ready().unwrap();
+            let init = pool.shared.lock().idle[0].init_pid();
+            if used {
+                let mut container = pool.checkout().unwrap();
+                assert_eq!(container.exec(&spec).unwrap().status, Status::Ok);
+                drop(container);
+                assert!(reset_answered(&pool, init));
+            }
+            let pidfd = rustix::process::pidfd_open(
+                rustix::process::Pid::from_raw(init).unwrap(),
+                rustix::process::PidfdFlags::empty(),
+            )
+            .unwrap();
+            rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).unwrap();
+            let mut fds = [rustix::event::PollFd::new(
+                &pidfd,
+                rustix::event::PollFlags::IN,
+            )];
+            rustix::event::poll(&mut fds, None).unwrap();
+            let mut container = pool.checkout().unwrap();
+            assert_ne!(container.init_pid(), init, "used: {used}");
+            assert_eq!(
+                container.exec(&spec).unwrap().status,
+                Status::Ok,
+                "used: {used}"
+            );
+        }
     }
 
     #[test]

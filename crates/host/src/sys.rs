@@ -548,5 +548,5 @@ pub(crate) fn die_of(signal: c_int) -> ! {
     unsafe { libc::raise(signal) };
     // Blocked, or a signal whose default is to go on (no stop signal is):
     // the shells' code for a death by that signal.
-    std::process::exit(128 + signal)
+    std::process::exit(128_i32.saturating_add(signal))
 }

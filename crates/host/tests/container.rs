@@ -1166,3 +1166,34 @@ fn without_a_mount_namespace_ipc_objects_still_do_not_reach_the_next_run() {
         .unwrap();
     assert_ipc_objects_do_not_reach_the_next_run(&mut c);
 }
+
+#[test]
+fn a_request_up_to_the_largest_frame_is_sent_and_a_larger_one_refused_unsent() {
+    let mut c = container();
+    // 72 arguments of 3,000 bytes: within the frame, beyond the default
+    // socket send buffer of many hosts.
+    let long = "x".repeat(3000);
+    let mut argv = vec!["sh", "-c", "echo $#", "sh"];
+    argv.extend(std::iter::repeat_n(long.as_str(), 72));
+    let out = run(&mut c, &argv);
+    assert_eq!(out.result.status, Status::Ok, "{out:?}");
+    assert_eq!(out.stdout, "72\n");
+    // More than a frame holds: refused before anything is sent, and the
+    // container serves the next request.
+    let mut argv = vec!["true"];
+    argv.extend(std::iter::repeat_n(long.as_str(), 100));
+    let null = File::open("/dev/null").unwrap();
+    let spec = ExecSpec::new(argv).stdio(null.as_fd(), null.as_fd(), null.as_fd());
+    match c.exec(&spec) {
+        Err(error @ ContainerError::TooLarge { .. }) => {
+            assert_eq!(
+                error.to_string(),
+                "the exec request is too large to send to init"
+            );
+        }
+        other => panic!("not refused as too large: {other:?}"),
+    }
+    assert!(!c.is_broken());
+    c.ping().expect("init answers");
+    assert_eq!(run(&mut c, &["echo", "ok"]).stdout, "ok\n");
+}

@@ -181,6 +181,81 @@ fn a_missing_source_or_a_read_only_destination_is_a_file_error() {
 }
 
 #[test]
+fn a_host_path_that_is_no_regular_file_is_refused_without_waiting_for_it() {
+    // A FIFO no one writes: opening it for reading would wait for ever,
+    // before any limit of the run counts.
+    let dir = tempdir("fifo");
+    let fifo = dir.join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let result = run_one(sh("echo ran").copy_in(CopyIn::file("x", Source::Path(fifo.clone()))));
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert!(result.exec.is_none(), "the program must not run");
+    assert_eq!(result.file_errors[0].kind, FileErrorKind::CopyInOpenFile);
+    assert!(
+        result.file_errors[0].message.contains("not a regular file"),
+        "{result:#?}"
+    );
+    let result = run_one(
+        Command::new(ExecSpec::new(["cat"]))
+            .stream(Stream::Input(Source::Path(fifo)))
+            .stream(collect("stdout", 1024)),
+    );
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert!(
+        result.exec.is_none(),
+        "the program must not run: {result:#?}"
+    );
+    assert!(
+        result.file_errors[0].message.contains("not a regular file"),
+        "{result:#?}"
+    );
+}
+
+#[test]
+fn a_request_refused_before_it_reaches_the_container_is_the_commands_error() {
+    let mut c = hutch_host::ContainerBuilder::new()
+        .build()
+        .expect("container starts");
+    let mut run_in = |command: Command| {
+        let mut job = Job::new();
+        job.command(command);
+        job.run_in(&mut [&mut c]).unwrap().remove(0)
+    };
+    for (what, command) in [
+        (
+            "a NUL in a copy-in path",
+            sh("echo ran").copy_in(CopyIn::file("a\0b", bytes("x"))),
+        ),
+        (
+            "a copy-in path out of the work directory",
+            sh("echo ran").copy_in(CopyIn::file("../../etc/x", bytes("x"))),
+        ),
+        (
+            "an empty command line",
+            Command::new(ExecSpec::new(Vec::<String>::new())).stream(Stream::Null),
+        ),
+    ] {
+        let result = run_in(command);
+        assert_eq!(result.verdict, Verdict::RunnerError, "{what}: {result:#?}");
+        assert!(result.exec.is_none(), "{what}: the program must not run");
+        assert!(result.error.is_some(), "{what}: {result:#?}");
+    }
+    let result = run_in(sh("echo ran"));
+    assert_eq!(
+        text(&result, "stdout"),
+        "ran\n",
+        "the container still serves"
+    );
+}
+
+#[test]
 fn a_file_too_large_for_the_work_directory_is_a_copy_error() {
     let big: Vec<u8> = vec![b'x'; 80 << 20];
     let result = run_one(sh("echo ran").copy_in(CopyIn::file("big", Source::Bytes(big.into()))));

@@ -71,6 +71,31 @@ fn a_broken_container_is_replaced() {
     );
 }
 
+#[test]
+fn timeouts_too_long_for_the_clock_wait_for_ever() {
+    let pool = Pool::new(builder().reply_timeout(Some(Duration::MAX)), 1);
+    let mut container = pool.checkout_timeout(Duration::MAX).unwrap();
+    container.set_reply_timeout(Some(Duration::MAX));
+    container.ping().unwrap();
+    assert_eq!(output_of(&mut container, &["true"]).0, Status::Ok);
+}
+
+#[test]
+fn more_containers_at_once_than_a_pool_hands_out_are_refused() {
+    let pool = Pool::new(builder(), 1);
+    match pool.checkout_many(hutch_host::MAX_CHECKOUT + 1) {
+        Err(PoolError::TooMany { asked, most }) => {
+            assert_eq!((asked, most), (hutch_host::MAX_CHECKOUT + 1, 1024));
+        }
+        other => panic!("not refused: {:?}", other.map(|taken| taken.len())),
+    }
+    match pool.checkout_many(usize::MAX) {
+        Err(PoolError::TooMany { .. }) => {}
+        other => panic!("not refused: {:?}", other.map(|taken| taken.len())),
+    }
+    assert_eq!(pool.checkout_many(2).unwrap().len(), 2);
+}
+
 /// Removes `dir` and the groups inside it, deepest first.
 fn remove_cgroup(dir: &std::path::Path) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
