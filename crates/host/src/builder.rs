@@ -104,6 +104,17 @@ pub enum BuildError {
     /// older init); `build` then makes it with the clone instead.
     #[error("the container's init does not make network namespaces")]
     NoNetByInit,
+    /// The programs' uid or gid ([`ContainerBuilder::user`]) is outside the
+    /// id map, so no host id stands for it.
+    #[error("container {what} {id} is outside the id map (container ids 0 to {last})")]
+    UnmappedUser {
+        /// `uid` or `gid`.
+        what: &'static str,
+        /// The id.
+        id: u32,
+        /// The last container id mapped.
+        last: u32,
+    },
 }
 
 /// Which namespaces a container gets. All are on by default; each can be
@@ -686,6 +697,14 @@ impl ContainerBuilder {
     /// after the clone, while this thread makes the cgroup, when
     /// `net_by_init`.
     fn build_with(&self, net_by_init: bool) -> Result<Container, BuildError> {
+        if let (true, Some((uid, gid))) = (self.namespaces.user, self.user) {
+            let last = self.resolved_id_map().count.saturating_sub(1);
+            for (what, id) in [("uid", uid), ("gid", gid)] {
+                if id > last {
+                    return Err(BuildError::UnmappedUser { what, id, last });
+                }
+            }
+        }
         let config = self.configuration();
         let workdir = config.workdir.clone();
         let configure = Request::Configure(config);

@@ -566,6 +566,8 @@ impl Container {
     /// link is followed anywhere in a path (`ELOOP`), and only regular
     /// files are opened: a FIFO, device, socket or directory is refused
     /// (`EINVAL`) without being read from. One result per path, in order.
+    /// A path no request may carry (a `..`, a NUL, too long) is its own
+    /// item's error (errno 0), not the others'.
     pub fn open_for_copy_out(
         &mut self,
         paths: &[&str],
@@ -573,11 +575,36 @@ impl Container {
         self.require(features::INIT_COPY, "copy-out")?;
         let mut results = Vec::with_capacity(paths.len());
         for batch in paths.chunks(MAX_FDS_PER_FRAME) {
-            let request = Request::CopyOut(batch.iter().map(|path| self.resolve(path)).collect());
-            let reply = self.call(&request, &[])?;
-            results.extend(self.opened("copy-out", reply, batch.len())?);
+            match self.copy_out_batch(batch) {
+                // One bad path refuses its whole batch: each alone, then.
+                Err(ContainerError::InvalidRequest { .. } | ContainerError::TooLarge { .. }) => {
+                    for path in batch {
+                        match self.copy_out_batch(std::slice::from_ref(path)) {
+                            Ok(one) => results.extend(one),
+                            Err(
+                                error @ (ContainerError::InvalidRequest { .. }
+                                | ContainerError::TooLarge { .. }),
+                            ) => results.push(Err(ItemError {
+                                errno: 0,
+                                message: crate::error_chain(&error),
+                            })),
+                            Err(error) => return Err(error),
+                        }
+                    }
+                }
+                done => results.extend(done?),
+            }
         }
         Ok(results)
+    }
+
+    fn copy_out_batch(
+        &mut self,
+        batch: &[&str],
+    ) -> Result<Vec<Result<OwnedFd, ItemError>>, ContainerError> {
+        let request = Request::CopyOut(batch.iter().map(|path| self.resolve(path)).collect());
+        let reply = self.call(&request, &[])?;
+        self.opened("copy-out", reply, batch.len())
     }
 
     fn require(&self, feature: u64, request: &'static str) -> Result<(), ContainerError> {

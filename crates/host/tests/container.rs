@@ -1197,3 +1197,27 @@ fn a_request_up_to_the_largest_frame_is_sent_and_a_larger_one_refused_unsent() {
     c.ping().expect("init answers");
     assert_eq!(run(&mut c, &["echo", "ok"]).stdout, "ok\n");
 }
+
+#[test]
+fn a_programs_user_outside_the_id_map_is_refused_naming_it() {
+    let map = if rootless() {
+        hutch_host::IdMap::current_user()
+    } else {
+        hutch_host::IdMap::ROOT_DEFAULT
+    };
+    let last = map.count - 1;
+    match builder().user(last + 1, 0).build() {
+        Err(error @ BuildError::UnmappedUser { .. }) => assert_eq!(
+            error.to_string(),
+            format!(
+                "container uid {} is outside the id map (container ids 0 to {last})",
+                last + 1
+            )
+        ),
+        other => panic!("not refused: {other:?}"),
+    }
+    match builder().user(0, last + 1).build() {
+        Err(BuildError::UnmappedUser { what: "gid", .. }) => {}
+        other => panic!("not refused: {other:?}"),
+    }
+}

@@ -256,6 +256,25 @@ fn a_request_refused_before_it_reaches_the_container_is_the_commands_error() {
 }
 
 #[test]
+fn a_copy_out_path_no_request_may_carry_is_its_own_error_only() {
+    let result = run_one(
+        sh("echo good > a; echo also > b")
+            .copy_out(CopyOut::file("a"))
+            .copy_out(CopyOut::file("../x"))
+            .copy_out(CopyOut::file("b")),
+    );
+    assert_eq!(text(&result, "a"), "good\n", "{result:#?}");
+    assert_eq!(text(&result, "b"), "also\n", "{result:#?}");
+    assert_eq!(result.file_errors.len(), 1, "{result:#?}");
+    assert_eq!(result.file_errors[0].name, "../x");
+    assert!(
+        result.file_errors[0].message.contains("..")
+            && !result.file_errors[0].message.contains("\"a\""),
+        "{result:#?}"
+    );
+}
+
+#[test]
 fn a_file_too_large_for_the_work_directory_is_a_copy_error() {
     let big: Vec<u8> = vec![b'x'; 80 << 20];
     let result = run_one(sh("echo ran").copy_in(CopyIn::file("big", Source::Bytes(big.into()))));
