@@ -27,13 +27,13 @@ use hutch_protocol::{CgroupFile, CgroupFiles, CgroupVersion};
 #[non_exhaustive]
 pub enum CgroupError {
     /// No usable cgroup hierarchy was found.
-    #[error("no usable cgroup hierarchy: {why}; {FIX}")]
+    #[error("no usable cgroup hierarchy: {why}; {}", fix())]
     Unavailable {
         /// What is missing.
         why: String,
     },
     /// Reading `/proc/self/cgroup` or `/proc/self/mountinfo` failed.
-    #[error("cannot read {path}; {FIX}")]
+    #[error("cannot read {path}; {}", fix())]
     Proc {
         /// The file.
         path: &'static str,
@@ -42,7 +42,7 @@ pub enum CgroupError {
         source: std::io::Error,
     },
     /// The container's cgroup could not be created.
-    #[error("cannot create the cgroup {}; {FIX}", path.display())]
+    #[error("cannot create the cgroup {}; {}", path.display(), fix())]
     Create {
         /// The directory.
         path: PathBuf,
@@ -73,7 +73,7 @@ pub enum CgroupError {
         source: std::io::Error,
     },
     /// A control file could not be opened or written.
-    #[error("cannot use the cgroup file {}; {FIX}", path.display())]
+    #[error("cannot use the cgroup file {}; {}", path.display(), fix())]
     File {
         /// The file.
         path: PathBuf,
@@ -83,10 +83,20 @@ pub enum CgroupError {
     },
 }
 
-/// How to fix a cgroup failure, in every message that needs it.
-const FIX: &str = "run as root, or delegate a cgroup subtree to this user and name it with \
-                   --cgroup-parent, ContainerBuilder::cgroup_parent or HUTCH_CGROUP_PARENT, or \
-                   accept rusage accounting (--allow-rusage, ContainerBuilder::allow_rusage)";
+/// How to fix a cgroup failure, in every message that needs it: for a
+/// user, the ways to a cgroup; for root, which has one unless told
+/// otherwise, a look at the parent it was told.
+fn fix() -> &'static str {
+    if rustix::process::geteuid().is_root() {
+        "check the cgroup parent (--cgroup-parent, ContainerBuilder::cgroup_parent or \
+         HUTCH_CGROUP_PARENT names a directory of a mounted cgroup hierarchy), or accept \
+         rusage accounting (--allow-rusage, ContainerBuilder::allow_rusage)"
+    } else {
+        "run as root, or delegate a cgroup subtree to this user and name it with \
+         --cgroup-parent, ContainerBuilder::cgroup_parent or HUTCH_CGROUP_PARENT, or accept \
+         rusage accounting (--allow-rusage, ContainerBuilder::allow_rusage)"
+    }
+}
 
 /// The operations a real cgroup file system does differently from a plain
 /// directory tree.
@@ -929,7 +939,7 @@ fn enable_controllers(parent: &Path) -> Result<(), CgroupError> {
              or HUTCH_CGROUP_PARENT, or accept rusage accounting (--allow-rusage, \
              ContainerBuilder::allow_rusage)"
         } else {
-            FIX
+            fix()
         },
         path,
         source,
@@ -961,6 +971,23 @@ pub(crate) fn keep_what_init_knows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fix_a_cgroup_error_names_fits_who_runs_hutch() {
+        let error = CgroupError::Create {
+            path: "/sys/fs/cgroup/memory/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::EEXIST),
+        };
+        let text = error.to_string();
+        if rustix::process::geteuid().is_root() {
+            assert!(
+                text.contains("check the cgroup parent") && !text.contains("run as root"),
+                "{text}"
+            );
+        } else {
+            assert!(text.contains("run as root"), "{text}");
+        }
+    }
 
     const V1_CGROUP: &str =
         "9:name=systemd:/\n8:pids:/\n4:memory:/jobs/a1\n2:cpuacct:/\n1:cpu:/\n0::/\n";
