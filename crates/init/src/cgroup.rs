@@ -665,6 +665,17 @@ mod fake_files {
             .into()
     }
 
+    /// A cgroup of `version` over the plain files of `dir`, each named with
+    /// what it stands for.
+    fn cgroup_of(dir: &Path, version: CgroupVersion, files: &[(&str, CgroupFile)]) -> Cgroup {
+        let kinds = CgroupFiles {
+            version,
+            files: files.iter().map(|(_, kind)| *kind).collect(),
+        };
+        let fds = files.iter().map(|(name, _)| open(dir, name)).collect();
+        Cgroup::new(&kinds, fds)
+    }
+
     fn read(dir: &Path, file: &str) -> String {
         std::fs::read_to_string(dir.join(file)).unwrap()
     }
@@ -885,12 +896,14 @@ mod fake_files {
             "v2-reclaim",
             &[("memory.stat", &v2_stat(0, 0)), ("memory.reclaim", "")],
         );
-        let files = CgroupFiles {
-            version: CgroupVersion::V2,
-            files: [CgroupFile::MemoryStat, CgroupFile::Reclaim].into(),
-        };
-        let fds = [open(&dir, "memory.stat"), open(&dir, "memory.reclaim")].into();
-        let mut cgroup = Cgroup::new(&files, fds);
+        let mut cgroup = cgroup_of(
+            &dir,
+            CgroupVersion::V2,
+            &[
+                ("memory.stat", CgroupFile::MemoryStat),
+                ("memory.reclaim", CgroupFile::Reclaim),
+            ],
+        );
         let stat = |file: u64, shmem: u64| {
             std::fs::write(dir.join("memory.stat"), v2_stat(file, shmem)).unwrap();
         };
@@ -972,12 +985,14 @@ mod fake_files {
         assert_eq!(read(&dir, "memory.reclaim"), "");
         // A v2 memory.stat without a file line tells no amount either.
         std::fs::write(dir.join("memory.stat"), "anon 4096\nshmem 0\n").unwrap();
-        let files = CgroupFiles {
-            version: CgroupVersion::V2,
-            files: [CgroupFile::MemoryStat, CgroupFile::Reclaim].into(),
-        };
-        let fds = [open(&dir, "memory.stat"), open(&dir, "memory.reclaim")].into();
-        let mut cgroup = Cgroup::new(&files, fds);
+        let mut cgroup = cgroup_of(
+            &dir,
+            CgroupVersion::V2,
+            &[
+                ("memory.stat", CgroupFile::MemoryStat),
+                ("memory.reclaim", CgroupFile::Reclaim),
+            ],
+        );
         cgroup.reclaim();
         assert_eq!(read(&dir, "memory.reclaim"), "");
         std::fs::remove_dir_all(dir).unwrap();
@@ -992,12 +1007,14 @@ mod fake_files {
                 ("memory.force_empty", ""),
             ],
         );
-        let files = CgroupFiles {
-            version: CgroupVersion::V1,
-            files: [CgroupFile::ForceEmpty, CgroupFile::MemoryStat].into(),
-        };
-        let fds = [open(&dir, "memory.force_empty"), open(&dir, "memory.stat")].into();
-        let mut cgroup = Cgroup::new(&files, fds);
+        let mut cgroup = cgroup_of(
+            &dir,
+            CgroupVersion::V1,
+            &[
+                ("memory.force_empty", CgroupFile::ForceEmpty),
+                ("memory.stat", CgroupFile::MemoryStat),
+            ],
+        );
         let cache = |bytes: u64| {
             std::fs::write(dir.join("memory.stat"), format!("cache {bytes}\nrss 0\n")).unwrap();
         };
@@ -1040,22 +1057,15 @@ mod fake_files {
                 ("memory.current", "0"),
             ],
         );
-        let files = CgroupFiles {
-            version: CgroupVersion::V2,
-            files: [
-                CgroupFile::MemoryStat,
-                CgroupFile::Reclaim,
-                CgroupFile::MemoryUsage,
-            ]
-            .into(),
-        };
-        let fds = [
-            open(&dir, "memory.stat"),
-            open(&dir, "memory.reclaim"),
-            open(&dir, "memory.current"),
-        ]
-        .into();
-        let mut cgroup = Cgroup::new(&files, fds);
+        let mut cgroup = cgroup_of(
+            &dir,
+            CgroupVersion::V2,
+            &[
+                ("memory.stat", CgroupFile::MemoryStat),
+                ("memory.reclaim", CgroupFile::Reclaim),
+                ("memory.current", CgroupFile::MemoryUsage),
+            ],
+        );
         let usage =
             |bytes: u64| std::fs::write(dir.join("memory.current"), bytes.to_string()).unwrap();
         usage(1024 * KIB);
@@ -1080,22 +1090,15 @@ mod fake_files {
                 ("memory.usage_in_bytes", "0"),
             ],
         );
-        let files = CgroupFiles {
-            version: CgroupVersion::V1,
-            files: [
-                CgroupFile::ForceEmpty,
-                CgroupFile::MemoryStat,
-                CgroupFile::MemoryUsage,
-            ]
-            .into(),
-        };
-        let fds = [
-            open(&dir, "memory.force_empty"),
-            open(&dir, "memory.stat"),
-            open(&dir, "memory.usage_in_bytes"),
-        ]
-        .into();
-        let mut cgroup = Cgroup::new(&files, fds);
+        let mut cgroup = cgroup_of(
+            &dir,
+            CgroupVersion::V1,
+            &[
+                ("memory.force_empty", CgroupFile::ForceEmpty),
+                ("memory.stat", CgroupFile::MemoryStat),
+                ("memory.usage_in_bytes", CgroupFile::MemoryUsage),
+            ],
+        );
         let usage = |bytes: u64| {
             std::fs::write(dir.join("memory.usage_in_bytes"), bytes.to_string()).unwrap();
         };
@@ -1127,12 +1130,14 @@ mod fake_files {
             cgroup.reclaim();
             assert_eq!(take(&dir, "memory.force_empty"), "0");
         }
-        let files = CgroupFiles {
-            version: CgroupVersion::V1,
-            files: [CgroupFile::ForceEmpty, CgroupFile::MemoryStat].into(),
-        };
-        let fds = [open(&dir, "memory.force_empty"), open(&dir, "memory.stat")].into();
-        let mut cgroup = Cgroup::new(&files, fds);
+        let mut cgroup = cgroup_of(
+            &dir,
+            CgroupVersion::V1,
+            &[
+                ("memory.force_empty", CgroupFile::ForceEmpty),
+                ("memory.stat", CgroupFile::MemoryStat),
+            ],
+        );
         for _ in 0..2 {
             cgroup.reclaim();
             assert_eq!(take(&dir, "memory.force_empty"), "0");
