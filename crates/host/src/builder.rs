@@ -697,8 +697,9 @@ impl ContainerBuilder {
     /// after the clone, while this thread makes the cgroup, when
     /// `net_by_init`.
     fn build_with(&self, net_by_init: bool) -> Result<Container, BuildError> {
+        let map = self.resolved_id_map();
         if let (true, Some((uid, gid))) = (self.namespaces.user, self.user) {
-            let last = self.resolved_id_map().count.saturating_sub(1);
+            let last = map.count.saturating_sub(1);
             for (what, id) in [("uid", uid), ("gid", gid)] {
                 if id > last {
                     return Err(BuildError::UnmappedUser { what, id, last });
@@ -749,7 +750,7 @@ impl ContainerBuilder {
         // As root, the user namespace is owned by the host uid of its root,
         // not by root (see `sys::spawn_init`).
         let owner = (user_ns && rustix::process::geteuid().is_root())
-            .then(|| self.resolved_id_map().host_uid)
+            .then_some(map.host_uid)
             .filter(|&uid| uid != 0);
         let spawned = sys::spawn_init(flags, &child, &mut stack, owner).map_err(|source| {
             BuildError::Clone {
@@ -762,7 +763,7 @@ impl ContainerBuilder {
         let mut guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);
         guard.set_reply_timeout(self.reply_timeout);
         if user_ns {
-            write_id_maps(spawned.pid, self.resolved_id_map())?;
+            write_id_maps(spawned.pid, map)?;
         }
         rustix::io::write(&release_write, &[1]).map_err(|e| BuildError::Child {
             step: ChildStep::Release.describe(),

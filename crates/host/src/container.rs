@@ -192,6 +192,21 @@ impl std::fmt::Debug for Container {
     }
 }
 
+impl ContainerError {
+    /// Whether the request was refused before it was sent (invalid, or too
+    /// large for a frame): init saw nothing of it, and the container is as
+    /// it was.
+    pub fn refused_unsent(&self) -> bool {
+        matches!(self, Self::InvalidRequest { .. } | Self::TooLarge { .. })
+    }
+}
+
+/// The instant `wait` from now; none when the clock cannot reach it
+/// (`Duration::MAX`, say), which waits for ever.
+pub(crate) fn deadline_after(wait: Duration) -> Option<Instant> {
+    Instant::now().checked_add(wait)
+}
+
 impl Container {
     pub(crate) fn new(channel: Channel, pidfd: OwnedFd, pid: i32) -> Self {
         Self {
@@ -215,8 +230,7 @@ impl Container {
     /// The deadline of a reply to a request sent now; none for a timeout
     /// too long for the clock to reach.
     pub(crate) fn reply_deadline(&self) -> Option<Instant> {
-        self.reply_timeout
-            .and_then(|t| Instant::now().checked_add(t))
+        self.reply_timeout.and_then(deadline_after)
     }
 
     pub(crate) fn set_init(&mut self, features: u64, workdir: &str) {
@@ -484,7 +498,7 @@ impl Container {
         let deadline = match spec.limits().wall_time_ns {
             Some(wall) => timeout
                 .and_then(|t| Duration::from_nanos(wall).checked_add(t))
-                .and_then(|wait| Instant::now().checked_add(wait)),
+                .and_then(deadline_after),
             None => None,
         };
         Ok(Run {
@@ -577,14 +591,11 @@ impl Container {
         for batch in paths.chunks(MAX_FDS_PER_FRAME) {
             match self.copy_out_batch(batch) {
                 // One bad path refuses its whole batch: each alone, then.
-                Err(ContainerError::InvalidRequest { .. } | ContainerError::TooLarge { .. }) => {
+                Err(error) if error.refused_unsent() => {
                     for path in batch {
                         match self.copy_out_batch(std::slice::from_ref(path)) {
                             Ok(one) => results.extend(one),
-                            Err(
-                                error @ (ContainerError::InvalidRequest { .. }
-                                | ContainerError::TooLarge { .. }),
-                            ) => results.push(Err(ItemError {
+                            Err(error) if error.refused_unsent() => results.push(Err(ItemError {
                                 errno: 0,
                                 message: crate::error_chain(&error),
                             })),
@@ -702,17 +713,16 @@ impl Container {
             })?;
         match self.channel.send_request(request, fds) {
             Ok(()) => Ok(()),
-            // Refused whole: init saw nothing of it.
-            Err(cause @ ChannelError::Encode { .. }) => Err(ContainerError::TooLarge {
-                kind: request.kind(),
-                cause,
-            }),
-            Err(ChannelError::Socket { op, errno })
-                if errno.raw_os_error() == Some(libc::EMSGSIZE) =>
+            // Refused whole (it does not encode into a frame, or the socket
+            // takes no datagram that long): init saw nothing of it.
+            Err(cause)
+                if matches!(&cause, ChannelError::Encode { .. })
+                    || matches!(&cause, ChannelError::Socket { errno, .. }
+                        if errno.raw_os_error() == Some(libc::EMSGSIZE)) =>
             {
                 Err(ContainerError::TooLarge {
                     kind: request.kind(),
-                    cause: ChannelError::Socket { op, errno },
+                    cause,
                 })
             }
             Err(cause) => Err(self.gone(cause)),

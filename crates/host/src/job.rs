@@ -1680,11 +1680,10 @@ fn file_failure(errors: Vec<FileError>) -> CommandResult {
 /// command's fault, and leaves the container as it was: `RunnerError`.
 /// Anything else is the container's.
 fn failed_container(error: ContainerError) -> CommandResult {
-    let verdict = match error {
-        ContainerError::InvalidRequest { .. } | ContainerError::TooLarge { .. } => {
-            Verdict::RunnerError
-        }
-        _ => Verdict::ContainerFailed,
+    let verdict = if error.refused_unsent() {
+        Verdict::RunnerError
+    } else {
+        Verdict::ContainerFailed
     };
     CommandResult::not_run(verdict, crate::error_chain(&error))
 }

@@ -196,7 +196,7 @@ impl Pool {
     /// containers missing from the pool meanwhile.
     fn take(&self, count: usize, timeout: Option<Duration>) -> Result<Vec<Pooled>, PoolError> {
         // A timeout too long for the clock to reach waits for ever.
-        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+        let deadline = timeout.and_then(crate::container::deadline_after);
         let mut state = self.shared.lock();
         loop {
             if state.closed {
