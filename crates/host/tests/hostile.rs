@@ -1911,53 +1911,53 @@ fn inotify_instances_a_program_holds_are_not_host_roots() {
     judge.assert_healthy();
 }
 
+/// Runs `/t/<program> make` (which prints `made`), then `/t/<program>
+/// check` twice: in the next run, which must print the lines `kept`, and
+/// after a reset, which must print `after_reset`; the container is healthy
+/// after each.
+fn leftovers_until_a_reset(program: &str, kept: &[&str], after_reset: &[&str]) {
+    let mut judge = Judge::new(&[&format!("{program}.c")]);
+    let path = format!("/t/{program}");
+    let out = judge.run(&[&path, "make"]);
+    assert_status(&out, Status::Ok, "making leftovers");
+    assert_eq!(out.stdout, "made\n", "{}", out.describe());
+    judge.assert_healthy();
+    let out = judge.run(&[&path, "check"]);
+    assert_lines(&out, kept, "the next run");
+    judge.assert_healthy();
+    judge.container.reset().expect("reset");
+    let out = judge.run(&[&path, "check"]);
+    assert_lines(&out, after_reset, "the run after a reset");
+    judge.assert_healthy();
+}
+
 #[test]
 fn attributes_of_the_work_directory_do_not_outlive_a_reset() {
     let _serial = serial();
-    let mut judge = Judge::new(&["workdir_attributes.c"]);
-    let out = judge.run(&["/t/workdir_attributes", "make"]);
-    assert_status(&out, Status::Ok, "setting attributes on /w");
-    assert_eq!(out.stdout, "made\n", "{}", out.describe());
-    judge.assert_healthy();
     // Without a reset they stay, as files in /w do: the check sees them,
     // so it can tell.
-    let out = judge.run(&["/t/workdir_attributes", "check"]);
-    assert_lines(
-        &out,
+    leftovers_until_a_reset(
+        "workdir_attributes",
         &[
             "attributes: 49",
             "default acl present",
             "new file 000",
             "reopen: Permission denied",
         ],
-        "the next run, no reset",
-    );
-    judge.container.reset().expect("reset");
-    let out = judge.run(&["/t/workdir_attributes", "check"]);
-    assert_lines(
-        &out,
         &[
             "attributes: 0",
             "default acl absent",
             "new file 644",
             "read back ok",
         ],
-        "the run after a reset",
     );
-    judge.assert_healthy();
 }
 
 #[test]
 fn ipc_objects_and_locks_do_not_reach_the_next_run() {
     let _serial = serial();
-    let mut judge = Judge::new(&["ipc_leftovers.c"]);
-    let out = judge.run(&["/t/ipc_leftovers", "make"]);
-    assert_status(&out, Status::Ok, "making leftovers");
-    assert_eq!(out.stdout, "made\n", "{}", out.describe());
-    judge.assert_healthy();
-    let out = judge.run(&["/t/ipc_leftovers", "check"]);
-    assert_lines(
-        &out,
+    leftovers_until_a_reset(
+        "ipc_leftovers",
         &[
             "sysv shm absent",
             "sysv sem absent",
@@ -1970,13 +1970,6 @@ fn ipc_objects_and_locks_do_not_reach_the_next_run() {
             "flock free",
             "posix lock free",
         ],
-        "the next run",
-    );
-    judge.assert_healthy();
-    judge.container.reset().expect("reset");
-    let out = judge.run(&["/t/ipc_leftovers", "check"]);
-    assert_lines(
-        &out,
         &[
             "sysv shm absent",
             "sysv sem absent",
@@ -1987,7 +1980,5 @@ fn ipc_objects_and_locks_do_not_reach_the_next_run() {
             "/w/left absent",
             "lock file absent",
         ],
-        "the run after a reset",
     );
-    judge.assert_healthy();
 }

@@ -892,6 +892,18 @@ fn page_cache(c: &Container) -> u64 {
     }
 }
 
+/// `/t/touch 48` under a memory limit of 32 MiB is a memory-limit verdict:
+/// `left` (what an earlier run left charged) did not loosen the limit.
+fn assert_48_mib_exceed_a_limit_of_32(c: &mut Container, left: &str) {
+    let out = run_spec(c, ExecSpec::new(["/t/touch", "48"]).memory_limit(32 * MIB));
+    assert_eq!(
+        out.result.status,
+        Status::MemoryLimit,
+        "{left} loosened the limit: {}",
+        out.describe()
+    );
+}
+
 #[test]
 fn page_cache_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit() {
     require_cgroup();
@@ -942,15 +954,9 @@ fn page_cache_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit() {
         );
         // Left charged, the 64 MiB of cache would raise this run's limit by
         // as much, and 48 MiB would fit under 32.
-        let out = run_spec(
+        assert_48_mib_exceed_a_limit_of_32(
             &mut c,
-            ExecSpec::new(["/t/touch", "48"]).memory_limit(32 * MIB),
-        );
-        assert_eq!(
-            out.result.status,
-            Status::MemoryLimit,
-            "round {round}: the cache of the run before the reset loosened the limit: {}",
-            out.describe()
+            &format!("round {round}: the cache of the run before the reset"),
         );
     }
     let out = run(&mut c, &["/t/touch", "16"]);
@@ -1049,16 +1055,7 @@ fn kernel_memory_an_earlier_run_left_is_reclaimed_at_reset_and_loosens_no_limit(
     );
     // Left charged, the dentries would raise this run's limit by as much,
     // and 48 MiB would fit under 32.
-    let out = run_spec(
-        &mut c,
-        ExecSpec::new(["/t/touch", "48"]).memory_limit(32 * MIB),
-    );
-    assert_eq!(
-        out.result.status,
-        Status::MemoryLimit,
-        "the kernel memory of the run before the reset loosened the limit: {}",
-        out.describe()
-    );
+    assert_48_mib_exceed_a_limit_of_32(&mut c, "the kernel memory of the run before the reset");
 }
 
 #[test]
