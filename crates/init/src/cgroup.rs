@@ -66,6 +66,13 @@ pub const USAGE_RECLAIM_SLACK: u64 = 1 << 20;
 /// The most `memory.force_empty` passes one reset makes (v1).
 const MAX_FORCE_EMPTY_PASSES: usize = 4;
 
+/// Waits until memory a reclaim dropped is uncharged: a dentry is freed,
+/// and its memory uncharged, only after an RCU grace period, which
+/// membarrier's global command waits out.
+fn wait_for_frees() {
+    let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global);
+}
+
 /// Counters at the start of a run, for what cannot be reset.
 pub struct Baseline {
     user_ns: u64,
@@ -187,10 +194,7 @@ impl Cgroup {
     /// Called after the scratch mounts are emptied, whose files would count
     /// as cache.
     pub fn reclaim(&mut self) {
-        let grown = self
-            .usage()
-            .map(|usage| usage.saturating_sub(self.usage_floor))
-            .filter(|&grown| grown > USAGE_RECLAIM_SLACK);
+        let grown = self.grown();
         match self.version {
             CgroupVersion::V1 => {
                 let Some(fd) = &self.force_empty else {
@@ -211,14 +215,11 @@ impl Cgroup {
                 // much more than the floor is still charged.
                 for _ in 0..MAX_FORCE_EMPTY_PASSES {
                     let _ = write_at(fd, b"0");
-                    if !self.still_charged() {
+                    if self.grown().is_none() {
                         break;
                     }
-                    // A dentry dropped is freed, and its memory uncharged,
-                    // only after an RCU grace period (membarrier's global
-                    // command waits one out).
-                    let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global);
-                    if !self.still_charged() {
+                    wait_for_frees();
+                    if self.grown().is_none() {
                         break;
                     }
                 }
@@ -234,10 +235,10 @@ impl Cgroup {
                 // EAGAIN when not all of it could be reclaimed: what is left
                 // is the floor below.
                 let _ = write_at(fd, Decimal::new(amount).as_bytes());
-                // Dentries dropped are uncharged after a grace period (see
-                // v1); once they are, what is still charged is the floor.
-                if grown.is_some() && self.still_charged() {
-                    let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global);
+                // Once the dentries dropped are uncharged, what is still
+                // charged is the floor.
+                if grown.is_some() && self.grown().is_some() {
+                    wait_for_frees();
                 }
             }
         }
@@ -245,11 +246,12 @@ impl Cgroup {
         self.usage_floor = self.usage().unwrap_or(0);
     }
 
-    /// Whether more than [`USAGE_RECLAIM_SLACK`] above what the last
-    /// reclaim left is still charged to the group.
-    fn still_charged(&self) -> bool {
+    /// How much more than what the last reclaim left is charged to the
+    /// group now, when it is more than [`USAGE_RECLAIM_SLACK`].
+    fn grown(&self) -> Option<u64> {
         self.usage()
-            .is_some_and(|usage| usage > self.usage_floor.saturating_add(USAGE_RECLAIM_SLACK))
+            .map(|usage| usage.saturating_sub(self.usage_floor))
+            .filter(|&grown| grown > USAGE_RECLAIM_SLACK)
     }
 
     /// All that is charged to the group now: `memory.usage_in_bytes` (v1)
