@@ -36,7 +36,7 @@ use crate::pb;
 use crate::pb::request::file::File as FileKind;
 use crate::pb::response::file_error::ErrorType;
 use crate::pb::stream_request::Request as StreamKind;
-use crate::stall::StallTimeout;
+use crate::stall::{Answers, StallTimeout, WindowStall};
 use crate::stream::{self, FromClient, Outcome};
 use crate::{AppState, Closing, accept, reached};
 
@@ -44,8 +44,10 @@ use crate::{AppState, Closing, accept, reached};
 /// closes. Each connection, a task of this runtime, holds one of the
 /// server's connection `slots` (shared with the REST API) until it closes;
 /// it is closed once it has had no call open for `idle`, and when the
-/// server closes, after its calls under way are answered. Runs run on the
-/// runtime's blocking threads, so this needs no thread of its own.
+/// server closes, after its calls under way are answered; and at once, with
+/// the calls it has open, once one of its answers has waited `idle` for the
+/// client to take any of it. Runs run on the runtime's blocking threads,
+/// so this needs no thread of its own.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -75,6 +77,7 @@ pub(crate) async fn serve(
             executor: executor.clone(),
             calls: Arc::clone(&calls),
             open: Arc::new(open_tx),
+            answers: Arc::default(),
         };
         let closing = closing.clone();
         tokio::spawn(async move {
@@ -85,8 +88,9 @@ pub(crate) async fn serve(
 }
 
 /// Serves one HTTP/2 connection until the client closes it, it has been
-/// idle for `idle`, or the server closes; the last two let its open calls
-/// finish first.
+/// idle for `idle`, the server closes, or an answer has waited `idle` for
+/// the client to take any of it; the second and third let its open calls
+/// finish first, the last does not.
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     service: ConnectionService,
@@ -95,6 +99,12 @@ async fn serve_connection(
     mut closing: tokio::sync::watch::Receiver<Closing>,
 ) {
     let _ = stream.set_nodelay(true);
+    // A client that stops reading stops granting HTTP/2 window, so the
+    // server's writes do not wait: its answers do. Dropping the connection
+    // ends its calls, and their runs, and frees what they hold.
+    let answers = Arc::clone(&service.answers);
+    let stalled = answers.stalled(idle);
+    tokio::pin!(stalled);
     let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(STREAMS_PER_CONNECTION)
@@ -109,6 +119,7 @@ async fn serve_connection(
         _ = connection.as_mut() => return,
         () = reached(&mut closing, Closing::Gracefully) => {}
         () = idle_for(open, idle) => tracing::debug!("closing an idle gRPC connection"),
+        () = stalled.as_mut() => return closing_stalled(idle),
     }
     // GOAWAY: calls under way finish, a client's next call goes to a new
     // connection.
@@ -116,7 +127,17 @@ async fn serve_connection(
     tokio::select! {
         _ = connection.as_mut() => {}
         () = reached(&mut closing, Closing::Now) => {}
+        () = stalled.as_mut() => closing_stalled(idle),
     }
+}
+
+/// Says why a connection is closed whose client took none of an answer
+/// for `idle`.
+fn closing_stalled(idle: Duration) {
+    tracing::info!(
+        "closing a gRPC connection: the client took none of an answer for {} s (--idle-timeout)",
+        idle.as_secs_f64()
+    );
 }
 
 /// Completes once the connection whose open calls `open` counts has had
@@ -139,12 +160,14 @@ const STREAMS_PER_CONNECTION: u32 = 16;
 
 /// [`Executor`] as one connection serves it: each call counts among the
 /// connection's open calls while it lasts, and waits for a place among all
-/// connections' calls before its message is read.
+/// connections' calls before its message is read; its answer is timed
+/// among the connection's `answers`.
 #[derive(Clone)]
 struct ConnectionService {
     executor: Executor,
     calls: Arc<Semaphore>,
     open: Arc<tokio::sync::watch::Sender<usize>>,
+    answers: Arc<Answers>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
@@ -156,13 +179,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
         let open = OpenCall::new(Arc::clone(&self.open));
         let calls = Arc::clone(&self.calls);
         let executor = self.executor.clone();
+        let answers = Arc::clone(&self.answers);
         let request = request.map(Body::new);
         Box::pin(async move {
             let _open = open;
-            let Ok(_place) = calls.acquire_owned().await else {
-                return Ok(Status::unavailable("the server is shutting down").into_http());
+            let answer = match calls.acquire_owned().await {
+                Ok(_place) => executor.call(request).await,
+                Err(_) => Status::unavailable("the server is shutting down").into_http(),
             };
-            Ok(executor.call(request).await)
+            Ok(answer.map(|body| Body::new(WindowStall::new(body, answers))))
         })
     }
 }

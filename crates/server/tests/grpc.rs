@@ -674,6 +674,16 @@ fn exec_head(addr: std::net::SocketAddr) -> http::Request<()> {
         .unwrap()
 }
 
+/// A message as gRPC frames it: a flag byte (not compressed), its length,
+/// its bytes.
+fn grpc_frame(message: &impl prost::Message) -> bytes::Bytes {
+    let message = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    frame.into()
+}
+
 /// One gRPC call made over `client` by hand (HTTP/2 frames, no gRPC
 /// library), so that the test sees the connection itself: the answer's
 /// message, once its trailers say `grpc-status: 0`.
@@ -682,12 +692,8 @@ async fn call_by_hand(
     addr: std::net::SocketAddr,
     request: Request,
 ) -> Response {
-    let message = prost::Message::encode_to_vec(&request);
-    let mut frame = vec![0];
-    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    frame.extend_from_slice(&message);
     let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
-    body.send_data(frame.into(), true).unwrap();
+    body.send_data(grpc_frame(&request), true).unwrap();
     let answer = answer.await.expect("an answer");
     assert_eq!(answer.status(), 200);
     let mut body = answer.into_body();
@@ -817,6 +823,152 @@ fn a_call_whose_message_stops_coming_fails_after_the_idle_timeout() {
     // The call gave its slot back: the server goes on answering.
     let result = Grpc::connect(&server).run(cmd(&["true"]));
     assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+}
+
+/// An HTTP/2 connection to `addr` made by hand, whose client lets the
+/// server send no more than HTTP/2's initial windows (64 KiB for the
+/// connection and for each call) beyond what the test takes: the client,
+/// and the connection's end, once the server or the client closes it.
+async fn connect_by_hand(
+    addr: std::net::SocketAddr,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<()>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .handshake(tcp)
+        .await
+        .unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client.ready().await.unwrap(), closed)
+}
+
+/// An `Exec` whose answer is 256 KiB of stdout: four times the window the
+/// client gives.
+fn large_answer() -> Request {
+    let mut command = cmd(&["head", "-c", "262144", "/dev/zero"]);
+    command.files[1] = collector("stdout", 1 << 20);
+    Request {
+        cmd: vec![command],
+        ..Request::default()
+    }
+}
+
+#[test]
+fn an_answer_the_client_takes_none_of_closes_its_connection_after_the_idle_timeout() {
+    let idle = Duration::from_secs(1);
+    let (server, addr) = start_with_idle_timeout(idle);
+    runtime().block_on(async {
+        let within = Duration::from_secs(20);
+
+        // A client that takes its answer slowly, a frame every eighth of
+        // the idle time, over more than twice the idle time: all of it
+        // comes.
+        let (mut client, _closed) = connect_by_hand(addr).await;
+        let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
+        body.send_data(grpc_frame(&large_answer()), true).unwrap();
+        let answer = answer.await.expect("an answer");
+        assert_eq!(answer.status(), 200);
+        let started = Instant::now();
+        let mut body = answer.into_body();
+        let mut read = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("the answer comes whole");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            read.extend_from_slice(&chunk);
+            tokio::time::sleep(idle / 8).await;
+        }
+        let trailers = body.trailers().await.unwrap().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+        assert!(
+            started.elapsed() > 2 * idle,
+            "read in {:?}",
+            started.elapsed()
+        );
+        let response: Response = prost::Message::decode(&read[5..]).expect("a Response");
+        assert_eq!(stdout(&response.results[0]).len(), 262_144);
+
+        // A client that takes none of it: once the window is full and no
+        // more is taken for the idle time, the server closes the
+        // connection, and the call ends without the rest of its answer.
+        let (mut client, closed) = connect_by_hand(addr).await;
+        let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
+        body.send_data(grpc_frame(&large_answer()), true).unwrap();
+        let answer = answer.await.expect("an answer");
+        assert_eq!(answer.status(), 200);
+        let answered = Instant::now();
+        tokio::time::timeout(within, closed)
+            .await
+            .expect("the server closes the connection within 20 s")
+            .unwrap();
+        assert!(
+            answered.elapsed() >= idle,
+            "closed {:?} after the answer began",
+            answered.elapsed()
+        );
+        let mut body = answer.into_body();
+        let mut read = 0;
+        let ended = loop {
+            match body.data().await {
+                Some(Ok(chunk)) => read += chunk.len(),
+                Some(Err(error)) => break Err(error),
+                None => break Ok(()),
+            }
+        };
+        assert!(ended.is_err(), "the call ended cleanly after {read} bytes");
+        assert!(read <= 65_535, "{read} bytes came");
+    });
+    // The server goes on answering.
+    let result = Grpc::connect(&server).run(cmd(&["true"]));
+    assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
+}
+
+#[test]
+fn an_exec_stream_whose_output_the_client_takes_none_of_ends_as_if_the_client_left() {
+    let idle = Duration::from_secs(1);
+    let (server, addr) = start_with_idle_timeout(idle);
+    let mut rest = Client::new(server.addr());
+    runtime().block_on(async {
+        // 4 MiB of output, far more than the windows let through, for a
+        // client that sends its request and then nothing, and reads
+        // nothing.
+        let mut command = cmd(&["head", "-c", "4194304", "/dev/zero"]);
+        command.files[1] = streamed(Kind::StreamOut(()));
+        command.clock_time_limit = 60_000_000_000;
+        let (mut client, closed) = connect_by_hand(addr).await;
+        let head = http::Request::post(format!("http://{addr}/pb.Executor/ExecStream"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (answer, mut requests) = client.send_request(head, false).unwrap();
+        requests
+            .send_data(grpc_frame(&exec_request(command)), false)
+            .unwrap();
+        let answer = answer.await.expect("an answer");
+        assert_eq!(answer.status(), 200);
+        tokio::time::timeout(Duration::from_secs(20), closed)
+            .await
+            .expect("the server closes the connection within 20 s")
+            .unwrap();
+        drop((answer, requests));
+    });
+    // The session ends as if the client had gone, its run cancelled.
+    common::wait_until("the session to end", || {
+        rest.get("/metrics")
+            .unwrap()
+            .text()
+            .contains("hutch_stream_sessions_total{api=\"ExecStream\",end=\"client gone\"} 1\n")
+    });
+    common::wait_until("the run to end", || {
+        common::gauge(&mut rest, "hutch_running_requests") == 0
+    });
+    assert_still_serving(&mut Grpc::connect(&server));
 }
 
 /// An `ExecStream` call on its own connection: the sender of its requests
