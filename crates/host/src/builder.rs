@@ -735,6 +735,7 @@ impl ContainerBuilder {
             socket: sys::raw(&container_end),
             init: sys::raw(&init),
             release: sys::raw(&release_read),
+            release_write: sys::raw(&release_write),
             errors: sys::raw(&errors_write),
             become_root: user_ns,
             argv: &argv,

@@ -130,6 +130,9 @@ pub(crate) struct InitChild<'a> {
     pub init: RawFd,
     /// Read end of the release pipe.
     pub release: RawFd,
+    /// Write end of the release pipe: the host's, closed in the child
+    /// before it waits, so that the host's death is the pipe's end.
+    pub release_write: RawFd,
     /// Write end of the error pipe.
     pub errors: RawFd,
     /// Become uid/gid 0 after release (a new user namespace was made).
@@ -311,6 +314,11 @@ fn check(errors: RawFd, step: ChildStep, ret: c_long) -> c_long {
 
 fn init_child(child: &InitChild<'_>) -> ! {
     let errors = child.errors;
+    // Without `CLONE_FILES` the child has its own copy of every descriptor
+    // of the host, this end of the pipe among them: kept, a host that died
+    // now would leave the read below waiting forever, holding the host's
+    // listening sockets and files.
+    raw!(libc::SYS_close, child.release_write);
     let mut go = 0u8;
     if raw!(libc::SYS_read, child.release, &mut go as *mut u8, 1usize) != 1 {
         // The host gave up (or died) before releasing us.
@@ -549,4 +557,93 @@ pub(crate) fn die_of(signal: c_int) -> ! {
     // Blocked, or a signal whose default is to go on (no stop signal is):
     // the shells' code for a death by that signal.
     std::process::exit(128_i32.saturating_add(signal))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Set for the child process of
+    /// [`a_host_that_dies_before_releasing_its_child_leaves_nothing_running`]:
+    /// the file it writes its clone's pid to.
+    const DYING_HOST: &str = "HUTCH_TEST_DYING_HOST";
+
+    #[test]
+    #[ignore = "helper: run by a_host_that_dies_before_releasing_its_child_leaves_nothing_running"]
+    fn isolated_host_dies_before_release() {
+        let pid_file = std::env::var_os(DYING_HOST).expect("run through its parent test");
+        let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("pipe");
+        let (release_read, release_write) = pipe();
+        let (_errors_read, errors_write) = pipe();
+        let null = OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
+        let arg0 = c"hutch-init";
+        let argv: [*const c_char; 2] = [arg0.as_ptr(), std::ptr::null()];
+        let envp: [*const c_char; 1] = [std::ptr::null()];
+        let child = InitChild {
+            socket: raw(&null),
+            init: raw(&null),
+            release: raw(&release_read),
+            release_write: raw(&release_write),
+            errors: raw(&errors_write),
+            become_root: false,
+            argv: &argv,
+            envp: &envp,
+        };
+        let mut stack = Mapping::new(CHILD_STACK_LEN);
+        let spawned = spawn_init(0, &child, &mut stack, None).expect("clone3");
+        std::fs::write(pid_file, spawned.pid.to_string()).expect("the pid file");
+        // The host dies here, its child never released.
+        std::process::exit(0);
+    }
+
+    #[test]
+    fn a_host_that_dies_before_releasing_its_child_leaves_nothing_running() {
+        let pid_file =
+            std::env::temp_dir().join(format!("hutch-dying-host-{}", std::process::id()));
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sys::tests::isolated_host_dies_before_release",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(DYING_HOST, &pid_file)
+            // Copies of these would be the orphan's too.
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the dying host: {status}");
+        let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
+        let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+            panic!("no pid: {pid}");
+        };
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(pidfd) => pidfd,
+            // Gone already.
+            Err(rustix::io::Errno::SRCH) => return,
+            Err(e) => panic!("pidfd_open({pid:?}): {e}"),
+        };
+        let mut polled = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let within = rustix::event::Timespec::try_from(Duration::from_secs(10)).unwrap();
+        let ended = rustix::event::poll(&mut polled, Some(&within)).unwrap() == 1;
+        if !ended {
+            let _ =
+                rustix::process::pidfd_send_signal(pidfd.as_fd(), rustix::process::Signal::KILL);
+        }
+        assert!(
+            ended,
+            "the child of a host that died before releasing it still waits 10 s later, \
+             holding copies of all the host's descriptors"
+        );
+    }
 }
