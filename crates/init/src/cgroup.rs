@@ -94,7 +94,11 @@ pub struct Measured {
     /// System CPU time.
     pub system_ns: u64,
     /// Peak memory; `None` where the cgroup cannot tell the run's own (a
-    /// peak that could not be reset, and that the run did not raise).
+    /// peak that could not be reset, and that the run did not raise; no
+    /// peak file; a peak that did not move, the run having used only what
+    /// its group held of an earlier charge batch). The run's processes'
+    /// largest resident set (rusage) stands in then, as go-judge's
+    /// measure does when its cgroup reads 0.
     pub peak_bytes: Option<u64>,
     /// Whether the kernel's OOM killer struck during the run.
     pub oom_killed: bool,
@@ -463,10 +467,12 @@ impl Cgroup {
                 // made: the run's own only when the run raised it.
                 match base.peak_bytes {
                     Some(before) if peak <= before => None,
-                    _ => Some(peak.saturating_sub(base.memory_bytes)),
+                    // A run served from what the group still held of a
+                    // charge batch moves no counter: no peak of its own.
+                    _ => Some(peak.saturating_sub(base.memory_bytes)).filter(|&peak| peak > 0),
                 }
             }
-            None => Some(0),
+            None => None,
         };
         let processes_peak = match &self.pids_peak {
             Some(fd) => {
