@@ -9,7 +9,7 @@ use hutch_protocol::{
 };
 
 use crate::channel::{Channel, ChannelError};
-use crate::exec::ExecSpec;
+use crate::exec::{ExecSpec, ExecSpecError};
 use crate::sys;
 
 /// Why a request to a container failed.
@@ -37,6 +37,11 @@ pub enum ContainerError {
         #[source]
         source: ValidationError,
     },
+    /// The exec's spec holds input its builder methods could not use (see
+    /// [`ExecSpec::check`]); nothing was sent, and the container is as it
+    /// was.
+    #[error("invalid exec spec")]
+    InvalidSpec(#[source] ExecSpecError),
     /// The request is too large to send: its encoding does not fit a
     /// frame, or the socket refuses a datagram that long. Nothing was
     /// sent; the container is still usable.
@@ -193,11 +198,14 @@ impl std::fmt::Debug for Container {
 }
 
 impl ContainerError {
-    /// Whether the request was refused before it was sent (invalid, or too
-    /// large for a frame): init saw nothing of it, and the container is as
-    /// it was.
+    /// Whether the request was refused before it was sent (invalid, from
+    /// an invalid spec, or too large for a frame): init saw nothing of it,
+    /// and the container is as it was.
     pub fn refused_unsent(&self) -> bool {
-        matches!(self, Self::InvalidRequest { .. } | Self::TooLarge { .. })
+        matches!(
+            self,
+            Self::InvalidRequest { .. } | Self::InvalidSpec(_) | Self::TooLarge { .. }
+        )
     }
 }
 
@@ -475,7 +483,9 @@ impl Container {
     ///
     /// A program that cannot be started (not found, not executable, a bad
     /// descriptor) gives a result with [`Status::RunnerError`] and its
-    /// error; the container stays usable.
+    /// error; the container stays usable. A spec with a mistake of its
+    /// builder's ([`ExecSpec::check`]) is refused with
+    /// [`ContainerError::InvalidSpec`] before anything is sent.
     ///
     /// [`Status::RunnerError`]: hutch_protocol::Status::RunnerError
     pub fn exec(&mut self, spec: &ExecSpec<'_>) -> Result<ExecResult, ContainerError> {
@@ -490,6 +500,7 @@ impl Container {
     ///
     /// Dropping the [`Run`] without waiting kills the container.
     pub fn start(&mut self, spec: &ExecSpec<'_>) -> Result<Run<'_>, ContainerError> {
+        spec.check().map_err(ContainerError::InvalidSpec)?;
         self.regroup_now()?;
         self.set_affinity(spec.affinity())?;
         let (request, fds) = spec.wire();

@@ -7,7 +7,40 @@ use hutch_protocol::{
     BpfInstruction, DEFAULT_PATH, ExecRequest, Limits, Request, Resource, Rlimit,
 };
 
+/// Why an [`ExecSpec`] cannot run. A builder method given what it cannot
+/// use records it, and the exec of the spec returns it as
+/// [`ContainerError::InvalidSpec`](crate::ContainerError::InvalidSpec)
+/// before anything is sent to init.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecSpecError {
+    /// An environment key that is empty.
+    #[error("environment key \"\" is empty")]
+    EmptyEnvKey,
+    /// An environment key holding `=`: the program would see the key end
+    /// there, and the rest in its value.
+    #[error("environment key {key:?} contains '='")]
+    EnvKeyWithEquals {
+        /// The key.
+        key: String,
+    },
+    /// An environment key or value holding a NUL byte, which no
+    /// environment can.
+    #[error("environment variable {key:?} holds a NUL byte in its {part}")]
+    EnvNul {
+        /// The key.
+        key: String,
+        /// `key` or `value`.
+        part: &'static str,
+    },
+}
+
 /// One program to run in a container, with its descriptors and limits.
+///
+/// A builder method given input it cannot use (an environment key with a
+/// `=`, say) does not panic: it records the first such mistake
+/// ([`check`](ExecSpec::check) tells it), and an exec of the spec returns
+/// it without sending anything.
 ///
 /// ```no_run
 /// # use hutch_host::{ContainerBuilder, ExecSpec};
@@ -35,6 +68,8 @@ pub struct ExecSpec<'fd> {
     exec_fd: Option<BorrowedFd<'fd>>,
     /// The CPUs the program may run on; the container's when `None`.
     affinity: Option<rustix::thread::CpuSet>,
+    /// The first input a builder method could not use.
+    invalid: Option<ExecSpecError>,
 }
 
 impl<'fd> ExecSpec<'fd> {
@@ -57,6 +92,7 @@ impl<'fd> ExecSpec<'fd> {
             program_fds: 0,
             exec_fd: None,
             affinity: None,
+            invalid: None,
         }
     }
 
@@ -74,8 +110,14 @@ impl<'fd> ExecSpec<'fd> {
         }
     }
 
-    /// Adds `KEY=VALUE` to the environment.
+    /// Adds `KEY=VALUE` to the environment. A key that is empty or holds
+    /// a `=`, or a key or value holding a NUL byte, is not added: the spec
+    /// records it as its mistake ([`check`](ExecSpec::check)).
     pub fn env(mut self, key: &str, value: &str) -> Self {
+        if let Err(error) = check_env(key, value) {
+            self.invalid.get_or_insert(error);
+            return self;
+        }
         let entry = format!("{key}={value}");
         let env = &mut self.exec_mut().env;
         if key == "PATH" {
@@ -220,6 +262,17 @@ impl<'fd> ExecSpec<'fd> {
         self
     }
 
+    /// Whether the spec can run: the first input a builder method could not
+    /// use, if any. An exec of the spec returns it as
+    /// [`ContainerError::InvalidSpec`](crate::ContainerError::InvalidSpec)
+    /// before anything is sent to init.
+    pub fn check(&self) -> Result<(), ExecSpecError> {
+        match &self.invalid {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
+        }
+    }
+
     /// The limits set so far.
     pub fn limits(&self) -> &Limits {
         &self.exec().limits
@@ -236,6 +289,74 @@ impl<'fd> ExecSpec<'fd> {
     }
 }
 
+/// Whether `KEY=VALUE` is an environment entry that says what it means.
+fn check_env(key: &str, value: &str) -> Result<(), ExecSpecError> {
+    let nul = |part| ExecSpecError::EnvNul {
+        key: key.into(),
+        part,
+    };
+    if key.is_empty() {
+        Err(ExecSpecError::EmptyEnvKey)
+    } else if key.contains('\0') {
+        Err(nul("key"))
+    } else if key.contains('=') {
+        Err(ExecSpecError::EnvKeyWithEquals { key: key.into() })
+    } else if value.contains('\0') {
+        Err(nul("value"))
+    } else {
+        Ok(())
+    }
+}
+
 fn nanos(duration: Duration) -> u64 {
     duration.as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_env_entry_no_environment_can_hold_is_recorded_not_added() {
+        let spec = ExecSpec::new(["env"])
+            .env("A=B", "c")
+            .env("", "c")
+            .env("D", "e");
+        assert_eq!(
+            spec.check(),
+            Err(ExecSpecError::EnvKeyWithEquals { key: "A=B".into() }),
+            "the first mistake is the one told"
+        );
+        assert_eq!(
+            spec.request().env,
+            ["PATH=/usr/local/bin:/usr/bin:/bin", "D=e"],
+            "neither bad entry was added"
+        );
+        for (key, value, error) in [
+            ("", "c", ExecSpecError::EmptyEnvKey),
+            (
+                "A\0B",
+                "c",
+                ExecSpecError::EnvNul {
+                    key: "A\0B".into(),
+                    part: "key",
+                },
+            ),
+            (
+                "A",
+                "c\0d",
+                ExecSpecError::EnvNul {
+                    key: "A".into(),
+                    part: "value",
+                },
+            ),
+        ] {
+            assert_eq!(
+                ExecSpec::new(["env"]).env(key, value).check(),
+                Err(error),
+                "{key:?}={value:?}"
+            );
+        }
+        assert_eq!(ExecSpec::new(["env"]).env("A", "b=c").check(), Ok(()));
+    }
 }

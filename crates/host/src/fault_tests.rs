@@ -964,3 +964,44 @@ fn fault_copy_requests_are_not_sent_to_an_init_that_does_not_announce_them() {
     h.assert_usable();
     h.finish();
 }
+
+// ---------------------------------------------------------------------------
+// Specs the host refuses before it sends anything
+
+/// The host refuses `spec` without a word to init (the fake expects only
+/// the ping that follows, and would see the exec first), and the container
+/// stays usable; returns the error, in full.
+fn refused_before_sending(spec: &ExecSpec<'_>) -> String {
+    let mut h = Harness::new();
+    let error = h.converse(
+        |fake| {
+            fake.expect("ping");
+            fake.reply(&Reply::Pong, &[]);
+        },
+        |c| {
+            let error = c.exec(spec).expect_err("an invalid spec");
+            c.ping().expect("the container answers");
+            error
+        },
+    );
+    assert!(error.refused_unsent(), "{error:?}");
+    h.assert_usable();
+    h.finish();
+    crate::error_chain(&error)
+}
+
+#[test]
+fn fault_env_keys_no_environment_can_hold_are_refused_naming_the_key() {
+    for (key, value, named) in [
+        ("A=B", "c", "\"A=B\""),
+        ("", "c", "empty"),
+        ("A\0B", "c", "\"A\\0B\""),
+        ("NUL_IN_VALUE", "c\0d", "\"NUL_IN_VALUE\""),
+    ] {
+        let error = refused_before_sending(&ExecSpec::new(["true"]).env(key, value));
+        assert!(error.contains(named), "{key:?}={value:?}: {error}");
+    }
+    // A later good entry does not hide an earlier bad one.
+    let error = refused_before_sending(&ExecSpec::new(["true"]).env("A=B", "c").env("D", "e"));
+    assert!(error.contains("\"A=B\""), "{error}");
+}

@@ -82,7 +82,7 @@ pub use channel::ChannelError;
 pub use container::{
     Container, ContainerError, CopyInError, CopyInFile, DEFAULT_REPLY_TIMEOUT, Killer, Run,
 };
-pub use exec::ExecSpec;
+pub use exec::{ExecSpec, ExecSpecError};
 pub use hutch_protocol as protocol;
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init, embedded_init_len};
 pub use input::{InputError, SealedInput};
