@@ -33,6 +33,9 @@ pub enum ExecSpecError {
         /// `key` or `value`.
         part: &'static str,
     },
+    /// [`ExecSpec::cpus`] was given no CPU to run on.
+    #[error("the set of CPUs the program may run on is empty")]
+    EmptyCpuSet,
 }
 
 /// One program to run in a container, with its descriptors and limits.
@@ -244,6 +247,8 @@ impl<'fd> ExecSpec<'fd> {
     /// before the program is created, undone for the next run that sets
     /// none). The program may widen its own affinity again within the
     /// CPUs the container may use; its CPU time limit holds either way.
+    /// An empty set is a mistake ([`ExecSpecError::EmptyCpuSet`]) that an
+    /// exec of the spec refuses before anything is sent.
     pub fn cpus(mut self, set: rustix::thread::CpuSet) -> Self {
         self.affinity = Some(set);
         self
@@ -267,10 +272,13 @@ impl<'fd> ExecSpec<'fd> {
     /// [`ContainerError::InvalidSpec`](crate::ContainerError::InvalidSpec)
     /// before anything is sent to init.
     pub fn check(&self) -> Result<(), ExecSpecError> {
-        match &self.invalid {
-            Some(error) => Err(error.clone()),
-            None => Ok(()),
+        if let Some(error) = &self.invalid {
+            return Err(error.clone());
         }
+        if self.affinity.as_ref().is_some_and(|set| set.count() == 0) {
+            return Err(ExecSpecError::EmptyCpuSet);
+        }
+        Ok(())
     }
 
     /// The limits set so far.
@@ -358,5 +366,15 @@ mod tests {
             );
         }
         assert_eq!(ExecSpec::new(["env"]).env("A", "b=c").check(), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_cpu_set_is_a_mistake_until_a_set_with_a_cpu_replaces_it() {
+        let empty = rustix::thread::CpuSet::new();
+        let spec = ExecSpec::new(["true"]).cpus(empty);
+        assert_eq!(spec.check(), Err(ExecSpecError::EmptyCpuSet));
+        let mut one = rustix::thread::CpuSet::new();
+        one.set(0);
+        assert_eq!(spec.cpus(one).check(), Ok(()));
     }
 }

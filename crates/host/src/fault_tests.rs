@@ -1005,3 +1005,10 @@ fn fault_env_keys_no_environment_can_hold_are_refused_naming_the_key() {
     let error = refused_before_sending(&ExecSpec::new(["true"]).env("A=B", "c").env("D", "e"));
     assert!(error.contains("\"A=B\""), "{error}");
 }
+
+#[test]
+fn fault_an_empty_cpu_set_is_refused_saying_so() {
+    let spec = ExecSpec::new(["true"]).cpus(rustix::thread::CpuSet::new());
+    let error = refused_before_sending(&spec);
+    assert!(error.contains("empty"), "{error}");
+}
