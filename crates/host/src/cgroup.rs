@@ -61,6 +61,17 @@ pub enum CgroupError {
         /// The directory.
         path: PathBuf,
     },
+    /// A v2 parent (or, for the shared parent not yet made, the directory
+    /// it goes in) that is no directory of a cgroup v2 file system: a plain
+    /// directory, say. Nothing was written or made in it.
+    #[error("the cgroup parent {} is not a directory of a cgroup v2 file system; {}", path.display(), fix())]
+    NotCgroup2 {
+        /// The directory.
+        path: PathBuf,
+        /// Why its file system could not be told, when it could not.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// v2 controllers could not be enabled for the container's cgroup.
     #[error("cannot enable the memory and pids controllers in {}; {hint}", path.display())]
     Controllers {
@@ -110,6 +121,23 @@ pub trait CgroupFs: Send + Sync + std::fmt::Debug {
     fn try_remove_group(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::remove_dir(dir)
     }
+    /// Whether the existing directory `dir` is on a cgroup v2 file system,
+    /// where a v2 parent must be before anything is written or made in it.
+    /// By default the kernel tells (`statfs`); a fake tree of plain
+    /// directories answers for itself.
+    fn is_cgroup2(&self, dir: &Path) -> std::io::Result<bool> {
+        on_cgroup2(dir)
+    }
+}
+
+/// The `f_type` of a cgroup v2 file system (`CGROUP2_SUPER_MAGIC`), wide
+/// enough for `statfs`'s field on every target.
+const CGROUP2_SUPER_MAGIC: i128 = 0x6367_7270;
+
+/// Whether `dir` is on a cgroup v2 file system.
+fn on_cgroup2(dir: &Path) -> std::io::Result<bool> {
+    let stat = rustix::fs::statfs(dir)?;
+    Ok(i128::from(stat.f_type) == CGROUP2_SUPER_MAGIC)
 }
 
 /// The kernel's cgroup file system.
@@ -642,6 +670,22 @@ impl ContainerCgroup {
                 CgroupVersion::V1
             }
             CgroupLayout::V2 { parent } => {
+                // A v2 parent gets a `cgroup.subtree_control` written, and
+                // the shared parent its directory made: in a plain
+                // directory either would be a stray file left behind.
+                let existing = match parent.parent() {
+                    Some(root) if !parent.is_dir() => root,
+                    _ => parent,
+                };
+                match cgroup.fs.is_cgroup2(existing) {
+                    Ok(true) => {}
+                    outcome => {
+                        return Err(CgroupError::NotCgroup2 {
+                            path: existing.to_owned(),
+                            source: outcome.err(),
+                        });
+                    }
+                }
                 // The shared parent at the root of the hierarchy (see
                 // `v2_parent`) is made by the first build that needs it.
                 if let Some(root) = parent.parent()
@@ -989,6 +1033,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_kernel_tells_a_cgroup2_directory_from_a_plain_one() {
+        let fs = KernelCgroupFs;
+        assert!(!fs.is_cgroup2(&std::env::temp_dir()).unwrap());
+        assert!(!fs.is_cgroup2(Path::new("/proc")).unwrap());
+        assert!(fs.is_cgroup2(Path::new("/no/such/directory")).is_err());
+        // Every cgroup2 mount this process sees (the machines CI runs on
+        // have one, hybrid or not).
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for mount in parse_mounts(&mountinfo)
+            .iter()
+            .filter(|m| m.fstype == "cgroup2")
+        {
+            assert!(fs.is_cgroup2(&mount.point).unwrap(), "{:?}", mount.point);
+        }
+    }
+
     const V1_CGROUP: &str =
         "9:name=systemd:/\n8:pids:/\n4:memory:/jobs/a1\n2:cpuacct:/\n1:cpu:/\n0::/\n";
     const V1_MOUNTS: &str = "\
@@ -1111,6 +1172,11 @@ mod fake_tree {
 
         fn try_remove_group(&self, dir: &Path) -> std::io::Result<()> {
             self.remove_group(dir)
+        }
+
+        /// A fake tree is plain directories standing in for cgroup v2.
+        fn is_cgroup2(&self, _dir: &Path) -> std::io::Result<bool> {
+            Ok(true)
         }
     }
 
@@ -1692,6 +1758,42 @@ mod fake_tree {
             text.contains("allow_rusage") && text.contains("cgroup_parent"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_v2_parent_that_is_no_cgroup2_directory_is_refused_and_left_untouched() {
+        let tree = temp_tree("v2-not-cgroup2");
+        let plain = tree.join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        // A plain directory named as the parent, and a plain directory that
+        // looks like a hierarchy's root under the shared parent's name.
+        let (mount, _) = fake_cgroup2(&tree, "", "1\n");
+        let entries = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = entries(&mount);
+        for (parent, named) in [(plain.clone(), &plain), (mount.join("hutch"), &mount)] {
+            let layout = CgroupLayout::V2 { parent };
+            let error = ContainerCgroup::create(&layout, Arc::new(KernelCgroupFs)).unwrap_err();
+            assert!(
+                matches!(&error, CgroupError::NotCgroup2 { path, source: None } if path == named),
+                "{error:?}"
+            );
+            let text = error.to_string();
+            assert!(
+                text.contains(&format!("{} is not a", named.display()))
+                    && text.contains("cgroup v2"),
+                "{text}"
+            );
+        }
+        assert!(entries(&plain).is_empty(), "nothing was made in it");
+        assert_eq!(entries(&mount), before, "nothing was made in it");
+        std::fs::remove_dir_all(tree).unwrap();
     }
 
     #[test]
