@@ -1099,7 +1099,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod fake_tree {
+pub(crate) mod fake_tree {
     //! The host's side of both versions against a fake cgroup tree: plain
     //! directories whose groups get the control files a kernel would make.
 
@@ -1107,7 +1107,7 @@ mod fake_tree {
     use std::sync::Mutex;
 
     #[derive(Debug, Default)]
-    struct FakeFs {
+    pub(crate) struct FakeFs {
         made: Mutex<Vec<PathBuf>>,
         removed: Mutex<Vec<PathBuf>>,
         /// Groups get `memory.reclaim` too, as on Linux 5.19 and later.
@@ -1120,6 +1120,14 @@ mod fake_tree {
         fn with_reclaim() -> Self {
             FakeFs {
                 reclaim: true,
+                ..FakeFs::default()
+            }
+        }
+
+        /// Groups get `pids.peak`, so their runs' peaks are counted.
+        pub(crate) fn counting() -> Self {
+            FakeFs {
+                peaks: true,
                 ..FakeFs::default()
             }
         }
@@ -1269,7 +1277,7 @@ mod fake_tree {
 
     /// A fake v2 hierarchy root named `name`, and the layout that makes
     /// container groups in it.
-    fn v2_tree(name: &str) -> (PathBuf, CgroupLayout) {
+    pub(crate) fn v2_tree(name: &str) -> (PathBuf, CgroupLayout) {
         let root = temp_tree(name);
         std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
         let layout = CgroupLayout::V2 {

@@ -96,11 +96,26 @@ pub enum ContainerError {
         /// The request kind.
         request: &'static str,
     },
+    /// The next programs could not be given a fresh run group (see
+    /// [`Container::run_groups`]): the container's cgroup failed (its group
+    /// removed from outside, say). The container was destroyed, as after
+    /// a run its cgroup failed: its later runs would join the group of an
+    /// earlier run with more tasks, and their own process peaks would go
+    /// untold.
+    #[error(
+        "cannot give the container's next programs a fresh run group; the container was destroyed"
+    )]
+    Regroup {
+        /// What failed.
+        #[source]
+        source: crate::cgroup::CgroupError,
+    },
     /// The program's CPUs could not be set.
     #[error("cannot set the CPUs the program may run on")]
     Affinity(#[source] std::io::Error),
     /// The request failed inside the container; the container is still
-    /// usable.
+    /// usable, but for a regroup init refused (see
+    /// [`Container::begin_reset`]).
     #[error("{message} (stage {stage:?}, errno {errno})")]
     Failed {
         /// The step that failed.
@@ -363,6 +378,11 @@ impl Container {
 
     /// Empties the container's writable tmpfs mounts (the work directory
     /// and `/tmp` by default) for the next user.
+    ///
+    /// After a run that had more than one task at once, this also gives
+    /// the next programs a fresh run group; one that cannot be made
+    /// destroys the container and is this call's error
+    /// ([`ContainerError::Regroup`]).
     pub fn reset(&mut self) -> Result<(), ContainerError> {
         self.begin_reset()?;
         self.finish_reset()
@@ -372,7 +392,10 @@ impl Container {
     /// while init does it. The next request (or
     /// [`finish_reset`](Container::finish_reset)) first takes init's answer,
     /// so the reset is never skipped: this only keeps the caller from
-    /// waiting for it, as a pool does when a container comes back.
+    /// waiting for it, as a pool does when a container comes back. A fresh
+    /// run group that is due but cannot be made is this call's error, and
+    /// destroys the container ([`ContainerError::Regroup`]); one that init
+    /// refuses is the answer's.
     pub fn begin_reset(&mut self) -> Result<(), ContainerError> {
         if self.reset_pending {
             self.finish_reset()?;
@@ -387,14 +410,22 @@ impl Container {
     }
 
     /// Sends init a fresh run group if one is due; whether it did. A group
-    /// that cannot be made leaves it due: the next runs' peaks are then
-    /// told only where they exceed the earlier ones.
+    /// that cannot be made destroys the container and is the error
+    /// ([`ContainerError::Regroup`]): its next runs would join the group
+    /// of an earlier run with more tasks, where their own peaks go untold.
     fn send_regroup(&mut self) -> Result<bool, ContainerError> {
-        if !self.regroup_due {
+        if !self.regroup_due || self.broken {
             return Ok(false);
         }
-        let Some(Ok((files, fds))) = self.cgroup.as_mut().map(|cgroup| cgroup.regroup()) else {
+        let Some(cgroup) = self.cgroup.as_mut() else {
             return Ok(false);
+        };
+        let (files, fds) = match cgroup.regroup() {
+            Ok(made) => made,
+            Err(source) => {
+                self.kill_and_reap();
+                return Err(ContainerError::Regroup { source });
+            }
         };
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(std::os::fd::AsFd::as_fd).collect();
         self.send(&Request::Regroup(files), &borrowed)?;
@@ -411,12 +442,20 @@ impl Container {
         Ok(())
     }
 
-    /// Takes init's answer to a regroup sent last.
+    /// Takes init's answer to a regroup sent last. Init refuses one only
+    /// in a state the host never sends it in, and the host has moved on to
+    /// the fresh group meanwhile: a refusal destroys the container, whose
+    /// reset's answer, due next, is then never taken for another request's.
     fn take_regroup_answer(&mut self) -> Result<(), ContainerError> {
         let deadline = self.reply_deadline();
-        match self.receive("regroup", deadline)? {
-            Reply::Ack => Ok(()),
-            other => self.unexpected("regroup", &other),
+        match self.receive("regroup", deadline) {
+            Ok(Reply::Ack) => Ok(()),
+            Ok(other) => self.unexpected("regroup", &other),
+            Err(refused @ ContainerError::Failed { .. }) => {
+                self.kill_and_reap();
+                Err(refused)
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -485,7 +524,9 @@ impl Container {
     /// descriptor) gives a result with [`Status::RunnerError`] and its
     /// error; the container stays usable. A spec with a mistake of its
     /// builder's ([`ExecSpec::check`]) is refused with
-    /// [`ContainerError::InvalidSpec`] before anything is sent.
+    /// [`ContainerError::InvalidSpec`] before anything is sent. A fresh
+    /// run group that is due but cannot be made destroys the container, as
+    /// [`start`](Container::start) says.
     ///
     /// [`Status::RunnerError`]: hutch_protocol::Status::RunnerError
     pub fn exec(&mut self, spec: &ExecSpec<'_>) -> Result<ExecResult, ContainerError> {
@@ -493,7 +534,10 @@ impl Container {
     }
 
     /// Starts one program and returns at once; [`Run::wait`] gives its
-    /// verdict. Once this returns, init holds its own copies of the spec's
+    /// verdict. A fresh run group due since the last run (one with more
+    /// than one task at once, and no reset since) is made first; one that
+    /// cannot be made destroys the container and is this call's error
+    /// ([`ContainerError::Regroup`]). Once this returns, init holds its own copies of the spec's
     /// descriptors: the caller may close its own, which is what lets the
     /// programs of two containers joined by a pipe see its end when the
     /// other one exits.

@@ -1012,3 +1012,104 @@ fn fault_an_empty_cpu_set_is_refused_saying_so() {
     let error = refused_before_sending(&spec);
     assert!(error.contains("empty"), "{error}");
 }
+
+// ---------------------------------------------------------------------------
+// Run groups
+
+/// A harness whose container has a v2 cgroup in a fake tree that counts
+/// processes, and has just run a program that had two tasks at once: its
+/// next run needs a fresh run group. Returns the tree's root (to remove)
+/// and the container's group.
+fn regroup_due(name: &str) -> (Harness, std::path::PathBuf, std::path::PathBuf) {
+    use crate::cgroup::fake_tree::{FakeFs, v2_tree};
+    let (root, layout) = v2_tree(name);
+    let fs = std::sync::Arc::new(FakeFs::counting());
+    let (cgroup, _, _) = crate::cgroup::ContainerCgroup::create(&layout, fs).unwrap();
+    let group = cgroup.dirs()[0].clone();
+    let mut h = Harness::new();
+    h.container.set_cgroup(cgroup);
+    h.converse(
+        |fake| {
+            fake.expect("exec");
+            let Reply::Finished(mut result) = finished_ok() else {
+                unreachable!()
+            };
+            result.processes_peak = Some(2);
+            fake.reply(&Reply::Finished(result), &[]);
+        },
+        |c| c.exec(&ExecSpec::new(["true"])).expect("the run"),
+    );
+    (h, root, group)
+}
+
+#[test]
+fn fault_a_run_group_that_cannot_be_made_is_the_reset_s_error_and_ends_the_container() {
+    let (mut h, root, group) = regroup_due("regroup-fails-at-reset");
+    // Removed from outside: no run group can be made in it.
+    std::fs::remove_dir_all(&group).unwrap();
+    let error = h.container.begin_reset().expect_err("no run group");
+    assert!(matches!(error, ContainerError::Regroup { .. }), "{error:?}");
+    let text = crate::error_chain(&error);
+    assert!(
+        text.contains("run group") && text.contains(&group.display().to_string()),
+        "{text}"
+    );
+    h.assert_given_up();
+    h.finish();
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn fault_a_run_group_that_cannot_be_made_is_the_next_exec_s_error_and_ends_the_container() {
+    let (mut h, root, group) = regroup_due("regroup-fails-at-exec");
+    std::fs::remove_dir_all(&group).unwrap();
+    let error = h
+        .container
+        .start(&ExecSpec::new(["true"]))
+        .map(drop)
+        .expect_err("no run group");
+    assert!(matches!(error, ContainerError::Regroup { .. }), "{error:?}");
+    let text = crate::error_chain(&error);
+    assert!(
+        text.contains("run group") && text.contains(&group.display().to_string()),
+        "{text}"
+    );
+    h.assert_given_up();
+    h.finish();
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn fault_a_regroup_init_refuses_ends_the_container_and_leaves_no_answer_behind() {
+    let (mut h, root, _) = regroup_due("regroup-refused");
+    let error = h.converse(
+        |fake| {
+            fake.expect("regroup");
+            let refusal = Reply::Error(ErrorReply {
+                stage: Stage::State,
+                errno: 0,
+                path: None,
+                message: "unexpected regroup request in this state".into(),
+            });
+            fake.reply(&refusal, &[]);
+            fake.expect("reset");
+            fake.reply(&Reply::Ack, &[]);
+        },
+        |c| c.reset().expect_err("init refused the run group"),
+    );
+    assert!(
+        matches!(
+            error,
+            ContainerError::Failed {
+                stage: Stage::State,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let text = crate::error_chain(&error);
+    assert!(text.contains("regroup"), "{text}");
+    h.assert_given_up();
+    h.finish();
+    std::fs::remove_dir_all(root).unwrap();
+}
