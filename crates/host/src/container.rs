@@ -113,6 +113,11 @@ pub enum ContainerError {
     /// The program's CPUs could not be set.
     #[error("cannot set the CPUs the program may run on")]
     Affinity(#[source] std::io::Error),
+    /// [`ExecSpec::cpus`] named no CPU the container may use (CPUs this
+    /// machine does not have, or outside the host's own set). Nothing was
+    /// sent; the container is as it was.
+    #[error("none of the CPUs the program was given is one the container may use")]
+    NoUsableCpu,
     /// The request failed inside the container; the container is still
     /// usable, but for a regroup init refused (see
     /// [`Container::begin_reset`]).
@@ -214,12 +219,16 @@ impl std::fmt::Debug for Container {
 
 impl ContainerError {
     /// Whether the request was refused before it was sent (invalid, from
-    /// an invalid spec, or too large for a frame): init saw nothing of it,
+    /// an invalid spec, too large for a frame, or giving the program no
+    /// CPU it may use): init saw nothing of it,
     /// and the container is as it was.
     pub fn refused_unsent(&self) -> bool {
         matches!(
             self,
-            Self::InvalidRequest { .. } | Self::InvalidSpec(_) | Self::TooLarge { .. }
+            Self::InvalidRequest { .. }
+                | Self::InvalidSpec(_)
+                | Self::TooLarge { .. }
+                | Self::NoUsableCpu
         )
     }
 }
@@ -566,7 +575,10 @@ impl Container {
     /// restores what they were before an earlier run narrowed them.
     fn set_affinity(&mut self, set: Option<&rustix::thread::CpuSet>) -> Result<(), ContainerError> {
         let pid = rustix::process::Pid::from_raw(self.pid);
-        let affinity = |e: rustix::io::Errno| ContainerError::Affinity(e.into());
+        let affinity = |e: rustix::io::Errno| match e {
+            rustix::io::Errno::INVAL => ContainerError::NoUsableCpu,
+            e => ContainerError::Affinity(e.into()),
+        };
         match (set, &self.saved_affinity) {
             (Some(set), saved) => {
                 if saved.is_none() {

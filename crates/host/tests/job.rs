@@ -760,6 +760,18 @@ fn a_run_may_be_pinned_to_cpus_and_the_next_one_is_not() {
     first.set(0);
     assert_eq!(cpus(status().cpus(first)), "0");
     assert_eq!(cpus(status()), all, "the pinning does not outlive its run");
+    let mut beyond = rustix::thread::CpuSet::new();
+    beyond.set(rustix::thread::CpuSet::MAX_CPU - 1);
+    let mut job = Job::new();
+    job.command(Command::new(status().cpus(beyond)).stream(Stream::Null));
+    let result = job.run(&pool).unwrap().remove(0);
+    assert_eq!(result.verdict, Verdict::RunnerError, "{result:#?}");
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.contains("none of the CPUs the program was given is one the container may use"),
+        "{error}"
+    );
+    assert_eq!(cpus(status()), all, "a set refused pins nothing");
 }
 
 /// Runs `job` on a thread of its own in the pool's containers, cancellable
