@@ -243,13 +243,19 @@ pub struct Pipe {
 /// to the other, keeping the first `max` bytes under `name` in the writer's
 /// result. When the reader is gone, the rest of what the writer writes is
 /// read and dropped, so the writer never blocks on a dead reader.
+///
+/// The name is one file of the writer's results: a collector of the writer
+/// or another proxy of it may not have it too ([`JobError::NameTaken`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proxy {
     /// The name the recorded bytes go under in the writer's
-    /// [`CommandResult::files`]; `None` records nothing.
+    /// [`CommandResult::files`] (or [`CommandResult::stored`]); `None`
+    /// records nothing.
     pub name: Option<String>,
     /// The most bytes recorded (the relay goes on past it).
     pub max: u64,
+    /// Into the job's [`FileStore`] instead of memory.
+    pub store: bool,
 }
 
 /// Several commands run together, each in a container of its own.
@@ -362,6 +368,20 @@ pub enum JobError {
     NoStore {
         /// The command.
         command: usize,
+    },
+    /// A proxy records under a name its writer's results already give: a
+    /// collector's of the writer, or an earlier proxy's of the same
+    /// writer.
+    #[error("pipe {pipe} records under {name:?}, which command {command} already gives {taken_by}")]
+    NameTaken {
+        /// The proxied pipe's index.
+        pipe: usize,
+        /// Its writer.
+        command: usize,
+        /// The name.
+        name: String,
+        /// What has the name: `a collector`, or `pipe N`.
+        taken_by: String,
     },
     /// [`Job::run_in`] was given another number of containers than the job
     /// has commands.
@@ -723,7 +743,44 @@ impl Job {
                 return Err(JobError::Unfilled { command, fd });
             }
         }
+        self.check_proxies()?;
         Ok(plan)
+    }
+
+    /// Checks that each proxy's record has a name of its own among its
+    /// writer's results, and a store if it goes there.
+    fn check_proxies(&self) -> Result<(), JobError> {
+        fn named(pipe: &Pipe) -> Option<(&str, bool)> {
+            let proxy = pipe.proxy.as_ref()?;
+            Some((proxy.name.as_deref()?, proxy.store))
+        }
+        for (index, pipe) in self.pipes.iter().enumerate() {
+            let Some((name, store)) = named(pipe) else {
+                continue;
+            };
+            let command = pipe.writer.command;
+            if store && self.store.is_none() {
+                return Err(JobError::NoStore { command });
+            }
+            let collected = self.commands[command].streams.iter().any(
+                |stream| matches!(stream, Stream::Collect(collector) if collector.name == name),
+            );
+            let earlier = self.pipes[..index].iter().position(|other| {
+                other.writer.command == command && named(other).is_some_and(|(n, _)| n == name)
+            });
+            let taken_by = match earlier {
+                _ if collected => "a collector".to_owned(),
+                Some(earlier) => format!("pipe {earlier}"),
+                None => continue,
+            };
+            return Err(JobError::NameTaken {
+                pipe: index,
+                command,
+                name: name.to_owned(),
+                taken_by,
+            });
+        }
+        Ok(())
     }
 
     /// Runs the job in containers of `pool`, all taken at once, and gives
@@ -846,8 +903,10 @@ impl Job {
                     Ok(handle) => handle.join().ok().flatten(),
                     Err(_) => None,
                 };
-                if let Some((name, bytes)) = recorded {
-                    results[writer].files.insert(name, bytes);
+                if let Some((name, to_store, bytes)) = recorded {
+                    let result = &mut results[writer];
+                    keep(result, store, &name, to_store, bytes);
+                    settle_file_errors(result);
                 }
             }
             results
@@ -933,8 +992,9 @@ struct Relay {
 }
 
 impl Relay {
-    /// Copies until the writer's end closes; returns what it recorded.
-    fn run(self) -> Option<(String, Vec<u8>)> {
+    /// Copies until the writer's end closes; returns what it recorded:
+    /// its name, whether it goes to the store, and the bytes.
+    fn run(self) -> Option<(String, bool, Vec<u8>)> {
         let Relay {
             from, to, proxy, ..
         } = self;
@@ -961,7 +1021,7 @@ impl Relay {
             }
         }
         drop(to);
-        proxy.name.map(|name| (name, recorded))
+        proxy.name.map(|name| (name, proxy.store, recorded))
     }
 }
 
@@ -1228,14 +1288,21 @@ fn run_command(
     copy_out(container, command, store, &mut result);
     if over && output_is_the_verdict(result.verdict, exec.termination, stopped) {
         result.verdict = Verdict::OutputLimit;
-    } else if result.verdict == Verdict::Ok && !result.file_errors.is_empty() {
+    }
+    settle_file_errors(&mut result);
+    result.exec = Some(exec);
+    result
+}
+
+/// A run otherwise `Ok` whose files did not all come out is a
+/// [`Verdict::FileError`], told by the first of them.
+fn settle_file_errors(result: &mut CommandResult) {
+    if result.verdict == Verdict::Ok && !result.file_errors.is_empty() {
         result.verdict = Verdict::FileError;
     }
     if result.error.is_none() && result.verdict == Verdict::FileError {
         result.error = result.file_errors.first().map(|e| e.message.clone());
     }
-    result.exec = Some(exec);
-    result
 }
 
 /// Whether output past a collector's `max` is the verdict of a run that
@@ -1733,5 +1800,69 @@ mod tests {
         ] {
             assert!(!output_is_the_verdict(limit, killed, true), "{limit}");
         }
+    }
+
+    #[test]
+    fn a_proxy_may_not_record_under_a_name_its_writer_already_gives() {
+        let collect = |name: &str| {
+            Stream::Collect(Collector {
+                name: name.into(),
+                max: 10,
+                pipe: false,
+                store: false,
+            })
+        };
+        let proxy = |name: &str, store: bool| Proxy {
+            name: Some(name.into()),
+            max: 10,
+            store,
+        };
+        let end = |command, fd| PipeEnd { command, fd };
+        let pair = || {
+            let mut job = Job::new();
+            let writer = Command::new(ExecSpec::new(["true"]))
+                .stream(Stream::Null)
+                .stream(Stream::Piped)
+                .stream(collect("err"));
+            let reader = Command::new(ExecSpec::new(["true"]))
+                .stream(Stream::Piped)
+                .stream(collect("out"))
+                .stream(collect("err"));
+            job.command(writer);
+            job.command(reader);
+            job
+        };
+
+        let mut job = pair();
+        job.proxied_pipe(end(0, 1), end(1, 0), proxy("err", false));
+        let error = job.check().unwrap_err();
+        assert!(
+            matches!(&error, JobError::NameTaken { pipe: 0, command: 0, name, .. } if name == "err"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("a collector"), "{error}");
+
+        let mut job = pair();
+        job.proxied_pipe(end(0, 1), end(1, 0), proxy("p", false));
+        job.proxied_pipe(end(0, 3), end(1, 3), proxy("p", false));
+        let error = job.check().unwrap_err();
+        assert!(
+            matches!(&error, JobError::NameTaken { pipe: 1, command: 0, name, .. } if name == "p"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("pipe 0"), "{error}");
+
+        // The reader's names are not the writer's; another writer's proxy
+        // may have the name too.
+        let mut job = pair();
+        job.proxied_pipe(end(0, 1), end(1, 0), proxy("out", false));
+        job.proxied_pipe(end(1, 3), end(0, 3), proxy("shared", false));
+        job.proxied_pipe(end(0, 4), end(1, 4), proxy("shared", false));
+        job.check().unwrap();
+
+        // A record for the store needs one.
+        let mut job = pair();
+        job.proxied_pipe(end(0, 1), end(1, 0), proxy("p", true));
+        assert!(matches!(job.check(), Err(JobError::NoStore { command: 0 })));
     }
 }

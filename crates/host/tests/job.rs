@@ -479,6 +479,7 @@ fn a_megabyte_goes_through_a_pipe_intact() {
         Some(Proxy {
             name: Some("relayed".into()),
             max: 100,
+            store: false,
         }),
     ] {
         let mut job = Job::new();

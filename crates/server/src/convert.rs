@@ -183,7 +183,8 @@ fn make_job(
         .iter()
         .map(|cmd| vec![false; cmd.files.len()])
         .collect();
-    let mut proxy_names: Vec<Vec<String>> = vec![Vec::new(); commands];
+    // Per writer, the names of its proxies' records, with the pipe of each.
+    let mut proxy_names: Vec<Vec<(usize, String)>> = vec![Vec::new(); commands];
     let mut pipes = Vec::with_capacity(request.pipe_mapping.len());
     for (k, pipe) in request.pipe_mapping.iter().enumerate() {
         let writer = pipe_end(k, "in", pipe.input, request)?;
@@ -212,7 +213,26 @@ fn make_job(
             taken[end.fd] = true;
         }
         if pipe.proxy && !pipe.name.is_empty() {
-            proxy_names[writer.command].push(pipe.name.clone());
+            // A name is one file of the writer's results.
+            let w = writer.command;
+            let collected = request.cmd[w].files.iter().any(
+                |file| matches!(file, Some(CmdFile::Collector { name, .. }) if *name == pipe.name),
+            );
+            if collected {
+                return Err(ApiError::bad(format!(
+                    "pipeMapping[{k}].name {:?} is also the name of a collector in cmd[{w}].files; \
+                     a proxy records into its writer's files, so give it a name of its own",
+                    pipe.name
+                )));
+            }
+            if let Some((earlier, _)) = proxy_names[w].iter().find(|(_, n)| *n == pipe.name) {
+                return Err(ApiError::bad(format!(
+                    "pipeMapping[{k}].name {:?} is also the name of pipeMapping[{earlier}], a \
+                     proxy of the same writer, cmd[{w}]; give each a name of its own",
+                    pipe.name
+                )));
+            }
+            proxy_names[w].push((k, pipe.name.clone()));
         }
         pipes.push((pipe, writer, reader));
     }
@@ -238,12 +258,19 @@ fn make_job(
             name, max, proxy, ..
         } = pipe;
         if *proxy {
+            // As go-judge: a record named in copyOutCached is stored, as
+            // any result file so named.
+            let cached = request.cmd[writer.command]
+                .copy_out_cached
+                .iter()
+                .any(|file| file.name == *name);
             job.proxied_pipe(
                 writer,
                 reader,
                 Proxy {
                     name: (!name.is_empty()).then(|| name.clone()),
                     max: (*max).min(defaults.output_limit),
+                    store: cached,
                 },
             );
         } else {
@@ -293,7 +320,7 @@ fn pipe_end(
 fn to_command(
     i: usize,
     cmd: &Cmd,
-    proxy_names: &[String],
+    proxy_names: &[(usize, String)],
     defaults: &Defaults,
     store: &FileStore,
     prefixes: &[SrcPrefix],
@@ -496,7 +523,8 @@ fn to_command(
         });
     }
     // Names a collector or a proxy fills are theirs, as in go-judge.
-    let taken = |name: &str| collectors.contains(&name) || proxy_names.iter().any(|n| n == name);
+    let taken =
+        |name: &str| collectors.contains(&name) || proxy_names.iter().any(|(_, n)| n == name);
     for (list, field, store) in [
         (&cmd.copy_out, "copyOut", false),
         (&cmd.copy_out_cached, "copyOutCached", true),

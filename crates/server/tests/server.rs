@@ -393,6 +393,72 @@ fn a_megabyte_goes_from_producer_to_consumer() {
 }
 
 #[test]
+fn what_a_proxy_records_goes_to_the_store_when_copy_out_cached_names_it() {
+    let (_server, mut client) = start(config());
+    let mut writer = cmd(&["sh", "-c", "echo relayed; echo kept >&2"]);
+    writer["files"][1] = Value::Null;
+    writer["copyOutCached"] = json!(["p", "stderr"]);
+    let mut reader = cmd(&["cat"]);
+    reader["files"][0] = Value::Null;
+    let results = run(
+        &mut client,
+        &json!({"cmd": [writer, reader], "pipeMapping": [
+            {"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0},
+             "proxy": true, "name": "p", "max": 64}]}),
+    );
+    assert_eq!(results[0]["status"], "Accepted", "{results:?}");
+    assert_eq!(results[1]["files"]["stdout"], "relayed\n", "{results:?}");
+    // As go-judge: every result file named in copyOutCached is stored,
+    // the proxy's record as a collector's output.
+    assert!(results[0]["files"].get("p").is_none(), "{results:?}");
+    for (name, content) in [("p", "relayed\n"), ("stderr", "kept\n")] {
+        let id = results[0]["fileIds"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no fileIds.{name}: {results:?}"));
+        let file = client.get(&format!("/file/{id}")).unwrap();
+        assert_eq!(file.status, 200);
+        assert_eq!(file.text(), content);
+    }
+}
+
+#[test]
+fn a_proxy_whose_name_its_writer_already_gives_is_refused() {
+    let (_server, mut client) = start(config());
+    // Named like a collector of its writer.
+    let mut writer = cmd(&["echo", "x"]);
+    writer["files"][1] = Value::Null;
+    let mut reader = cmd(&["cat"]);
+    reader["files"][0] = Value::Null;
+    let request = json!({"cmd": [writer.clone(), reader.clone()], "pipeMapping": [
+        {"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0},
+         "proxy": true, "name": "stderr", "max": 64}]});
+    let (status, message) = refused(&mut client, request.to_string().as_bytes());
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.contains("pipeMapping[0]") && message.contains("\"stderr\""),
+        "{message}"
+    );
+    // Two proxies of one writer with one name.
+    writer["files"] = json!([{"content": ""}, null, {"name": "stderr", "max": 64}, null]);
+    reader["files"] =
+        json!([null, {"name": "stdout", "max": 64}, {"name": "stderr", "max": 64}, null]);
+    let pipe = |from: usize, to: usize| {
+        json!({"in": {"index": 0, "fd": from}, "out": {"index": 1, "fd": to},
+               "proxy": true, "name": "p", "max": 64})
+    };
+    let request = json!({"cmd": [writer, reader], "pipeMapping": [pipe(1, 0), pipe(3, 3)]});
+    let (status, message) = refused(&mut client, request.to_string().as_bytes());
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.contains("pipeMapping[1]")
+            && message.contains("pipeMapping[0]")
+            && message.contains("\"p\""),
+        "{message}"
+    );
+    assert_still_serving(&mut client);
+}
+
+#[test]
 fn an_interactive_pair_does_fifty_thousand_round_trips() {
     let (_server, mut client) = start(config());
     let program = std::fs::read(pingpong()).unwrap();
