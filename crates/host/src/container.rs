@@ -86,7 +86,8 @@ pub enum ContainerError {
     NoReply {
         /// The request kind.
         request: &'static str,
-        /// How long the host waited.
+        /// How long the host waited, from sending the request to giving
+        /// up (for an exec: its wall-clock limit and the reply timeout).
         waited: Duration,
     },
     /// This container's init does not serve the request (an older init
@@ -558,6 +559,7 @@ impl Container {
         self.set_affinity(spec.affinity())?;
         let (request, fds) = spec.wire();
         self.send(request, fds)?;
+        let sent = Instant::now();
         let timeout = self.reply_timeout;
         let deadline = match spec.limits().wall_time_ns {
             Some(wall) => timeout
@@ -568,6 +570,7 @@ impl Container {
         Ok(Run {
             container: Some(self),
             deadline,
+            sent,
         })
     }
 
@@ -803,14 +806,25 @@ impl Container {
         kind: &'static str,
         deadline: Option<Instant>,
     ) -> Result<Reply, ContainerError> {
+        self.receive_since(kind, deadline, Instant::now())
+    }
+
+    /// [`receive`](Self::receive) of a reply waited for since `since`: a
+    /// [`ContainerError::NoReply`] tells the whole wait, not only this
+    /// call's part of it.
+    fn receive_since(
+        &mut self,
+        kind: &'static str,
+        deadline: Option<Instant>,
+        since: Instant,
+    ) -> Result<Reply, ContainerError> {
         let known = std::mem::take(&mut self.readable);
         if let Some(deadline) = deadline.filter(|_| !known) {
-            let started = Instant::now();
             if !sys::readable_before(self.channel.socket(), deadline) {
                 self.kill_and_reap();
                 return Err(ContainerError::NoReply {
                     request: kind,
-                    waited: started.elapsed(),
+                    waited: since.elapsed(),
                 });
             }
         }
@@ -893,6 +907,8 @@ impl Drop for Container {
 pub struct Run<'c> {
     container: Option<&'c mut Container>,
     deadline: Option<Instant>,
+    /// When the exec request went out: the wait for its answer began.
+    sent: Instant,
 }
 
 impl Run<'_> {
@@ -901,7 +917,7 @@ impl Run<'_> {
     /// timeout past the run's wall-clock limit.
     pub fn wait(mut self) -> Result<ExecResult, ContainerError> {
         let container = self.container.take().expect("present until waited for");
-        match container.receive("exec", self.deadline)? {
+        match container.receive_since("exec", self.deadline, self.sent)? {
             Reply::Finished(result) => {
                 container.after_run(&result);
                 Ok(result)

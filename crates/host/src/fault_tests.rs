@@ -933,6 +933,39 @@ fn fault_an_exec_may_take_its_wall_limit_and_the_reply_timeout_then_no_more() {
 }
 
 #[test]
+fn fault_an_exec_given_up_while_its_files_are_watched_tells_the_whole_wait() {
+    let mut h = Harness::new();
+    h.container
+        .set_reply_timeout(Some(std::time::Duration::from_millis(100)));
+    let output = rustix::fs::memfd_create("output", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let error = h.converse(
+        |fake| {
+            fake.expect("exec");
+        },
+        |c| {
+            c.start(&ExecSpec::new(["true"]).wall_time(std::time::Duration::from_millis(200)))
+                .expect("started")
+                .wait_capping(&[(output.as_fd(), 1000)])
+                .expect_err("no answer")
+        },
+    );
+    // From the request to giving up: the run's wall limit and the reply
+    // timeout, not the last slice between two looks at the files.
+    match error {
+        ContainerError::NoReply {
+            request: "exec",
+            waited,
+        } => assert!(
+            waited >= std::time::Duration::from_millis(300),
+            "{waited:?}"
+        ),
+        other => panic!("expected NoReply, got {other:?}"),
+    }
+    h.assert_given_up();
+    h.finish();
+}
+
+#[test]
 fn fault_copy_requests_are_not_sent_to_an_init_that_does_not_announce_them() {
     let mut h = Harness::new();
     let source = rustix::fs::memfd_create("src", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
