@@ -87,6 +87,8 @@ pub struct Config {
     /// refuses every `src`.
     pub src_prefixes: Vec<PathBuf>,
     /// Requests that may wait for containers before one is answered `503`.
+    /// A request whose containers are free at once does not wait, and is
+    /// not counted.
     pub max_queue: usize,
     /// The largest request body, in bytes (`413` beyond).
     pub max_body: usize,
@@ -833,7 +835,26 @@ async fn admit(state: &AppState, request: &api::RunRequest) -> Result<Admitted, 
 
 /// Waits for a container per command of `job`, as [`admit`] does.
 async fn admit_job(state: &AppState, job: hutch_host::Job) -> Result<Admitted, ApiError> {
-    let commands = job.commands().len();
+    let wanted = job.commands().len().min(state.parallelism) as u32;
+    let shutting_down = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    };
+    // A request whose containers are free now does not wait, and takes no
+    // place in the queue. (The semaphore hands released permits to those
+    // queued first: this never overtakes a request that waits.)
+    match Arc::clone(&state.permits).try_acquire_many_owned(wanted) {
+        Ok(permits) => {
+            return Ok(Admitted {
+                job,
+                _permits: permits,
+            });
+        }
+        Err(tokio::sync::TryAcquireError::Closed) => return Err(shutting_down()),
+        Err(tokio::sync::TryAcquireError::NoPermits) => {}
+    }
     // A place in the queue, given back however the wait ends: with
     // containers, refused, or dropped because the client gave up.
     struct Place<'a>(&'a std::sync::atomic::AtomicU64);
@@ -852,16 +873,9 @@ async fn admit_job(state: &AppState, job: hutch_host::Job) -> Result<Admitted, A
             ),
         ));
     }
-    let permits = Arc::clone(&state.permits)
-        .acquire_many_owned(commands.min(state.parallelism) as u32)
-        .await;
+    let permits = Arc::clone(&state.permits).acquire_many_owned(wanted).await;
     drop(place);
-    let permits = permits.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        )
-    })?;
+    let permits = permits.map_err(|_| shutting_down())?;
     Ok(Admitted {
         job,
         _permits: permits,

@@ -704,6 +704,57 @@ fn a_request_with_more_commands_than_the_parallelism_runs_alone() {
 }
 
 #[test]
+fn a_request_whose_containers_are_free_takes_no_place_in_the_queue() {
+    let mut config = config();
+    config.max_queue = 0;
+    let (server, mut client) = start(config);
+    // No request may wait, yet one whose containers are free runs, as do
+    // two at once on the two containers.
+    assert_still_serving(&mut client);
+    let pair = json!({"cmd": [cmd(&["true"]), cmd(&["true"])]});
+    let results = run(&mut client, &pair);
+    assert!(
+        results.iter().all(|r| r["status"] == "Accepted"),
+        "{results:?}"
+    );
+    let addr = server.addr();
+    let quick = single(cmd(&["true"])).to_string();
+    std::thread::scope(|scope| {
+        let both: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    Client::new(addr)
+                        .post_json("/run", quick.as_bytes())
+                        .unwrap()
+                        .status
+                })
+            })
+            .collect();
+        for one in both {
+            assert_eq!(one.join().unwrap(), 200);
+        }
+    });
+    // With both containers taken, the next one would wait: refused.
+    let slow = json!({"cmd": [cmd(&["sleep", "2"]), cmd(&["sleep", "2"])]}).to_string();
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| {
+            Client::new(addr)
+                .post_json("/run", slow.as_bytes())
+                .unwrap()
+                .status
+        });
+        wait_until("the pair running", || {
+            gauge(&mut client, "hutch_running_requests") == 1
+        });
+        let (status, message) = refused(&mut client, quick.as_bytes());
+        assert_eq!(status, 503);
+        assert!(message.contains("queue is full"), "{message}");
+        assert_eq!(running.join().unwrap(), 200);
+    });
+    assert_eq!(gauge(&mut client, "hutch_queue_depth"), 0);
+}
+
+#[test]
 fn a_full_queue_is_answered_503_at_once() {
     let mut config = config();
     config.parallelism = 1;
