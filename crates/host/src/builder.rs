@@ -585,7 +585,8 @@ impl ContainerBuilder {
     /// containers' ([`cgroup_placement`](Self::cgroup_placement)); returns
     /// how many. A server calls this at start, so that the groups of a
     /// killed earlier instance do not pile up. Groups of live processes are
-    /// left alone.
+    /// left alone; a process that has ended but is not yet reaped by its
+    /// parent (a zombie) is gone.
     pub fn remove_stale_cgroups(&self) -> Result<usize, CgroupError> {
         let layout = self.cgroup_placement()?;
         layout

@@ -438,11 +438,57 @@ fn owner_prefix() -> &'static str {
 /// When process `pid` started, in clock ticks after boot; `None` when there
 /// is no such process.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count
-    // from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_of(pid).map(|stat| stat.start)
+}
+
+/// When process `pid` started, if it is alive: `None` when there is no such
+/// process, or when it has ended and only waits to be reaped (a server
+/// killed by `SIGKILL` whose parent has not waited for it yet).
+fn live_start_time(pid: u32) -> Option<u64> {
+    stat_of(pid)
+        .filter(ProcessStat::alive)
+        .map(|stat| stat.start)
+}
+
+/// What `/proc/<pid>/stat` tells of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcessStat {
+    /// The state (field 3): `R`, `S`, `Z`, ….
+    state: char,
+    /// Its threads (field 20).
+    threads: u64,
+    /// When it started, in clock ticks after boot (field 22).
+    start: u64,
+}
+
+impl ProcessStat {
+    /// Reads the line of `/proc/<pid>/stat`.
+    fn parse(line: &str) -> Option<Self> {
+        // The command name (field 2) may hold spaces and parentheses: count
+        // from the last ')'.
+        let mut fields = line[line.rfind(')')? + 1..].split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let threads = fields.nth(16)?.parse().ok()?;
+        let start = fields.nth(1)?.parse().ok()?;
+        Some(Self {
+            state,
+            threads,
+            start,
+        })
+    }
+
+    /// Whether the process still runs. A zombie (`Z`) or a dying task
+    /// (`X`) is dead, unless it is a thread group's leader that ended alone
+    /// (`pthread_exit`) while other threads of its process go on, which
+    /// the thread count tells: a dead process's leader counts only itself.
+    fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X') || self.threads > 1
+    }
+}
+
+/// `/proc/<pid>/stat` of process `pid`; `None` when there is none.
+fn stat_of(pid: u32) -> Option<ProcessStat> {
+    ProcessStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// The owner of a group named by [`owner_prefix`], if the name is one.
@@ -455,7 +501,8 @@ fn owner_of(name: &str) -> Option<(u32, u64)> {
 }
 
 /// Whether the process that made the group `name` is gone: no process has
-/// its pid, or the one that has it started at another time. `known` holds
+/// its pid, the one that has it started at another time, or it has ended
+/// and waits to be reaped. `known` holds
 /// the owners already looked up: on v1 every owner has a group under each
 /// of three parents, and each look is a read of `/proc/<pid>/stat`.
 fn left_by_a_dead_process(
@@ -465,7 +512,7 @@ fn left_by_a_dead_process(
     match owner_of(name) {
         Some((pid, start)) => *known
             .entry((pid, start))
-            .or_insert_with(|| start_time(pid) != Some(start)),
+            .or_insert_with(|| live_start_time(pid) != Some(start)),
         None => false,
     }
 }
@@ -1326,6 +1373,56 @@ pub(crate) mod fake_tree {
         let mut expected = vec![ours, "hutch-0123456789abcdef".into(), "other".into()];
         expected.sort();
         assert_eq!(left, expected, "only groups of gone processes go");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_process_that_ended_is_dead_though_not_yet_reaped() {
+        let line = |state: &str, threads: u32| {
+            format!(
+                "4242 (a (b) c) {state} 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 {threads} 0 \
+                 98765 1000 10 0"
+            )
+        };
+        let stat = |state, threads| ProcessStat::parse(&line(state, threads)).unwrap();
+        assert_eq!(
+            stat("S", 1),
+            ProcessStat {
+                state: 'S',
+                threads: 1,
+                start: 98765
+            }
+        );
+        for live in ["R", "S", "D", "T", "t", "I"] {
+            assert!(stat(live, 1).alive(), "{live}");
+        }
+        assert!(!stat("Z", 1).alive());
+        assert!(!stat("X", 1).alive());
+        // A leader gone by pthread_exit while another thread runs.
+        assert!(stat("Z", 2).alive());
+        assert_eq!(ProcessStat::parse("4242 (a) S 1"), None);
+        assert_eq!(ProcessStat::parse("no parenthesis"), None);
+
+        // A real one: a child that exited, not yet waited for.
+        let root = temp_tree("zombie");
+        let fs = FakeFs::default();
+        let layout = CgroupLayout::V2 {
+            parent: root.clone(),
+        };
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let started = start_time(pid).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stat_of(pid).is_some_and(|stat| stat.alive()) {
+            assert!(std::time::Instant::now() < deadline, "true did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(start_time(pid), Some(started), "not reaped yet");
+        let name = format!("hutch-{pid}-{started}-0123456789abcdef");
+        fs.make_group(&root.join(&name)).unwrap();
+        assert_eq!(layout.remove_stale(&fs).unwrap(), 1);
+        assert!(!root.join(&name).exists());
+        child.wait().unwrap();
         let _ = std::fs::remove_dir_all(&root);
     }
 
