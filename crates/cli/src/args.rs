@@ -23,6 +23,29 @@ fn parse_memory(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// A default memory limit of `hutch serve`: a memory limit no larger than
+/// a request may ask for.
+fn parse_default_memory(text: &str) -> Result<u64, String> {
+    let bytes = parse_memory(text)?;
+    if bytes > hutch_server::MAX_MEMORY_BYTES {
+        return Err("a memory limit must be at most 1024T (1 PiB), as a request's is".into());
+    }
+    Ok(bytes)
+}
+
+/// A bearer token: not empty, which would turn authentication off (an
+/// unset variable in `--auth-token "$TOKEN"`, say).
+fn parse_token(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err(
+            "an empty --auth-token (or HUTCH_AUTH_TOKEN) would turn authentication \
+             off: give a token, or leave both out"
+                .into(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
 /// A process limit: a count the kernel can hold.
 fn parse_processes(text: &str) -> Result<u32, String> {
     let count = parse_count(text)?;
@@ -118,13 +141,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = parse_parallelism)]
     pub parallelism: Option<usize>,
 
-    /// Bearer token every request but /version and /config must bring
-    /// [default: none; also read from HUTCH_AUTH_TOKEN].
+    /// Bearer token every request but /version and /config must bring; not
+    /// empty [default: none; also read from HUTCH_AUTH_TOKEN].
     #[arg(
         long = "auth-token",
         value_name = "TOKEN",
         env = "HUTCH_AUTH_TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_token
     )]
     pub auth_token: Option<String>,
 
@@ -140,8 +164,10 @@ pub struct ServeArgs {
 
     /// Bind a host path into every container, read-only (a compiler or
     /// runtime installed outside /usr, say; go-judge's mount.yaml). DST is
-    /// absolute and defaults to SRC. Repeatable. Never read-write: every
-    /// run would see what earlier runs wrote there.
+    /// absolute and defaults to SRC; it may not hide the container's own
+    /// mounts (/, /w, /tmp, /dev, /proc, /usr, …) nor lie inside /w, /tmp,
+    /// /dev/shm, /dev or /proc. Repeatable. Never read-write: every run
+    /// would see what earlier runs wrote there.
     #[arg(long, value_name = "SRC[:DST]", value_parser = parse_read_only_bind)]
     pub bind: Vec<Bind>,
 
@@ -166,9 +192,10 @@ pub struct ServeArgs {
           value_parser = parse_time_limit)]
     pub default_clock_limit: Duration,
 
-    /// Memory limit of a command that gives none.
+    /// Memory limit of a command that gives none: at least 1M, at most 1P,
+    /// as requests' limits.
     #[arg(long = "default-memory-limit", value_name = "SIZE", default_value = "1G",
-          value_parser = parse_memory)]
+          value_parser = parse_default_memory)]
     pub default_memory_limit: u64,
 
     /// Process limit of a command that gives none.
@@ -359,7 +386,9 @@ pub struct RunArgs {
     pub copy_out_limit: u64,
 
     /// Bind a host path into the container, read-only unless :rw is added.
-    /// DST is absolute and defaults to SRC. Repeatable.
+    /// DST is absolute and defaults to SRC; it may not hide the container's
+    /// own mounts (/, the work directory, /tmp, /dev, /proc, /usr, …) nor
+    /// lie inside the work directory, /dev or /proc. Repeatable.
     #[arg(long, value_name = "SRC[:DST][:rw]", value_parser = parse_bind)]
     pub bind: Vec<Bind>,
 
@@ -369,7 +398,9 @@ pub struct RunArgs {
     pub env: Vec<EnvVar>,
 
     /// The work directory inside the container (an empty tmpfs), where the
-    /// program starts.
+    /// program starts. It may be /tmp or /dev/shm, taking its place, but
+    /// not hide the container's other mounts (/dev, /proc, /usr, …) nor lie
+    /// inside one.
     #[arg(long, value_name = "DIR", default_value = "/w", value_parser = parse_workdir)]
     pub workdir: String,
 
@@ -450,6 +481,20 @@ pub struct Bind {
     pub target: Option<String>,
     /// Read-write.
     pub writable: bool,
+}
+
+impl std::fmt::Display for Bind {
+    /// As it was given: `SRC[:DST][:rw]`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.source.display())?;
+        if let Some(target) = &self.target {
+            write!(f, ":{target}")?;
+        }
+        if self.writable {
+            f.write_str(":rw")?;
+        }
+        Ok(())
+    }
 }
 
 /// The `--seccomp` policy, read, checked and compiled while the command

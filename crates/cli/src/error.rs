@@ -86,6 +86,37 @@ pub enum CliError {
     /// The container did not start.
     #[error("cannot start the container")]
     Start(#[source] Box<BuildError>),
+    /// A flag the container cannot be made with: a `--bind` or `--workdir`
+    /// that collides with the container's own mounts.
+    #[error("cannot use {flag} {value}")]
+    Refused {
+        flag: &'static str,
+        value: String,
+        #[source]
+        source: Box<BuildError>,
+    },
+    /// A `hutch serve --bind` whose target lies inside a tmpfs that is
+    /// emptied after every run, which a mount in it keeps from happening.
+    #[error(
+        "cannot use --bind {bind}: its target {target} lies inside {scratch}, which is emptied \
+         after every run and cannot be while a mount is in it; give it a target outside \
+         ({host}:/opt/NAME, say)"
+    )]
+    BindInScratch {
+        bind: String,
+        target: String,
+        scratch: &'static str,
+        host: String,
+    },
+    /// `hutch serve --listen` and `--grpc-listen` take the same port.
+    #[error(
+        "--listen {http} and --grpc-listen {grpc} take the same port: give gRPC a port of its \
+         own (go-judge's is 5051)"
+    )]
+    SameAddress {
+        http: std::net::SocketAddr,
+        grpc: std::net::SocketAddr,
+    },
     /// The container failed while files were copied in.
     #[error("cannot copy files into the container")]
     CopyInRequest(#[source] Box<ContainerError>),

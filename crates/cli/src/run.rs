@@ -56,6 +56,18 @@ pub fn main(args: &RunArgs) -> ExitCode {
         (Ok((result, copied)), _) => {
             if !args.quiet {
                 say!("{}", summary(&result));
+            } else if result.status == Status::RunnerError {
+                // --quiet drops the summary, not hutch's errors: the
+                // program could not start, which exit status 2 tells.
+                say!(
+                    "hutch: error: {}",
+                    result
+                        .error
+                        .as_ref()
+                        .map_or("the program could not be started", |error| error
+                            .message
+                            .as_str())
+                );
             }
             // A file the program did not leave as asked is a failure of
             // the program's (1), one hutch could not copy its own (2).
@@ -164,10 +176,13 @@ fn execute(
     let mut builder = args
         .container
         .apply(ContainerBuilder::new().workdir(&args.workdir));
+    let mut targets = Vec::with_capacity(args.bind.len());
     for bind in &args.bind {
         let (source, target) = bind_paths(bind)?;
         builder = builder.bind(&source, &target, bind.writable);
+        targets.push((bind, target));
     }
+    check_builder(&builder, &targets, &args.workdir)?;
     let mut container = builder.build().map_err(|e| CliError::Start(Box::new(e)))?;
     // From here a stop signal kills init, which ends the run under way
     // (or, come during the build, the container at once), and the
@@ -258,6 +273,32 @@ pub(crate) fn bind_paths(bind: &crate::args::Bind) -> Result<(String, String), C
     let source = utf8("--bind source", &source)?.to_owned();
     let target = bind.target.clone().unwrap_or_else(|| source.clone());
     Ok((source, target))
+}
+
+/// What `builder` would refuse before it starts anything, told by the flag
+/// that asked for it: a `--bind` (of `binds`, each with its target) or the
+/// `--workdir` that collides with the container's own mounts.
+pub(crate) fn check_builder(
+    builder: &ContainerBuilder,
+    binds: &[(&crate::args::Bind, String)],
+    workdir: &str,
+) -> Result<(), CliError> {
+    builder.check().map_err(|error| match &error {
+        hutch_host::BuildError::MountTarget { target, .. } => CliError::Refused {
+            flag: "--bind",
+            value: binds
+                .iter()
+                .find(|(_, t)| t == target)
+                .map_or_else(|| target.clone(), |(bind, _)| bind.to_string()),
+            source: Box::new(error),
+        },
+        hutch_host::BuildError::Workdir { .. } => CliError::Refused {
+            flag: "--workdir",
+            value: workdir.to_owned(),
+            source: Box::new(error),
+        },
+        _ => CliError::Start(Box::new(error)),
+    })
 }
 
 fn utf8<'a>(what: &'static str, path: &'a Path) -> Result<&'a str, CliError> {

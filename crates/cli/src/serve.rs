@@ -61,8 +61,9 @@ fn raise_open_files_limit() {
 }
 
 /// The server's configuration from the command line; an error when a
-/// `--bind` source cannot be resolved, or `--open-files` is above the hard
-/// limit this process has.
+/// `--bind` source cannot be resolved or its target collides with the
+/// containers' own mounts, `--open-files` is above the hard limit this
+/// process has, or `--listen` and `--grpc-listen` take one port.
 fn config(args: &ServeArgs) -> Result<Config, CliError> {
     let parallelism = args
         .parallelism
@@ -76,16 +77,43 @@ fn config(args: &ServeArgs) -> Result<Config, CliError> {
             hard,
         });
     }
+    if let Some(grpc) = args
+        .grpc_listen
+        .filter(|grpc| same_port(args.listen, *grpc))
+    {
+        return Err(CliError::SameAddress {
+            http: args.listen,
+            grpc,
+        });
+    }
     let mut builder = args.containers.apply(hutch_host::ContainerBuilder::new());
+    let mut targets = Vec::with_capacity(args.bind.len());
     for bind in &args.bind {
         let (source, target) = crate::run::bind_paths(bind)?;
         builder = builder.bind(&source, &target, false);
+        targets.push((bind, target));
+    }
+    crate::run::check_builder(&builder, &targets, "/w")?;
+    // The containers are reset after every run, which empties /tmp and
+    // /dev/shm: a mount inside one would fail every reset.
+    for (bind, target) in &targets {
+        let inside = |dir: &str| {
+            std::path::Path::new(target).starts_with(dir) && std::path::Path::new(target) != dir
+        };
+        if let Some(scratch) = ["/tmp", "/dev/shm"].into_iter().find(|dir| inside(dir)) {
+            return Err(CliError::BindInScratch {
+                bind: bind.to_string(),
+                target: target.clone(),
+                scratch,
+                host: bind.source.display().to_string(),
+            });
+        }
     }
     Ok(Config {
         listen: args.listen,
         grpc_listen: args.grpc_listen,
         parallelism,
-        auth_token: args.auth_token.clone().filter(|token| !token.is_empty()),
+        auth_token: args.auth_token.clone(),
         file_store: args.file_store.clone(),
         src_prefixes: args.src_prefix.clone(),
         max_queue: args.max_queue as usize,
@@ -103,6 +131,14 @@ fn config(args: &ServeArgs) -> Result<Config, CliError> {
         },
         builder,
     })
+}
+
+/// Whether two listening addresses take one port: the same port (not 0,
+/// which picks a free one), on the same address or on all of them.
+fn same_port(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 #[cfg(test)]

@@ -338,6 +338,25 @@ fn quiet_suppresses_the_summary() {
 }
 
 #[test]
+fn quiet_still_tells_why_the_program_could_not_start() {
+    for (args, said) in [
+        (&["--env", "PATH=", "true"][..], "\"true\" not found"),
+        (&["/no/such/program"][..], "/no/such/program"),
+    ] {
+        let mut argv = vec!["run", "--quiet"];
+        argv.extend_from_slice(args);
+        let run = hutch(&argv);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("hutch: error: ") && run.stderr.contains(said),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+}
+
+#[test]
 fn ok_report() {
     let (run, report) = reported(&[], &["sh", "-c", "echo hi"]);
     assert_eq!(run.code, 0);
@@ -686,6 +705,80 @@ fn bad_values_are_usage_errors_naming_argument_and_value() {
             run.stderr
         );
     }
+}
+
+#[test]
+fn binds_and_work_directories_onto_the_containers_own_mounts_are_refused() {
+    let dir = TempDir::new("onto");
+    let source = dir.path().to_str().unwrap();
+    let onto = |target: &str| format!("{source}:{target}");
+    for (flag, value, said) in [
+        (
+            "--workdir",
+            "/dev".to_owned(),
+            "hide the container's device directory at /dev",
+        ),
+        (
+            "--workdir",
+            "/proc".into(),
+            "hide the container's proc at /proc",
+        ),
+        (
+            "--workdir",
+            "/usr".into(),
+            "hide the container's read-only bind at /usr",
+        ),
+        (
+            "--workdir",
+            "/tmp/w".into(),
+            "inside the container's tmpfs at /tmp",
+        ),
+        ("--bind", "/etc:/".into(), "hide the container's root at /"),
+        (
+            "--bind",
+            onto("/w"),
+            "hide the container's work directory at /w",
+        ),
+        (
+            "--bind",
+            onto("/w/data"),
+            "inside the container's work directory at /w",
+        ),
+        (
+            "--bind",
+            onto("/proc/x"),
+            "inside the container's proc at /proc",
+        ),
+        (
+            "--bind",
+            onto("/dev"),
+            "hide the container's device directory at /dev",
+        ),
+        ("--bind", onto("/tmp"), "hide the container's tmpfs at /tmp"),
+    ] {
+        let run = hutch(&["run", flag, &value, "--", "true"]);
+        assert_eq!(run.code, 2, "{flag} {value}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .starts_with(&format!("hutch: error: cannot use {flag} {value}: "))
+                && run.stderr.contains(said),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+    }
+    // /w is free once the work directory is elsewhere.
+    let run = hutch(&[
+        "run",
+        "--quiet",
+        "--workdir",
+        "/sandbox",
+        "--bind",
+        &onto("/w"),
+        "--",
+        "ls",
+        "/w",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
 #[test]

@@ -360,6 +360,69 @@ fn bad_flags_and_an_unusable_setup_exit_with_status_2() {
         stderr.contains("--bind") && stderr.contains("read-only only"),
         "{stderr}"
     );
+    // Onto the containers' own mounts, or inside a tmpfs every reset
+    // empties.
+    let tool = scratch::TempDir::new("serve-onto", 0o755);
+    let onto = |target: &str| format!("{}:{target}", tool.display());
+    for (bind, said) in [
+        (onto("/w"), "hide the container's work directory at /w"),
+        (onto("/w/x"), "inside the container's work directory at /w"),
+        (onto("/proc"), "hide the container's proc at /proc"),
+        (
+            onto("/dev/x"),
+            "inside the container's device directory at /dev",
+        ),
+        ("/etc:/".into(), "hide the container's root at /"),
+        (
+            onto("/tmp/tool"),
+            "lies inside /tmp, which is emptied after every run",
+        ),
+    ] {
+        let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--bind", &bind]);
+        assert_eq!(code, Some(2), "{bind}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("hutch: error: cannot use --bind {bind}: "))
+                && stderr.contains(said),
+            "{bind}: {stderr}"
+        );
+    }
+    // An empty token (an unset variable in --auth-token "$TOKEN") would
+    // turn authentication off.
+    let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--auth-token", ""]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr
+            .contains("an empty --auth-token (or HUTCH_AUTH_TOKEN) would turn authentication off"),
+        "{stderr}"
+    );
+    let output = Command::new(HUTCH)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HUTCH_AUTH_TOKEN", "")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    // A default no request may ask for.
+    let (code, stderr) = run(&["--listen", "127.0.0.1:0", "--default-memory-limit", "2000T"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--default-memory-limit") && stderr.contains("at most 1024T"),
+        "{stderr}"
+    );
+    // Both APIs on one port: the flags are named before anything listens.
+    for (http, grpc) in [
+        ("127.0.0.1:5059", "127.0.0.1:5059"),
+        ("0.0.0.0:5059", "127.0.0.1:5059"),
+    ] {
+        let (code, stderr) = run(&["--listen", http, "--grpc-listen", grpc]);
+        assert_eq!(code, Some(2));
+        assert!(
+            stderr.contains(&format!(
+                "--listen {http} and --grpc-listen {grpc} take the same port"
+            )),
+            "{stderr}"
+        );
+    }
     // Every command would fail to set its limit on open files.
     let (output, stderr) =
         hutch_under_ulimit(HUTCH, "-n 60", &["serve", "--listen", "127.0.0.1:0"]);

@@ -115,6 +115,106 @@ pub enum BuildError {
         /// The last container id mapped.
         last: u32,
     },
+    /// A mount of the caller's ([`ContainerBuilder::bind`],
+    /// [`ContainerBuilder::mount`]) would hide a mount the container makes
+    /// itself, or lies inside one where nothing may be mounted; nothing was
+    /// started.
+    #[error("cannot mount onto {target}")]
+    MountTarget {
+        /// The mount's target, as given.
+        target: String,
+        /// What it collides with.
+        #[source]
+        clash: MountClash,
+    },
+    /// The work directory ([`ContainerBuilder::workdir`]) would hide a
+    /// mount the container makes itself, or lies inside one; nothing was
+    /// started.
+    #[error("cannot make the work directory at {workdir}")]
+    Workdir {
+        /// The work directory, as given.
+        workdir: String,
+        /// What it collides with.
+        #[source]
+        clash: MountClash,
+    },
+}
+
+/// How a path of the caller's (a mount's target, the work directory)
+/// collides with a mount the container makes itself: its root, the work
+/// directory, `/tmp`, `/dev/shm`, `/proc`, the devices and their directory,
+/// the symbolic links of `/dev`, and the default read-only binds (`/usr`,
+/// `/lib`, …). Where the container mounts nothing (no mount namespace),
+/// nothing collides.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountClash {
+    /// The path is one of the container's own mounts, or a directory
+    /// holding one, which a mount there would hide.
+    #[error("it would hide the container's {what} at {at}")]
+    Hides {
+        /// What the container has there: `root`, `work directory`, `proc`,
+        /// `device`, ….
+        what: &'static str,
+        /// Where.
+        at: String,
+    },
+    /// The path lies inside one of the container's own mounts where
+    /// nothing may be mounted (`/proc`, the devices' directory, the work
+    /// directory), or, for the work directory, inside one mounted after it
+    /// (`/tmp`), which would hide it.
+    #[error("it lies inside the container's {what} at {at}")]
+    Inside {
+        /// What the container has there.
+        what: &'static str,
+        /// Where.
+        at: String,
+    },
+}
+
+/// The tmpfs mounts every container has besides its work directory,
+/// emptied after each run with it.
+const SCRATCH: [&str; 2] = ["/tmp", "/dev/shm"];
+
+/// A mount the container makes itself, for [`MountClash`].
+#[derive(Debug, Clone, Copy)]
+struct OwnMount<'a> {
+    /// What it is, for messages.
+    what: &'static str,
+    /// Where.
+    at: &'a str,
+    /// Whether a mount of the caller's may go inside it (a read-only bind
+    /// of the host's, such as `/usr`).
+    open: bool,
+}
+
+/// The components of an absolute path: `/a//b/./c/` is `a`, `b`, `c`.
+fn components(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect()
+}
+
+/// How `path` collides with one of `own`, the first that it does.
+fn clash(path: &str, own: &[OwnMount<'_>]) -> Option<MountClash> {
+    let path = components(path);
+    if path.is_empty() {
+        return Some(MountClash::Hides {
+            what: "root",
+            at: "/".into(),
+        });
+    }
+    own.iter().find_map(|mount| {
+        let at = components(mount.at);
+        let (what, shown) = (mount.what, mount.at.to_owned());
+        if at.starts_with(&path) {
+            Some(MountClash::Hides { what, at: shown })
+        } else if path.starts_with(&at) && !mount.open {
+            Some(MountClash::Inside { what, at: shown })
+        } else {
+            None
+        }
+    })
 }
 
 /// Which namespaces a container gets. All are on by default; each can be
@@ -421,7 +521,13 @@ impl ContainerBuilder {
     }
 
     /// Binds a host path into the container, read-only unless `writable`,
-    /// never honouring set-user-id bits or device nodes.
+    /// never honouring set-user-id bits or device nodes. The target may not
+    /// hide a mount the container makes itself, nor lie inside the work
+    /// directory, `/proc` or the devices' directory: [`build`](Self::build)
+    /// refuses it ([`BuildError::MountTarget`]). A target inside `/tmp` or
+    /// `/dev/shm` is taken, but a [`Container::reset`] cannot empty a
+    /// directory that holds a mount: a pooled container with one is
+    /// replaced after every run.
     pub fn bind(mut self, source: &str, target: &str, writable: bool) -> Self {
         self.extra_mounts.push(Mount::Bind {
             source: source.into(),
@@ -436,7 +542,8 @@ impl ContainerBuilder {
         self
     }
 
-    /// Adds a mount after the defaults.
+    /// Adds a mount after the defaults; its target is checked as a
+    /// [`bind`](Self::bind)'s.
     pub fn mount(mut self, mount: Mount) -> Self {
         self.extra_mounts.push(mount);
         self
@@ -463,7 +570,10 @@ impl ContainerBuilder {
         self
     }
 
-    /// Sets the work directory (a tmpfs at this path), `/w` by default.
+    /// Sets the work directory (a tmpfs at this path), `/w` by default. It
+    /// may be `/tmp` or `/dev/shm`, whose place it then takes, but not hide
+    /// another mount the container makes nor lie inside one:
+    /// [`build`](Self::build) refuses it ([`BuildError::Workdir`]).
     pub fn workdir(mut self, path: &str) -> Self {
         self.workdir = path.into();
         self
@@ -617,6 +727,118 @@ impl ContainerBuilder {
         })
     }
 
+    /// Checks what [`build`](Self::build) would refuse before it starts
+    /// anything: a configuration that does not validate, and a mount's
+    /// target or the work directory that collides with a mount the
+    /// container makes itself ([`MountClash`]).
+    pub fn check(&self) -> Result<(), BuildError> {
+        Request::Configure(self.configuration())
+            .check(0)
+            .map_err(BuildError::InvalidConfig)?;
+        self.check_paths()
+    }
+
+    /// The caller's mounts and the work directory against the container's
+    /// own mounts.
+    fn check_paths(&self) -> Result<(), BuildError> {
+        if !self.namespaces.mount {
+            return Ok(());
+        }
+        let workdir = self.workdir.as_str();
+        let own = self.own_mounts();
+        // The tmpfs mounts of /tmp and /dev/shm, but the one the work
+        // directory replaces: `open` when the caller's mounts may go inside.
+        let scratch = |open| {
+            SCRATCH
+                .into_iter()
+                .filter(move |at| *at != workdir)
+                .map(move |at| OwnMount {
+                    what: "tmpfs",
+                    at,
+                    open,
+                })
+        };
+        // /tmp and /dev/shm are mounted after the work directory: inside
+        // them, it would be hidden.
+        if !SCRATCH.contains(&workdir) {
+            let around: Vec<OwnMount<'_>> = own.iter().copied().chain(scratch(false)).collect();
+            if let Some(clash) = clash(workdir, &around) {
+                return Err(BuildError::Workdir {
+                    workdir: workdir.into(),
+                    clash,
+                });
+            }
+        }
+        // The caller's mounts come last. They may go inside /tmp and
+        // /dev/shm (though a container reset after its run cannot empty a
+        // directory that holds a mount), never inside the work directory.
+        let work = OwnMount {
+            what: "work directory",
+            at: workdir,
+            open: false,
+        };
+        let around: Vec<OwnMount<'_>> = own
+            .iter()
+            .copied()
+            .chain(scratch(true))
+            .chain([work])
+            .collect();
+        for mount in &self.extra_mounts {
+            let target = match mount {
+                Mount::Bind { target, .. }
+                | Mount::Tmpfs { target, .. }
+                | Mount::Proc { target, .. }
+                | Mount::Device { target, .. } => target,
+            };
+            if let Some(clash) = clash(target, &around) {
+                return Err(BuildError::MountTarget {
+                    target: target.clone(),
+                    clash,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The mounts the container makes before the work directory: the
+    /// devices' directory (a mount there hides them all), the default
+    /// mounts, and the symbolic links.
+    fn own_mounts(&self) -> Vec<OwnMount<'_>> {
+        let mut own: Vec<OwnMount<'_>> = Vec::new();
+        for mount in &self.mounts {
+            if let Mount::Device { target, .. } = mount {
+                let dir = parent_dir(target);
+                if dir != "/" && !own.iter().any(|o| o.at == dir) {
+                    own.push(OwnMount {
+                        what: "device directory",
+                        at: dir,
+                        open: false,
+                    });
+                }
+            }
+        }
+        for mount in &self.mounts {
+            let (what, at, open) = match mount {
+                Mount::Bind { target, .. } => ("read-only bind", target, true),
+                Mount::Device { target, .. } => ("device", target, false),
+                Mount::Proc { target, .. } if self.namespaces.pid => ("proc", target, false),
+                Mount::Proc { .. } => continue,
+                Mount::Tmpfs { target, .. } => ("tmpfs", target, false),
+            };
+            own.push(OwnMount {
+                what,
+                at: at.as_str(),
+                open,
+            });
+        }
+        own.extend(self.symlinks.iter().map(|link| OwnMount {
+            what: "symbolic link",
+            at: link.link.as_str(),
+            open: false,
+        }));
+        own
+    }
+
     /// The configuration init receives.
     pub fn configuration(&self) -> Configure {
         let map = self.resolved_id_map();
@@ -657,7 +879,7 @@ impl ContainerBuilder {
             mode: 0o755,
             read_only: false,
         });
-        for scratch in ["/tmp", "/dev/shm"] {
+        for scratch in SCRATCH {
             if self.workdir != scratch {
                 mounts.push(Mount::Tmpfs {
                     target: scratch.into(),
@@ -711,6 +933,7 @@ impl ContainerBuilder {
         let workdir = config.workdir.clone();
         let configure = Request::Configure(config);
         configure.check(0).map_err(BuildError::InvalidConfig)?;
+        self.check_paths()?;
         let init = init_executable()?;
         let (host_end, container_end) = rustix::net::socketpair(
             AddressFamily::UNIX,
@@ -855,6 +1078,14 @@ impl ContainerBuilder {
     }
 }
 
+/// The directory `path` is in: `/dev` of `/dev/null`, `/` of `/usr`.
+fn parent_dir(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((dir, _)) => dir,
+    }
+}
+
 fn sys_pipe() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
 }
@@ -925,5 +1156,132 @@ mod tests {
             .collect();
         assert_eq!(found, expected);
         assert!(java_config_dirs_in(&etc).is_empty(), "no directory, none");
+    }
+
+    #[test]
+    fn mounts_that_collide_with_the_containers_own_are_refused() {
+        let onto = |builder: ContainerBuilder, target: &str| match builder
+            .bind("/srv/x", target, false)
+            .check()
+        {
+            Ok(()) => None,
+            Err(BuildError::MountTarget { target: t, clash }) => {
+                assert_eq!(t, target);
+                Some(clash)
+            }
+            Err(other) => panic!("{target}: {other:?}"),
+        };
+        let hides = |what: &'static str, at: &str| {
+            Some(MountClash::Hides {
+                what,
+                at: at.into(),
+            })
+        };
+        let inside = |what: &'static str, at: &str| {
+            Some(MountClash::Inside {
+                what,
+                at: at.into(),
+            })
+        };
+        let new = ContainerBuilder::new;
+        for (target, clash) in [
+            ("/", hides("root", "/")),
+            ("//", hides("root", "/")),
+            ("/w", hides("work directory", "/w")),
+            ("/w/", hides("work directory", "/w")),
+            ("/w/data", inside("work directory", "/w")),
+            ("/proc", hides("proc", "/proc")),
+            ("/proc/x", inside("proc", "/proc")),
+            ("/dev", hides("device directory", "/dev")),
+            ("/dev/x", inside("device directory", "/dev")),
+            ("/dev/shm", inside("device directory", "/dev")),
+            ("/usr", hides("read-only bind", "/usr")),
+            ("/tmp", hides("tmpfs", "/tmp")),
+            // Beside or inside what may take it.
+            ("/data", None),
+            ("/opt/tool", None),
+            ("/usr/lib/jvm/x", None),
+            ("/tmp/x", None),
+            ("/work", None),
+        ] {
+            assert_eq!(onto(new(), target), clash, "{target}");
+        }
+        let error = new().bind("/srv/x", "/w", false).check().unwrap_err();
+        assert_eq!(
+            crate::error_chain(&error),
+            "cannot mount onto /w: it would hide the container's work directory at /w"
+        );
+        // Another work directory frees /w and takes its own place; /tmp as
+        // the work directory is no place for a mount either.
+        assert_eq!(onto(new().workdir("/sandbox"), "/w"), None);
+        assert_eq!(
+            onto(new().workdir("/sandbox"), "/sandbox/x"),
+            inside("work directory", "/sandbox")
+        );
+        assert_eq!(
+            onto(new().workdir("/tmp"), "/tmp/x"),
+            inside("work directory", "/tmp")
+        );
+        // Every kind of mount, not binds alone.
+        let tmpfs = Mount::Tmpfs {
+            target: "/proc".into(),
+            size_bytes: 4096,
+            max_inodes: 1,
+            mode: 0o755,
+            read_only: false,
+        };
+        assert!(matches!(
+            new().mount(tmpfs).check(),
+            Err(BuildError::MountTarget { .. })
+        ));
+        // Without the default mounts, only the tmpfs mounts are the
+        // container's; without a mount namespace, none.
+        assert_eq!(onto(new().without_default_mounts(), "/usr"), None);
+        assert_eq!(onto(new().without_default_mounts(), "/dev/x"), None);
+        assert_eq!(
+            onto(new().without_default_mounts(), "/w"),
+            hides("work directory", "/w")
+        );
+        let host = Namespaces {
+            mount: false,
+            ..Namespaces::default()
+        };
+        assert_eq!(onto(new().namespaces(host), "/"), None);
+    }
+
+    #[test]
+    fn work_directories_that_collide_with_the_containers_own_mounts_are_refused() {
+        let at = |workdir: &str| match ContainerBuilder::new().workdir(workdir).check() {
+            Ok(()) => None,
+            Err(BuildError::Workdir { workdir: w, clash }) => {
+                assert_eq!(w, workdir);
+                Some(clash)
+            }
+            Err(other) => panic!("{workdir}: {other:?}"),
+        };
+        let hides = |what: &'static str, at: &str| {
+            Some(MountClash::Hides {
+                what,
+                at: at.into(),
+            })
+        };
+        let inside = |what: &'static str, at: &str| {
+            Some(MountClash::Inside {
+                what,
+                at: at.into(),
+            })
+        };
+        assert_eq!(at("/"), hides("root", "/"));
+        assert_eq!(at("/dev"), hides("device directory", "/dev"));
+        assert_eq!(at("/dev/w"), inside("device directory", "/dev"));
+        assert_eq!(at("/proc"), hides("proc", "/proc"));
+        assert_eq!(at("/proc/w"), inside("proc", "/proc"));
+        assert_eq!(at("/usr"), hides("read-only bind", "/usr"));
+        // /tmp is mounted after the work directory, and would hide it.
+        assert_eq!(at("/tmp/w"), inside("tmpfs", "/tmp"));
+        // The work directory may take the place of /tmp or /dev/shm.
+        for fine in ["/w", "/sandbox", "/tmp", "/dev/shm"] {
+            assert_eq!(at(fine), None, "{fine}");
+        }
     }
 }

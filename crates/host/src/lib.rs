@@ -75,7 +75,7 @@ mod sys;
 
 pub use builder::{
     AccountingChoice, BuildError, CGROUP_PARENT_VAR, ContainerBuilder, DEFAULT_TMP_BYTES,
-    DEFAULT_TMPFS_INODES, DEFAULT_WORKDIR_BYTES, IdMap, Namespaces,
+    DEFAULT_TMPFS_INODES, DEFAULT_WORKDIR_BYTES, IdMap, MountClash, Namespaces,
 };
 pub use cgroup::{CgroupError, CgroupFs, CgroupLayout, KernelCgroupFs};
 pub use channel::ChannelError;
