@@ -143,9 +143,10 @@ pub enum BuildError {
 /// How a path of the caller's (a mount's target, the work directory)
 /// collides with a mount the container makes itself: its root, the work
 /// directory, `/tmp`, `/dev/shm`, `/proc`, the devices and their directory,
-/// the symbolic links of `/dev`, and the default read-only binds (`/usr`,
-/// `/lib`, …). Where the container mounts nothing (no mount namespace),
-/// nothing collides.
+/// the symbolic links of `/dev`, and, for the work directory only, the
+/// default read-only binds (`/usr`, `/lib`, …), which a mount of the
+/// caller's may replace or cover. Where the container mounts nothing (no
+/// mount namespace), nothing collides.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MountClash {
@@ -521,8 +522,9 @@ impl ContainerBuilder {
     }
 
     /// Binds a host path into the container, read-only unless `writable`,
-    /// never honouring set-user-id bits or device nodes. The target may not
-    /// hide a mount the container makes itself, nor lie inside the work
+    /// never honouring set-user-id bits or device nodes. The target may
+    /// replace or cover a default bind of the host's (another `/usr`), but
+    /// not hide another mount the container makes itself, nor lie inside the work
     /// directory, `/proc` or the devices' directory: [`build`](Self::build)
     /// refuses it ([`BuildError::MountTarget`]). A target inside `/tmp` or
     /// `/dev/shm` is taken, but a [`Container::reset`] cannot empty a
@@ -777,9 +779,14 @@ impl ContainerBuilder {
             at: workdir,
             open: false,
         };
+        // A read-only bind of the host's (`/usr`, …) is no part of how the
+        // container works: a mount of the caller's may go inside it,
+        // replace it (another `/usr`), or cover it (`/etc` over
+        // `/etc/alternatives`), as the caller chose.
         let around: Vec<OwnMount<'_>> = own
             .iter()
             .copied()
+            .filter(|mount| !mount.open)
             .chain(scratch(true))
             .chain([work])
             .collect();
@@ -1195,9 +1202,11 @@ mod tests {
             ("/dev", hides("device directory", "/dev")),
             ("/dev/x", inside("device directory", "/dev")),
             ("/dev/shm", inside("device directory", "/dev")),
-            ("/usr", hides("read-only bind", "/usr")),
             ("/tmp", hides("tmpfs", "/tmp")),
-            // Beside or inside what may take it.
+            // Beside or inside what may take it, or over a bind of the
+            // host's, which the caller may replace or cover.
+            ("/usr", None),
+            ("/etc", None),
             ("/data", None),
             ("/opt/tool", None),
             ("/usr/lib/jvm/x", None),
