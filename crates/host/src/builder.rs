@@ -196,6 +196,16 @@ fn components(path: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Where `mount` goes.
+fn mount_target(mount: &Mount) -> &str {
+    match mount {
+        Mount::Bind { target, .. }
+        | Mount::Tmpfs { target, .. }
+        | Mount::Proc { target, .. }
+        | Mount::Device { target, .. } => target,
+    }
+}
+
 /// How `path` collides with one of `own`, the first that it does.
 fn clash(path: &str, own: &[OwnMount<'_>]) -> Option<MountClash> {
     let path = components(path);
@@ -574,7 +584,8 @@ impl ContainerBuilder {
 
     /// Sets the work directory (a tmpfs at this path), `/w` by default. It
     /// may be `/tmp` or `/dev/shm`, whose place it then takes, but not hide
-    /// another mount the container makes nor lie inside one:
+    /// another mount the container makes nor lie inside one (a read-only
+    /// bind, or a mount of the caller's, which would hide it):
     /// [`build`](Self::build) refuses it ([`BuildError::Workdir`]).
     pub fn workdir(mut self, path: &str) -> Self {
         self.workdir = path.into();
@@ -761,14 +772,39 @@ impl ContainerBuilder {
                 })
         };
         // /tmp and /dev/shm are mounted after the work directory: inside
-        // them, it would be hidden.
+        // them, it would be hidden; and so inside a mount of the caller's,
+        // which comes last. Inside a read-only bind its mount point cannot
+        // be made.
         if !SCRATCH.contains(&workdir) {
-            let around: Vec<OwnMount<'_>> = own.iter().copied().chain(scratch(false)).collect();
+            let around: Vec<OwnMount<'_>> = own
+                .iter()
+                .map(|mount| OwnMount {
+                    open: false,
+                    ..*mount
+                })
+                .chain(scratch(false))
+                .collect();
             if let Some(clash) = clash(workdir, &around) {
                 return Err(BuildError::Workdir {
                     workdir: workdir.into(),
                     clash,
                 });
+            }
+            let inner = components(workdir);
+            for mount in &self.extra_mounts {
+                let at = mount_target(mount);
+                let outer = components(at);
+                // A mount onto the root, or one the work directory holds,
+                // is refused below as the mount's own mistake.
+                if !outer.is_empty() && inner.len() > outer.len() && inner.starts_with(&outer) {
+                    return Err(BuildError::Workdir {
+                        workdir: workdir.into(),
+                        clash: MountClash::Inside {
+                            what: "mount",
+                            at: at.into(),
+                        },
+                    });
+                }
             }
         }
         // The caller's mounts come last. They may go inside /tmp and
@@ -791,15 +827,10 @@ impl ContainerBuilder {
             .chain([work])
             .collect();
         for mount in &self.extra_mounts {
-            let target = match mount {
-                Mount::Bind { target, .. }
-                | Mount::Tmpfs { target, .. }
-                | Mount::Proc { target, .. }
-                | Mount::Device { target, .. } => target,
-            };
+            let target = mount_target(mount);
             if let Some(clash) = clash(target, &around) {
                 return Err(BuildError::MountTarget {
-                    target: target.clone(),
+                    target: target.into(),
                     clash,
                 });
             }
@@ -1286,11 +1317,26 @@ mod tests {
         assert_eq!(at("/proc"), hides("proc", "/proc"));
         assert_eq!(at("/proc/w"), inside("proc", "/proc"));
         assert_eq!(at("/usr"), hides("read-only bind", "/usr"));
+        // Its mount point cannot be made in a read-only bind.
+        assert_eq!(at("/usr/w"), inside("read-only bind", "/usr"));
         // /tmp is mounted after the work directory, and would hide it.
         assert_eq!(at("/tmp/w"), inside("tmpfs", "/tmp"));
         // The work directory may take the place of /tmp or /dev/shm.
         for fine in ["/w", "/sandbox", "/tmp", "/dev/shm"] {
             assert_eq!(at(fine), None, "{fine}");
         }
+        // The caller's mounts come after it, and would hide it.
+        let under_a_bind = ContainerBuilder::new()
+            .bind("/srv", "/data", false)
+            .workdir("/data/w")
+            .check();
+        assert!(
+            matches!(
+                &under_a_bind,
+                Err(BuildError::Workdir { clash: MountClash::Inside { what: "mount", at }, .. })
+                    if at == "/data"
+            ),
+            "{under_a_bind:?}"
+        );
     }
 }

@@ -92,6 +92,8 @@ pub use job::{
     Proxy, Source, Stream, Verdict,
 };
 pub use pool::{MAX_CHECKOUT, Pool, PoolError, Pooled};
+/// The set of CPUs [`ExecSpec::cpus`] takes.
+pub use rustix::thread::CpuSet;
 pub use seccomp::{DEFAULT_SECCOMP_POLICY, SeccompError, SeccompPolicy, syscall_number};
 pub use stop::{Armed, STOP_SIGNALS, StopError, StopSignals, signal_ignored};
 pub use store::{FILE_ID_LEN, FileStore, StoreError, StoreWriter, is_file_id};
