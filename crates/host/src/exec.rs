@@ -131,7 +131,8 @@ impl<'fd> ExecSpec<'fd> {
         self
     }
 
-    /// Sets the program's fds 0, 1 and 2.
+    /// Sets the program's fds 0, 1 and 2. Without it (or fewer than three
+    /// [`fd`](Self::fd)s) the ones not given are `/dev/null`.
     ///
     /// The program can open each of these files anew through
     /// `/proc/self/fd/N`, with whatever access the file's permissions give

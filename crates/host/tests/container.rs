@@ -322,6 +322,27 @@ fn program_sees_only_the_fds_it_was_given() {
 }
 
 #[test]
+fn standard_descriptors_not_given_are_dev_null_not_closed() {
+    let mut c = container();
+    // Only fd 0 given (the output, for the check to write to): 1 and 2 are
+    // not closed, where the first file the program opened would take them.
+    let out = memfd("out");
+    let spec = ExecSpec::new([
+        "sh",
+        "-c",
+        // The shell's own 1 and 2, looked at from a subshell whose output
+        // alone goes to fd 0.
+        "p=$$; (stat -L -c %F:%t:%T /proc/$p/fd/1 /proc/$p/fd/2 >&0); echo out; echo err >&2",
+    ])
+    .fd(out.as_fd());
+    let result = c.exec(&spec).expect("exec request");
+    assert_eq!(result.status, Status::Ok, "{result:?}: {}", read_back(&out));
+    // The null device, 1:3.
+    let null = "character special file:1:3\n";
+    assert_eq!(read_back(&out), null.repeat(2));
+}
+
+#[test]
 fn writes_outside_workdir_and_tmp_fail() {
     let mut c = container();
     for path in ["/x", "/usr/x", "/etc/x", "/dev/x", "/proc/x", "/bin/x"] {

@@ -313,11 +313,19 @@ fn child_main(plan: &Plan<'_>) -> ! {
     for (i, &fd) in lifted[..n].iter().enumerate() {
         check(plan, Stage::Fds, raw!(libc::SYS_dup3, fd, i, 0));
     }
-    // Nothing at or above n may reach the program.
+    // Nothing at or above n may reach the program, but for fds 0, 1 and 2
+    // the request leaves out: they stay init's own, `/dev/null` (opened
+    // for reading and writing before init started), so that the first
+    // file the program opens is never taken for its input or output.
     check(
         plan,
         Stage::Fds,
-        raw!(libc::SYS_close_range, n, c_int::MAX, CLOSE_RANGE_CLOEXEC),
+        raw!(
+            libc::SYS_close_range,
+            n.max(3),
+            c_int::MAX,
+            CLOSE_RANGE_CLOEXEC
+        ),
     );
 
     // A cgroup namespace rooted where the run now is: /proc/self/cgroup
