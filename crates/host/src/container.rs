@@ -607,7 +607,9 @@ impl Container {
     /// program may later execute ever exists in the host, where a
     /// concurrent `fork` elsewhere in the process could hold it open and
     /// make that exec fail with `ETXTBSY`. Files and missing parent
-    /// directories (mode `0o755`) belong to the programs' user.
+    /// directories (mode `0o755`) belong to the programs' user. A path no
+    /// request may carry (a `..`, a NUL, too long) is its own item's
+    /// [`CopyInError::Create`] (errno 0), not the others'.
     pub fn copy_in(
         &mut self,
         files: &[CopyInFile<'_, '_>],
@@ -615,34 +617,59 @@ impl Container {
         self.require(features::INIT_COPY, "copy-in")?;
         let mut results = Vec::with_capacity(files.len());
         for batch in files.chunks(MAX_FDS_PER_FRAME) {
-            let items = batch
-                .iter()
-                .map(|file| CopyInItem {
-                    path: self.resolve(file.path),
-                    mode: file.mode,
-                })
-                .collect();
-            let fds: Vec<BorrowedFd<'_>> = batch.iter().map(|file| file.source).collect();
-            match self.call(&Request::CopyIn(items), &fds)? {
-                Reply::CopiedIn(outcomes) if outcomes.len() == batch.len() => {
-                    results.extend(outcomes.into_iter().map(|outcome| match outcome {
-                        CopyInOutcome::Done => Ok(()),
-                        CopyInOutcome::Failed(failure) => {
-                            let error = ItemError {
-                                errno: failure.errno,
-                                message: failure.message,
-                            };
-                            Err(match failure.step {
-                                CopyInStep::Create => CopyInError::Create(error),
-                                CopyInStep::Fill => CopyInError::Fill(error),
-                            })
+            match self.copy_in_batch(batch) {
+                // One bad path refuses its whole batch: each alone, then.
+                Err(error) if error.refused_unsent() => {
+                    for file in batch {
+                        match self.copy_in_batch(std::slice::from_ref(file)) {
+                            Ok(one) => results.extend(one),
+                            Err(error) if error.refused_unsent() => {
+                                results.push(Err(CopyInError::Create(ItemError {
+                                    errno: 0,
+                                    message: crate::error_chain(&error),
+                                })));
+                            }
+                            Err(error) => return Err(error),
                         }
-                    }));
+                    }
                 }
-                other => return self.unexpected("copy-in", &other),
+                done => results.extend(done?),
             }
         }
         Ok(results)
+    }
+
+    fn copy_in_batch(
+        &mut self,
+        batch: &[CopyInFile<'_, '_>],
+    ) -> Result<Vec<Result<(), CopyInError>>, ContainerError> {
+        let items = batch
+            .iter()
+            .map(|file| CopyInItem {
+                path: self.resolve(file.path),
+                mode: file.mode,
+            })
+            .collect();
+        let fds: Vec<BorrowedFd<'_>> = batch.iter().map(|file| file.source).collect();
+        match self.call(&Request::CopyIn(items), &fds)? {
+            Reply::CopiedIn(outcomes) if outcomes.len() == batch.len() => Ok(outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    CopyInOutcome::Done => Ok(()),
+                    CopyInOutcome::Failed(failure) => {
+                        let error = ItemError {
+                            errno: failure.errno,
+                            message: failure.message,
+                        };
+                        Err(match failure.step {
+                            CopyInStep::Create => CopyInError::Create(error),
+                            CopyInStep::Fill => CopyInError::Fill(error),
+                        })
+                    }
+                })
+                .collect()),
+            other => self.unexpected("copy-in", &other),
+        }
     }
 
     /// Opens files a run left, for reading: absolute paths, or relative to

@@ -228,24 +228,30 @@ fn a_request_refused_before_it_reaches_the_container_is_the_commands_error() {
         job.command(command);
         job.run_in(&mut [&mut c]).unwrap().remove(0)
     };
-    for (what, command) in [
-        (
-            "a NUL in a copy-in path",
-            sh("echo ran").copy_in(CopyIn::file("a\0b", bytes("x"))),
-        ),
-        (
-            "a copy-in path out of the work directory",
-            sh("echo ran").copy_in(CopyIn::file("../../etc/x", bytes("x"))),
-        ),
-        (
-            "an empty command line",
-            Command::new(ExecSpec::new(Vec::<String>::new())).stream(Stream::Null),
-        ),
+    let result = run_in(Command::new(ExecSpec::new(Vec::<String>::new())).stream(Stream::Null));
+    assert_eq!(result.verdict, Verdict::RunnerError, "{result:#?}");
+    assert!(result.exec.is_none(), "the program must not run");
+    assert!(result.error.is_some(), "{result:#?}");
+    // A copy-in path no request may carry is that file's error alone: the
+    // others of the batch are copied in, and the program does not run.
+    for (what, bad) in [
+        ("a NUL in a copy-in path", "a\0b"),
+        ("a copy-in path out of the work directory", "../../etc/x"),
     ] {
-        let result = run_in(command);
-        assert_eq!(result.verdict, Verdict::RunnerError, "{what}: {result:#?}");
+        let result = run_in(
+            sh("echo ran")
+                .copy_in(CopyIn::file("good", bytes("x")))
+                .copy_in(CopyIn::file(bad, bytes("x"))),
+        );
+        assert_eq!(result.verdict, Verdict::FileError, "{what}: {result:#?}");
         assert!(result.exec.is_none(), "{what}: the program must not run");
-        assert!(result.error.is_some(), "{what}: {result:#?}");
+        assert_eq!(result.file_errors.len(), 1, "{what}: {result:#?}");
+        assert_eq!(result.file_errors[0].name, bad, "{what}");
+        assert_eq!(
+            result.file_errors[0].kind,
+            FileErrorKind::CopyInCreateFile,
+            "{what}"
+        );
     }
     let result = run_in(sh("echo ran"));
     assert_eq!(
