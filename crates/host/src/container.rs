@@ -386,8 +386,8 @@ impl Container {
         }
     }
 
-    /// Empties the container's writable tmpfs mounts (the work directory
-    /// and `/tmp` by default) for the next user.
+    /// Empties the container's writable tmpfs mounts (the work directory,
+    /// `/tmp` and `/dev/shm` by default) for the next user.
     ///
     /// After a run that had more than one task at once, this also gives
     /// the next programs a fresh run group; one that cannot be made

@@ -76,10 +76,18 @@ pub struct ExecSpec<'fd> {
 }
 
 impl<'fd> ExecSpec<'fd> {
-    /// A program with these arguments; `argv[0]` is looked up through
-    /// `PATH` inside the container unless it holds a `/`. The environment
-    /// starts empty, and gets `PATH=/usr/local/bin:/usr/bin:/bin` if no
-    /// `PATH` is set.
+    /// A program with these arguments. The environment starts empty, and
+    /// gets `PATH=/usr/local/bin:/usr/bin:/bin` if no `PATH` is set.
+    ///
+    /// Unless [`exec_fd`](Self::exec_fd) is set, `argv[0]` names the
+    /// program, found inside the container: one that holds a `/` is
+    /// executed as it is; a bare name is looked up first in the directory
+    /// the program starts in ([`cwd`](Self::cwd), else the work directory),
+    /// then through `PATH`, and the first executable regular file of that
+    /// name wins. So a file of that name in the work directory, one an
+    /// earlier program left there included, comes before the system's:
+    /// give a program you mean to be the system's by its absolute path
+    /// (`/bin/echo`, not `echo`).
     pub fn new<I, S>(argv: I) -> Self
     where
         I: IntoIterator<Item = S>,
