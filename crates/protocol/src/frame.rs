@@ -108,11 +108,28 @@ pub enum DecodeError {
 }
 
 /// Encodes `request` as one frame into `buf`; returns the frame length.
+///
+/// It does not validate: a request that breaks the rules of
+/// [`Request::check`] encodes all the same, and the peer then refuses it.
+/// Call [`Request::check`] first, with the number of descriptors that will
+/// be attached (`hutch-host` does so for every request it sends).
+///
+/// ```
+/// use hutch_protocol::{encode_request, ExecRequest, Request, MAX_FRAME_LEN};
+///
+/// let empty_argv = Request::Exec(ExecRequest::default());
+/// let mut buf = [0u8; MAX_FRAME_LEN];
+/// assert!(encode_request(&empty_argv, &mut buf).is_ok());
+/// assert!(empty_argv.check(0).is_err());
+/// ```
 pub fn encode_request(request: &Request, buf: &mut [u8]) -> Result<usize, EncodeError> {
     encode(request, buf)
 }
 
 /// Encodes `reply` as one frame into `buf`; returns the frame length.
+///
+/// As [`encode_request`], it does not validate: call [`Reply::check`]
+/// first.
 pub fn encode_reply(reply: &Reply, buf: &mut [u8]) -> Result<usize, EncodeError> {
     encode(reply, buf)
 }

@@ -2,11 +2,11 @@
 //! of its containers.
 //!
 //! Every message travels as one `SOCK_SEQPACKET` datagram, a *frame*: a
-//! four-byte [header](frame) (magic `HT` and the protocol version) followed
-//! by the [postcard] encoding of one [`Request`] (host → init) or one
-//! [`Reply`] (init → host). File descriptors travel beside the frame as
-//! `SCM_RIGHTS`; a message says how many it carries and what each is for, and
-//! the receiver checks that count.
+//! four-byte header ([`MAGIC`], the bytes `HT`, then [`PROTOCOL_VERSION`] as
+//! a little-endian `u16`) followed by the [postcard] encoding of one
+//! [`Request`] (host → init) or one [`Reply`] (init → host). File
+//! descriptors travel beside the frame as `SCM_RIGHTS`; a message says how
+//! many it carries and what each is for, and the receiver checks that count.
 //!
 //! Three steps turn bytes into something a handler may act on:
 //!
@@ -19,7 +19,10 @@
 //!    matches the descriptors that came with the frame, limits in range. They
 //!    return a [`Validated`] value, the only kind the host and init act on.
 //! 3. Encoding ([`encode_request`], [`encode_reply`]) writes into a buffer the
-//!    caller owns, with no allocation.
+//!    caller owns, with no allocation. It does not validate: a sender runs
+//!    [`Request::check`] (or [`Reply::check`]) first, with the number of
+//!    descriptors it will attach, so that it never sends what the peer
+//!    refuses.
 //!
 //! ```
 //! use hutch_protocol::{decode_request, encode_request, Request, MAX_FRAME_LEN};
@@ -31,9 +34,42 @@
 //! assert_eq!(*decoded, Request::Ping);
 //! ```
 //!
+//! # On the socket
+//!
+//! This crate makes and reads frames and makes no system call. A peer that
+//! carries them over the socket follows these rules (`docs/protocol.md`,
+//! "Transport", has them in full; `crates/init/src/channel.rs` is the code
+//! both hutch ends use):
+//!
+//! - One connected `AF_UNIX` `SOCK_SEQPACKET` pair per container; init finds
+//!   its end at fd 3. One datagram is one frame: there is no length prefix,
+//!   and no frame is empty, so a read of 0 bytes means the peer closed its
+//!   end.
+//! - A frame goes out in one `sendmsg`, its descriptors (at most
+//!   [`MAX_FDS_PER_FRAME`]) as one `SCM_RIGHTS` control message in the same
+//!   call; a message names them by their index in that array. The sending
+//!   end's `SO_SNDBUF` must hold a datagram of [`MAX_FRAME_LEN`] bytes: the
+//!   usual default refuses long frames with `EMSGSIZE`.
+//! - A frame comes in through one `recvmsg` into a buffer of
+//!   [`MAX_FRAME_LEN`] bytes, with `MSG_CMSG_CLOEXEC`. `MSG_TRUNC` in the
+//!   returned flags means the datagram was longer: reject it without
+//!   decoding. `MSG_CTRUNC`, or more than [`MAX_FDS_PER_FRAME`]
+//!   descriptors, means close every descriptor that came and reject the
+//!   frame.
+//! - Decode, then validate with the number of descriptors that actually
+//!   came.
+//! - The host speaks first (`Hello`); init answers each request with one
+//!   reply, in order. The exceptions are `Kill`, never answered by itself,
+//!   and a synchronised `Exec`, answered by `Started` and then `Finished`.
+//!
+//! # Features
+//!
 //! The crate is `no_std` with `alloc`, has no OS calls, and forbids unsafe
-//! code. The byte-level specification is `docs/protocol.md` in the
-//! repository.
+//! code. Its default feature `std` links `std`: a `no_std` program depends
+//! on it with `default-features = false`, or its own `#[panic_handler]`
+//! clashes with `std`'s (error E0152). The errors implement
+//! [`core::error::Error`] either way. The byte-level specification is
+//! `docs/protocol.md` in the repository.
 
 #![no_std]
 #![forbid(unsafe_code)]
