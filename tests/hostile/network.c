@@ -7,7 +7,9 @@
  * Must get: no connection of any kind. Every connect fails at once
  * (ENETUNREACH: the container's only interface, lo, is down; or
  * ECONNREFUSED; EADDRNOTAVAIL for IPv6, which has no address), DNS fails (no resolver), raw and packet sockets and the
- * interface change fail with EPERM, and the abstract socket is not found
+ * interface change fail with EPERM (a packet socket, like netlink and vsock
+ * ones, with EAFNOSUPPORT from the default seccomp policy), and the
+ * abstract socket is not found
  * (ECONNREFUSED). One line per attempt, "<what> <result>", where the
  * result is an errno name, "connected", "timeout", "resolved" or "dns
  * failed"; exit 0.
@@ -106,6 +108,12 @@ int main(int argc, char **argv) {
     printf("raw socket %s\n", raw >= 0 ? "opened" : strerrorname_np(errno));
     int packet = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
     printf("packet socket %s\n", packet >= 0 ? "opened" : strerrorname_np(errno));
+    /* Netlink queues are memory no cgroup counts; vsock reaches the
+     * hypervisor past the network namespace. */
+    int netlink = socket(AF_NETLINK, SOCK_RAW, 0);
+    printf("netlink socket %s\n", netlink >= 0 ? "opened" : strerrorname_np(errno));
+    int vsock = socket(AF_VSOCK, SOCK_STREAM, 0);
+    printf("vsock socket %s\n", vsock >= 0 ? "opened" : strerrorname_np(errno));
 
     int ctl = socket(AF_INET, SOCK_DGRAM, 0);
     struct ifreq request;

@@ -53,6 +53,17 @@ pub const DEFAULT_SECCOMP_POLICY: &str = r#"{
       "action": { "errno": 38 }
     },
     {
+      "comment": "RLIMIT_CORE (4) stays at the 1 init sets, at which the kernel starts no core_pattern pipe helper (as root, on the host, for every crash): a change of it succeeds without taking effect",
+      "syscall": "prlimit64",
+      "action": { "errno": 0 },
+      "args": [{ "arg": 1, "width": 32, "op": "eq", "value": 4 }, { "arg": 2, "op": "ne", "value": 0 }]
+    },
+    {
+      "syscall": "setrlimit",
+      "action": { "errno": 0 },
+      "args": [{ "arg": 0, "width": 32, "op": "eq", "value": 4 }]
+    },
+    {
       "comment": "a process may change its own resource limits (pid 0)...",
       "syscall": "prlimit64",
       "action": "allow",
@@ -62,6 +73,37 @@ pub const DEFAULT_SECCOMP_POLICY: &str = r#"{
       "comment": "...but not another's: unprivileged, programs share init's uid, and prlimit checks no more than that",
       "syscall": "prlimit64",
       "action": { "errno": 1 }
+    },
+    {
+      "comment": "sockets of the families programs use: Unix (1), IPv4 (2), IPv6 (10)...",
+      "syscall": "socket",
+      "action": "allow",
+      "args": [{ "arg": 0, "width": 32, "op": "ge", "value": 1 }, { "arg": 0, "width": 32, "op": "le", "value": 2 }]
+    },
+    {
+      "syscall": "socket",
+      "action": "allow",
+      "args": [{ "arg": 0, "width": 32, "op": "eq", "value": 10 }]
+    },
+    {
+      "syscall": "socketpair",
+      "action": "allow",
+      "args": [{ "arg": 0, "width": 32, "op": "eq", "value": 1 }]
+    },
+    {
+      "comment": "...and no other (EAFNOSUPPORT): netlink queues hold memory no cgroup counts, vsock reaches past the network namespace",
+      "syscall": ["socket", "socketpair"],
+      "action": { "errno": 97 }
+    },
+    {
+      "comment": "file watches (ENOSYS: tools poll instead): their quotas are per user, shared by every container, and a watch on a bound system file sees every container's use of it, and the host's",
+      "syscall": ["inotify_init", "inotify_init1", "fanotify_init"],
+      "action": { "errno": 38 }
+    },
+    {
+      "comment": "sync and syncfs write back the host's dirty data, on kernel threads no cgroup charges, and cannot be killed meanwhile; a container's own files are in memory: succeed without doing it",
+      "syscall": ["sync", "syncfs"],
+      "action": { "errno": 0 }
     },
     {
       "comment": "namespaces, mounts, tracing, kernel interfaces, the clock and the machine",
@@ -1204,7 +1246,10 @@ mod tests {
             let name = symbol.strip_prefix("SYS_").unwrap();
             let expected = match name {
                 "clone" => KILL, // with no arguments: flags 0 → see below
-                "clone3" => errno(38),
+                "clone3" | "inotify_init" | "inotify_init1" | "fanotify_init" => errno(38),
+                // Family 0: none of those allowed.
+                "socket" | "socketpair" => errno(97),
+                "sync" | "syncfs" => errno(0),
                 name if kill.iter().any(|k| k == name) => KILL,
                 _ => ALLOW,
             };
@@ -1224,18 +1269,56 @@ mod tests {
         assert_eq!(call(program, 999, [0; 6]), ALLOW, "unknown numbers: ENOSYS");
     }
 
+    #[test]
+    fn default_policy_allows_unix_and_internet_sockets_only_and_keeps_the_core_limit() {
+        let program = default_program();
+        let (socket, socketpair) = (nr("socket"), nr("socketpair"));
+        let family = |nr, family: i32| call(program, nr, [family as u64, 1, 0, 0, 0, 0]);
+        for allowed in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6] {
+            assert_eq!(family(socket, allowed), ALLOW, "socket({allowed})");
+        }
+        for refused in [
+            libc::AF_NETLINK,
+            libc::AF_PACKET,
+            libc::AF_VSOCK,
+            libc::AF_ALG,
+            3,
+            46,
+            -1,
+        ] {
+            assert_eq!(family(socket, refused), errno(97), "socket({refused})");
+        }
+        assert_eq!(family(socketpair, libc::AF_UNIX), ALLOW);
+        assert_eq!(family(socketpair, libc::AF_INET), errno(97));
+        // RLIMIT_CORE (4): reading it is allowed, a change succeeds
+        // without taking effect; other limits as before.
+        let prlimit = nr("prlimit64");
+        assert_eq!(call(program, prlimit, [0, 4, 0, 0x1000, 0, 0]), ALLOW);
+        assert_eq!(call(program, prlimit, [0, 4, 0x1000, 0, 0, 0]), errno(0));
+        assert_eq!(call(program, prlimit, [0, 7, 0x1000, 0, 0, 0]), ALLOW);
+        assert_eq!(call(program, prlimit, [1, 7, 0x1000, 0, 0, 0]), errno(1));
+        assert_eq!(
+            call(program, nr("setrlimit"), [4, 0x1000, 0, 0, 0, 0]),
+            errno(0)
+        );
+        assert_eq!(
+            call(program, nr("setrlimit"), [7, 0x1000, 0, 0, 0, 0]),
+            ALLOW
+        );
+    }
+
     /// The kernel runs the filter once per call number when it is
     /// installed (the seccomp action cache), and every exec installs it:
     /// the path for any number must stay short.
     #[test]
     fn default_policy_decides_every_call_in_few_steps() {
         let program = default_program();
-        assert!(program.len() < 120, "{} instructions", program.len());
+        assert!(program.len() < 160, "{} instructions", program.len());
         let longest = (0..512)
             .map(|nr| run_counting(program, AUDIT_ARCH_X86_64, nr, [0; 6]).1)
             .max()
             .unwrap();
-        assert!(longest <= 20, "{longest} steps");
+        assert!(longest <= 24, "{longest} steps");
     }
 
     #[test]

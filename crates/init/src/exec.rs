@@ -684,7 +684,12 @@ fn judge(
 /// core dumps off.
 fn rlimits(request: &ExecRequest, cgroup_watches_cpu: bool, out: &mut Vec<(c_int, u64, u64)>) {
     out.clear();
-    out.push((libc::RLIMIT_CORE as c_int, 0, 0));
+    // One byte: no core file fits, and at exactly 1 the kernel starts no
+    // `kernel.core_pattern` pipe helper either (a limit of 0 does not stop
+    // a pipe), which would run as root on the host, outside every limit,
+    // for each crash. The default seccomp policy keeps programs from
+    // lowering it to 0.
+    out.push((libc::RLIMIT_CORE as c_int, 1, 1));
     // The stack may grow as far as the memory limit allows, and the hard
     // limit the host gave init: no process of the container can raise
     // that, and this limit is hutch's choice, not the caller's.
