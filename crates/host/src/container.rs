@@ -155,6 +155,9 @@ pub struct Container {
     channel: Channel,
     pidfd: OwnedFd,
     pid: i32,
+    /// The kill handle [`killer`](Container::killer) hands out, made on
+    /// its first call.
+    killer: std::sync::OnceLock<Killer>,
     broken: bool,
     received: Vec<OwnedFd>,
     /// Removed when the container is dropped, after init is reaped.
@@ -246,6 +249,7 @@ impl Container {
             channel,
             pidfd,
             pid,
+            killer: std::sync::OnceLock::new(),
             broken: false,
             received: Vec::new(),
             cgroup: None,
@@ -749,16 +753,22 @@ impl Container {
             .collect())
     }
 
-    /// A handle that stops the current run from another thread.
+    /// A handle that stops the current run from another thread. Made once
+    /// per container: later calls hand out the same handle, so that a job
+    /// that may be cancelled costs no system call per command for it.
     pub fn killer(&self) -> Result<Killer, ContainerError> {
+        if let Some(killer) = self.killer.get() {
+            return Ok(killer.clone());
+        }
         let socket = self
             .channel
             .socket()
             .try_clone_to_owned()
             .map_err(|source| ContainerError::Killer { source })?;
-        Ok(Killer {
-            channel: std::sync::Mutex::new(Channel::new(socket)),
-        })
+        let killer = Killer {
+            channel: std::sync::Arc::new(std::sync::Mutex::new(Channel::new(socket))),
+        };
+        Ok(self.killer.get_or_init(|| killer).clone())
     }
 
     /// Kills init and everything in the container, and reaps init.
@@ -1085,9 +1095,11 @@ const _: () = {
 
 /// Stops a container's current run from another thread: the blocked
 /// [`Container::exec`] then returns the run's result, killed by `SIGKILL`.
-/// With no run under way, a kill does nothing.
+/// With no run under way, a kill does nothing. Clones stop the same
+/// container's runs.
+#[derive(Clone)]
 pub struct Killer {
-    channel: std::sync::Mutex<Channel>,
+    channel: std::sync::Arc<std::sync::Mutex<Channel>>,
 }
 
 impl std::fmt::Debug for Killer {

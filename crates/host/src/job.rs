@@ -921,6 +921,9 @@ impl Job {
 /// ([`Verdict::Cancelled`]). Clones cancel the same job. A cancel after
 /// the job has returned does nothing; a cancelled `Cancel` keeps any later
 /// job it is given from starting, so make one per job.
+///
+/// A command of a cancelled job that was starting as the cancel came (its
+/// files being copied in) starts, and is killed at once.
 #[derive(Debug, Clone, Default)]
 pub struct Cancel {
     inner: Arc<std::sync::Mutex<CancelState>>,

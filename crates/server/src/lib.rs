@@ -38,6 +38,7 @@ mod metrics;
 #[cfg(test)]
 mod mutation_tests;
 pub mod pb;
+mod runs;
 mod stall;
 mod stream;
 mod ws;
@@ -56,7 +57,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hutch_host::protocol::CgroupVersion;
-use hutch_host::{ContainerBuilder, FileStore, Pool};
+use hutch_host::{Cancel, ContainerBuilder, FileStore, Pool};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -160,6 +161,8 @@ struct AppState {
     permits: Arc<Semaphore>,
     parallelism: usize,
     metrics: metrics::Metrics,
+    /// The jobs under way, cancelled when the grace period ends.
+    runs: runs::Runs,
     cgroup: Option<CgroupVersion>,
     workdir: String,
     shutdown_grace: Duration,
@@ -437,6 +440,7 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
         permits: Arc::new(Semaphore::new(config.parallelism)),
         parallelism: config.parallelism,
         metrics: metrics::Metrics::default(),
+        runs: runs::Runs::default(),
         cgroup,
         workdir,
         shutdown_grace: config.shutdown_grace,
@@ -522,9 +526,11 @@ async fn serve(
         .await
         .is_err()
     {
-        let killed = state.pool.kill_running();
+        // Each job under way, wherever it is: running, starting, or
+        // waiting for containers.
+        let requests = state.runs.cancel_all();
         tracing::warn!(
-            killed,
+            requests,
             "the grace period ended: running commands were killed"
         );
         if tokio::time::timeout(ANSWERS_AFTER_KILL, all_closed())
@@ -942,7 +948,8 @@ fn run_admitted_cancellable(
 }
 
 /// Runs `job` in containers of the pool; returns the results and the
-/// containers.
+/// containers. Until it returns, shutdown's kill cancels the job, as
+/// `cancel` does.
 fn run_job(
     state: &AppState,
     job: &hutch_host::Job,
@@ -951,6 +958,15 @@ fn run_job(
     Result<Vec<hutch_host::CommandResult>, ApiError>,
     Vec<hutch_host::Pooled>,
 ) {
+    let own;
+    let cancel = match cancel {
+        Some(cancel) => cancel,
+        None => {
+            own = Cancel::new();
+            &own
+        }
+    };
+    let _under_way = state.runs.enter(cancel);
     let mut pooled = match state.pool.checkout_many(job.commands().len()) {
         Ok(pooled) => pooled,
         Err(error) => {
@@ -966,7 +982,7 @@ fn run_job(
     let results = {
         let mut containers: Vec<&mut hutch_host::Container> =
             pooled.iter_mut().map(|c| &mut **c).collect();
-        job.run_in_cancellable(&mut containers, cancel)
+        job.run_in_cancellable(&mut containers, Some(cancel))
     };
     let results = results.map_err(|e| {
         ApiError::new(

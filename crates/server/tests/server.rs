@@ -1263,3 +1263,55 @@ fn version_and_config_name_the_features_a_client_checks() {
     let cgroup_type = config["runnerConfig"]["cgroupType"].as_u64();
     assert!(matches!(cgroup_type, Some(1 | 2)), "{config}");
 }
+
+/// A command whose program had not started when the grace period ended
+/// (its job had its container, still being reset) is killed too: a kill
+/// init takes between runs finds nothing to kill, so shutdown cancels the
+/// job, and a program that starts after the cancel is killed at once.
+#[test]
+fn shutdown_kills_a_command_that_had_not_started_when_the_grace_period_ended() {
+    let mut config = config();
+    config.parallelism = 1;
+    config.shutdown_grace = Duration::from_nanos(1);
+    // Room for the files below, whose removal keeps the container's reset
+    // busy for a while (600 ms here) after the run that made them.
+    config.builder = config.builder.tmpfs_inodes(200_000);
+    let (server, mut client) = start(config);
+    let mut many = cmd(&["sh", "-c", "seq 100000 | xargs touch"]);
+    many["memoryLimit"] = json!(1u64 << 30);
+    let results = run(&mut client, &single(many));
+    assert_eq!(results[0]["status"], "Accepted", "{results:?}");
+
+    // The next request takes the container as soon as it is back, and
+    // waits for its reset before its program starts.
+    let mut long = cmd(&["sleep", "60"]);
+    long["clockLimit"] = json!(120_000_000_000u64);
+    let body = single(long).to_string();
+    let addr = server.addr();
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = answer_tx.send(Client::new(addr).post_json("/run", body.as_bytes()));
+    });
+    wait_until("the next request under way", || {
+        gauge(&mut client, "hutch_running_requests") == 1
+    });
+    let stopping = Instant::now();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done_tx.send(server.shutdown()));
+    let answer = answer_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("answered within 20 s, not after the program's 60")
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let result = &answer.json()[0];
+    assert_ne!(result["status"], "Accepted", "{result}");
+    done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("shut down within 20 s")
+        .expect("a clean shutdown");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the grace period and the second for the answers: {:?}",
+        stopping.elapsed()
+    );
+}
