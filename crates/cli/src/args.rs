@@ -111,10 +111,11 @@ write files up to --output-limit and open --open-files files, and runs
 under the --seccomp policy.
 
 SIGTERM, SIGINT or SIGHUP (unless started ignored, as under nohup) stops
-the server: it stops accepting, lets running
-commands finish for --shutdown-grace, kills what is left, and removes every
-container and cgroup. At start it removes the cgroups and the temporary
-file stores that killed earlier hutch processes left.
+the server: it stops accepting, lets running commands finish for
+--shutdown-grace (a second such signal ends it at once), kills what is
+left, and removes every container and cgroup. At start it removes the
+cgroups and the temporary file stores that killed earlier hutch processes
+left.
 
 Examples:
   hutch serve
@@ -213,7 +214,8 @@ pub struct ServeArgs {
           value_parser = parse_size)]
     pub max_body: u64,
 
-    /// How long shutdown lets running commands finish before it kills them.
+    /// How long shutdown lets running commands finish before it kills them
+    /// (a second stop signal kills them at once).
     #[arg(long = "shutdown-grace", value_name = "DUR", default_value = "10s",
           value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -206,10 +206,10 @@ impl Server {
                         }
                     };
                     let _ = ready_tx.send(Ok(listeners.addresses()?));
-                    serve(listeners, state, async {
+                    let stop = async {
                         let _ = stop_rx.await;
-                    })
-                    .await
+                    };
+                    serve(listeners, state, stop, std::future::pending()).await
                 })
             })
             .map_err(ServerError::Runtime)?;
@@ -268,9 +268,10 @@ impl Drop for Server {
 
 /// Runs a server on this thread until `SIGTERM`, `SIGINT` or `SIGHUP`
 /// (its terminal closed), then shuts it down as [`Server::shutdown`] does;
-/// calls `on_ready` with its addresses once it listens. A signal the
-/// process was started with ignored (`SIGHUP` under `nohup`, `SIGINT` in a
-/// shell's background job) stays ignored.
+/// calls `on_ready` with its addresses once it listens. A second of these
+/// signals during the shutdown ends its grace period at once: what still
+/// runs is killed. A signal the process was started with ignored (`SIGHUP`
+/// under `nohup`, `SIGINT` in a shell's background job) stays ignored.
 pub fn serve_until_signal(
     config: Config,
     on_ready: impl FnOnce(Listening),
@@ -283,14 +284,34 @@ pub fn serve_until_signal(
         let mut hangup = stop_signal(SignalKind::hangup())?;
         let (listeners, state) = prepare(config).await?;
         on_ready(listeners.addresses()?);
-        serve(listeners, state, async move {
-            tokio::select! {
-                () = arrival(&mut terminate) => tracing::info!("SIGTERM: shutting down"),
-                () = arrival(&mut interrupt) => tracing::info!("SIGINT: shutting down"),
-                () = arrival(&mut hangup) => tracing::info!("SIGHUP: shutting down"),
+        // How many stop signals came.
+        let (signals_tx, signals) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    () = arrival(&mut terminate) => "SIGTERM",
+                    () = arrival(&mut interrupt) => "SIGINT",
+                    () = arrival(&mut hangup) => "SIGHUP",
+                };
+                let mut count = 0;
+                signals_tx.send_modify(|signals| {
+                    *signals += 1;
+                    count = *signals;
+                });
+                if count == 1 {
+                    tracing::info!("{name}: shutting down");
+                } else {
+                    tracing::warn!("{name} again: killing what still runs");
+                }
             }
-        })
-        .await
+        });
+        let signalled = |count: u32| {
+            let mut signals = signals.clone();
+            async move {
+                let _ = signals.wait_for(|&signals| signals >= count).await;
+            }
+        };
+        serve(listeners, state, signalled(1), signalled(2)).await
     })
 }
 
@@ -453,7 +474,8 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
 /// waits to be accepted until one closes.
 pub(crate) const MAX_CONNECTIONS: usize = 1024;
 
-/// Serves until `stop` completes, then shuts down.
+/// Serves until `stop` completes, then shuts down; `hurry` completing
+/// during the shutdown ends its grace period at once.
 ///
 /// Each connection is served on a thread of its own, by a single-threaded
 /// runtime: a request's commands run right there, blocking only its own
@@ -464,6 +486,7 @@ async fn serve(
     listeners: Listeners,
     state: Arc<AppState>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
+    hurry: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let Listeners {
         http: listener,
@@ -522,17 +545,18 @@ async fn serve(
     // connection ends after the request it serves.
     state.permits.close();
     let _ = closing_tx.send(Closing::Gracefully);
-    if tokio::time::timeout(state.shutdown_grace, all_closed())
-        .await
-        .is_err()
-    {
+    tokio::pin!(hurry);
+    let why = tokio::select! {
+        closed = tokio::time::timeout(state.shutdown_grace, all_closed()) => {
+            closed.err().map(|_| "the grace period ended")
+        }
+        () = &mut hurry => Some("asked again to stop"),
+    };
+    if let Some(why) = why {
         // Each job under way, wherever it is: running, starting, or
         // waiting for containers.
         let requests = state.runs.cancel_all();
-        tracing::warn!(
-            requests,
-            "the grace period ended: running commands were killed"
-        );
+        tracing::warn!(requests, "{why}: running commands were killed");
         if tokio::time::timeout(ANSWERS_AFTER_KILL, all_closed())
             .await
             .is_err()
