@@ -516,6 +516,35 @@ impl Container {
         self.readable
     }
 
+    /// [`readable_before`](Self::readable_before) `deadline` (with none,
+    /// true at once: the receive waits as long as it takes), watching
+    /// `watch` meanwhile: its peer's close calls its action and ends the
+    /// watch, as does data the peer sent before it closed (what that means
+    /// is known only once it is read), and the wait goes on.
+    fn readable_watching(
+        &mut self,
+        deadline: Option<Instant>,
+        watch: &mut Option<PeerWatch<'_>>,
+    ) -> bool {
+        loop {
+            if self.readable {
+                return true;
+            }
+            let Some(peer) = watch.as_ref() else {
+                return deadline.is_none_or(|deadline| self.readable_before(deadline));
+            };
+            match sys::readable_or_peer_closed(self.channel.socket(), peer.socket, deadline) {
+                sys::Woken::Readable => self.readable = true,
+                sys::Woken::TimedOut => return false,
+                sys::Woken::PeerClosed => {
+                    (peer.closed)();
+                    *watch = None;
+                }
+                sys::Woken::PeerSentMore => *watch = None,
+            }
+        }
+    }
+
     /// Waits for the answer to a [`begin_reset`](Container::begin_reset),
     /// if one is due; a reset that failed is this call's error.
     pub fn finish_reset(&mut self) -> Result<(), ContainerError> {
@@ -980,18 +1009,20 @@ impl Run<'_> {
         self,
         files: &[(BorrowedFd<'_>, u64)],
     ) -> Result<ExecResult, ContainerError> {
-        self.wait_capped(files).map(|(result, _)| result)
+        self.wait_capped(files, None).map(|(result, _)| result)
     }
 
     /// [`wait_capping`](Self::wait_capping), telling also whether it sent
-    /// the kill.
+    /// the kill; meanwhile, until init answers, a close of `peer`'s socket
+    /// by its peer calls its action, once.
     pub(crate) fn wait_capped(
         mut self,
         files: &[(BorrowedFd<'_>, u64)],
+        mut peer: Option<PeerWatch<'_>>,
     ) -> Result<(ExecResult, bool), ContainerError> {
         let mut killed = false;
+        let container = self.container.as_mut().expect("present until waited for");
         if !files.is_empty() {
-            let container = self.container.as_mut().expect("present until waited for");
             let mut quiet = MIN_CAP_CHECK;
             let mut written_before = None;
             loop {
@@ -1005,14 +1036,27 @@ impl Run<'_> {
                 written_before = Some(sizes.written);
                 let check = Instant::now() + time_to_fill(sizes.room).max(quiet);
                 if self.deadline.is_some_and(|deadline| deadline <= check)
-                    || container.readable_before(check)
+                    || container.readable_watching(Some(check), &mut peer)
                 {
                     break;
                 }
             }
         }
+        if peer.is_some() {
+            container.readable_watching(self.deadline, &mut peer);
+        }
         self.wait().map(|result| (result, killed))
     }
+}
+
+/// A connected stream socket watched while a run is waited for
+/// ([`Run::wait_capped`]): when its peer closes the connection (or it
+/// fails), `closed` is called.
+pub(crate) struct PeerWatch<'a> {
+    /// The socket.
+    pub(crate) socket: BorrowedFd<'a>,
+    /// What a close does.
+    pub(crate) closed: &'a dyn Fn(),
 }
 
 /// The fastest a run is taken to fill memory files, per CPU. One `dd` into a

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use hutch_protocol::{ExecResult, ItemError, MAX_FDS_PER_FRAME, Status, SymlinkItem, Termination};
 use rustix::io::Errno;
 
-use crate::container::{Container, ContainerError, CopyInError, CopyInFile, Killer};
+use crate::container::{Container, ContainerError, CopyInError, CopyInFile, Killer, PeerWatch};
 use crate::exec::ExecSpec;
 use crate::input::SealedInput;
 use crate::pool::{Pool, PoolError};
@@ -927,6 +927,8 @@ impl Job {
 #[derive(Debug, Clone, Default)]
 pub struct Cancel {
     inner: Arc<std::sync::Mutex<CancelState>>,
+    /// A connection whose close by its peer cancels the job.
+    peer: Option<Arc<OwnedFd>>,
 }
 
 #[derive(Debug, Default)]
@@ -940,6 +942,20 @@ impl Cancel {
     /// A handle that has not cancelled anything yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also cancels the job when the peer of `socket`, a connected stream
+    /// socket (a server's client, say), closes the connection, or it
+    /// fails, while a command of the job waits for its program (one that
+    /// came before is seen as the wait begins): each command's wait polls
+    /// the socket beside its container's, no system call more. A close of
+    /// the peer's sending side alone counts, as Go's HTTP server counts
+    /// it. Bytes the peer sends do not; nor does a close after bytes not
+    /// read yet (a client's next request, sent ahead), after which the
+    /// socket is no longer watched.
+    pub fn on_peer_close(mut self, socket: Arc<OwnedFd>) -> Self {
+        self.peer = Some(socket);
+        self
     }
 
     /// Cancels the job; a second call does nothing more.
@@ -1231,7 +1247,20 @@ fn run_command(
                 Collecting::Pipe { .. } => None,
             })
             .collect();
-        let exec = started.and_then(|run| run.wait_capped(&caps));
+        // The peer's close cancels the whole job, this command's run
+        // among them.
+        let cancel_all = || {
+            if let Some(cancel) = cancel.filter(|cancel| !cancel.is_cancelled()) {
+                cancel.cancel();
+            }
+        };
+        let peer = cancel
+            .and_then(|cancel| cancel.peer.as_deref())
+            .map(|socket| PeerWatch {
+                socket: socket.as_fd(),
+                closed: &cancel_all,
+            });
+        let exec = started.and_then(|run| run.wait_capped(&caps, peer));
         let drained: Vec<Option<(Vec<u8>, bool, bool)>> = readers
             .into_iter()
             .map(|reader| reader.map(|handle| handle.join().unwrap_or_default()))

@@ -467,6 +467,67 @@ pub(crate) fn readable_before(
     }
 }
 
+/// What [`readable_or_peer_closed`] woke for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// The descriptor is readable (or hung up).
+    Readable,
+    /// The deadline passed.
+    TimedOut,
+    /// The peer closed the connection, or it failed.
+    PeerClosed,
+    /// The peer closed its end after sending bytes not read yet.
+    PeerSentMore,
+}
+
+/// Waits until `fd` becomes readable (or hangs up), `deadline` passes
+/// (`None`: however long it takes), or the peer of the connected stream
+/// socket `peer` closes its end (`POLLRDHUP`), or the connection fails.
+/// Bytes arriving on `peer` do not end the wait; a close after bytes not
+/// read yet is [`Woken::PeerSentMore`].
+pub(crate) fn readable_or_peer_closed(
+    fd: std::os::fd::BorrowedFd<'_>,
+    peer: std::os::fd::BorrowedFd<'_>,
+    deadline: Option<std::time::Instant>,
+) -> Woken {
+    use rustix::event::PollFlags;
+    loop {
+        let timeout = deadline.map(|deadline| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        let mut fds = [
+            rustix::event::PollFd::new(&fd, PollFlags::IN),
+            rustix::event::PollFd::new(&peer, PollFlags::RDHUP),
+        ];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Woken::TimedOut,
+            Ok(_) if !fds[0].revents().is_empty() => return Woken::Readable,
+            Ok(_) if fds[1].revents().intersects(PollFlags::HUP | PollFlags::ERR) => {
+                return Woken::PeerClosed;
+            }
+            // The end of what the peer sends: nothing after it, or more
+            // bytes first.
+            Ok(_) => {
+                let mut byte = [0u8; 1];
+                let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+                return match rustix::net::recv(peer, &mut byte, flags) {
+                    Ok((0, _)) => Woken::PeerClosed,
+                    Ok(_) => Woken::PeerSentMore,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => Woken::PeerClosed,
+                };
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            // Let the receive report what is wrong with the socket.
+            Err(_) => return Woken::Readable,
+        }
+    }
+}
+
 /// The raw number of an owned descriptor.
 pub(crate) fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
@@ -645,5 +706,32 @@ mod tests {
             "the child of a host that died before releasing it still waits 10 s later, \
              holding copies of all the host's descriptors"
         );
+    }
+
+    #[test]
+    fn a_peer_s_close_ends_the_wait_and_its_bytes_do_not() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let soon = || Some(std::time::Instant::now() + Duration::from_millis(20));
+        let (mut init, reply) = UnixStream::pair().unwrap();
+        let (client, mut peer) = UnixStream::pair().unwrap();
+        let wait = |deadline| readable_or_peer_closed(reply.as_fd(), client.as_fd(), deadline);
+        assert_eq!(wait(soon()), Woken::TimedOut);
+        peer.write_all(b"GET /version").unwrap();
+        assert_eq!(wait(soon()), Woken::TimedOut, "bytes are no close");
+        init.write_all(b"reply").unwrap();
+        assert_eq!(wait(None), Woken::Readable);
+        let (_init, reply) = UnixStream::pair().unwrap();
+        let wait = |deadline| readable_or_peer_closed(reply.as_fd(), client.as_fd(), deadline);
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(wait(None), Woken::PeerSentMore, "a close after bytes");
+        let (client, peer) = UnixStream::pair().unwrap();
+        let wait = |deadline| readable_or_peer_closed(reply.as_fd(), client.as_fd(), deadline);
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(wait(None), Woken::PeerClosed, "its sending side closed");
+        let (client, peer) = UnixStream::pair().unwrap();
+        drop(peer);
+        let wait = |deadline| readable_or_peer_closed(reply.as_fd(), client.as_fd(), deadline);
+        assert_eq!(wait(None), Woken::PeerClosed, "gone");
     }
 }

@@ -909,6 +909,69 @@ fn a_cancel_racing_the_start_of_the_run_still_stops_it() {
 }
 
 #[test]
+fn the_close_of_a_watched_connection_cancels_the_job_and_its_bytes_do_not() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let pool = pool();
+    // Bytes, then the close of the peer's sending side after them (a
+    // client's next request, sent ahead): the job runs on.
+    let (client, mut peer) = UnixStream::pair().unwrap();
+    let cancel = hutch_host::Cancel::new().on_peer_close(Arc::new(client.into()));
+    let (stdin, mut input) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let (ready_read, ready) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let mut ready_read = std::fs::File::from(ready_read);
+    let mut job = Job::new();
+    job.command(
+        Command::new(
+            ExecSpec::new(["sh", "-c", "echo ready; read line; echo \"$line\" >&2"])
+                .wall_time(Duration::from_secs(20)),
+        )
+        .stream(Stream::Fd(Arc::new(stdin)))
+        .stream(Stream::Fd(Arc::new(ready)))
+        .stream(collect("stderr", 100)),
+    );
+    let results = std::thread::scope(|scope| {
+        let handle = run_cancellable(scope, &pool, job, &cancel);
+        assert_eq!(read_line(&mut ready_read), "ready");
+        peer.write_all(b"POST /run HTTP/1.1\r\n").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        rustix::io::write(&mut input, b"go\n").unwrap();
+        handle.join().unwrap()
+    });
+    assert_eq!(results[0].verdict, Verdict::Ok, "{:#?}", results[0]);
+    assert_eq!(text(&results[0], "stderr"), "go\n");
+    assert!(!cancel.is_cancelled());
+
+    // The peer gone: every command of the job is killed.
+    let (client, peer) = UnixStream::pair().unwrap();
+    let cancel = hutch_host::Cancel::new().on_peer_close(Arc::new(client.into()));
+    let (first, mut ready) = signalling("echo ready; exec sleep 30");
+    let mut job = Job::new();
+    job.command(first);
+    job.command(sh("exec sleep 30"));
+    let started = std::time::Instant::now();
+    let results = std::thread::scope(|scope| {
+        let handle = run_cancellable(scope, &pool, job, &cancel);
+        assert_eq!(read_line(&mut ready), "ready");
+        drop(peer);
+        handle.join().unwrap()
+    });
+    for result in &results {
+        assert!(
+            matches!(result.verdict, Verdict::Signalled | Verdict::Cancelled),
+            "{result:#?}"
+        );
+    }
+    assert_eq!(results[0].verdict, Verdict::Signalled, "{:#?}", results[0]);
+    assert!(cancel.is_cancelled());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_cancel_after_the_job_reaches_no_later_run_of_its_containers() {
     let pool = Pool::new(builder(), 1);
     let cancel = hutch_host::Cancel::new();

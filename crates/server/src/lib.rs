@@ -43,7 +43,9 @@ mod stall;
 mod stream;
 mod ws;
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -620,6 +622,13 @@ pub(crate) async fn reached(closing: &mut tokio::sync::watch::Receiver<Closing>,
 /// connections still open.
 const ANSWERS_AFTER_KILL: Duration = Duration::from_secs(1);
 
+thread_local! {
+    /// A copy of the socket of the connection this thread serves, which a
+    /// `/run` watches while its programs run: the client's close cancels
+    /// them.
+    static CLIENT: RefCell<Option<Arc<OwnedFd>>> = const { RefCell::new(None) };
+}
+
 /// Serves one connection on this thread until it closes, or until the
 /// server closes and its current request is answered.
 fn serve_connection(
@@ -638,6 +647,12 @@ fn serve_connection(
             return;
         }
     };
+    match stream.try_clone() {
+        Ok(copy) => CLIENT.with(|client| *client.borrow_mut() = Some(Arc::new(copy.into()))),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch a connection for its client leaving");
+        }
+    }
     runtime.block_on(async move {
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => stream,
@@ -776,9 +791,19 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
     let request = api::parse_run_request(&body)?;
     drop(body);
     let admitted = admit(state, &request).await?;
+    // The client leaving cancels the run, as go-judge cancels a request
+    // whose client left: this thread serves the client's connection alone
+    // and is blocked in the run, so the run itself watches the socket.
+    let mut cancel = Cancel::new();
+    if let Some(client) = CLIENT.with(|client| client.borrow().clone()) {
+        cancel = cancel.on_peer_close(client);
+    }
     // The run blocks this thread, which serves this connection alone
     // (`serve`).
-    let (results, containers) = run_admitted(state, &admitted);
+    let (results, containers) = run_admitted(state, &admitted, &cancel);
+    if cancel.is_cancelled() && !state.runs.all_cancelled() {
+        tracing::info!(request_id = %request.request_id, "run cancelled: its client left");
+    }
     // Back to the pool once the answer is out: the connection's runtime
     // runs this task when the connection waits for its next request, that
     // is after the answer is written, so init's reset (dropping a container
@@ -918,11 +943,12 @@ async fn admit_job(state: &AppState, job: hutch_host::Job) -> Result<Admitted, A
 fn run_admitted(
     state: &AppState,
     admitted: &Admitted,
+    cancel: &Cancel,
 ) -> (
     Result<Vec<hutch_host::CommandResult>, ApiError>,
     Vec<hutch_host::Pooled>,
 ) {
-    run_admitted_cancellable(state, admitted, None)
+    run_admitted_cancellable(state, admitted, Some(cancel))
 }
 
 /// Runs an admitted job on a blocking thread, for callers on an async

@@ -63,6 +63,11 @@ impl Runs {
         }
         state.live.len()
     }
+
+    /// Whether [`cancel_all`](Self::cancel_all) was called.
+    pub(crate) fn all_cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
 }
 
 impl Drop for Entered<'_> {
@@ -81,7 +86,9 @@ mod tests {
         let (over, under_way, later) = (Cancel::new(), Cancel::new(), Cancel::new());
         drop(runs.enter(&over));
         let entered = runs.enter(&under_way);
+        assert!(!runs.all_cancelled());
         assert_eq!(runs.cancel_all(), 1);
+        assert!(runs.all_cancelled());
         assert!(!over.is_cancelled(), "a job that is over is left alone");
         assert!(under_way.is_cancelled());
         drop(entered);

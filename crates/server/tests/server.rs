@@ -1315,3 +1315,73 @@ fn shutdown_kills_a_command_that_had_not_started_when_the_grace_period_ended() {
         stopping.elapsed()
     );
 }
+
+/// A `/run` request as it goes on the wire, with more headers if any.
+fn raw_run(body: &Value, headers: &str) -> Vec<u8> {
+    let body = body.to_string();
+    format!(
+        "POST /run HTTP/1.1\r\nHost: hutch\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A `/run` whose client leaves is cancelled, as go-judge cancels it: its
+/// program is killed, and the container serves the next request.
+#[test]
+fn a_run_whose_client_leaves_is_cancelled() {
+    use std::io::Write;
+    let mut config = config();
+    config.parallelism = 1;
+    let (server, mut client) = start(config);
+    let mut long = cmd(&["sleep", "60"]);
+    long["clockLimit"] = json!(120_000_000_000u64);
+    let mut leaving = std::net::TcpStream::connect(server.addr()).unwrap();
+    leaving.write_all(&raw_run(&single(long), "")).unwrap();
+    wait_until("the request under way", || {
+        gauge(&mut client, "hutch_running_requests") == 1
+    });
+    drop(leaving);
+    // Within 20 s, not the program's 60.
+    wait_until("the run cancelled", || {
+        gauge(&mut client, "hutch_running_requests") == 0
+    });
+    let metrics = client.get("/metrics").unwrap().text();
+    assert!(
+        metrics.contains("hutch_runs_total{status=\"Signalled\"} 1\n"),
+        "killed: {metrics}"
+    );
+    assert_still_serving(&mut client);
+}
+
+/// A request sent ahead on the connection of one that runs (HTTP/1.1
+/// pipelining) is no client leaving: both run, answered in order.
+#[test]
+fn a_request_sent_ahead_while_one_runs_leaves_it_running() {
+    use std::io::Write;
+    let (server, mut client) = start(config());
+    let mut socket = std::net::TcpStream::connect(server.addr()).unwrap();
+    let first = single(cmd(&["sh", "-c", "sleep 1; echo first"]));
+    socket.write_all(&raw_run(&first, "")).unwrap();
+    wait_until("the first request under way", || {
+        gauge(&mut client, "hutch_running_requests") == 1
+    });
+    let second = single(cmd(&["echo", "second"]));
+    socket
+        .write_all(&raw_run(&second, "Connection: close\r\n"))
+        .unwrap();
+    let mut answers = Vec::new();
+    read_until_closed(&mut socket, &mut answers).expect("both answers");
+    let answers = String::from_utf8_lossy(&answers);
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 2, "{answers}");
+    assert_eq!(
+        answers.matches("\"status\":\"Accepted\"").count(),
+        2,
+        "{answers}"
+    );
+    let (first, second) = (
+        answers.find("first\\n").expect("the first's output"),
+        answers.find("second\\n").expect("the second's output"),
+    );
+    assert!(first < second, "in order: {answers}");
+}
