@@ -135,6 +135,11 @@ impl Running {
         }
     }
 
+    /// Whether no job is under way.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Forgets the job named `name`, which has ended.
     pub(crate) fn remove(&self, name: &str) {
         self.lock().remove(name);

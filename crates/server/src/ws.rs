@@ -10,20 +10,22 @@
 //! is answered with one message, `{"requestId", "results", "error"?}`,
 //! when its commands are done; a request that is refused is answered at
 //! once with an `error` and no results. A client that goes away cancels
-//! its requests.
+//! its requests. When the server shuts down, a connection is closed (with
+//! a close frame, status 1001, going away) as soon as none of its requests
+//! runs any more: at once when it is idle.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use hutch_host::{Cancel, Verdict};
 use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, Answer};
 use crate::stream::{Running, upgrade_to};
-use crate::{AppState, Closing};
+use crate::{AppState, Closing, reached};
 
 /// `GET /ws`: the WebSocket handshake; the session runs once it is done.
 pub(crate) async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
@@ -36,13 +38,23 @@ const CANCELLED: &str = "request cancelled before execute";
 async fn session(
     state: Arc<AppState>,
     mut socket: WebSocket,
-    closing: watch::Receiver<Closing>,
+    mut closing: watch::Receiver<Closing>,
     running: Running,
 ) {
     // Each answer with the time its request arrived.
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<(Answer, Instant)>();
+    let mut shutting_down = false;
     loop {
+        if shutting_down && running.is_empty() {
+            // Nothing more will come of this connection: new requests are
+            // refused, and every one taken is answered.
+            return going_away(socket).await;
+        }
         let (answer, arrived) = tokio::select! {
+            () = reached(&mut closing, Closing::Gracefully), if !shutting_down => {
+                shutting_down = true;
+                continue;
+            }
             message = socket.recv() => {
                 let arrived = Instant::now();
                 let text = match message {
@@ -73,6 +85,31 @@ async fn session(
     }
     // The client is gone: its requests are of no use to anyone.
     running.cancel_all();
+}
+
+/// How long a connection closed by the server waits for the client's
+/// close frame, the end of the WebSocket closing handshake.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// Closes the connection as the server shuts down: a close frame saying
+/// the server is going away (1001), then the client's close frame, for
+/// [`CLOSE_REPLY_WAIT`] at most.
+async fn going_away(mut socket: WebSocket) {
+    let frame = CloseFrame {
+        code: close_code::AWAY,
+        reason: "the server is shutting down".into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Takes one message: a cancel, or a request, which starts running. The

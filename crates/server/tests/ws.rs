@@ -1,13 +1,15 @@
 //! go-judge's `/ws` WebSocket over a real connection: requests at once on
 //! one connection, answered as each is done; cancelling one that runs and
-//! one that waits; a client that leaves; and every kind of bad message.
+//! one that waits; a client that leaves; every kind of bad message; and
+//! the close at shutdown.
 
 use std::time::{Duration, Instant};
 
-use hutch_server::Server;
 use hutch_server::client::Client;
+use hutch_server::{Config, Server};
 use serde_json::{Value, json};
 use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 mod common;
 use common::{Socket, config, gauge, wait_until};
@@ -257,4 +259,101 @@ fn the_token_guards_both_websockets() {
         let (_, response) = tungstenite::connect(request).expect("the handshake");
         assert_eq!(response.status(), 101, "{path}");
     }
+}
+
+/// Reads until the server's close frame, within 20 s: it must say the
+/// server is going away (1001). Then the client's close frame answers it,
+/// and the server closes the connection.
+fn closed_going_away(socket: &mut Socket) {
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = socket.get_mut() {
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    loop {
+        match socket.read() {
+            Ok(Message::Close(Some(frame))) => {
+                assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
+                break;
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            other => panic!("not a close frame: {other:?}"),
+        }
+    }
+    // Reading sends the client's close frame; the server then closes.
+    loop {
+        match socket.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(error) => panic!("not a clean close: {error}"),
+        }
+    }
+}
+
+/// Shuts `server` down on a thread of its own: what it returns comes
+/// through the receiver.
+fn shut_down(server: Server) -> std::sync::mpsc::Receiver<Result<(), hutch_server::ServerError>> {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done_tx.send(server.shutdown()));
+    done_rx
+}
+
+#[test]
+fn at_shutdown_an_idle_connection_is_closed_at_once_going_away() {
+    let server = Server::start(Config {
+        shutdown_grace: Duration::from_secs(60),
+        ..config()
+    })
+    .expect("the server starts");
+    let mut socket = connect(&server);
+    send(&mut socket, &request("a", "echo a"));
+    assert_eq!(answer(&mut socket)["results"][0]["status"], "Accepted");
+    let stopping = Instant::now();
+    let done = shut_down(server);
+    closed_going_away(&mut socket);
+    done.recv_timeout(Duration::from_secs(20))
+        .expect("shut down within 20 s")
+        .expect("a clean shutdown");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "not held for the 60 s grace period: {:?}",
+        stopping.elapsed()
+    );
+}
+
+#[test]
+fn at_shutdown_a_connection_is_closed_once_its_requests_are_answered() {
+    let server = Server::start(Config {
+        shutdown_grace: Duration::from_secs(60),
+        ..config()
+    })
+    .expect("the server starts");
+    let addr = server.addr();
+    let mut client = Client::new(addr);
+    let mut socket = connect(&server);
+    send(&mut socket, &request("slow", "sleep 2; echo slow"));
+    wait_until("it to run", || {
+        gauge(&mut client, "hutch_running_requests") == 1
+    });
+    let stopping = Instant::now();
+    let done = shut_down(server);
+    wait_until("the server to stop listening", || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
+    // A request that comes now is refused; the one that runs goes on.
+    send(&mut socket, &request("late", "echo late"));
+    let late = answer(&mut socket);
+    assert_eq!(late["requestId"], "late", "{late}");
+    assert_eq!(late["error"], "the server is shutting down", "{late}");
+    let slow = answer(&mut socket);
+    assert_eq!(slow["requestId"], "slow", "{slow}");
+    assert_eq!(slow["results"][0]["status"], "Accepted", "{slow}");
+    assert_eq!(slow["results"][0]["files"]["stdout"], "slow\n", "{slow}");
+    closed_going_away(&mut socket);
+    done.recv_timeout(Duration::from_secs(20))
+        .expect("shut down within 20 s")
+        .expect("a clean shutdown");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "not held for the 60 s grace period: {:?}",
+        stopping.elapsed()
+    );
 }
