@@ -468,7 +468,12 @@ async fn exec_inner(state: &Arc<AppState>, request: pb::Request) -> Result<pb::R
     let request_id = request.request_id.clone();
     let request = to_run_request(request).map_err(status)?;
     let admitted = crate::admit(state, &request).await.map_err(status)?;
-    let results = crate::run_admitted_elsewhere(state, admitted, None)
+    // A call its client cancels (or whose connection goes) is dropped
+    // here, and its run with it, as go-judge cancels it; the run itself
+    // goes on a blocking thread, which only the cancel stops.
+    let cancel = hutch_host::Cancel::new();
+    let _on_drop = CancelOnDrop(cancel.clone());
+    let results = crate::run_admitted_elsewhere(state, admitted, Some(cancel))
         .await
         .map_err(status)?;
     tracing::info!(
@@ -482,6 +487,17 @@ async fn exec_inner(state: &Arc<AppState>, request: pb::Request) -> Result<pb::R
         results: results.into_iter().map(to_pb_result).collect(),
         error: String::new(),
     })
+}
+
+/// Cancels its job when dropped: at the end of a call it answered (when
+/// the job has ended, and the cancel does nothing), or when the call is
+/// dropped before.
+struct CancelOnDrop(hutch_host::Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 async fn file_list(state: Arc<AppState>, _: ()) -> Result<pb::FileListType, Status> {

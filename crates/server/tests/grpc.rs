@@ -1215,3 +1215,32 @@ fn calls_given_up_while_queued_leave_no_place_taken_in_the_queue() {
     // Every place is free again.
     assert_still_serving(&mut grpc);
 }
+
+#[test]
+fn a_running_call_its_client_gives_up_is_cancelled() {
+    let server = Server::start(config()).expect("the server starts");
+    let mut rest = Client::new(server.addr());
+    let mut grpc = Grpc::connect(&server);
+    let request = Request {
+        cmd: vec![CmdType {
+            clock_time_limit: 60_000_000_000,
+            ..cmd(&["sleep", "60"])
+        }],
+        ..Request::default()
+    };
+    // Given up once it runs (go-judge cancels such a call's run).
+    let started = Instant::now();
+    grpc.exec_given_up(request, Duration::from_millis(500));
+    // The client's runtime runs on meanwhile, sending the reset.
+    let waited = grpc.runtime.spawn_blocking(move || {
+        common::wait_until("the run to end", || {
+            common::gauge(&mut rest, "hutch_running_requests") == 0
+        });
+    });
+    grpc.runtime.block_on(waited).expect("the wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the run went on for its own limit"
+    );
+    assert_still_serving(&mut grpc);
+}
