@@ -648,19 +648,34 @@ impl Container {
         files: &[CopyInFile<'_, '_>],
     ) -> Result<Vec<Result<(), CopyInError>>, ContainerError> {
         self.require(features::INIT_COPY, "copy-in")?;
-        let mut results = Vec::with_capacity(files.len());
-        for batch in files.chunks(MAX_FDS_PER_FRAME) {
-            match self.copy_in_batch(batch) {
-                // One bad path refuses its whole batch: each alone, then.
+        self.in_batches(files, Self::copy_in_batch, |error| {
+            Err(CopyInError::Create(error))
+        })
+    }
+
+    /// `items` sent `batch` by batch, as many as a frame takes, one result
+    /// per item. A batch refused before it was sent (one item no request
+    /// may carry) is sent again item by item, and an item refused alone is
+    /// its own error, `refused` of an [`ItemError`] with errno 0.
+    fn in_batches<I, T>(
+        &mut self,
+        items: &[I],
+        batch: impl Fn(&mut Self, &[I]) -> Result<Vec<T>, ContainerError>,
+        refused: impl Fn(ItemError) -> T,
+    ) -> Result<Vec<T>, ContainerError> {
+        let mut results = Vec::with_capacity(items.len());
+        for chunk in items.chunks(MAX_FDS_PER_FRAME) {
+            match batch(self, chunk) {
+                // One bad item refuses its whole batch: each alone, then.
                 Err(error) if error.refused_unsent() => {
-                    for file in batch {
-                        match self.copy_in_batch(std::slice::from_ref(file)) {
+                    for item in chunk {
+                        match batch(self, std::slice::from_ref(item)) {
                             Ok(one) => results.extend(one),
                             Err(error) if error.refused_unsent() => {
-                                results.push(Err(CopyInError::Create(ItemError {
+                                results.push(refused(ItemError {
                                     errno: 0,
                                     message: crate::error_chain(&error),
-                                })));
+                                }))
                             }
                             Err(error) => return Err(error),
                         }
@@ -717,26 +732,7 @@ impl Container {
         paths: &[&str],
     ) -> Result<Vec<Result<OwnedFd, ItemError>>, ContainerError> {
         self.require(features::INIT_COPY, "copy-out")?;
-        let mut results = Vec::with_capacity(paths.len());
-        for batch in paths.chunks(MAX_FDS_PER_FRAME) {
-            match self.copy_out_batch(batch) {
-                // One bad path refuses its whole batch: each alone, then.
-                Err(error) if error.refused_unsent() => {
-                    for path in batch {
-                        match self.copy_out_batch(std::slice::from_ref(path)) {
-                            Ok(one) => results.extend(one),
-                            Err(error) if error.refused_unsent() => results.push(Err(ItemError {
-                                errno: 0,
-                                message: crate::error_chain(&error),
-                            })),
-                            Err(error) => return Err(error),
-                        }
-                    }
-                }
-                done => results.extend(done?),
-            }
-        }
-        Ok(results)
+        self.in_batches(paths, Self::copy_out_batch, Err)
     }
 
     fn copy_out_batch(
