@@ -200,7 +200,9 @@ impl Cgroup {
     /// as cache.
     pub fn reclaim(&mut self) {
         let grown = self.grown();
-        match self.version {
+        // What each pass writes: `0` to `memory.force_empty` (v1, `None`),
+        // or an amount to `memory.reclaim` (v2).
+        let (fd, mut amount) = match self.version {
             CgroupVersion::V1 => {
                 let Some(fd) = &self.force_empty else {
                     return;
@@ -212,48 +214,41 @@ impl Cgroup {
                 {
                     return;
                 }
-                // Fails with EBUSY while tasks remain; none do between runs.
-                // A pass gives up after a few rounds that drop nothing,
-                // while dentries leave their lists a batch at a time, some
-                // only at a second look: 70 MB of them took three passes
-                // here (the second dropping little). Passes go on while
-                // much more than the floor is still charged.
-                for _ in 0..MAX_RECLAIM_PASSES {
-                    let _ = write_at(fd, b"0");
-                    if self.grown().is_none() {
-                        break;
-                    }
-                    wait_for_frees();
-                    if self.grown().is_none() {
-                        break;
-                    }
-                }
+                (fd, None)
             }
             CgroupVersion::V2 => {
                 let Some(fd) = &self.reclaim else {
                     return;
                 };
                 let cache = self.cache().filter(|&cache| self.worth_reclaiming(cache));
-                let Some(mut amount) = cache.max(grown) else {
+                let Some(amount) = cache.max(grown) else {
                     return;
                 };
-                // EAGAIN when not all of it could be reclaimed: what is left
-                // is the floor below. Kernel memory (dentries) is uncharged
-                // only once a grace period has passed, and one write may
-                // drop part of it (9 of 68 MB were left after one pass
-                // under an emulated CPU): passes go on, as on v1, while
-                // much more than the floor is still charged.
-                for _ in 0..MAX_RECLAIM_PASSES {
-                    let _ = write_at(fd, Decimal::new(amount).as_bytes());
-                    if grown.is_none() || self.grown().is_none() {
-                        break;
-                    }
-                    wait_for_frees();
-                    match self.grown() {
-                        Some(still) => amount = still,
-                        None => break,
-                    }
-                }
+                (fd, Some(amount))
+            }
+        };
+        // `memory.force_empty` fails with EBUSY while tasks remain (none
+        // do between runs), `memory.reclaim` with EAGAIN when not all could
+        // be reclaimed: what is left is the floor below. A pass gives up
+        // after a few rounds that drop nothing, while dentries leave their
+        // lists a batch at a time, some only at a second look (70 MB of
+        // them took three v1 passes here, the second dropping little), and
+        // they are uncharged only once a grace period has passed (one v2
+        // pass under an emulated CPU left 9 of 68 MB). Passes go on while
+        // much more than the floor is still charged.
+        for _ in 0..MAX_RECLAIM_PASSES {
+            let _ = match amount {
+                Some(bytes) => write_at(fd, Decimal::new(bytes).as_bytes()),
+                None => write_at(fd, b"0"),
+            };
+            if self.grown().is_none() {
+                break;
+            }
+            wait_for_frees();
+            match (self.grown(), &mut amount) {
+                (None, _) => break,
+                (Some(still), Some(bytes)) => *bytes = still,
+                (Some(_), None) => {}
             }
         }
         self.cache_floor = self.cache().unwrap_or(0);
