@@ -1196,6 +1196,22 @@ mod tests {
         assert!(java_config_dirs_in(&etc).is_empty(), "no directory, none");
     }
 
+    /// The clash of a path that would hide the container's `what` at `at`.
+    fn hides(what: &'static str, at: &str) -> Option<MountClash> {
+        Some(MountClash::Hides {
+            what,
+            at: at.into(),
+        })
+    }
+
+    /// The clash of a path inside the container's `what` at `at`.
+    fn inside(what: &'static str, at: &str) -> Option<MountClash> {
+        Some(MountClash::Inside {
+            what,
+            at: at.into(),
+        })
+    }
+
     #[test]
     fn mounts_that_collide_with_the_containers_own_are_refused() {
         let onto = |builder: ContainerBuilder, target: &str| match builder
@@ -1208,18 +1224,6 @@ mod tests {
                 Some(clash)
             }
             Err(other) => panic!("{target}: {other:?}"),
-        };
-        let hides = |what: &'static str, at: &str| {
-            Some(MountClash::Hides {
-                what,
-                at: at.into(),
-            })
-        };
-        let inside = |what: &'static str, at: &str| {
-            Some(MountClash::Inside {
-                what,
-                at: at.into(),
-            })
         };
         let new = ContainerBuilder::new;
         for (target, clash) in [
@@ -1298,18 +1302,6 @@ mod tests {
                 Some(clash)
             }
             Err(other) => panic!("{workdir}: {other:?}"),
-        };
-        let hides = |what: &'static str, at: &str| {
-            Some(MountClash::Hides {
-                what,
-                at: at.into(),
-            })
-        };
-        let inside = |what: &'static str, at: &str| {
-            Some(MountClash::Inside {
-                what,
-                at: at.into(),
-            })
         };
         assert_eq!(at("/"), hides("root", "/"));
         assert_eq!(at("/dev"), hides("device directory", "/dev"));

@@ -1081,8 +1081,19 @@ fn fault_a_run_group_that_cannot_be_made_is_the_reset_s_error_and_ends_the_conta
     // Removed from outside: no run group can be made in it.
     std::fs::remove_dir_all(&group).unwrap();
     let error = h.container.begin_reset().expect_err("no run group");
+    assert_regroup_failed(h, &error, &group, root);
+}
+
+/// `error` says the run group in `group` could not be made, and the
+/// container was given up; removes the fake tree at `root`.
+fn assert_regroup_failed(
+    mut h: Harness,
+    error: &ContainerError,
+    group: &std::path::Path,
+    root: std::path::PathBuf,
+) {
     assert!(matches!(error, ContainerError::Regroup { .. }), "{error:?}");
-    let text = crate::error_chain(&error);
+    let text = crate::error_chain(error);
     assert!(
         text.contains("run group") && text.contains(&group.display().to_string()),
         "{text}"
@@ -1101,15 +1112,7 @@ fn fault_a_run_group_that_cannot_be_made_is_the_next_exec_s_error_and_ends_the_c
         .start(&ExecSpec::new(["true"]))
         .map(drop)
         .expect_err("no run group");
-    assert!(matches!(error, ContainerError::Regroup { .. }), "{error:?}");
-    let text = crate::error_chain(&error);
-    assert!(
-        text.contains("run group") && text.contains(&group.display().to_string()),
-        "{text}"
-    );
-    h.assert_given_up();
-    h.finish();
-    std::fs::remove_dir_all(root).unwrap();
+    assert_regroup_failed(h, &error, &group, root);
 }
 
 #[test]
