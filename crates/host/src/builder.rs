@@ -63,6 +63,10 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// No block of host ids was free for the container (built as root
+    /// with the default id map; see [`ContainerBuilder::id_map`]).
+    #[error("cannot give the container host ids of its own")]
+    IdBlock(#[source] crate::ids::IdsError),
     /// The uid or gid map could not be written.
     #[error("cannot write {file} of the container (map {map:?})")]
     IdMap {
@@ -303,6 +307,13 @@ impl Namespaces {
 /// user namespace running as `host_uid` holds every capability inside the
 /// container's namespaces: map to ids no host account uses, as the
 /// default does.
+///
+/// Without [`ContainerBuilder::id_map`], a container built as root gets a
+/// map of its own: [`ID_BLOCK_LEN`](crate::ID_BLOCK_LEN) ids from a block
+/// no other live container holds ([`ID_BLOCKS_FIRST`](crate::ID_BLOCKS_FIRST)
+/// on), so that per-user quotas (pipe buffers, epoll watches, descriptors in
+/// flight, pending signals) are not shared between containers. A map given
+/// explicitly is used as it is, by every container the builder makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMap {
     /// Host uid of container uid 0.
@@ -314,8 +325,10 @@ pub struct IdMap {
 }
 
 impl IdMap {
-    /// The default as root: 65536 ids from host id 100000, none of them
-    /// privileged on the host.
+    /// 65536 ids from host id 100000, none of them privileged on the host:
+    /// the default as root before each container got a block of its own.
+    /// Given to [`ContainerBuilder::id_map`], every container of the
+    /// builder shares it, and with it its per-user quotas.
     pub const ROOT_DEFAULT: IdMap = IdMap {
         host_uid: 100_000,
         host_gid: 100_000,
@@ -616,7 +629,10 @@ impl ContainerBuilder {
         self
     }
 
-    /// Sets the id map of the user namespace.
+    /// Sets the id map of the user namespace, the same for every container
+    /// built. Without it a container built as root takes a block of host
+    /// ids of its own (see [`IdMap`]), and one built by another user maps
+    /// container root to that user ([`IdMap::current_user`]).
     pub fn id_map(mut self, map: IdMap) -> Self {
         self.id_map = Some(map);
         self
@@ -730,14 +746,38 @@ impl ContainerBuilder {
         })
     }
 
+    /// The id map's shape: its host ids are a block's only once
+    /// [`ids_for_build`](Self::ids_for_build) took one.
     fn resolved_id_map(&self) -> IdMap {
         self.id_map.unwrap_or_else(|| {
             if rustix::process::geteuid().is_root() {
-                IdMap::ROOT_DEFAULT
+                IdMap {
+                    host_uid: crate::ids::ID_BLOCKS_FIRST,
+                    host_gid: crate::ids::ID_BLOCKS_FIRST,
+                    count: crate::ids::ID_BLOCK_LEN,
+                }
             } else {
                 IdMap::current_user()
             }
         })
+    }
+
+    /// The id map of one build, and the block of host ids it holds: as
+    /// root without an explicit map, a block no other live container has.
+    fn ids_for_build(&self) -> Result<(IdMap, Option<crate::ids::IdBlock>), BuildError> {
+        let own_block =
+            self.id_map.is_none() && self.namespaces.user && rustix::process::geteuid().is_root();
+        if !own_block {
+            return Ok((self.resolved_id_map(), None));
+        }
+        let block = crate::ids::HOST.take().map_err(BuildError::IdBlock)?;
+        let first = block.first_host_id();
+        let map = IdMap {
+            host_uid: first,
+            host_gid: first,
+            count: crate::ids::ID_BLOCK_LEN,
+        };
+        Ok((map, Some(block)))
     }
 
     /// Checks what [`build`](Self::build) would refuse before it starts
@@ -973,6 +1013,7 @@ impl ContainerBuilder {
         configure.check(0).map_err(BuildError::InvalidConfig)?;
         self.check_paths()?;
         let init = init_executable()?;
+        let (map, ids) = self.ids_for_build()?;
         let (host_end, container_end) = rustix::net::socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
@@ -1025,6 +1066,9 @@ impl ContainerBuilder {
         // From here on, dropping `guard` kills and reaps the child.
         let mut guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);
         guard.set_reply_timeout(self.reply_timeout);
+        if let Some(ids) = ids {
+            guard.set_ids(ids);
+        }
         if user_ns {
             write_id_maps(spawned.pid, map)?;
         }

@@ -162,6 +162,9 @@ pub struct Container {
     received: Vec<OwnedFd>,
     /// Removed when the container is dropped, after init is reaped.
     cgroup: Option<crate::cgroup::ContainerCgroup>,
+    /// The block of host ids the container was given, given back when it
+    /// is dropped, after init is reaped.
+    ids: Option<crate::ids::IdBlock>,
     /// What init announced in its hello.
     init_features: u64,
     /// Where programs start, inside the container.
@@ -253,6 +256,7 @@ impl Container {
             broken: false,
             received: Vec::new(),
             cgroup: None,
+            ids: None,
             init_features: 0,
             workdir: String::new(),
             reply_timeout: Some(DEFAULT_REPLY_TIMEOUT),
@@ -308,6 +312,10 @@ impl Container {
 
     pub(crate) fn set_cgroup(&mut self, cgroup: crate::cgroup::ContainerCgroup) {
         self.cgroup = Some(cgroup);
+    }
+
+    pub(crate) fn set_ids(&mut self, ids: crate::ids::IdBlock) {
+        self.ids = Some(ids);
     }
 
     /// The container's cgroup directories on the host; empty when its runs

@@ -61,6 +61,7 @@ mod container;
 mod exec;
 #[cfg(test)]
 mod fault_tests;
+mod ids;
 mod init_binary;
 mod input;
 mod job;
@@ -84,6 +85,7 @@ pub use container::{
 };
 pub use exec::{ExecSpec, ExecSpecError};
 pub use hutch_protocol as protocol;
+pub use ids::{ID_BLOCK_LEN, ID_BLOCKS, ID_BLOCKS_FIRST, ID_BLOCKS_LOCK, IdsError};
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init, embedded_init_len};
 pub use input::{InputError, SealedInput};
 pub use job::{

@@ -1,6 +1,7 @@
 //! The host's unsafe code: starting a container's init with `clone3` and
-//! the raw system calls its child makes before `execveat`, and anonymous
-//! mappings (frame buffers, the child's stack).
+//! the raw system calls its child makes before `execveat`, anonymous
+//! mappings (frame buffers, the child's stack), and the byte locks of
+//! [`ids`](crate::ids).
 //!
 //! # What the child may do
 //!
@@ -391,6 +392,33 @@ fn init_child(child: &InitChild<'_>) -> ! {
         libc::AT_EMPTY_PATH
     );
     child_fail(errors, ChildStep::Exec, -ret)
+}
+
+/// Takes (`take`) or gives back a write lock on byte `index` of `file`,
+/// held by its open file description (`F_OFD_SETLK`, which never waits):
+/// `Ok(false)` when another open file description holds that byte.
+pub(crate) fn lock_byte(
+    file: std::os::fd::BorrowedFd<'_>,
+    index: u32,
+    take: bool,
+) -> std::io::Result<bool> {
+    // SAFETY: flock is plain data; zero is valid for every field, and an
+    // open file description lock wants `l_pid` 0.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = if take { libc::F_WRLCK } else { libc::F_UNLCK } as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = libc::off_t::from(index);
+    lock.l_len = 1;
+    // SAFETY: `file` is an open descriptor for the call, and F_OFD_SETLK
+    // only reads the flock, which lives on this frame throughout.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) if take => Ok(false),
+        _ => Err(err),
+    }
 }
 
 /// Sends `SIGKILL` through a pidfd. Errors (already dead) are ignored.

@@ -1860,38 +1860,19 @@ fn inotify_instances_a_program_holds_are_not_host_roots() {
     let mut judge = Judge::new(&["inotify_hog.c"]);
     // Room for more descriptors than the per-user quota, so that it is the
     // quota that refuses the program.
-    let quota: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
-        .expect("the host's inotify quota")
-        .trim()
-        .parse()
-        .unwrap();
+    let quota = host_sysctl("fs/inotify/max_user_instances");
     let files = quota + 64;
-    let (stdin_read, stdin_write) = rustix::pipe::pipe().unwrap();
-    let (stdout_read, stdout_write) = rustix::pipe::pipe().unwrap();
-    let stderr = memfd("stderr");
     // The default policy answers inotify_init with ENOSYS: this is for
     // hosts that run programs without it.
-    let spec = judge_spec(&["/t/inotify_hog"])
-        .seccomp(Vec::new())
-        .rlimit(hutch_host::protocol::Resource::Nofile, files, files)
-        .stdio(stdin_read.as_fd(), stdout_write.as_fd(), stderr.as_fd());
-    let container = &mut judge.container;
-    let (line, host) = std::thread::scope(|scope| {
-        let run = scope.spawn(move || container.exec(&spec).expect("exec request"));
-        let mut line = String::new();
-        let mut stdout = File::from(stdout_read);
-        let mut byte = [0u8; 1];
-        while !line.ends_with('\n') && stdout.read(&mut byte).unwrap_or(0) == 1 {
-            line.push(byte[0] as char);
-        }
-        // The program holds every instance it could make.
-        let host = rustix::fs::inotify::init(rustix::fs::inotify::CreateFlags::CLOEXEC);
-        drop(stdin_write);
-        let result = run.join().unwrap();
-        assert_eq!(result.status, Status::Ok, "{result:?}: {line}");
-        (line, host)
+    let spec = judge_spec(&["/t/inotify_hog"]).seccomp(Vec::new()).rlimit(
+        hutch_host::protocol::Resource::Nofile,
+        files,
+        files,
+    );
+    // The program holds every instance it could make.
+    let (line, host) = while_holding(&mut judge.container, spec, || {
+        rustix::fs::inotify::init(rustix::fs::inotify::CreateFlags::CLOEXEC)
     });
-    drop((stdin_read, stdout_write));
     let made: u64 = line
         .strip_prefix("refused after ")
         .and_then(|rest| rest.split(' ').next())
@@ -1906,8 +1887,95 @@ fn inotify_instances_a_program_holds_are_not_host_roots() {
         "root on the host cannot make an inotify instance while the program \
          holds {made}: {host:?}"
     );
-    drop((host, stderr));
+    drop(host);
     judge.assert_healthy();
+}
+
+#[test]
+fn pipe_pages_one_container_holds_leave_another_its_full_pipes() {
+    let _serial = serial();
+    let mut judge = Judge::new(&["pipe_hog.c"]);
+    let soft = host_sysctl("fs/pipe-user-pages-soft");
+    assert!(
+        soft > 0,
+        "fs.pipe-user-pages-soft is 0 here: no per-user pipe quota to share"
+    );
+    // A second container, as another submission of the same judge gets.
+    let mut other = ContainerBuilder::new()
+        .bind(judge.programs.dir.to_str().unwrap(), "/t", false)
+        .build()
+        .expect("second container starts");
+    let spec = judge_spec(&["/t/pipe_hog", "hold"]).rlimit(
+        hutch_host::protocol::Resource::Nofile,
+        1024,
+        1024,
+    );
+    let (held, probe) = while_holding(&mut judge.container, spec, || {
+        let null = File::open("/dev/null").unwrap();
+        let out = memfd("stdout");
+        let err = memfd("stderr");
+        let probe = other
+            .exec(&judge_spec(&["/t/pipe_hog", "probe"]).stdio(
+                null.as_fd(),
+                out.as_fd(),
+                err.as_fd(),
+            ))
+            .expect("exec request");
+        assert_eq!(probe.status, Status::Ok, "{probe:?}: {}", read_back(&err).0);
+        read_back(&out).0
+    });
+    assert!(
+        held.trim_end().ends_with("a new one gets 8192 bytes"),
+        "the holder did not use up its user's pipe quota: {held:?}"
+    );
+    assert_eq!(
+        probe.trim(),
+        "65536",
+        "another container's new pipe, while the first holds its pipes ({})",
+        held.trim_end()
+    );
+    drop(other);
+    judge.assert_healthy();
+}
+
+/// A number in the host's `/proc/sys`, such as `fs/pipe-user-pages-soft`.
+fn host_sysctl(name: &str) -> u64 {
+    let path = format!("/proc/sys/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path} holds {text:?}: {e}"))
+}
+
+/// Starts `spec` in `container` with its stdin and stdout pipes of this
+/// test's, reads the first line it writes, and calls `meanwhile` while the
+/// program holds what it made (until its stdin ends); then ends its stdin
+/// and checks the run ended `Ok`. Returns the line and what `meanwhile`
+/// returned.
+fn while_holding<T>(
+    container: &mut Container,
+    spec: ExecSpec<'_>,
+    meanwhile: impl FnOnce() -> T,
+) -> (String, T) {
+    let (stdin_read, stdin_write) = rustix::pipe::pipe().unwrap();
+    let (stdout_read, stdout_write) = rustix::pipe::pipe().unwrap();
+    let stderr = memfd("stderr");
+    let spec = spec.stdio(stdin_read.as_fd(), stdout_write.as_fd(), stderr.as_fd());
+    std::thread::scope(|scope| {
+        let run = scope.spawn(move || container.exec(&spec).expect("exec request"));
+        let mut line = String::new();
+        let mut stdout = File::from(stdout_read);
+        let mut byte = [0u8; 1];
+        while !line.ends_with('\n') && stdout.read(&mut byte).unwrap_or(0) == 1 {
+            line.push(byte[0] as char);
+        }
+        let answer = meanwhile();
+        drop(stdin_write);
+        let result = run.join().unwrap();
+        let errors = read_back(&stderr).0;
+        assert_eq!(result.status, Status::Ok, "{result:?}: {line} {errors}");
+        (line, answer)
+    })
 }
 
 /// Runs `/t/<program> make` (which prints `made`), then `/t/<program>
