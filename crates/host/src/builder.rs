@@ -142,6 +142,12 @@ pub enum BuildError {
         #[source]
         clash: MountClash,
     },
+    /// The work directory is not an absolute path.
+    #[error("the work directory {workdir:?} is not an absolute path")]
+    WorkdirNotAbsolute {
+        /// The work directory, as given.
+        workdir: String,
+    },
 }
 
 /// How a path of the caller's (a mount's target, the work directory)
@@ -785,10 +791,22 @@ impl ContainerBuilder {
     /// target or the work directory that collides with a mount the
     /// container makes itself ([`MountClash`]).
     pub fn check(&self) -> Result<(), BuildError> {
+        self.check_workdir()?;
         Request::Configure(self.configuration())
             .check(0)
             .map_err(BuildError::InvalidConfig)?;
         self.check_paths()
+    }
+
+    /// The work directory is absolute: init would refuse it as a mount
+    /// target, in words about tmpfs.
+    fn check_workdir(&self) -> Result<(), BuildError> {
+        if self.workdir.starts_with('/') {
+            return Ok(());
+        }
+        Err(BuildError::WorkdirNotAbsolute {
+            workdir: self.workdir.clone(),
+        })
     }
 
     /// The caller's mounts and the work directory against the container's
@@ -1007,6 +1025,7 @@ impl ContainerBuilder {
                 }
             }
         }
+        self.check_workdir()?;
         let config = self.configuration();
         let workdir = config.workdir.clone();
         let configure = Request::Configure(config);
@@ -1335,6 +1354,20 @@ mod tests {
             ..Namespaces::default()
         };
         assert_eq!(onto(new().namespaces(host), "/"), None);
+    }
+
+    #[test]
+    fn a_relative_work_directory_is_refused_naming_it() {
+        for relative in ["w", "", "./w"] {
+            let builder = ContainerBuilder::new().workdir(relative);
+            for refused in [builder.check(), builder.build().map(drop)] {
+                let err = refused.expect_err(relative);
+                assert_eq!(
+                    err.to_string(),
+                    format!("the work directory {relative:?} is not an absolute path")
+                );
+            }
+        }
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub struct Config {
     /// built for it as well.
     pub parallelism: usize,
     /// The bearer token every request but `/version` and `/config` must
-    /// bring; none by default.
+    /// bring; none by default. An empty one is refused at start.
     pub auth_token: Option<String>,
     /// The file store's directory; a private temporary one (removed at
     /// shutdown) by default.
@@ -386,6 +386,13 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
     if config.idle_timeout.is_zero() {
         return Err(ServerError::Config(
             "the idle timeout must be longer than 0".into(),
+        ));
+    }
+    if config.auth_token.as_deref() == Some("") {
+        return Err(ServerError::Config(
+            "the auth token is empty: any request with `Authorization: Bearer ` would pass \
+             (give none to serve without one)"
+                .into(),
         ));
     }
     let blocking = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
@@ -780,7 +787,7 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
 async fn run(State(state): State<Arc<AppState>>, body: Body) -> Response {
     let arrived = Instant::now();
     let (response, code) = match run_request(&state, body).await {
-        Ok(response) => (response, StatusCode::OK),
+        Ok(answered) => answered,
         Err(error) => {
             tracing::info!(status = error.status.as_u16(), error = %error.message, "run refused");
             let code = error.status;
@@ -791,7 +798,20 @@ async fn run(State(state): State<Arc<AppState>>, body: Body) -> Response {
     response
 }
 
-async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiError> {
+/// Client closed request: what the metrics count for a `/run` whose
+/// client left while it ran (nginx's code for it), since no answer reaches
+/// anyone.
+const CLIENT_LEFT: StatusCode = match StatusCode::from_u16(499) {
+    Ok(code) => code,
+    Err(_) => panic!("499 is a status code"),
+};
+
+/// Runs one `/run` request: its answer, and the code the metrics count
+/// for it (200, or [`CLIENT_LEFT`]).
+async fn run_request(
+    state: &Arc<AppState>,
+    body: Body,
+) -> Result<(Response, StatusCode), ApiError> {
     let body = axum::body::to_bytes(body, state.max_body)
         .await
         .map_err(|error| body_error(error, state.max_body))?;
@@ -808,7 +828,8 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
     // The run blocks this thread, which serves this connection alone
     // (`serve`).
     let (results, containers) = run_admitted(state, &admitted, &cancel);
-    if cancel.is_cancelled() && !state.runs.all_cancelled() {
+    let client_left = cancel.is_cancelled() && !state.runs.all_cancelled();
+    if client_left {
         tracing::info!(request_id = %request.request_id, "run cancelled: its client left");
     }
     // Back to the pool once the answer is out: the connection's runtime
@@ -828,7 +849,12 @@ async fn run_request(state: &Arc<AppState>, body: Body) -> Result<Response, ApiE
         statuses = ?results.iter().map(|r| r.status).collect::<Vec<_>>(),
         "run"
     );
-    Ok(json_answer(results))
+    let code = if client_left {
+        CLIENT_LEFT
+    } else {
+        StatusCode::OK
+    };
+    Ok((json_answer(results), code))
 }
 
 /// Why a request's body could not be read whole: larger than `max_body`

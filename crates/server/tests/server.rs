@@ -542,6 +542,22 @@ fn a_token_guards_everything_but_version_and_config() {
     assert_eq!(results[0]["status"], "Accepted");
 }
 
+/// An empty token would let in every request that says `Bearer `: a
+/// server given one does not start.
+#[test]
+fn an_empty_token_is_refused_at_start() {
+    let mut config = config();
+    config.auth_token = Some(String::new());
+    let Err(error) = Server::start(config) else {
+        panic!("a server with an empty token started");
+    };
+    assert_eq!(
+        error.to_string(),
+        "invalid server configuration: the auth token is empty: any request with \
+         `Authorization: Bearer ` would pass (give none to serve without one)"
+    );
+}
+
 #[test]
 fn the_file_store_creates_lists_reads_and_deletes() {
     let (_server, mut client) = start(config());
@@ -1346,10 +1362,22 @@ fn a_run_whose_client_leaves_is_cancelled() {
     wait_until("the run cancelled", || {
         gauge(&mut client, "hutch_running_requests") == 0
     });
+    // Counted as no answer, not as a 200 no one got.
+    wait_until("the request counted", || {
+        client
+            .get("/metrics")
+            .unwrap()
+            .text()
+            .contains("hutch_run_requests_total{code=\"499\"} 1\n")
+    });
     let metrics = client.get("/metrics").unwrap().text();
     assert!(
         metrics.contains("hutch_runs_total{status=\"Signalled\"} 1\n"),
         "killed: {metrics}"
+    );
+    assert!(
+        !metrics.contains("hutch_run_requests_total{code=\"200\"}"),
+        "{metrics}"
     );
     assert_still_serving(&mut client);
 }
