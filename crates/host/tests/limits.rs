@@ -860,13 +860,16 @@ fn a_run_the_cgroup_saw_no_charge_of_reports_its_resident_peak_not_zero() {
     let mut c = ContainerBuilder::new().build().expect("container starts");
     // The kernel charges a group in per-CPU batches: a small run served by
     // what its group still holds of an earlier run's batch moves no
-    // counter. Runs of `/bin/true` in one container do so often.
+    // counter. Runs of `/bin/true` in one container do so often. Where
+    // the counter does move, it can move by less than the run took (a
+    // batch left on a CPU is given back when another group charges
+    // there), so any figure of at least a page is the counter's.
     for _ in 0..40 {
         let out = run(&mut c, &["/bin/true"]);
         assert_eq!(out.result.status, Status::Ok, "{}", out.describe());
         assert!(
-            out.result.memory_bytes >= 64 << 10,
-            "a run of /bin/true measured less than 64 KiB: {}",
+            out.result.memory_bytes >= 4096,
+            "a run of /bin/true measured less than a page: {}",
             out.describe()
         );
         c.reset().expect("reset");
