@@ -314,12 +314,14 @@ impl Namespaces {
 /// container's namespaces: map to ids no host account uses, as the
 /// default does.
 ///
-/// Without [`ContainerBuilder::id_map`], a container built as root gets a
-/// map of its own: [`ID_BLOCK_LEN`](crate::ID_BLOCK_LEN) ids from a block
+/// Without [`ContainerBuilder::id_map`], a container built as root with
+/// its own PID namespace (the default) gets a map of its own: [`ID_BLOCK_LEN`](crate::ID_BLOCK_LEN) ids from a block
 /// no other live container holds ([`ID_BLOCKS_FIRST`](crate::ID_BLOCKS_FIRST)
 /// on), so that per-user quotas (pipe buffers, epoll watches, descriptors in
 /// flight, pending signals) are not shared between containers. A map given
-/// explicitly is used as it is, by every container the builder makes.
+/// explicitly is used as it is, by every container the builder makes; so is
+/// [`IdMap::ROOT_DEFAULT`] by containers without a PID namespace, whose
+/// programs may outlive them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMap {
     /// Host uid of container uid 0.
@@ -756,23 +758,30 @@ impl ContainerBuilder {
     /// [`ids_for_build`](Self::ids_for_build) took one.
     fn resolved_id_map(&self) -> IdMap {
         self.id_map.unwrap_or_else(|| {
-            if rustix::process::geteuid().is_root() {
+            if !rustix::process::geteuid().is_root() {
+                IdMap::current_user()
+            } else if !self.namespaces.pid {
+                IdMap::ROOT_DEFAULT
+            } else {
                 IdMap {
                     host_uid: crate::ids::ID_BLOCKS_FIRST,
                     host_gid: crate::ids::ID_BLOCKS_FIRST,
                     count: crate::ids::ID_BLOCK_LEN,
                 }
-            } else {
-                IdMap::current_user()
             }
         })
     }
 
     /// The id map of one build, and the block of host ids it holds: as
-    /// root without an explicit map, a block no other live container has.
+    /// root without an explicit map and with a PID namespace, a block no
+    /// other live container has.
     fn ids_for_build(&self) -> Result<(IdMap, Option<crate::ids::IdBlock>), BuildError> {
-        let own_block =
-            self.id_map.is_none() && self.namespaces.user && rustix::process::geteuid().is_root();
+        // Without a PID namespace programs can outlive init, and the block
+        // would be given back while they still run as its users.
+        let own_block = self.id_map.is_none()
+            && self.namespaces.user
+            && self.namespaces.pid
+            && rustix::process::geteuid().is_root();
         if !own_block {
             return Ok((self.resolved_id_map(), None));
         }

@@ -85,7 +85,9 @@ pub use container::{
 };
 pub use exec::{ExecSpec, ExecSpecError};
 pub use hutch_protocol as protocol;
-pub use ids::{ID_BLOCK_LEN, ID_BLOCKS, ID_BLOCKS_FIRST, ID_BLOCKS_LOCK, IdsError};
+pub use ids::{
+    ID_BLOCK_LEN, ID_BLOCKS, ID_BLOCKS_FIRST, ID_BLOCKS_LOCK, ID_BLOCKS_LOCK_VAR, IdsError,
+};
 pub use init_binary::{INIT_OVERRIDE_VAR, InitBinaryError, embedded_init, embedded_init_len};
 pub use input::{InputError, SealedInput};
 pub use job::{

@@ -421,6 +421,19 @@ pub(crate) fn lock_byte(
     }
 }
 
+/// `fork`, for a test that runs on the only thread of its process: `None`
+/// in the child.
+#[cfg(test)]
+pub(crate) fn fork_alone() -> std::io::Result<Option<rustix::process::Pid>> {
+    // SAFETY: the caller is its process's only thread, so no lock or
+    // allocator state is left half-changed in the child.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(rustix::process::Pid::from_raw(pid)),
+    }
+}
+
 /// Sends `SIGKILL` through a pidfd. Errors (already dead) are ignored.
 pub(crate) fn pidfd_kill(pidfd: &OwnedFd) {
     let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);

@@ -1219,6 +1219,50 @@ fn a_request_up_to_the_largest_frame_is_sent_and_a_larger_one_refused_unsent() {
     assert_eq!(run(&mut c, &["echo", "ok"]).stdout, "ok\n");
 }
 
+/// As root, each container with a PID namespace maps to host ids of its
+/// own (a block of them, so that per-user quotas are not shared between
+/// containers); one without (whose programs may outlive it) maps as every
+/// container did before, and a rootless one maps root to its caller.
+#[test]
+fn each_container_maps_to_host_ids_of_its_own_as_root() {
+    let host_base = |c: &mut Container| -> u32 {
+        let map = std::fs::read_to_string(format!("/proc/{}/uid_map", c.init_pid())).unwrap();
+        map.split_whitespace()
+            .nth(1)
+            .and_then(|base| base.parse().ok())
+            .unwrap_or_else(|| panic!("uid_map {map:?}"))
+    };
+    let (mut one, mut two) = (container(), container());
+    let bases = [host_base(&mut one), host_base(&mut two)];
+    if rootless() {
+        let me = rustix::process::geteuid().as_raw();
+        assert_eq!(bases, [me, me]);
+        return;
+    }
+    assert_ne!(bases[0], bases[1], "two live containers share host ids");
+    let (first, len) = (hutch_host::ID_BLOCKS_FIRST, hutch_host::ID_BLOCK_LEN);
+    for base in bases {
+        assert!(
+            base >= first
+                && (base - first) % len == 0
+                && (base - first) / len < hutch_host::ID_BLOCKS,
+            "{base} is no block's first id"
+        );
+    }
+    let without_pid = Namespaces {
+        pid: false,
+        ..Namespaces::default()
+    };
+    let mut shared = builder()
+        .namespaces(without_pid)
+        .build()
+        .expect("container starts");
+    assert_eq!(
+        host_base(&mut shared),
+        hutch_host::IdMap::ROOT_DEFAULT.host_uid
+    );
+}
+
 #[test]
 fn a_programs_user_outside_the_id_map_is_refused_naming_it() {
     let map = if rootless() {
