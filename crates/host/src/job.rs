@@ -40,6 +40,32 @@ pub enum Source {
     File(Arc<File>),
 }
 
+impl From<Vec<u8>> for Source {
+    fn from(bytes: Vec<u8>) -> Self {
+        Source::Bytes(bytes.into())
+    }
+}
+
+impl From<&[u8]> for Source {
+    fn from(bytes: &[u8]) -> Self {
+        Source::Bytes(bytes.into())
+    }
+}
+
+impl From<String> for Source {
+    /// The string's bytes.
+    fn from(text: String) -> Self {
+        Source::Bytes(text.into_bytes().into())
+    }
+}
+
+impl From<&str> for Source {
+    /// The string's bytes.
+    fn from(text: &str) -> Self {
+        Source::Bytes(text.as_bytes().into())
+    }
+}
+
 impl Source {
     /// What names the source in a file error.
     fn describe(&self) -> String {
@@ -1789,6 +1815,18 @@ fn failed_container(error: ContainerError) -> CommandResult {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn text_and_bytes_become_sources_of_those_bytes() {
+        let bytes = |source: Source| match source {
+            Source::Bytes(bytes) => bytes.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(bytes("hi\n".into()), b"hi\n");
+        assert_eq!(bytes(String::from("hi\n").into()), b"hi\n");
+        assert_eq!(bytes(b"\x00\xff".as_slice().into()), [0, 255]);
+        assert_eq!(bytes(vec![1u8, 2].into()), [1, 2]);
+    }
     use super::*;
 
     #[test]

@@ -281,8 +281,11 @@ impl Pool {
 
     /// Kills the program running in every container checked out right now
     /// (their `exec` returns the run, killed by `SIGKILL`); returns how many
-    /// containers were told. A server shutting down calls this when its
-    /// grace period ends.
+    /// containers were told. A container checked out but between runs, or
+    /// whose program has not started yet, is not stopped by it: its next
+    /// run goes ahead. To stop a whole job wherever it is, run it under a
+    /// [`Cancel`](crate::Cancel) ([`Job::run_in_cancellable`](crate::Job::run_in_cancellable)),
+    /// as `hutch serve` does at shutdown.
     pub fn kill_running(&self) -> usize {
         let state = self.shared.lock();
         state

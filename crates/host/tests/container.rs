@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hutch_host::protocol::{Access, OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
+use hutch_host::protocol::{OpenFlags, OpenItem, Stage, Status, SymlinkItem, Termination};
 mod common;
 use common::scratch::TempDir;
 use common::{memfd, read_back, read_item, run_isolated};
@@ -77,13 +77,7 @@ fn open_fd_count() -> usize {
 fn write_item(path: &str) -> OpenItem {
     OpenItem {
         path: path.into(),
-        flags: OpenFlags {
-            access: Access::Write,
-            create: true,
-            exclusive: false,
-            truncate: true,
-            append: false,
-        },
+        flags: OpenFlags::write_truncating(),
         mode: 0o644,
         make_parents: true,
     }
@@ -153,6 +147,40 @@ fn non_executable_file_and_bad_cwd_are_runner_errors() {
     let error = out.result.error.unwrap();
     assert_eq!((error.stage, error.errno), (Stage::Chdir, libc::ENOENT));
     assert_eq!(run(&mut c, &["true"]).result.status, Status::Ok);
+}
+
+/// Each of `OpenFlags`' named constructors opens as its name says, through
+/// init: `>`, `>>`, a file that must be new, and reading.
+#[test]
+fn files_open_as_their_flags_are_named() {
+    let mut c = container();
+    let item = |flags| OpenItem {
+        path: "/w/log".into(),
+        flags,
+        mode: 0o644,
+        make_parents: false,
+    };
+    let write = |c: &mut Container, flags, text: &str| {
+        let mut opened = c.open(&[item(flags)]).unwrap();
+        let fd = opened
+            .remove(0)
+            .unwrap_or_else(|e| panic!("{flags:?}: {e:?}"));
+        File::from(fd).write_all(text.as_bytes()).unwrap();
+    };
+    write(&mut c, OpenFlags::create_new(), "first\n");
+    write(&mut c, OpenFlags::write_truncating(), "second\n");
+    write(&mut c, OpenFlags::append(), "third\n");
+    let refused = c.open(&[item(OpenFlags::create_new())]).unwrap().remove(0);
+    assert!(
+        refused.is_err(),
+        "a second create_new of one path opened it"
+    );
+    let mut opened = c.open(&[item(OpenFlags::read_only())]).unwrap();
+    let mut text = String::new();
+    File::from(opened.remove(0).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "second\nthird\n");
 }
 
 #[test]

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{memfd, read_item};
 
-use hutch_host::protocol::{Access, ExecResult, OpenFlags, OpenItem, Status, Termination};
+use hutch_host::protocol::{ExecResult, OpenFlags, OpenItem, Status, Termination};
 use hutch_host::{Container, ContainerBuilder, ContainerError, ExecSpec, SeccompPolicy};
 
 /// Where the hostile programs' sources are.
@@ -343,13 +343,7 @@ impl Judge {
     fn open_write(&mut self, path: &str) -> Result<OwnedFd, i32> {
         self.open_item(OpenItem {
             path: path.into(),
-            flags: OpenFlags {
-                access: Access::Write,
-                create: true,
-                exclusive: false,
-                truncate: true,
-                append: false,
-            },
+            flags: OpenFlags::write_truncating(),
             mode: 0o644,
             make_parents: true,
         })

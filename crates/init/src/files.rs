@@ -62,11 +62,14 @@ pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
             oflags |= flag;
         }
     }
+    // The mode matters only to a file made now; openat2 refuses any other
+    // mode than 0 without O_CREAT.
+    let mode = if flags.create { item.mode } else { 0 };
     let fd = rustix::fs::openat2(
         CWD,
         item.path.as_str(),
         oflags,
-        Mode::from_raw_mode(item.mode),
+        Mode::from_raw_mode(mode),
         ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(|e| item_error(e, "cannot open", &item.path))?;

@@ -317,6 +317,55 @@ pub struct OpenFlags {
     pub append: bool,
 }
 
+impl OpenFlags {
+    /// Read an existing file (`O_RDONLY`).
+    pub const fn read_only() -> Self {
+        Self {
+            access: Access::Read,
+            create: false,
+            exclusive: false,
+            truncate: false,
+            append: false,
+        }
+    }
+
+    /// Write a file from its start, made when missing and emptied when
+    /// not (`O_WRONLY | O_CREAT | O_TRUNC`), as a shell's `>` does.
+    pub const fn write_truncating() -> Self {
+        Self {
+            access: Access::Write,
+            create: true,
+            exclusive: false,
+            truncate: true,
+            append: false,
+        }
+    }
+
+    /// Write at the end of a file, made when missing (`O_WRONLY | O_CREAT
+    /// | O_APPEND`), as a shell's `>>` does.
+    pub const fn append() -> Self {
+        Self {
+            access: Access::Write,
+            create: true,
+            exclusive: false,
+            truncate: false,
+            append: true,
+        }
+    }
+
+    /// Write a file that must not exist yet (`O_WRONLY | O_CREAT |
+    /// O_EXCL`).
+    pub const fn create_new() -> Self {
+        Self {
+            access: Access::Write,
+            create: true,
+            exclusive: true,
+            truncate: false,
+            append: false,
+        }
+    }
+}
+
 /// Access mode of an opened file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
