@@ -722,6 +722,13 @@ impl ContainerBuilder {
             },
         };
         Ok(match self.resolved_cgroup_parent() {
+            Some(parent)
+                if parent
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir) =>
+            {
+                return Err(CgroupError::ParentClimbs { path: parent });
+            }
             Some(parent) => layout.with_parent(&parent),
             None => layout,
         })
@@ -796,15 +803,42 @@ impl ContainerBuilder {
     }
 
     /// Checks what [`build`](Self::build) would refuse before it starts
-    /// anything: a configuration that does not validate, and a mount's
-    /// target or the work directory that collides with a mount the
-    /// container makes itself ([`MountClash`]).
+    /// anything: a programs' user outside the id map, a relative work
+    /// directory, a cgroup parent with a `..` component, a configuration
+    /// that does not validate, and a mount's target or the work directory
+    /// that collides with a mount the container makes itself
+    /// ([`MountClash`]).
     pub fn check(&self) -> Result<(), BuildError> {
+        self.check_user()?;
         self.check_workdir()?;
+        if let Some(parent) = self.resolved_cgroup_parent() {
+            if parent
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(BuildError::Cgroup(CgroupError::ParentClimbs {
+                    path: parent,
+                }));
+            }
+        }
         Request::Configure(self.configuration())
             .check(0)
             .map_err(BuildError::InvalidConfig)?;
         self.check_paths()
+    }
+
+    /// The programs' user is one the id map holds.
+    fn check_user(&self) -> Result<(), BuildError> {
+        let map = self.resolved_id_map();
+        if let (true, Some((uid, gid))) = (self.namespaces.user, self.user) {
+            let last = map.count.saturating_sub(1);
+            for (what, id) in [("uid", uid), ("gid", gid)] {
+                if id > last {
+                    return Err(BuildError::UnmappedUser { what, id, last });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The work directory is absolute: init would refuse it as a mount
@@ -1025,15 +1059,7 @@ impl ContainerBuilder {
     /// after the clone, while this thread makes the cgroup, when
     /// `net_by_init`.
     fn build_with(&self, net_by_init: bool) -> Result<Container, BuildError> {
-        let map = self.resolved_id_map();
-        if let (true, Some((uid, gid))) = (self.namespaces.user, self.user) {
-            let last = map.count.saturating_sub(1);
-            for (what, id) in [("uid", uid), ("gid", gid)] {
-                if id > last {
-                    return Err(BuildError::UnmappedUser { what, id, last });
-                }
-            }
-        }
+        self.check_user()?;
         self.check_workdir()?;
         let config = self.configuration();
         let workdir = config.workdir.clone();
@@ -1363,6 +1389,27 @@ mod tests {
             ..Namespaces::default()
         };
         assert_eq!(onto(new().namespaces(host), "/"), None);
+    }
+
+    #[test]
+    fn check_refuses_an_unmapped_user_and_a_climbing_cgroup_parent_as_build_does() {
+        let beyond = ContainerBuilder::new().resolved_id_map().count;
+        let unmapped = ContainerBuilder::new().user(beyond, 0);
+        assert!(matches!(
+            unmapped.check(),
+            Err(BuildError::UnmappedUser { what: "uid", .. })
+        ));
+        let climbing = ContainerBuilder::new().cgroup_parent("jobs/../../..");
+        let error = climbing.check().expect_err("a parent with ..");
+        assert_eq!(
+            crate::error_chain(&error),
+            "cannot give the container a cgroup: the cgroup parent jobs/../../.. has a `..` \
+             component: name it without one"
+        );
+        assert!(matches!(
+            climbing.cgroup_placement(),
+            Err(CgroupError::ParentClimbs { .. })
+        ));
     }
 
     #[test]

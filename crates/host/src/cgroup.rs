@@ -61,6 +61,17 @@ pub enum CgroupError {
         /// The directory.
         path: PathBuf,
     },
+    /// A cgroup parent named with a `..` component, which could climb out
+    /// of the hierarchy (a v1 parent is relative to this process's own
+    /// group).
+    #[error(
+        "the cgroup parent {} has a `..` component: name it without one",
+        path.display()
+    )]
+    ParentClimbs {
+        /// The parent as named.
+        path: PathBuf,
+    },
     /// A v2 parent (or, for the shared parent not yet made, the directory
     /// it goes in) that is no directory of a cgroup v2 file system: a plain
     /// directory, say. Nothing was written or made in it.

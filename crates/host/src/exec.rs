@@ -121,21 +121,23 @@ impl<'fd> ExecSpec<'fd> {
         }
     }
 
-    /// Adds `KEY=VALUE` to the environment. A key that is empty or holds
-    /// a `=`, or a key or value holding a NUL byte, is not added: the spec
-    /// records it as its mistake ([`check`](ExecSpec::check)).
+    /// Sets `KEY=VALUE` in the environment, replacing an earlier value of
+    /// the key (the default `PATH` among them). A key that is empty or
+    /// holds a `=`, or a key or value holding a NUL byte, is not added: the
+    /// spec records it as its mistake ([`check`](ExecSpec::check)).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         if let Err(error) = check_env(key, value) {
             self.invalid.get_or_insert(error);
             return self;
         }
         let entry = format!("{key}={value}");
-        let env = &mut self.exec_mut().env;
-        if key == "PATH" {
-            // Replaces the default (or an earlier PATH).
-            env.retain(|e| !e.starts_with("PATH="));
-        }
-        env.push(entry);
+        // Two entries of one key would leave the choice to the program: the
+        // C library's `getenv` takes the first, a shell the last.
+        self.exec_mut().env.retain(|e| {
+            e.strip_prefix(key)
+                .is_none_or(|rest| !rest.starts_with('='))
+        });
+        self.exec_mut().env.push(entry);
         self
     }
 
@@ -332,6 +334,16 @@ fn nanos(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_set_again_replaces_its_value() {
+        let spec = ExecSpec::new(["env"])
+            .env("A", "1")
+            .env("AB", "x")
+            .env("A", "2")
+            .env("PATH", "/bin");
+        assert_eq!(spec.request().env, ["AB=x", "A=2", "PATH=/bin"]);
+    }
 
     #[test]
     fn an_env_entry_no_environment_can_hold_is_recorded_not_added() {

@@ -35,6 +35,15 @@ pub enum InputError {
     /// Reading the input or writing its copy failed.
     #[error("cannot copy the input into memory")]
     Copy(#[source] std::io::Error),
+    /// Reading the input file at a path, or writing its copy, failed.
+    #[error("cannot copy the input {} into memory", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Making the copy read-only or sealing it failed.
     #[error("cannot seal the input's copy")]
     Seal(#[source] std::io::Error),
@@ -72,13 +81,20 @@ impl SealedInput {
         seal(file, len)
     }
 
-    /// A sealed copy of the file at `path`.
+    /// A sealed copy of the regular file at `path` (a FIFO, device or
+    /// directory is refused without being read).
     pub fn from_path(path: &Path) -> Result<Self, InputError> {
-        let mut source = File::open(path).map_err(|source| InputError::Open {
+        let mut source = open_regular(path).map_err(|source| InputError::Open {
             path: path.into(),
             source,
         })?;
-        Self::from_reader(&mut source)
+        Self::from_reader(&mut source).map_err(|error| match error {
+            InputError::Copy(source) => InputError::Read {
+                path: path.into(),
+                source,
+            },
+            other => other,
+        })
     }
 
     /// The input's length in bytes.
@@ -138,6 +154,25 @@ fn seal(mut file: File, len: u64) -> Result<SealedInput, InputError> {
     Ok(SealedInput { file, len })
 }
 
+/// Opens the host file `path` for reading, refusing anything but a
+/// regular file: opening a FIFO would wait for a writer (before any limit
+/// of a run counts), and a device may never end.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +182,39 @@ mod tests {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).unwrap();
         bytes
+    }
+
+    /// A FIFO would wait for a writer and a device may never end: neither
+    /// is read, and the error names the path.
+    #[test]
+    fn only_a_regular_file_is_copied_from_a_path() {
+        let dir = std::env::temp_dir().join(format!("hutch-input-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let file = dir.join("file");
+        std::fs::write(&file, b"fine\n").unwrap();
+        for path in [fifo.as_path(), Path::new("/dev/zero"), dir.as_path()] {
+            let error = SealedInput::from_path(path).expect_err("not a regular file");
+            assert_eq!(
+                crate::error_chain(&error),
+                format!(
+                    "cannot open the input {}: not a regular file",
+                    path.display()
+                )
+            );
+        }
+        let input = SealedInput::from_path(&file).unwrap();
+        assert_eq!(read_all(input.as_fd()), b"fine\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use hutch_protocol::{ExecResult, ItemError, MAX_FDS_PER_FRAME, Status, SymlinkItem, Termination};
@@ -36,7 +36,10 @@ pub enum Source {
     Path(PathBuf),
     /// The file of this id in the job's [`FileStore`].
     Stored(String),
-    /// This open file of the caller's, read from offset 0.
+    /// This open file of the caller's, read from offset 0 whatever the
+    /// caller's offset (a regular file is opened again for reading, so
+    /// runs leave the caller's offset where it was); a pipe or socket is
+    /// read from where it is.
     File(Arc<File>),
 }
 
@@ -409,6 +412,28 @@ pub enum JobError {
         /// What has the name: `a collector`, or `pipe N`.
         taken_by: String,
     },
+    /// A copy-out's path is a name the command's results already have in
+    /// the same place (its files, or the store): a collector's, a proxy's
+    /// of its pipes, or an earlier copy-out's.
+    #[error("command {command} copies out {name:?}, a name its {taken_by} already has")]
+    CopyOutNameTaken {
+        /// The command.
+        command: usize,
+        /// The name.
+        name: String,
+        /// What has it: `collector`, `pipe N`'s record, or `copy-out`.
+        taken_by: String,
+    },
+    /// Two descriptors of a command share a collector's name with
+    /// different settings (`max`, `pipe`, `store`), so which to keep is
+    /// unclear.
+    #[error("command {command} has two collectors named {name:?} with different settings")]
+    CollectorMismatch {
+        /// The command.
+        command: usize,
+        /// The name.
+        name: String,
+    },
     /// [`Job::run_in`] was given another number of containers than the job
     /// has commands.
     #[error("the job has {commands} commands but was given {containers} containers")]
@@ -770,7 +795,66 @@ impl Job {
             }
         }
         self.check_proxies()?;
+        self.check_names()?;
         Ok(plan)
+    }
+
+    /// Checks that the collectors of one name agree, and that each
+    /// copy-out's name is one no other file of its command's results has.
+    fn check_names(&self) -> Result<(), JobError> {
+        for (index, command) in self.commands.iter().enumerate() {
+            let collectors: Vec<&Collector> = command
+                .streams
+                .iter()
+                .filter_map(|stream| match stream {
+                    Stream::Collect(collector) => Some(collector),
+                    _ => None,
+                })
+                .collect();
+            for (at, collector) in collectors.iter().enumerate() {
+                if collectors[..at]
+                    .iter()
+                    .any(|earlier| earlier.name == collector.name && earlier != collector)
+                {
+                    return Err(JobError::CollectorMismatch {
+                        command: index,
+                        name: collector.name.clone(),
+                    });
+                }
+            }
+            // A name is taken where it lands in the same place: the
+            // results' files, or the store.
+            for (at, copy_out) in command.copy_out.iter().enumerate() {
+                let (name, store) = (copy_out.path.as_str(), copy_out.store);
+                let recorded = self.pipes.iter().position(|pipe| {
+                    pipe.writer.command == index
+                        && pipe.proxy.as_ref().is_some_and(|proxy| {
+                            proxy.name.as_deref() == Some(name) && proxy.store == store
+                        })
+                });
+                let taken_by = if collectors
+                    .iter()
+                    .any(|c| c.name == name && c.store == store)
+                {
+                    "collector".to_owned()
+                } else if let Some(pipe) = recorded {
+                    format!("pipe {pipe}'s record")
+                } else if command.copy_out[..at]
+                    .iter()
+                    .any(|c| c.path == name && c.store == store)
+                {
+                    "copy-out".to_owned()
+                } else {
+                    continue;
+                };
+                return Err(JobError::CopyOutNameTaken {
+                    command: index,
+                    name: name.to_owned(),
+                    taken_by,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks that each proxy's record has a name of its own among its
@@ -1497,15 +1581,15 @@ fn input<'a>(source: &'a Source, store: Option<&FileStore>) -> Result<Held<'a>, 
                 .map(|input| Held::Owned(input.into()))
                 .map_err(seal_error);
         }
-        Source::Path(path) => open_regular(path)
+        Source::Path(path) => crate::input::open_regular(path)
             .map_err(|e| open_error(format!("cannot open the input {}: {e}", path.display())))?,
         Source::Stored(id) => {
             let store = store.expect("checked: a job with stored files has a store");
             store.get(id).map_err(|e| open_error(e.to_string()))?.1
         }
-        Source::File(file) => file
-            .try_clone()
-            .map_err(|e| open_error(format!("cannot use the input file: {e}")))?,
+        Source::File(file) => {
+            open_again(file).map_err(|e| open_error(format!("cannot use the input file: {e}")))?
+        }
     };
     if program_could_rewrite(&file) {
         let mut file = file;
@@ -1515,6 +1599,24 @@ fn input<'a>(source: &'a Source, store: Option<&FileStore>) -> Result<Held<'a>, 
             .map(|input| Held::Owned(input.into()));
     }
     Ok(Held::Owned(file.into()))
+}
+
+/// A regular file of the caller's, opened again for reading: a
+/// description of its own, at offset 0, which neither the caller's reads
+/// nor the program's move. Anything else (a pipe, a socket) has no offset
+/// to start from and is shared as it is.
+fn open_again(file: &File) -> std::io::Result<File> {
+    let stat = rustix::fs::fstat(file)?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return file.try_clone();
+    }
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+    let again = rustix::fs::open(
+        path.as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok(File::from(again))
 }
 
 /// Whether a program given `file` might open it again for writing through
@@ -1618,25 +1720,6 @@ fn copy_in(
     }
 }
 
-/// Opens the host file `path` for reading, refusing anything but a
-/// regular file: opening a FIFO would wait for a writer before any limit
-/// of the run counts, and a device may never end.
-fn open_regular(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
-    Ok(file)
-}
-
 /// A descriptor of a copy-in's content, for init to read.
 fn copy_source<'a>(source: &'a Source, store: Option<&FileStore>) -> Result<Held<'a>, String> {
     Ok(match source {
@@ -1648,7 +1731,7 @@ fn copy_source<'a>(source: &'a Source, store: Option<&FileStore>) -> Result<Held
             Held::Owned(file)
         }
         Source::Path(path) => Held::Owned(
-            open_regular(path)
+            crate::input::open_regular(path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?
                 .into(),
         ),
@@ -1934,5 +2017,66 @@ mod tests {
         let mut job = pair();
         job.proxied_pipe(end(0, 1), end(1, 0), proxy("p", true));
         assert!(matches!(job.check(), Err(JobError::NoStore { command: 0 })));
+    }
+
+    #[test]
+    fn a_copy_out_may_not_take_a_name_its_command_already_gives() {
+        let collect = |name: &str, max| {
+            Stream::Collect(Collector {
+                name: name.into(),
+                max,
+                pipe: false,
+                store: false,
+            })
+        };
+        let one = |command: Command| {
+            let mut job = Job::new();
+            job.command(command);
+            job.check()
+        };
+        let echo = || {
+            Command::new(ExecSpec::new(["true"]))
+                .stream(Stream::Null)
+                .stream(collect("out", 10))
+        };
+        let taken = |result: Result<(), JobError>, by: &str| match result {
+            Err(error @ JobError::CopyOutNameTaken { command: 0, .. }) => {
+                assert_eq!(
+                    error.to_string(),
+                    format!("command 0 copies out \"out\", a name its {by} already has")
+                );
+            }
+            other => panic!("{other:?}"),
+        };
+        taken(one(echo().copy_out(CopyOut::file("out"))), "collector");
+        taken(
+            one(echo()
+                .copy_out(CopyOut::file("x"))
+                .copy_out(CopyOut::file("out"))),
+            "collector",
+        );
+        let twice = Command::new(ExecSpec::new(["true"]))
+            .copy_out(CopyOut::file("out"))
+            .copy_out(CopyOut::file("out"));
+        taken(one(twice), "copy-out");
+        // Into the store, the same name is another file of the results.
+        let stored = CopyOut {
+            store: true,
+            ..CopyOut::file("out")
+        };
+        let mut job = Job::new().with_store(FileStore::temporary().unwrap());
+        job.command(echo().copy_out(stored));
+        job.check().unwrap();
+        // Two descriptors may share a collector, not with two settings.
+        let shared = echo().stream(collect("out", 10));
+        one(shared).unwrap();
+        let mismatched = echo().stream(collect("out", 11));
+        match one(mismatched) {
+            Err(error @ JobError::CollectorMismatch { command: 0, .. }) => assert_eq!(
+                error.to_string(),
+                "command 0 has two collectors named \"out\" with different settings"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

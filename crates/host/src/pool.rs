@@ -32,8 +32,11 @@ pub enum PoolError {
     /// No container became idle in time.
     #[error("no container became idle within {0:?}")]
     Timeout(Duration),
-    /// The run itself failed (the container was replaced).
-    #[error("the pooled container failed")]
+    /// The run failed: its request was refused before it was sent (an
+    /// invalid spec; the container stays idle, ready for the next run), or
+    /// the container broke (it is destroyed, and the pool builds another).
+    /// [`ContainerError`] tells which.
+    #[error("the pooled run failed")]
     Container(#[source] ContainerError),
     /// The pool was shut down.
     #[error("the pool was shut down")]

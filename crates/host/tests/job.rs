@@ -137,6 +137,33 @@ fn input_comes_from_bytes_and_host_files() {
     assert_eq!(text(&result, "stdout"), "from a host file\n");
 }
 
+/// A file of the caller's is the program's input from its start, whatever
+/// the caller's offset, as often as it is given, and the caller's offset
+/// stays where it was.
+#[test]
+fn a_callers_file_is_read_from_its_start_and_its_offset_left_alone() {
+    use std::io::{Seek, Write};
+    let dir = tempdir("caller-file");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join("in.txt"))
+        .unwrap();
+    file.write_all(b"hello\n").unwrap();
+    let file = Arc::new(file);
+    for _ in 0..2 {
+        let result = run_one(
+            Command::new(ExecSpec::new(["cat"]))
+                .stream(Stream::Input(Source::File(Arc::clone(&file))))
+                .stream(collect("stdout", 1024)),
+        );
+        assert_eq!(text(&result, "stdout"), "hello\n", "{result:#?}");
+    }
+    assert_eq!((&*file).stream_position().unwrap(), 6);
+}
+
 #[test]
 fn copy_in_makes_directories_links_and_absolute_paths() {
     let result = run_one(
@@ -448,8 +475,9 @@ fn an_in_memory_collector_stops_an_endless_writer_before_its_memory_limit() {
 /// collector filled to exactly its `max` is not over it.
 #[test]
 fn an_in_memory_collector_filled_to_its_max_over_time_is_kept_whole() {
+    let script = "for i in 1 2 3 4 5; do echo $i; sleep 0.01; done";
     let result = run_one(
-        sh("for i in 1 2 3 4 5; do echo $i; sleep 0.01; done")
+        Command::new(ExecSpec::new(["sh", "-c", script]).wall_time(Duration::from_secs(20)))
             .stream(Stream::Null)
             .stream(collect("stdout", 10)),
     );

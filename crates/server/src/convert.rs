@@ -529,10 +529,13 @@ fn to_command(
         (&cmd.copy_out, "copyOut", false),
         (&cmd.copy_out_cached, "copyOutCached", true),
     ] {
+        let mut added: Vec<&str> = Vec::new();
         for (j, file) in list.iter().enumerate() {
-            if taken(&file.name) {
+            // Named twice in one list, it is copied out once.
+            if taken(&file.name) || added.contains(&file.name.as_str()) {
                 continue;
             }
+            added.push(&file.name);
             check_path(&at(&format!("{field}[{j}]")), &file.name)?;
             command = command.copy_out(CopyOut {
                 path: file.name.clone(),

@@ -843,6 +843,11 @@ fn bad_input_is_refused_naming_what_is_wrong() {
         (with("copyOut", json!([""])), 400, "the path is empty"),
         (with("files", json!([{"streamIn": true}])), 400, "streamIn and streamOut"),
         (with("files", json!([{"max": 5}])), 400, "is no file"),
+        (
+            with("files", json!([{"content": ""}, {"name": "out", "max": 5}, {"name": "out", "max": 6}])),
+            400,
+            "command 0 has two collectors named \"out\" with different settings",
+        ),
         (json!({"cmd": [cmd(&["true"])], "pipeMapping": [{"in": {"index": 5, "fd": 1}, "out": {"index": 0, "fd": 0}}]}).to_string(),
          400, "pipeMapping[0].in.index is 5, but the request has 1 commands"),
         (json!({"cmd": [cmd(&["true"]), cmd(&["true"])], "pipeMapping": [{"in": {"index": 0, "fd": 1}, "out": {"index": 1, "fd": 0}}]}).to_string(),
