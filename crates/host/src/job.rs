@@ -1806,6 +1806,12 @@ fn copy_out(
                 continue;
             }
         };
+        if size == 0 {
+            // No size told: a file of /proc or /sys, whose content is made
+            // as it is read. Read to its end, one byte past the limit.
+            copy_out_unsized(result, store, file, fd, limit, command.copy_out_truncate);
+            continue;
+        }
         if size > limit {
             result.file_errors.push(FileError {
                 name: name.clone(),
@@ -1840,6 +1846,45 @@ fn copy_out(
             },
         }
     }
+}
+
+/// A copy-out whose file tells no size (0: empty, or made as it is read,
+/// as in `/proc`): read to its end, up to one byte past `limit`.
+fn copy_out_unsized(
+    result: &mut CommandResult,
+    store: Option<&FileStore>,
+    file: &CopyOut,
+    fd: OwnedFd,
+    limit: u64,
+    truncate: bool,
+) {
+    let mut bytes = Vec::new();
+    if let Err(e) = File::from(fd)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+    {
+        result.file_errors.push(FileError {
+            name: file.path.clone(),
+            kind: FileErrorKind::CopyOutCopyContent,
+            message: format!("cannot read {:?}: {e}", file.path),
+        });
+        return;
+    }
+    if bytes.len() as u64 > limit {
+        result.file_errors.push(FileError {
+            name: file.path.clone(),
+            kind: FileErrorKind::CopyOutSizeExceeded,
+            message: format!(
+                "{:?} is more than the copy-out limit of {limit} bytes",
+                file.path
+            ),
+        });
+        if !truncate {
+            return;
+        }
+        bytes.truncate(limit as usize);
+    }
+    keep(result, store, &file.path, file.store, bytes);
 }
 
 /// Copies the first `len` bytes of `fd` into a new file of `store`.
@@ -1898,6 +1943,7 @@ fn failed_container(error: ContainerError) -> CommandResult {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn text_and_bytes_become_sources_of_those_bytes() {
@@ -1910,7 +1956,6 @@ mod tests {
         assert_eq!(bytes(b"\x00\xff".as_slice().into()), [0, 255]);
         assert_eq!(bytes(vec![1u8, 2].into()), [1, 2]);
     }
-    use super::*;
 
     #[test]
     fn output_past_a_collector_is_the_verdict_only_of_a_run_that_ended_well_or_was_stopped_for_it()

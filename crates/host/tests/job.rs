@@ -419,6 +419,24 @@ fn copy_out_limit_refuses_or_truncates() {
     );
 }
 
+/// A file that tells no size (made as it is read, as in `/proc`) is copied
+/// out whole, within the limit, not as an empty file.
+#[test]
+fn a_file_that_tells_no_size_is_copied_out_by_reading_it() {
+    let cmdline = || sh("true").copy_out(CopyOut::file("/proc/1/cmdline"));
+    let result = run_one(cmdline());
+    assert!(result.file_errors.is_empty(), "{result:#?}");
+    assert_eq!(result.files["/proc/1/cmdline"], b"hutch-init\0");
+    let result = run_one(cmdline().copy_out_limit(3, true));
+    assert_eq!(result.files["/proc/1/cmdline"], b"hut");
+    assert_eq!(
+        result.file_errors[0].kind,
+        FileErrorKind::CopyOutSizeExceeded
+    );
+    let empty = run_one(sh(": > empty").copy_out(CopyOut::file("empty")));
+    assert_eq!(empty.files["empty"], b"");
+}
+
 /// An output-limit verdict for the collector `name`, which kept `max` bytes.
 fn assert_collector_overflowed(result: &hutch_host::CommandResult, name: &str, max: usize) {
     assert_eq!(result.verdict, Verdict::OutputLimit, "{result:#?}");
