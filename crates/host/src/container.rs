@@ -363,6 +363,9 @@ impl Container {
     }
 
     /// Opens files inside the container; one result per item, in order.
+    ///
+    /// A file an item creates belongs to the programs' user and has the
+    /// item's mode exactly; a file that was there keeps its owner and mode.
     pub fn open(
         &mut self,
         items: &[OpenItem],
@@ -380,7 +383,9 @@ impl Container {
         }
     }
 
-    /// Creates symbolic links inside the container; one result per item.
+    /// Creates symbolic links inside the container, with their missing
+    /// parent directories, owned by the programs' user (who may then remove
+    /// them); one result per item.
     pub fn symlink(
         &mut self,
         items: &[SymlinkItem],

@@ -183,6 +183,226 @@ fn files_open_as_their_flags_are_named() {
     assert_eq!(text, "second\nthird\n");
 }
 
+/// `uid:gid` of the programs' user, as `stat -c %u:%g` shows it.
+fn programs_owner() -> &'static str {
+    if rootless() { "0:0" } else { "1000:1000" }
+}
+
+/// What `stat -c FORMAT PATHS...` prints inside the container, one line per
+/// path.
+fn stat_in(c: &mut Container, format: &str, paths: &[&str]) -> String {
+    let mut argv = vec!["stat", "-c", format];
+    argv.extend_from_slice(paths);
+    let out = run(c, &argv);
+    assert_eq!(out.result.status, Status::Ok, "{out:?}");
+    out.stdout
+}
+
+fn open_item(path: &str, flags: OpenFlags, mode: u32) -> OpenItem {
+    OpenItem {
+        path: path.into(),
+        flags,
+        mode,
+        make_parents: false,
+    }
+}
+
+/// A file an open creates gets the item's mode exactly (no umask, set-id
+/// bits kept after the change of owner) and belongs to the programs' user;
+/// opened again with another mode, it keeps its own.
+#[test]
+fn open_creates_a_file_with_exactly_the_mode_asked() {
+    let mut c = container();
+    let opened = c
+        .open(&[
+            open_item("/w/shared", OpenFlags::write_truncating(), 0o666),
+            open_item("/w/tool", OpenFlags::append(), 0o4755),
+            open_item("/w/new", OpenFlags::create_new(), 0o640),
+        ])
+        .unwrap();
+    for outcome in opened {
+        outcome.expect("created");
+    }
+    let owner = programs_owner();
+    assert_eq!(
+        stat_in(&mut c, "%a %u:%g", &["/w/shared", "/w/tool", "/w/new"]),
+        format!("666 {owner}\n4755 {owner}\n640 {owner}\n")
+    );
+    let mut opened = c
+        .open(&[open_item("/w/shared", OpenFlags::append(), 0o600)])
+        .unwrap();
+    File::from(opened.remove(0).unwrap())
+        .write_all(b"more\n")
+        .unwrap();
+    assert_eq!(
+        stat_in(&mut c, "%a %u:%g", &["/w/shared"]),
+        format!("666 {owner}\n")
+    );
+}
+
+/// A file a program run as another user made keeps its owner and mode
+/// through a creating open (`>` and `>>`): the open did not create it.
+#[test]
+fn a_creating_open_leaves_an_existing_file_its_owner() {
+    if rootless() {
+        // One id only: no other user to make a file.
+        return;
+    }
+    let mut c = container();
+    let out = run_spec(
+        &mut c,
+        ExecSpec::new(["sh", "-c", "umask 077; echo secret > /tmp/theirs"]).user(2000, 2000),
+    );
+    assert_eq!(out.result.status, Status::Ok, "{out:?}");
+    for flags in [OpenFlags::append(), OpenFlags::write_truncating()] {
+        let mut opened = c.open(&[open_item("/tmp/theirs", flags, 0o644)]).unwrap();
+        let fd = opened
+            .remove(0)
+            .unwrap_or_else(|e| panic!("{flags:?}: {e:?}"));
+        File::from(fd).write_all(b"host\n").unwrap();
+        assert_eq!(
+            stat_in(&mut c, "%a %u:%g", &["/tmp/theirs"]),
+            "600 2000:2000\n",
+            "{flags:?} handed over a file it did not create"
+        );
+    }
+    // Still private to its user.
+    let out = run(&mut c, &["cat", "/tmp/theirs"]);
+    assert_eq!(out.result.status, Status::NonzeroExit, "{out:?}");
+}
+
+/// A symbolic link belongs to the programs' user, who can remove it from
+/// the sticky `/tmp`.
+#[test]
+fn symlinks_belong_to_the_programs_user() {
+    let mut c = container();
+    let links = c
+        .symlink(&[SymlinkItem {
+            link: "/tmp/link".into(),
+            target: "/w/anything".into(),
+        }])
+        .unwrap();
+    for link in links {
+        link.expect("linked");
+    }
+    assert_eq!(
+        stat_in(&mut c, "%F %u:%g", &["/tmp/link"]),
+        format!("symbolic link {}\n", programs_owner())
+    );
+    let out = run(&mut c, &["rm", "/tmp/link"]);
+    assert_eq!(out.result.status, Status::Ok, "{out:?}");
+    assert_eq!(run(&mut c, &["ls", "-A", "/tmp"]).stdout, "");
+}
+
+/// A symbolic link's missing parent directories are made, owned by the
+/// programs' user.
+#[test]
+fn symlinks_are_made_with_their_missing_parents() {
+    let mut c = container();
+    let links = c
+        .symlink(&[SymlinkItem {
+            link: "/tmp/a/b/link".into(),
+            target: "../../elsewhere".into(),
+        }])
+        .unwrap();
+    for link in links {
+        link.expect("linked");
+    }
+    let owner = programs_owner();
+    assert_eq!(
+        stat_in(&mut c, "%F %a %u:%g", &["/tmp/a", "/tmp/a/b"]),
+        format!("directory 755 {owner}\ndirectory 755 {owner}\n")
+    );
+    assert_eq!(
+        run(&mut c, &["readlink", "/tmp/a/b/link"]).stdout,
+        "../../elsewhere\n"
+    );
+    let out = run(&mut c, &["rm", "-r", "/tmp/a"]);
+    assert_eq!(out.result.status, Status::Ok, "{out:?}");
+}
+
+/// A directory a run cannot start in is named, in the message and as the
+/// error's path.
+#[test]
+fn a_directory_a_run_cannot_enter_is_named() {
+    let mut c = container();
+    let out = run_spec(&mut c, ExecSpec::new(["true"]).cwd("/no/such/dir"));
+    let error = out.result.error.unwrap();
+    assert_eq!((error.stage, error.errno), (Stage::Chdir, libc::ENOENT));
+    assert_eq!(error.path.as_deref(), Some("/no/such/dir"));
+    assert!(
+        error
+            .message
+            .starts_with("program setup failed at Chdir: cannot enter \"/no/such/dir\": "),
+        "{}",
+        error.message
+    );
+}
+
+/// Ids a run cannot take are named.
+#[test]
+fn ids_a_run_cannot_take_are_named() {
+    let mut c = container();
+    let out = run_spec(&mut c, ExecSpec::new(["true"]).user(100_000, 100_000));
+    let error = out.result.error.unwrap();
+    assert_eq!(
+        (error.stage, error.errno),
+        (Stage::Credentials, libc::EINVAL)
+    );
+    assert!(
+        error.message.starts_with(
+            "program setup failed at Credentials: cannot become uid 100000 gid 100000: "
+        ),
+        "{}",
+        error.message
+    );
+    assert_eq!(run(&mut c, &["true"]).result.status, Status::Ok);
+}
+
+/// A resource limit above the hard limit init has is named in the error,
+/// for each of those the generic name used to stand for.
+#[test]
+fn every_resource_limit_above_the_hard_one_is_named() {
+    use hutch_host::protocol::Resource;
+    use rustix::process::Resource as Host;
+    let mut c = container();
+    let named = [
+        (Resource::Core, Host::Core, "RLIMIT_CORE"),
+        (Resource::Rss, Host::Rss, "RLIMIT_RSS"),
+        (Resource::Locks, Host::Locks, "RLIMIT_LOCKS"),
+        (Resource::Sigpending, Host::Sigpending, "RLIMIT_SIGPENDING"),
+        (Resource::Msgqueue, Host::Msgqueue, "RLIMIT_MSGQUEUE"),
+        (Resource::Nice, Host::Nice, "RLIMIT_NICE"),
+        (Resource::Rtprio, Host::Rtprio, "RLIMIT_RTPRIO"),
+        (Resource::Rttime, Host::Rttime, "RLIMIT_RTTIME"),
+    ];
+    let mut checked = 0;
+    for (resource, host, name) in named {
+        // Init has this process's hard limits and cannot raise them: one
+        // above is refused. An unlimited one cannot be exceeded.
+        let Some(hard) = rustix::process::getrlimit(host).maximum else {
+            continue;
+        };
+        let above = hard + 1;
+        let out = run_spec(
+            &mut c,
+            ExecSpec::new(["true"]).rlimit(resource, above, above),
+        );
+        let error = out
+            .result
+            .error
+            .unwrap_or_else(|| panic!("{name}: {:?}", out.result.status));
+        assert_eq!(error.stage, Stage::Rlimit, "{name}: {error:?}");
+        assert!(
+            error.message.contains(&format!(": {name} (")),
+            "{name}: {}",
+            error.message
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "every one of these limits is unlimited here");
+}
+
 #[test]
 fn many_execs_in_one_container() {
     let mut c = container();

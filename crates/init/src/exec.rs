@@ -320,6 +320,7 @@ pub fn run(
         Start::Failed { stage, errno } => {
             reap_all(child.pid);
             let stage = stage_from(stage);
+            let cwd = request.cwd.as_deref().unwrap_or(defaults.workdir);
             let what = match stage {
                 Stage::Execve => format!("cannot execute {:?}", request.argv[0]),
                 Stage::Rlimit => match above_hard_limit(&defaults.buffers.rlimits) {
@@ -331,10 +332,20 @@ pub fn run(
                     ),
                     None => "program setup failed at Rlimit".into(),
                 },
+                Stage::Chdir => format!("program setup failed at Chdir: cannot enter {cwd:?}"),
+                Stage::Credentials => format!(
+                    "program setup failed at Credentials: cannot become uid {} gid {}",
+                    plan.uid, plan.gid
+                ),
                 other => format!("program setup failed at {other:?}"),
             };
             let message = format!("{what}: {}", os::Error::from_raw_os_error(errno));
-            return Ok(not_started(stage, errno, message));
+            return Ok(not_started_with(ErrorReply {
+                stage,
+                errno,
+                path: (stage == Stage::Chdir).then(|| cwd.to_owned()),
+                message,
+            }));
         }
     }
 
@@ -739,6 +750,14 @@ fn rlimit_name(resource: c_int) -> &'static str {
         libc::RLIMIT_AS => "RLIMIT_AS (address space)",
         libc::RLIMIT_NPROC => "RLIMIT_NPROC (processes)",
         libc::RLIMIT_MEMLOCK => "RLIMIT_MEMLOCK (locked memory)",
+        libc::RLIMIT_CORE => "RLIMIT_CORE (core file size)",
+        libc::RLIMIT_RSS => "RLIMIT_RSS (resident set size)",
+        libc::RLIMIT_LOCKS => "RLIMIT_LOCKS (file locks)",
+        libc::RLIMIT_SIGPENDING => "RLIMIT_SIGPENDING (pending signals)",
+        libc::RLIMIT_MSGQUEUE => "RLIMIT_MSGQUEUE (message queue bytes)",
+        libc::RLIMIT_NICE => "RLIMIT_NICE (nice priority)",
+        libc::RLIMIT_RTPRIO => "RLIMIT_RTPRIO (real-time priority)",
+        libc::RLIMIT_RTTIME => "RLIMIT_RTTIME (real-time CPU microseconds)",
         _ => "a resource limit",
     }
 }

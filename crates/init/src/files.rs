@@ -17,7 +17,7 @@ use rustix::fd::OwnedFd;
 use hutch_protocol::{
     Access, CopyInFailure, CopyInItem, CopyInOutcome, CopyInStep, ItemError, OpenItem, SymlinkItem,
 };
-use rustix::fs::{CWD, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 
 fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
@@ -27,8 +27,10 @@ fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
     }
 }
 
-/// Opens one file as `item` asks. Files and directories it creates belong
-/// to `owner`, the programs' user, so that programs may use them.
+/// Opens one file as `item` asks. A file it creates belongs to `owner`,
+/// the programs' user, with exactly `item.mode` (no umask), so that
+/// programs may use it; a file that was there keeps its owner and mode.
+/// Missing parents it makes (`make_parents`) belong to `owner` too.
 pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
     let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
     if item.make_parents {
@@ -53,8 +55,6 @@ pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
     // before it is refused below.
     oflags |= OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW | OFlags::NONBLOCK;
     for (wanted, flag) in [
-        (flags.create, OFlags::CREATE),
-        (flags.exclusive, OFlags::EXCL),
         (flags.truncate, OFlags::TRUNC),
         (flags.append, OFlags::APPEND),
     ] {
@@ -62,17 +62,7 @@ pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
             oflags |= flag;
         }
     }
-    // The mode matters only to a file made now; openat2 refuses any other
-    // mode than 0 without O_CREAT.
-    let mode = if flags.create { item.mode } else { 0 };
-    let fd = rustix::fs::openat2(
-        CWD,
-        item.path.as_str(),
-        oflags,
-        Mode::from_raw_mode(mode),
-        ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| item_error(e, "cannot open", &item.path))?;
+    let (fd, created) = open_or_create(item, oflags)?;
     let stat = rustix::fs::fstat(&fd).map_err(|e| item_error(e, "cannot inspect", &item.path))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(ItemError {
@@ -80,8 +70,11 @@ pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
             message: format!("{:?} is not a regular file", item.path),
         });
     }
-    if flags.create {
+    if created {
+        // The creation mode went through init's umask, and the change of
+        // owner clears set-id bits: set the mode after the owner, exactly.
         rustix::fs::fchown(&fd, Some(uid), Some(gid))
+            .and_then(|()| rustix::fs::fchmod(&fd, Mode::from_raw_mode(item.mode)))
             .map_err(|e| item_error(e, "cannot hand over", &item.path))?;
     }
     let mut status = oflags & OFlags::APPEND;
@@ -89,6 +82,55 @@ pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
     rustix::fs::fcntl_setfl(&fd, status)
         .map_err(|e| item_error(e, "cannot set flags of", &item.path))?;
     Ok(fd)
+}
+
+/// Opens `item`'s path with `oflags` (which hold neither `O_CREAT` nor
+/// `O_EXCL`) as its flags ask, and says whether this open made the file.
+///
+/// Only a file made now is handed over to the programs' user: an existing
+/// one (made by a program run as another user, say) keeps its owner. So a
+/// creating open that may meet an existing file first tries `O_EXCL` and,
+/// when the file is there, opens it without `O_CREAT`, with mode 0 as
+/// openat2 demands.
+fn open_or_create(item: &OpenItem, oflags: OFlags) -> Result<(OwnedFd, bool), ItemError> {
+    let path = item.path.as_str();
+    let open = |oflags: OFlags, mode: u32| {
+        rustix::fs::openat2(
+            CWD,
+            path,
+            oflags,
+            Mode::from_raw_mode(mode),
+            ResolveFlags::NO_MAGICLINKS,
+        )
+    };
+    let cannot_open = |e: Errno| item_error(e, "cannot open", path);
+    if !item.flags.create {
+        return open(oflags, 0).map(|fd| (fd, false)).map_err(cannot_open);
+    }
+    let creating = oflags | OFlags::CREATE | OFlags::EXCL;
+    if item.flags.exclusive {
+        return open(creating, item.mode)
+            .map(|fd| (fd, true))
+            .map_err(cannot_open);
+    }
+    // A file removed between the two opens is made on the second round; one
+    // that comes and goes again is given up on.
+    for _ in 0..2 {
+        match open(creating, item.mode) {
+            Ok(fd) => return Ok((fd, true)),
+            Err(Errno::EXIST) => {}
+            Err(e) => return Err(cannot_open(e)),
+        }
+        match open(oflags, 0) {
+            Ok(fd) => return Ok((fd, false)),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(cannot_open(e)),
+        }
+    }
+    Err(ItemError {
+        errno: Errno::AGAIN.raw_os_error(),
+        message: format!("{path:?} kept disappearing and coming back while it was opened"),
+    })
 }
 
 /// Creates the file of `item` (and its missing parents) as the programs'
@@ -311,14 +353,33 @@ fn make_parents(dir: &str, uid: Uid, gid: Gid) -> Result<(), Errno> {
 
 /// Removes a file, or an empty directory.
 pub fn delete(path: &str) -> Result<(), Errno> {
-    match rustix::fs::unlinkat(CWD, path, rustix::fs::AtFlags::empty()) {
-        Err(Errno::ISDIR) => rustix::fs::unlinkat(CWD, path, rustix::fs::AtFlags::REMOVEDIR),
+    match rustix::fs::unlinkat(CWD, path, AtFlags::empty()) {
+        Err(Errno::ISDIR) => rustix::fs::unlinkat(CWD, path, AtFlags::REMOVEDIR),
         other => other,
     }
 }
 
-/// Creates one symbolic link.
-pub fn symlink(item: &SymlinkItem) -> Result<(), ItemError> {
-    rustix::fs::symlink(item.target.as_str(), item.link.as_str())
-        .map_err(|e| item_error(e, "cannot create symbolic link", &item.link))
+/// Creates one symbolic link, and its missing parent directories, owned by
+/// `owner`, the programs' user, so that programs may remove it (from a
+/// sticky directory such as `/tmp`, too).
+pub fn symlink(item: &SymlinkItem, owner: (u32, u32)) -> Result<(), ItemError> {
+    let link = item.link.as_str();
+    let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
+    if let Some(parent) = crate::os::parent(link) {
+        make_parents(parent, uid, gid).map_err(|e| ItemError {
+            errno: e.raw_os_error(),
+            message: format!(
+                "cannot create the parent of {link:?}: {}",
+                crate::os::Error::from(e)
+            ),
+        })?;
+    }
+    rustix::fs::symlink(item.target.as_str(), link)
+        .map_err(|e| item_error(e, "cannot create symbolic link", link))?;
+    // The link itself, never what it points to.
+    rustix::fs::chownat(CWD, link, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
+        // A link the programs cannot remove is worse than none.
+        let _ = rustix::fs::unlinkat(CWD, link, AtFlags::empty());
+        item_error(e, "cannot hand over symbolic link", link)
+    })
 }

@@ -256,10 +256,10 @@ impl Init {
                     ),
                 }),
             },
-            (State::Ready(_), Request::Symlink(items)) => Reply::Linked(Batch {
+            (State::Ready(ready), Request::Symlink(items)) => Reply::Linked(Batch {
                 results: items
                     .iter()
-                    .map(|item| match files::symlink(item) {
+                    .map(|item| match files::symlink(item, (ready.uid, ready.gid)) {
                         Ok(()) => ItemOutcome::Done,
                         Err(err) => ItemOutcome::Failed(err),
                     })

@@ -294,7 +294,9 @@ pub struct OpenItem {
     pub path: String,
     /// How to open it.
     pub flags: OpenFlags,
-    /// Permission bits for a created file (at most `0o7777`).
+    /// Permission bits for a created file (at most `0o7777`), set exactly:
+    /// no umask applies. A created file belongs to the programs' user; an
+    /// existing one keeps its owner and mode.
     pub mode: u32,
     /// Create missing parent directories (mode `0o755`) first.
     pub make_parents: bool,
@@ -386,7 +388,8 @@ pub struct Delete {
     pub path: String,
 }
 
-/// One symbolic link to create.
+/// One symbolic link to create, owned by the programs' user, with its
+/// missing parent directories.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct SymlinkItem {
