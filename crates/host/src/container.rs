@@ -363,6 +363,9 @@ impl Container {
     }
 
     /// Opens files inside the container; one result per item, in order.
+    /// Paths are absolute (a relative one is that item's error). Items go
+    /// as many at a time as a frame takes; an item no request may carry
+    /// (a relative path, a `..`) is its own error, errno 0.
     ///
     /// A file an item creates belongs to the programs' user and has the
     /// item's mode exactly; a file that was there keeps its owner and mode.
@@ -370,11 +373,19 @@ impl Container {
         &mut self,
         items: &[OpenItem],
     ) -> Result<Vec<Result<OwnedFd, ItemError>>, ContainerError> {
+        self.in_batches(items, Self::open_batch, Err)
+    }
+
+    fn open_batch(
+        &mut self,
+        items: &[OpenItem],
+    ) -> Result<Vec<Result<OwnedFd, ItemError>>, ContainerError> {
         let reply = self.call(&Request::Open(items.to_vec()), &[])?;
         self.opened("open", reply, items.len())
     }
 
-    /// Removes a file or an empty directory inside the container.
+    /// Removes a file or an empty directory inside the container, named
+    /// by its absolute path.
     pub fn delete(&mut self, path: &str) -> Result<(), ContainerError> {
         let request = Request::Delete(Delete { path: path.into() });
         match self.call(&request, &[])? {
@@ -385,8 +396,17 @@ impl Container {
 
     /// Creates symbolic links inside the container, with their missing
     /// parent directories, owned by the programs' user (who may then remove
-    /// them); one result per item.
+    /// them); one result per item. Links are absolute paths; items go as
+    /// many at a time as a frame takes, and an item no request may carry (a
+    /// relative link, an empty target) is its own error, errno 0.
     pub fn symlink(
+        &mut self,
+        items: &[SymlinkItem],
+    ) -> Result<Vec<Result<(), ItemError>>, ContainerError> {
+        self.in_batches(items, Self::symlink_batch, Err)
+    }
+
+    fn symlink_batch(
         &mut self,
         items: &[SymlinkItem],
     ) -> Result<Vec<Result<(), ItemError>>, ContainerError> {

@@ -473,11 +473,12 @@ pub enum Verdict {
     OutputLimit,
     /// Made a system call the seccomp policy forbids.
     DisallowedSyscall,
-    /// Could not be started (not found, not executable), or a request of
-    /// the command was refused before it reached the container (a copy-in
-    /// path with a NUL or a `..`, an empty command line, limits that
-    /// contradict each other, more than a frame holds); see
-    /// [`CommandResult::error`]. The container stays usable.
+    /// Could not be started (not found, not executable), or its exec
+    /// request was refused before it reached the container (an empty
+    /// command line, limits that contradict each other, more than a frame
+    /// holds); see [`CommandResult::error`]. The container stays usable. A
+    /// copy-in no request may carry (a path with a NUL or a `..`) is a
+    /// [`FileError`](Verdict::FileError) of its own instead.
     RunnerError,
     /// A file could not be copied in (the program did not run), or, after a
     /// run that was otherwise `Ok`, a file could not be copied out; see

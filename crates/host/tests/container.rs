@@ -321,6 +321,43 @@ fn symlinks_are_made_with_their_missing_parents() {
     assert_eq!(out.result.status, Status::Ok, "{out:?}");
 }
 
+/// An item no request may carry is its own error, errno 0, and the other
+/// items of the call are done; more items than a frame takes go in several.
+#[test]
+fn a_refused_item_is_its_own_error_and_batches_are_split() {
+    let mut c = container();
+    let link = |link: &str| SymlinkItem {
+        link: link.into(),
+        target: "/etc".into(),
+    };
+    let linked = c
+        .symlink(&[link("/tmp/good"), link("relative"), link("/tmp/also")])
+        .unwrap();
+    assert!(linked[0].is_ok() && linked[2].is_ok(), "{linked:?}");
+    assert_eq!(linked[1].as_ref().map_err(|e| e.errno), Err(0));
+    assert_eq!(
+        run(&mut c, &["readlink", "/tmp/good", "/tmp/also"]).stdout,
+        "/etc\n/etc\n"
+    );
+    let item = |path: String| OpenItem {
+        path,
+        flags: OpenFlags::write_truncating(),
+        mode: 0o644,
+        make_parents: false,
+    };
+    let mut items: Vec<OpenItem> = (0..70).map(|i| item(format!("/w/f{i}"))).collect();
+    items[5] = item("/w/../etc/x".into());
+    let opened = c.open(&items).unwrap();
+    assert_eq!(opened.len(), 70);
+    for (i, result) in opened.iter().enumerate() {
+        match (i, result) {
+            (5, Err(error)) => assert_eq!(error.errno, 0, "{error:?}"),
+            (5, Ok(_)) => panic!("a path with .. was opened"),
+            (_, result) => assert!(result.is_ok(), "{i}: {result:?}"),
+        }
+    }
+}
+
 /// A directory a run cannot start in is named, in the message and as the
 /// error's path.
 #[test]

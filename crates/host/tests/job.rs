@@ -419,6 +419,22 @@ fn copy_out_limit_refuses_or_truncates() {
     );
 }
 
+/// A link no request may carry is a file error of its own, naming it; the
+/// command does not run.
+#[test]
+fn a_link_no_request_may_carry_is_a_file_error_of_its_own() {
+    let result = run_one(
+        sh("echo ran")
+            .copy_in(CopyIn::symlink("ok", "/etc"))
+            .copy_in(CopyIn::symlink("../escape", "/etc")),
+    );
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert_eq!(result.file_errors.len(), 1, "{result:#?}");
+    assert_eq!(result.file_errors[0].name, "../escape");
+    assert_eq!(result.file_errors[0].kind, FileErrorKind::Symlink);
+    assert!(result.exec.is_none(), "the program must not run");
+}
+
 /// A file that tells no size (made as it is read, as in `/proc`) is copied
 /// out whole, within the limit, not as an empty file.
 #[test]
