@@ -295,9 +295,10 @@ impl Container {
     }
 
     /// `path` as an absolute path inside the container: relative paths are
-    /// taken from the work directory.
+    /// taken from the work directory. An empty path stays empty, for the
+    /// request that carries it to be refused as one.
     pub fn resolve(&self, path: &str) -> String {
-        if path.starts_with('/') {
+        if path.starts_with('/') || path.is_empty() {
             path.into()
         } else {
             format!("{}/{path}", self.workdir.trim_end_matches('/'))

@@ -435,6 +435,19 @@ fn a_link_no_request_may_carry_is_a_file_error_of_its_own() {
     assert!(result.exec.is_none(), "the program must not run");
 }
 
+/// An empty copy-in path is refused as one, not as the work directory.
+#[test]
+fn an_empty_copy_in_path_is_refused_as_empty() {
+    let result = run_one(sh("echo ran").copy_in(CopyIn::file("", bytes("x"))));
+    assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
+    assert!(
+        result.file_errors[0]
+            .message
+            .ends_with("copy-in path is empty"),
+        "{result:#?}"
+    );
+}
+
 /// A file that tells no size (made as it is read, as in `/proc`) is copied
 /// out whole, within the limit, not as an empty file.
 #[test]

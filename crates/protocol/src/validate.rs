@@ -858,6 +858,9 @@ fn no_nul(field: &'static str, value: &str) -> Result {
 }
 
 fn path(field: &'static str, value: &str) -> Result {
+    if value.is_empty() {
+        return Err(ValidationError::Empty { field });
+    }
     no_nul(field, value)?;
     length(field, value.len(), MAX_PATH_LEN)?;
     if !value.starts_with('/') {

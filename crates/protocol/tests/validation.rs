@@ -684,13 +684,7 @@ fn open_path_problems_are_reported_for_the_open_path() {
                 path: "box/in.txt".to_owned(),
             },
         ),
-        (
-            "",
-            E::RelativePath {
-                field: "open path",
-                path: String::new(),
-            },
-        ),
+        ("", E::Empty { field: "open path" }),
         (
             "/box/../etc/shadow",
             E::ParentComponent {
@@ -1118,9 +1112,8 @@ fn copy_in_path_problems_are_reported_for_the_copy_in_path() {
         ),
         (
             "",
-            E::RelativePath {
+            E::Empty {
                 field: "copy-in path",
-                path: String::new(),
             },
         ),
         (
