@@ -867,7 +867,13 @@ fn invalid_requests_are_refused_before_sending() {
         matches!(err, ContainerError::InvalidRequest { kind: "exec", .. }),
         "{err:?}"
     );
-    assert!(c.open(&[read_item("relative")]).is_err());
+    // An open item no request may carry is refused unsent, as its own
+    // error.
+    let opened = c.open(&[read_item("relative")]).expect("answered per item");
+    assert!(
+        matches!(&opened[..], [Err(error)] if error.errno == 0 && error.message.contains("not an absolute path")),
+        "{opened:?}"
+    );
     c.ping().expect("nothing was sent, the container is fine");
 }
 
