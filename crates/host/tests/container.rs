@@ -358,6 +358,25 @@ fn a_refused_item_is_its_own_error_and_batches_are_split() {
     }
 }
 
+/// Item errors repeat their paths, escaped, and a batch of long odd paths
+/// once made an answer larger than a frame, which ended init: messages are
+/// cut to fit, and the container lives on.
+#[test]
+fn a_batch_of_long_failing_paths_is_answered_and_leaves_init_alive() {
+    let mut c = container();
+    let path = format!("/w/{}", "\u{1}".repeat(1000));
+    let paths: Vec<&str> = std::iter::repeat_n(path.as_str(), 64).collect();
+    let results = c.open_for_copy_out(&paths).expect("answered");
+    assert_eq!(results.len(), 64);
+    for result in results {
+        let error = result.expect_err("a name longer than any file's");
+        assert_eq!(error.errno, libc::ENAMETOOLONG, "{error:?}");
+        assert!(error.message.len() <= 1024, "{}", error.message.len());
+        assert!(error.message.ends_with('…'), "{}", error.message);
+    }
+    c.ping().expect("init is alive");
+}
+
 /// A directory a run cannot start in is named, in the message and as the
 /// error's path.
 #[test]

@@ -10,6 +10,7 @@
 //! points to.
 
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use rustix::fd::OwnedFd;
@@ -19,6 +20,22 @@ use hutch_protocol::{
 };
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
+
+/// Cuts `message`, one failed item's of a batch of `items`, so that the
+/// batch's answer fits one frame whatever paths were asked for (a message
+/// repeats its path, escaped: up to four bytes for one byte of it). A cut
+/// message ends in `…`, at a character boundary.
+pub fn fit_to_batch(message: &mut String, items: usize) {
+    let room = (hutch_protocol::MAX_FRAME_LEN / 2 / items.max(1)).clamp(64, 1024);
+    if message.len() > room {
+        let mut end = room - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+}
 
 fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
     ItemError {
@@ -382,4 +399,24 @@ pub fn symlink(item: &SymlinkItem, owner: (u32, u32)) -> Result<(), ItemError> {
         let _ = rustix::fs::unlinkat(CWD, link, AtFlags::empty());
         item_error(e, "cannot hand over symbolic link", link)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_to_fit_their_batch_at_a_character_boundary() {
+        let mut short = String::from("cannot open \"/w/x\"");
+        fit_to_batch(&mut short, 64);
+        assert_eq!(short, "cannot open \"/w/x\"");
+        let mut long = "é".repeat(1000);
+        fit_to_batch(&mut long, 64);
+        assert!(long.len() <= 1024 && long.ends_with('…'), "{}", long.len());
+        assert!(long.trim_end_matches('…').chars().all(|c| c == 'é'));
+        // 1024 items (the most a batch may hold) leave 128 bytes each.
+        let mut many = "x".repeat(1000);
+        fit_to_batch(&mut many, 1024);
+        assert_eq!(many.len(), 128);
+    }
 }

@@ -235,7 +235,13 @@ impl Init {
                 items
                     .iter()
                     .zip(fds.iter())
-                    .map(|(item, source)| files::copy_in(item, source, (ready.uid, ready.gid)))
+                    .map(|(item, source)| {
+                        let mut outcome = files::copy_in(item, source, (ready.uid, ready.gid));
+                        if let hutch_protocol::CopyInOutcome::Failed(failure) = &mut outcome {
+                            files::fit_to_batch(&mut failure.message, items.len());
+                        }
+                        outcome
+                    })
                     .collect(),
             ),
             (State::Ready(_), Request::CopyOut(paths)) => {
@@ -261,7 +267,7 @@ impl Init {
                     .iter()
                     .map(|item| match files::symlink(item, (ready.uid, ready.gid)) {
                         Ok(()) => ItemOutcome::Done,
-                        Err(err) => ItemOutcome::Failed(err),
+                        Err(err) => fitted(err, items.len()),
                     })
                     .collect(),
                 fds_attached: 0,
@@ -349,6 +355,12 @@ impl Init {
     }
 }
 
+/// An item's error, its message fitted to a batch of `items`.
+fn fitted(mut err: hutch_protocol::ItemError, items: usize) -> ItemOutcome {
+    files::fit_to_batch(&mut err.message, items);
+    ItemOutcome::Failed(err)
+}
+
 /// Opens every item with `open` and answers with one outcome per item and
 /// the descriptors of those that opened, in order.
 fn send_opened<T>(
@@ -364,7 +376,7 @@ fn send_opened<T>(
                 opened.push(fd);
                 ItemOutcome::Done
             }
-            Err(err) => ItemOutcome::Failed(err),
+            Err(err) => fitted(err, items.len()),
         })
         .collect();
     let reply = Reply::Opened(Batch {
