@@ -343,6 +343,16 @@ impl IdMap {
         count: 65_536,
     };
 
+    /// A block of host ids' map: [`ID_BLOCK_LEN`](crate::ID_BLOCK_LEN) ids
+    /// from host id `first`, for users and groups alike.
+    const fn block_from(first: u32) -> IdMap {
+        IdMap {
+            host_uid: first,
+            host_gid: first,
+            count: crate::ids::ID_BLOCK_LEN,
+        }
+    }
+
     /// The only map an unprivileged caller may write: container root is the
     /// caller.
     pub fn current_user() -> IdMap {
@@ -721,14 +731,7 @@ impl ContainerBuilder {
                 }
             },
         };
-        Ok(match self.resolved_cgroup_parent() {
-            Some(parent)
-                if parent
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir) =>
-            {
-                return Err(CgroupError::ParentClimbs { path: parent });
-            }
+        Ok(match self.checked_cgroup_parent()? {
             Some(parent) => layout.with_parent(&parent),
             None => layout,
         })
@@ -751,6 +754,21 @@ impl ContainerBuilder {
             })
     }
 
+    /// [`resolved_cgroup_parent`](Self::resolved_cgroup_parent), refused
+    /// when it has a `..` component, which could climb out of the hierarchy.
+    fn checked_cgroup_parent(&self) -> Result<Option<PathBuf>, CgroupError> {
+        match self.resolved_cgroup_parent() {
+            Some(parent)
+                if parent
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir) =>
+            {
+                Err(CgroupError::ParentClimbs { path: parent })
+            }
+            parent => Ok(parent),
+        }
+    }
+
     /// The parent named by [`cgroup_parent`](Self::cgroup_parent), else by
     /// [`CGROUP_PARENT_VAR`] when it is set and not empty.
     fn resolved_cgroup_parent(&self) -> Option<PathBuf> {
@@ -770,11 +788,7 @@ impl ContainerBuilder {
             } else if !self.namespaces.pid {
                 IdMap::ROOT_DEFAULT
             } else {
-                IdMap {
-                    host_uid: crate::ids::ID_BLOCKS_FIRST,
-                    host_gid: crate::ids::ID_BLOCKS_FIRST,
-                    count: crate::ids::ID_BLOCK_LEN,
-                }
+                IdMap::block_from(crate::ids::ID_BLOCKS_FIRST)
             }
         })
     }
@@ -793,13 +807,7 @@ impl ContainerBuilder {
             return Ok((self.resolved_id_map(), None));
         }
         let block = crate::ids::HOST.take().map_err(BuildError::IdBlock)?;
-        let first = block.first_host_id();
-        let map = IdMap {
-            host_uid: first,
-            host_gid: first,
-            count: crate::ids::ID_BLOCK_LEN,
-        };
-        Ok((map, Some(block)))
+        Ok((IdMap::block_from(block.first_host_id()), Some(block)))
     }
 
     /// Checks what [`build`](Self::build) would refuse before it starts
@@ -811,16 +819,7 @@ impl ContainerBuilder {
     pub fn check(&self) -> Result<(), BuildError> {
         self.check_user()?;
         self.check_workdir()?;
-        if let Some(parent) = self.resolved_cgroup_parent() {
-            if parent
-                .components()
-                .any(|c| c == std::path::Component::ParentDir)
-            {
-                return Err(BuildError::Cgroup(CgroupError::ParentClimbs {
-                    path: parent,
-                }));
-            }
-        }
+        self.checked_cgroup_parent().map_err(BuildError::Cgroup)?;
         Request::Configure(self.configuration())
             .check(0)
             .map_err(BuildError::InvalidConfig)?;

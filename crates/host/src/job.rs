@@ -1517,11 +1517,11 @@ fn read_capped(file: &OwnedFd, max: u64) -> std::io::Result<(Vec<u8>, u64)> {
 }
 
 /// The first `len` bytes of `file`, or fewer if it is shorter.
-fn read_prefix(file: &OwnedFd, len: u64) -> std::io::Result<Vec<u8>> {
+fn read_prefix(file: impl AsFd, len: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; len as usize];
     let mut at = 0usize;
     while at < bytes.len() {
-        match rustix::io::pread(file, &mut bytes[at..], at as u64) {
+        match rustix::io::pread(&file, &mut bytes[at..], at as u64) {
             Ok(0) => break,
             Ok(n) => at += n,
             Err(Errno::INTR) => {}
@@ -1807,28 +1807,48 @@ fn copy_out(
                 continue;
             }
         };
-        if size == 0 {
-            // No size told: a file of /proc or /sys, whose content is made
-            // as it is read. Read to its end, one byte past the limit.
-            copy_out_unsized(result, store, file, fd, limit, command.copy_out_truncate);
-            continue;
-        }
+        // No size told (0): a file of /proc or /sys, whose content is made
+        // as it is read. Read to its end, one byte past the limit.
+        let fd = File::from(fd);
+        let (size, read) = if size == 0 {
+            let mut bytes = Vec::new();
+            match (&fd).take(limit.saturating_add(1)).read_to_end(&mut bytes) {
+                Ok(_) => (bytes.len() as u64, Some(bytes)),
+                Err(e) => {
+                    result.file_errors.push(FileError {
+                        name,
+                        kind: FileErrorKind::CopyOutCopyContent,
+                        message: format!("cannot read {:?}: {e}", file.path),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            (size, None)
+        };
         if size > limit {
+            let told = if read.is_some() {
+                "more than".to_owned()
+            } else {
+                format!("{size} bytes, more than")
+            };
             result.file_errors.push(FileError {
                 name: name.clone(),
                 kind: FileErrorKind::CopyOutSizeExceeded,
-                message: format!(
-                    "{:?} is {size} bytes, more than the copy-out limit of {limit}",
-                    file.path
-                ),
+                message: format!("{:?} is {told} the copy-out limit of {limit}", file.path),
             });
             if !command.copy_out_truncate {
                 continue;
             }
         }
         let keep_bytes = size.min(limit);
+        if let Some(mut bytes) = read {
+            bytes.truncate(keep_bytes as usize);
+            keep(result, store, &name, file.store, bytes);
+            continue;
+        }
         match (file.store, store) {
-            (true, Some(store)) => match store_copy(store, &name, fd, keep_bytes) {
+            (true, Some(store)) => match store_copy(store, &name, fd.into(), keep_bytes) {
                 Ok(id) => {
                     result.stored.insert(name, id);
                 }
@@ -1847,45 +1867,6 @@ fn copy_out(
             },
         }
     }
-}
-
-/// A copy-out whose file tells no size (0: empty, or made as it is read,
-/// as in `/proc`): read to its end, up to one byte past `limit`.
-fn copy_out_unsized(
-    result: &mut CommandResult,
-    store: Option<&FileStore>,
-    file: &CopyOut,
-    fd: OwnedFd,
-    limit: u64,
-    truncate: bool,
-) {
-    let mut bytes = Vec::new();
-    if let Err(e) = File::from(fd)
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-    {
-        result.file_errors.push(FileError {
-            name: file.path.clone(),
-            kind: FileErrorKind::CopyOutCopyContent,
-            message: format!("cannot read {:?}: {e}", file.path),
-        });
-        return;
-    }
-    if bytes.len() as u64 > limit {
-        result.file_errors.push(FileError {
-            name: file.path.clone(),
-            kind: FileErrorKind::CopyOutSizeExceeded,
-            message: format!(
-                "{:?} is more than the copy-out limit of {limit} bytes",
-                file.path
-            ),
-        });
-        if !truncate {
-            return;
-        }
-        bytes.truncate(limit as usize);
-    }
-    keep(result, store, &file.path, file.store, bytes);
 }
 
 /// Copies the first `len` bytes of `fd` into a new file of `store`.
@@ -2001,16 +1982,19 @@ mod tests {
         }
     }
 
+    /// An in-memory collector of `max` bytes named `name`.
+    fn collect(name: &str, max: u64) -> Stream {
+        Stream::Collect(Collector {
+            name: name.into(),
+            max,
+            pipe: false,
+            store: false,
+        })
+    }
+
     #[test]
     fn a_proxy_may_not_record_under_a_name_its_writer_already_gives() {
-        let collect = |name: &str| {
-            Stream::Collect(Collector {
-                name: name.into(),
-                max: 10,
-                pipe: false,
-                store: false,
-            })
-        };
+        let collect = |name: &str| collect(name, 10);
         let proxy = |name: &str, store: bool| Proxy {
             name: Some(name.into()),
             max: 10,
@@ -2067,14 +2051,6 @@ mod tests {
 
     #[test]
     fn a_copy_out_may_not_take_a_name_its_command_already_gives() {
-        let collect = |name: &str, max| {
-            Stream::Collect(Collector {
-                name: name.into(),
-                max,
-                pipe: false,
-                store: false,
-            })
-        };
         let one = |command: Command| {
             let mut job = Job::new();
             job.command(command);

@@ -271,20 +271,25 @@ fn a_creating_open_leaves_an_existing_file_its_owner() {
     assert_eq!(out.result.status, Status::NonzeroExit, "{out:?}");
 }
 
-/// A symbolic link belongs to the programs' user, who can remove it from
-/// the sticky `/tmp`.
-#[test]
-fn symlinks_belong_to_the_programs_user() {
-    let mut c = container();
+/// Makes the symbolic link `link` to `target` through init.
+fn make_link(c: &mut Container, link: &str, target: &str) {
     let links = c
         .symlink(&[SymlinkItem {
-            link: "/tmp/link".into(),
-            target: "/w/anything".into(),
+            link: link.into(),
+            target: target.into(),
         }])
         .unwrap();
     for link in links {
         link.expect("linked");
     }
+}
+
+/// A symbolic link belongs to the programs' user, who can remove it from
+/// the sticky `/tmp`.
+#[test]
+fn symlinks_belong_to_the_programs_user() {
+    let mut c = container();
+    make_link(&mut c, "/tmp/link", "/w/anything");
     assert_eq!(
         stat_in(&mut c, "%F %u:%g", &["/tmp/link"]),
         format!("symbolic link {}\n", programs_owner())
@@ -299,15 +304,7 @@ fn symlinks_belong_to_the_programs_user() {
 #[test]
 fn symlinks_are_made_with_their_missing_parents() {
     let mut c = container();
-    let links = c
-        .symlink(&[SymlinkItem {
-            link: "/tmp/a/b/link".into(),
-            target: "../../elsewhere".into(),
-        }])
-        .unwrap();
-    for link in links {
-        link.expect("linked");
-    }
+    make_link(&mut c, "/tmp/a/b/link", "../../elsewhere");
     let owner = programs_owner();
     assert_eq!(
         stat_in(&mut c, "%F %a %u:%g", &["/tmp/a", "/tmp/a/b"]),

@@ -51,16 +51,7 @@ fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
 pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
     let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
     if item.make_parents {
-        if let Some(parent) = crate::os::parent(&item.path) {
-            make_parents(parent, uid, gid).map_err(|e| ItemError {
-                errno: e.raw_os_error(),
-                message: format!(
-                    "cannot create the parent of {:?}: {}",
-                    item.path,
-                    crate::os::Error::from(e)
-                ),
-            })?;
-        }
+        make_parents_of(&item.path, uid, gid)?;
     }
     let flags = item.flags;
     let mut oflags = match flags.access {
@@ -176,19 +167,8 @@ pub fn copy_in(item: &CopyInItem, source: &OwnedFd, owner: (u32, u32)) -> CopyIn
         );
     }
     let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
-    if let Some(parent) = crate::os::parent(path) {
-        if let Err(e) = make_parents(parent, uid, gid) {
-            return failed(
-                CopyInStep::Create,
-                ItemError {
-                    errno: e.raw_os_error(),
-                    message: format!(
-                        "cannot create the parent of {path:?}: {}",
-                        crate::os::Error::from(e)
-                    ),
-                },
-            );
-        }
+    if let Err(error) = make_parents_of(path, uid, gid) {
+        return failed(CopyInStep::Create, error);
     }
     // Non-blocking so that a FIFO planted at the path cannot stall init
     // before it is refused below.
@@ -345,6 +325,16 @@ pub fn open_for_copy_out(path: &str) -> Result<OwnedFd, ItemError> {
     Ok(fd)
 }
 
+/// [`make_parents`] of the directory `path` is in, if any; its error names
+/// `path`.
+fn make_parents_of(path: &str, uid: Uid, gid: Gid) -> Result<(), ItemError> {
+    match crate::os::parent(path) {
+        Some(parent) => make_parents(parent, uid, gid)
+            .map_err(|e| item_error(e, "cannot create the parent of", path)),
+        None => Ok(()),
+    }
+}
+
 /// Creates `dir` and its missing ancestors (mode 0755) owned by the
 /// programs' user.
 fn make_parents(dir: &str, uid: Uid, gid: Gid) -> Result<(), Errno> {
@@ -382,15 +372,7 @@ pub fn delete(path: &str) -> Result<(), Errno> {
 pub fn symlink(item: &SymlinkItem, owner: (u32, u32)) -> Result<(), ItemError> {
     let link = item.link.as_str();
     let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
-    if let Some(parent) = crate::os::parent(link) {
-        make_parents(parent, uid, gid).map_err(|e| ItemError {
-            errno: e.raw_os_error(),
-            message: format!(
-                "cannot create the parent of {link:?}: {}",
-                crate::os::Error::from(e)
-            ),
-        })?;
-    }
+    make_parents_of(link, uid, gid)?;
     rustix::fs::symlink(item.target.as_str(), link)
         .map_err(|e| item_error(e, "cannot create symbolic link", link))?;
     // The link itself, never what it points to.
