@@ -104,20 +104,26 @@ check_run() {
 # run_in PARENT NAME [hutch run options...]
 # Runs `hutch run OPTIONS -- /bin/sleep 3` in the background and checks
 # that, while the program runs, a group of that hutch process directly
-# below PARENT holds it, that the group is gone afterwards, and that the
-# run was ok and measured by cgroup v2.
+# below PARENT holds it in its `programs` group and init in its `init`
+# group, that the group is gone afterwards, and that the run was ok and
+# measured by cgroup v2.
 run_in() {
     local parent=$1 name=$2
     shift 2
-    local report=$OUT/$name.json code=0 group= procs= i
+    local report=$OUT/$name.json code=0 group= procs= init= comm= init_parent= i
     "$BIN/hutch" run --report "$report" "$@" -- /bin/sleep 3 &
     local pid=$!
     # Builds take a second or two under TCG; the program sleeps 3 s.
     for ((i = 0; i < 300; i++)); do
         for group in "$parent"/hutch-"$pid"-*; do
             if [[ -d $group ]]; then
-                procs=$(cat "$group/cgroup.procs" 2>/dev/null)
-                [[ -n $procs ]] && break 2
+                procs=$(cat "$group/programs/cgroup.procs" 2>/dev/null)
+                if [[ -n $procs ]]; then
+                    init=$(cat "$group/init/cgroup.procs")
+                    comm=$(cat "/proc/$procs/comm")
+                    init_parent=$(sed 's/.*) . \([0-9]*\) .*/\1/' "/proc/$init/stat")
+                    break 2
+                fi
             fi
         done
         sleep 0.05
@@ -129,7 +135,12 @@ run_in() {
         find "$CG" -name "hutch-$pid-*"
         return 1
     fi
-    echo "the program ran in $group (cgroup.procs: $(echo $procs))"
+    echo "the program ran in $group/programs (cgroup.procs: $(echo $procs), $comm)"
+    echo "init ran in $group/init (cgroup.procs: $(echo $init), child of $init_parent)"
+    [[ $comm == sleep && $init_parent == "$pid" ]] || {
+        echo "wanted the program (sleep) in programs and hutch's child $pid in init"
+        return 1
+    }
     [[ ! -e $group ]] || {
         echo "$group is still there after the run"
         return 1

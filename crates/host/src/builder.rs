@@ -698,17 +698,41 @@ impl ContainerBuilder {
         self
     }
 
-    /// Creates the container's cgroup, or explains why none can be made.
-    fn make_cgroup(
-        &self,
-    ) -> Result<Option<(ContainerCgroup, CgroupFiles, Vec<OwnedFd>)>, BuildError> {
+    /// Begins the container's cgroup, before init exists (see
+    /// [`ContainerCgroup::begin`]): the group, where it goes, and on v2
+    /// the directory of the group to start init in. `None` without a
+    /// cgroup; an error explains why none can be made.
+    fn begin_cgroup(&self, owner: Option<u32>) -> Result<Option<BegunCgroup>, BuildError> {
         if self.accounting == AccountingChoice::Rusage {
             return Ok(None);
         }
-        let made = self
-            .cgroup_placement()
-            .and_then(|layout| ContainerCgroup::create(&layout, Arc::clone(&self.cgroup_fs)));
-        match made {
+        let begun = self.cgroup_placement().and_then(|layout| {
+            ContainerCgroup::begin(&layout, Arc::clone(&self.cgroup_fs), owner)
+                .map(|(cgroup, init_group)| (cgroup, layout, init_group))
+        });
+        self.cgroup_or_rusage(begun)
+    }
+
+    /// Finishes the cgroup begun, which `container` holds, while init
+    /// starts (see [`ContainerCgroup::finish`]): the files for init.
+    fn finish_cgroup(
+        &self,
+        container: &mut Container,
+        layout: Option<CgroupLayout>,
+    ) -> Result<Option<(CgroupFiles, Vec<OwnedFd>)>, BuildError> {
+        let (Some(layout), Some(cgroup)) = (layout, container.held_cgroup()) else {
+            return Ok(None);
+        };
+        self.cgroup_or_rusage(cgroup.finish(&layout))
+    }
+
+    /// A cgroup step's outcome: a failure is the build's error, or no
+    /// cgroup where rusage accounting is allowed.
+    fn cgroup_or_rusage<T>(
+        &self,
+        outcome: Result<T, CgroupError>,
+    ) -> Result<Option<T>, BuildError> {
+        match outcome {
             Ok(made) => Ok(Some(made)),
             Err(_) if self.accounting == AccountingChoice::CgroupOrRusage => Ok(None),
             Err(err) => Err(BuildError::Cgroup(err)),
@@ -1109,15 +1133,45 @@ impl ContainerBuilder {
         let owner = (user_ns && rustix::process::geteuid().is_root())
             .then_some(map.host_uid)
             .filter(|&uid| uid != 0);
-        let spawned = sys::spawn_init(flags, &child, &mut stack, owner).map_err(|source| {
-            BuildError::Clone {
-                hint: clone_hint(&source, user_ns),
-                source,
+        // Declared before `guard` too: its groups go once init is gone.
+        let mut begun = self.begin_cgroup(owner)?;
+        let init_group = begun.as_ref().and_then(|(_, _, group)| group.as_ref());
+        // Init starts programs in their group, which the kernel allows only
+        // where init sees both its own group and theirs: it then stays in
+        // this process's cgroup namespace. Every program still gets one of
+        // its own, rooted at its group.
+        let into_group = flags & !(libc::CLONE_NEWCGROUP as u64);
+        let spawned = match init_group {
+            Some(group) => {
+                match sys::spawn_init(into_group, &child, &mut stack, owner, Some(group.as_fd())) {
+                    // The kernel checks the start in a group against this
+                    // thread's credentials, which as the namespace's owner
+                    // may have lost the capabilities that let root write
+                    // any group's `cgroup.procs` (no `CAP_SETPCAP` to keep
+                    // them): init starts outside, and programs move in.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+                        if let Some((cgroup, _, _)) = begun.as_mut() {
+                            cgroup.leave_init_out();
+                        }
+                        sys::spawn_init(flags, &child, &mut stack, owner, None)
+                    }
+                    spawned => spawned,
+                }
             }
+            None => sys::spawn_init(flags, &child, &mut stack, owner, None),
+        }
+        .map_err(|source| BuildError::Clone {
+            hint: clone_hint(&source, user_ns),
+            source,
         })?;
         drop((container_end, release_read, errors_write, init));
-        // From here on, dropping `guard` kills and reaps the child.
+        // From here on, dropping `guard` kills and reaps the child, and
+        // then removes the groups it holds.
         let mut guard = Container::new(Channel::new(host_end), spawned.pidfd, spawned.pid);
+        let layout = begun.map(|(cgroup, layout, _)| {
+            guard.hold_cgroup(cgroup);
+            layout
+        });
         guard.set_reply_timeout(self.reply_timeout);
         if let Some(ids) = ids {
             guard.set_ids(ids);
@@ -1145,7 +1199,7 @@ impl ContainerBuilder {
         let sent = container
             .send(&hello, &[])
             .and_then(|()| container.send(&configure, &[]));
-        let cgroup = self.make_cgroup();
+        let cgroup = self.finish_cgroup(&mut container, layout);
         let mut record = Vec::with_capacity(8);
         std::fs::File::from(errors_read)
             .read_to_end(&mut record)
@@ -1193,11 +1247,16 @@ impl ContainerBuilder {
             }
             Err(err) => return Err(BuildError::Configure(Box::new(err))),
         }
-        if let Some((cgroup, mut files, mut fds)) = cgroup? {
+        if let Some((mut files, mut fds)) = cgroup? {
             crate::cgroup::keep_what_init_knows(&mut files, &mut fds, init_features);
+            if let Some(cgroup) = container.held_cgroup() {
+                cgroup
+                    .fit_to_init(&mut files, &mut fds, init_features)
+                    .map_err(BuildError::Cgroup)?;
+            }
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
             match container.call(&Request::Cgroup(files), &borrowed) {
-                Ok(Reply::Ack) => container.set_cgroup(cgroup),
+                Ok(Reply::Ack) => container.measure_by_held_cgroup(),
                 Ok(other) => {
                     return Err(BuildError::Configure(Box::new(
                         ContainerError::UnexpectedReply {
@@ -1220,6 +1279,10 @@ fn parent_dir(path: &str) -> &str {
         Some((dir, _)) => dir,
     }
 }
+
+/// A cgroup begun before init exists: the group, where it goes, and the
+/// directory of the group to start init in, if any.
+type BegunCgroup = (ContainerCgroup, CgroupLayout, Option<OwnedFd>);
 
 fn sys_pipe() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)

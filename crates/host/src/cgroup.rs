@@ -5,9 +5,16 @@
 //! parent the caller names), in each v1 hierarchy hutch uses (`memory`,
 //! `cpuacct`, `pids`) or once in the unified v2 hierarchy. The host opens
 //! the control files and sends them to init with one `Cgroup` request; init
-//! then moves each program in before it runs, resets the counters before
-//! each run, and reads them after. Init stays outside the cgroup, so a run's
-//! memory and CPU are the run's alone.
+//! resets the counters before each run and reads them after.
+//!
+//! On v1 each program moves itself into the groups before it runs
+//! (writing `tasks`), and init stays in the host's groups. On v2 the
+//! container's group holds two: `init`, where the host starts init, and
+//! `programs`, which carries the limits and counters and where init starts
+//! each program (`clone3` with `CLONE_INTO_CGROUP`), so that no program
+//! ever moves: a v2 move waits for an RCU grace period after a quiet spell
+//! (milliseconds; `docs/performance.md`). Either way a run's memory and CPU
+//! are the run's alone.
 //!
 //! The file system calls that only a real cgroup file system answers —
 //! making and removing a group, which creates and deletes its control files
@@ -253,30 +260,6 @@ impl CgroupLayout {
         }
     }
 
-    /// Whether a program's move into its group waits for the kernel after
-    /// a quiet spell: on v2, unless the hierarchy is mounted with
-    /// `favordynmods`.
-    ///
-    /// Moving a process between cgroups takes a lock that, left alone for
-    /// a while, first waits for an RCU grace period: 6 to 8 ms in the median
-    /// (16 ms at the 90th percentile) on the development machine after 50
-    /// to 100 ms without a move, against 80 µs with `favordynmods` (`docs/performance.md`, "After a quiet spell").
-    /// Every v2 run's program moves itself through `cgroup.procs`; on v1 it
-    /// writes `tasks`, which does not wait. `false` for v1, and for a v2
-    /// parent on no cgroup2 mount of this process's.
-    pub fn moves_wait_after_quiet(&self) -> Result<bool, CgroupError> {
-        let CgroupLayout::V2 { parent } = self else {
-            return Ok(false);
-        };
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| {
-            CgroupError::Proc {
-                path: "/proc/self/mountinfo",
-                source,
-            }
-        })?;
-        Ok(moves_wait_after_quiet_under(parent, &mountinfo))
-    }
-
     /// The same layout under another parent directory (v2), or another
     /// parent in every v1 hierarchy (a path relative to each hierarchy's
     /// current parent).
@@ -387,17 +370,6 @@ fn parse_mounts(mountinfo: &str) -> Vec<MountEntry> {
         .collect()
 }
 
-/// [`CgroupLayout::moves_wait_after_quiet`] for a v2 `parent`, given
-/// `/proc/self/mountinfo`: the deepest cgroup2 mount holding `parent` lacks
-/// `favordynmods`.
-fn moves_wait_after_quiet_under(parent: &Path, mountinfo: &str) -> bool {
-    parse_mounts(mountinfo)
-        .iter()
-        .filter(|m| m.fstype == "cgroup2" && parent.starts_with(&m.point))
-        .max_by_key(|m| m.point.components().count())
-        .is_some_and(|m| !m.options.split(',').any(|o| o == "favordynmods"))
-}
-
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
@@ -433,6 +405,9 @@ fn unescape(field: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct ContainerCgroup {
     fs: Arc<dyn CgroupFs>,
+    /// The name of the container's group in each parent.
+    name: String,
+    /// The groups made, in order; removed in reverse.
     dirs: Vec<PathBuf>,
     version: CgroupVersion,
     /// The group that counts tasks, where run groups are made.
@@ -447,6 +422,15 @@ pub(crate) struct ContainerCgroup {
     run_groups: Vec<PathBuf>,
     /// How many run groups were made, for their names.
     run_groups_made: u64,
+    /// v2: whom the `cgroup.procs` of the groups init starts programs in
+    /// are given to (init's host uid), if not to this process's.
+    owner: Option<u32>,
+    /// v2: init starts programs in their group (`CgroupFile::Dir`) rather
+    /// than have them move in (`Procs`).
+    starts_in_dir: bool,
+    /// v2: init lives in a group of the container's, which cannot be
+    /// removed before init has exited.
+    holds_init: bool,
 }
 
 impl Drop for ContainerCgroup {
@@ -582,6 +566,7 @@ impl CgroupLayout {
     /// processes has them killed first.
     pub fn remove_stale(&self, fs: &dyn CgroupFs) -> std::io::Result<usize> {
         let mut removed = 0;
+        let mut failed = None;
         let mut known = std::collections::HashMap::new();
         for parent in self.parents() {
             let entries = match std::fs::read_dir(parent) {
@@ -597,12 +582,39 @@ impl CgroupLayout {
                 if !entry.file_type()?.is_dir() || !left_by_a_dead_process(name, &mut known) {
                     continue;
                 }
-                remove_tree(fs, &entry.path())?;
-                removed += 1;
+                // One group that cannot go leaves the others to try.
+                match remove_stale_tree(fs, &entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) => failed = failed.or(Some(e)),
+                }
             }
         }
-        Ok(removed)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
     }
+}
+
+/// Removes a container's group `dir` that a process which is gone left.
+/// On v2 its init may still live in it, tearing its container down: every
+/// task of the tree is killed at once (`cgroup.kill`), and the tree waits
+/// to be empty, for up to two seconds, before its groups go.
+fn remove_stale_tree(fs: &dyn CgroupFs, dir: &Path) -> std::io::Result<()> {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while is_populated(dir) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    remove_tree(fs, dir)
+}
+
+/// Whether the v2 group `dir` or a group inside it holds a task, from its
+/// `cgroup.events`; `false` when that cannot be read.
+fn is_populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .is_ok_and(|events| events.lines().any(|line| line == "populated 1"))
 }
 
 /// Removes the group `dir` and the groups inside it (run groups), killing
@@ -644,21 +656,47 @@ enum Access {
     Read,
     Write,
     ReadWrite,
+    /// A directory, for `CLONE_INTO_CGROUP`: a path descriptor, which
+    /// reads and writes nothing.
+    Path,
 }
 
 impl ContainerCgroup {
-    /// Makes the container's group(s) and opens the files init needs.
+    /// Makes the container's group(s) and opens the files init needs:
+    /// [`begin`](Self::begin) and [`finish`](Self::finish) at once.
+    #[cfg(test)]
     pub(crate) fn create(
         layout: &CgroupLayout,
         fs: Arc<dyn CgroupFs>,
     ) -> Result<(Self, CgroupFiles, Vec<OwnedFd>), CgroupError> {
+        let (mut cgroup, _) = Self::begin(layout, fs, None)?;
+        let (files, fds) = cgroup.finish(layout)?;
+        Ok((cgroup, files, fds))
+    }
+
+    /// What goes before init exists. On v2: the container's group, with
+    /// the memory and pids controllers handed down, and inside it the
+    /// group init lives in, whose directory is returned for the `clone3`
+    /// that starts init there (`CLONE_INTO_CGROUP`; `None` in a fake
+    /// tree). Programs later start in a sibling of it (see
+    /// [`finish`](Self::finish)): the container's group is where init's
+    /// and the programs' groups meet, so init may create processes in the
+    /// programs' group once the container's `cgroup.procs` and theirs are
+    /// `owner`'s, init's host uid (as root; `None` leaves them the
+    /// caller's, which init then is). On v1 only the parents are checked.
+    pub(crate) fn begin(
+        layout: &CgroupLayout,
+        fs: Arc<dyn CgroupFs>,
+        owner: Option<u32>,
+    ) -> Result<(Self, Option<OwnedFd>), CgroupError> {
         // Programs never see this name: each run has a cgroup namespace
-        // rooted at this group, so /proc/self/cgroup reads "/". The owner's
+        // rooted at its group, so /proc/self/cgroup reads "/". The owner's
         // pid and start time let a later process tell a group a killed one
         // left (remove_stale); the random part keeps names unguessable.
         let name = format!("{}{:016x}", owner_prefix(), opaque_id());
         let mut cgroup = ContainerCgroup {
             fs,
+            name,
             dirs: Vec::new(),
             version: match layout {
                 CgroupLayout::V1 { .. } => CgroupVersion::V1,
@@ -669,6 +707,9 @@ impl ContainerCgroup {
             counts_processes: false,
             run_groups: Vec::new(),
             run_groups_made: 0,
+            owner,
+            starts_in_dir: false,
+            holds_init: false,
         };
         for parent in layout.parents() {
             if !parent.is_dir() && !is_shared_parent(parent) {
@@ -677,6 +718,70 @@ impl ContainerCgroup {
                 });
             }
         }
+        let CgroupLayout::V2 { parent } = layout else {
+            return Ok((cgroup, None));
+        };
+        // A v2 parent gets a `cgroup.subtree_control` written, and the
+        // shared parent its directory made: in a plain directory either
+        // would be a stray file left behind.
+        let existing = match parent.parent() {
+            Some(root) if !parent.is_dir() => root,
+            _ => parent,
+        };
+        match cgroup.fs.is_cgroup2(existing) {
+            Ok(true) => {}
+            outcome => {
+                return Err(CgroupError::NotCgroup2 {
+                    path: existing.to_owned(),
+                    source: outcome.err(),
+                });
+            }
+        }
+        // The shared parent at the root of the hierarchy (see `v2_parent`)
+        // is made by the first build that needs it.
+        if let Some(root) = parent.parent()
+            && !parent.is_dir()
+        {
+            enable_controllers_at_root(root, cgroup.fs.as_ref())?;
+            match cgroup.fs.make_group(parent) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(CgroupError::Create {
+                        path: parent.clone(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+        }
+        enable_controllers(parent)?;
+        let name = cgroup.name.clone();
+        let top = cgroup.make(parent, &name)?;
+        // Before init is in it: handing controllers down to a populated
+        // subtree moves its tasks, which waits for the kernel as a move
+        // does.
+        enable_controllers(&top)?;
+        give_procs(&top, owner)?;
+        let init = cgroup.make(&top, INIT_GROUP)?;
+        cgroup.holds_init = true;
+        // Only a group of the kernel's can take a process at its creation.
+        if !on_cgroup2(&init).unwrap_or(false) {
+            return Ok((cgroup, None));
+        }
+        let dir = open(&init, Access::Path)?;
+        cgroup.starts_in_dir = true;
+        Ok((cgroup, Some(dir)))
+    }
+
+    /// Makes the rest of the groups and opens the files init needs: on v1
+    /// a group in each hierarchy; on v2 the programs' group beside init's,
+    /// which carries the limits and counters, and whose directory init
+    /// starts programs in (its `cgroup.procs` in a fake tree).
+    pub(crate) fn finish(
+        &mut self,
+        layout: &CgroupLayout,
+    ) -> Result<(CgroupFiles, Vec<OwnedFd>), CgroupError> {
+        let cgroup = self;
+        let name = cgroup.name.clone();
         let mut files = Vec::new();
         let mut fds = Vec::new();
         let mut add =
@@ -685,6 +790,8 @@ impl ContainerCgroup {
                 files.push(kind);
                 Ok(())
             };
+        // v2: the programs' group, as init gets it to start programs in.
+        let mut detached = None;
         let version = match layout {
             CgroupLayout::V1 {
                 memory,
@@ -762,42 +869,18 @@ impl ContainerCgroup {
                 cgroup.pids_dir = pids;
                 CgroupVersion::V1
             }
-            CgroupLayout::V2 { parent } => {
-                // A v2 parent gets a `cgroup.subtree_control` written, and
-                // the shared parent its directory made: in a plain
-                // directory either would be a stray file left behind.
-                let existing = match parent.parent() {
-                    Some(root) if !parent.is_dir() => root,
-                    _ => parent,
+            CgroupLayout::V2 { .. } => {
+                let top = cgroup.dirs[0].clone();
+                let dir = cgroup.make(&top, PROGRAMS_GROUP)?;
+                give_procs(&dir, cgroup.owner)?;
+                detached = match cgroup.starts_in_dir {
+                    true => detached_group(&dir)?,
+                    false => None,
                 };
-                match cgroup.fs.is_cgroup2(existing) {
-                    Ok(true) => {}
-                    outcome => {
-                        return Err(CgroupError::NotCgroup2 {
-                            path: existing.to_owned(),
-                            source: outcome.err(),
-                        });
-                    }
+                cgroup.starts_in_dir = detached.is_some();
+                if detached.is_none() {
+                    add(&dir, "cgroup.procs", CgroupFile::Procs, Access::Write)?;
                 }
-                // The shared parent at the root of the hierarchy (see
-                // `v2_parent`) is made by the first build that needs it.
-                if let Some(root) = parent.parent()
-                    && !parent.is_dir()
-                {
-                    enable_controllers_at_root(root, cgroup.fs.as_ref())?;
-                    match cgroup.fs.make_group(parent) {
-                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                            return Err(CgroupError::Create {
-                                path: parent.clone(),
-                                source: e,
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                enable_controllers(parent)?;
-                let dir = cgroup.make(parent, &name)?;
-                add(&dir, "cgroup.procs", CgroupFile::Procs, Access::Write)?;
                 add(&dir, "cpu.stat", CgroupFile::CpuStat, Access::Read)?;
                 add(
                     &dir,
@@ -830,6 +913,11 @@ impl ContainerCgroup {
                 CgroupVersion::V2
             }
         };
+        if let Some(dir) = detached {
+            // First, where the join file would be.
+            fds.insert(0, dir);
+            files.insert(0, CgroupFile::Dir);
+        }
         if version == CgroupVersion::V1 {
             // A regroup replaces only the pids group's.
             for (fd, dir) in fds[..2].iter().zip(&cgroup.dirs) {
@@ -842,7 +930,7 @@ impl ContainerCgroup {
             files.push(CgroupFile::PidsPeak);
             cgroup.counts_processes = true;
         }
-        Ok((cgroup, CgroupFiles { version, files }, fds))
+        Ok((CgroupFiles { version, files }, fds))
     }
 
     fn make(&mut self, parent: &Path, name: &str) -> Result<PathBuf, CgroupError> {
@@ -851,9 +939,19 @@ impl ContainerCgroup {
         Ok(dir)
     }
 
-    /// The group directories, for tests and diagnostics.
+    /// The group directories, in the order they were made, for tests and
+    /// diagnostics.
     pub(crate) fn dirs(&self) -> &[PathBuf] {
         &self.dirs
+    }
+
+    /// The groups that limit and measure runs: every v1 group, or the v2
+    /// programs' group (the last made).
+    pub(crate) fn measured_dirs(&self) -> &[PathBuf] {
+        match self.version {
+            CgroupVersion::V1 => &self.dirs,
+            CgroupVersion::V2 => &self.dirs[self.dirs.len().saturating_sub(1)..],
+        }
     }
 
     /// Whether init reads each run's process peak from `pids.peak`.
@@ -882,6 +980,10 @@ impl ContainerCgroup {
         self.run_groups_made += 1;
         let name = format!("run{}", self.run_groups_made);
         let dir = make_group(self.fs.as_ref(), self.pids_dir.join(name))?;
+        if let Err(error) = give_procs(&dir, self.owner) {
+            self.run_groups.push(dir);
+            return Err(error);
+        }
         let fs = &self.fs;
         self.run_groups
             .retain(|older| fs.try_remove_group(older).is_err());
@@ -892,8 +994,17 @@ impl ContainerCgroup {
             fds.push(duplicate(fd, dir)?);
             files.push(CgroupFile::Procs);
         }
-        fds.push(open(&dir.join(join_file(self.version)), Access::Write)?);
-        files.push(CgroupFile::Procs);
+        let detached = match self.starts_in_dir {
+            true => detached_group(&dir)?,
+            false => None,
+        };
+        if let Some(dir) = detached {
+            fds.push(dir);
+            files.push(CgroupFile::Dir);
+        } else {
+            fds.push(open(&dir.join(join_file(self.version)), Access::Write)?);
+            files.push(CgroupFile::Procs);
+        }
         if self.counts_processes {
             fds.push(open(&dir.join("pids.peak"), Access::Read)?);
             files.push(CgroupFile::PidsPeak);
@@ -906,6 +1017,83 @@ impl ContainerCgroup {
     pub(crate) fn version(&self) -> CgroupVersion {
         self.version
     }
+
+    /// Records that init could not be started in its group: it lives
+    /// outside, and so programs move into theirs (`Procs`).
+    pub(crate) fn leave_init_out(&mut self) {
+        self.holds_init = false;
+        self.starts_in_dir = false;
+    }
+
+    /// Whether init lives in one of the groups, which therefore cannot be
+    /// removed while init has not exited.
+    pub(crate) fn holds_init(&self) -> bool {
+        self.holds_init
+    }
+
+    /// Leaves out, or replaces, the files an init that did not announce
+    /// them in its `Hello` would reject (an older one named by
+    /// `HUTCH_INIT`; see [`keep_what_init_knows`]). Such an init gets the
+    /// programs' group's `cgroup.procs` in place of its directory, and
+    /// every program then moves in; so do later regroups.
+    pub(crate) fn fit_to_init(
+        &mut self,
+        files: &mut CgroupFiles,
+        fds: &mut [OwnedFd],
+        init_features: u64,
+    ) -> Result<(), CgroupError> {
+        if init_features & hutch_protocol::features::INIT_CGROUP_DIR == 0 {
+            self.starts_in_dir = false;
+            if let Some(at) = files.files.iter().position(|f| *f == CgroupFile::Dir) {
+                fds[at] = open(&self.pids_dir.join("cgroup.procs"), Access::Write)?;
+                files.files[at] = CgroupFile::Procs;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The group `dir` as a detached mount of its own, for init to create
+/// processes in (`CLONE_INTO_CGROUP` takes any descriptor of the group's
+/// directory): `..` stops at the group, so init, which holds it, reaches
+/// neither another group nor anything of the host's file tree through it,
+/// as it could through a plain descriptor of the directory. `None` where
+/// this process may not make mounts (an unprivileged user): then init gets
+/// the group's `cgroup.procs`, and programs move in.
+fn detached_group(dir: &Path) -> Result<Option<OwnedFd>, CgroupError> {
+    use rustix::mount::{OpenTreeFlags, open_tree};
+    match open_tree(
+        rustix::fs::CWD,
+        dir,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::PERM) => Ok(None),
+        Err(e) => Err(CgroupError::File {
+            path: dir.to_owned(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// The group init lives in, inside a v2 container's group.
+const INIT_GROUP: &str = "init";
+
+/// The group programs run in, beside [`INIT_GROUP`]; it carries the
+/// container's limits and counters.
+const PROGRAMS_GROUP: &str = "programs";
+
+/// Gives the group `dir`'s `cgroup.procs` to `owner`, if any: the kernel
+/// lets a process create another in a group (`CLONE_INTO_CGROUP`) only if
+/// it may write that file, and the one of the group where its own and the
+/// new one's meet.
+fn give_procs(dir: &Path, owner: Option<u32>) -> Result<(), CgroupError> {
+    let Some(owner) = owner else {
+        return Ok(());
+    };
+    let path = dir.join("cgroup.procs");
+    std::os::unix::fs::chown(&path, Some(owner), None)
+        .map_err(|source| CgroupError::File { path, source })
 }
 
 /// The file of a v1 group a program writes `0` to, joining it: `tasks`,
@@ -959,9 +1147,14 @@ fn open(path: &Path, access: Access) -> Result<OwnedFd, CgroupError> {
         Access::Read => options.read(true),
         Access::Write => options.write(true),
         Access::ReadWrite => options.read(true).write(true),
+        Access::Path => options.read(true),
+    };
+    let flags = match access {
+        Access::Path => libc::O_PATH | libc::O_DIRECTORY,
+        _ => 0,
     };
     options
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | flags)
         .open(path)
         .map(OwnedFd::from)
         .map_err(|source| CgroupError::File {
@@ -1153,30 +1346,6 @@ mod tests {
 38 30 0:34 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
 40 30 0:36 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
-
-    #[test]
-    fn only_a_v2_hierarchy_without_favordynmods_makes_moves_wait() {
-        let plain = "40 30 0:36 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 \
-                     rw,nsdelegate,memory_recursiveprot\n";
-        let favoring = "40 30 0:36 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 \
-                        rw,nsdelegate,favordynmods,memory_recursiveprot\n";
-        let parent = Path::new("/sys/fs/cgroup/hutch");
-        assert!(moves_wait_after_quiet_under(parent, plain));
-        assert!(!moves_wait_after_quiet_under(parent, favoring));
-        assert!(!moves_wait_after_quiet_under(
-            Path::new("/elsewhere"),
-            plain
-        ));
-        // A cgroup2 mount inside another: the deeper one holds the parent.
-        let nested =
-            format!("{favoring}41 40 0:37 / /sys/fs/cgroup/hutch rw - cgroup2 cgroup2 rw\n");
-        assert!(moves_wait_after_quiet_under(
-            Path::new("/sys/fs/cgroup/hutch/c1"),
-            &nested
-        ));
-        let v1 = CgroupLayout::from_proc(V1_CGROUP, V1_MOUNTS).unwrap();
-        assert!(!v1.moves_wait_after_quiet().unwrap());
-    }
 
     #[test]
     fn v1_layout_is_found_from_proc() {
@@ -1532,14 +1701,27 @@ pub(crate) mod fake_tree {
             ]
         );
         assert_eq!(fds.len(), files.files.len());
+        let files_sent = files.clone();
         hutch_protocol::Request::Cgroup(files)
             .check(fds.len())
             .unwrap();
-        let dir = cgroup.dirs()[0].clone();
-        assert!(dir.starts_with(&root) && dir.is_dir());
+        // The container's group, with init's and the programs' inside.
+        let [top, init, programs] = cgroup.dirs() else {
+            panic!("three groups: {:?}", cgroup.dirs())
+        };
+        let (top, init, programs) = (top.clone(), init.clone(), programs.clone());
+        assert!(top.starts_with(&root) && top.is_dir());
+        assert_eq!(init, top.join("init"));
+        assert_eq!(programs, top.join("programs"));
+        assert_eq!(
+            std::fs::read_to_string(top.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids",
+            "the container's group hands memory and pids to init's and the programs'"
+        );
+        assert_fds_match(&programs, &files_sent, &fds);
         drop(cgroup);
-        assert_eq!(*fs.removed.lock().unwrap(), std::slice::from_ref(&dir));
-        assert!(!dir.exists());
+        assert_eq!(*fs.removed.lock().unwrap(), [programs, init, top.clone()]);
+        assert!(!top.exists());
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -1608,7 +1790,7 @@ pub(crate) mod fake_tree {
         let mut expected = V2_FILES.to_vec();
         expected.extend([CgroupFile::MemoryStat, CgroupFile::Reclaim]);
         assert_eq!(files.files, expected);
-        let dir = cgroup.dirs()[0].clone();
+        let dir = cgroup.pids_dir.clone();
         assert_fds_match(&dir, &files, &fds);
         // memory.stat is read, memory.reclaim written.
         let access =
@@ -1629,9 +1811,9 @@ pub(crate) mod fake_tree {
         // kernels before 5.19 do.
         let (cgroup, files, fds) =
             ContainerCgroup::create(&layout, Arc::new(FakeFs::default())).unwrap();
-        assert!(cgroup.dirs()[0].join("memory.stat").exists());
+        assert!(cgroup.pids_dir.join("memory.stat").exists());
         assert_eq!(files.files, V2_FILES);
-        assert_fds_match(&cgroup.dirs()[0], &files, &fds);
+        assert_fds_match(&cgroup.pids_dir, &files, &fds);
         drop(cgroup);
         std::fs::remove_dir_all(root).unwrap();
     }
@@ -1642,7 +1824,7 @@ pub(crate) mod fake_tree {
         let (root, layout) = v2_tree("v2-reclaim-older-init");
         let (cgroup, files, fds) =
             ContainerCgroup::create(&layout, Arc::new(FakeFs::with_reclaim())).unwrap();
-        let dir = cgroup.dirs()[0].clone();
+        let dir = cgroup.pids_dir.clone();
         // An init of before the bit (INIT_MEMORY_STAT alone says nothing
         // of a v2 memory.stat), and one that knows nothing.
         for features in [INIT_MEMORY_STAT | INIT_COPY, INIT_MEMORY_STAT, 0] {
@@ -1665,6 +1847,93 @@ pub(crate) mod fake_tree {
         }
         drop(cgroup);
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn init_s_host_uid_gets_the_procs_files_of_the_groups_it_starts_programs_in() {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            println!("not root: no file can be given to another uid; this test says nothing");
+            return;
+        }
+        let (root, layout) = v2_tree("v2-owner");
+        let owner = 1_879_048_192;
+        let (mut cgroup, init_group) =
+            ContainerCgroup::begin(&layout, Arc::new(FakeFs::counting()), Some(owner)).unwrap();
+        assert!(init_group.is_none(), "a fake tree cannot take init");
+        cgroup.finish(&layout).unwrap();
+        cgroup.regroup().unwrap();
+        let uid = |dir: &Path| std::fs::metadata(dir.join("cgroup.procs")).unwrap().uid();
+        let [top, init, programs] = cgroup.dirs() else {
+            panic!("three groups: {:?}", cgroup.dirs())
+        };
+        let run = &cgroup.run_groups()[0];
+        // Where init's group and the programs' meet, the programs' group
+        // and its run groups: what the kernel checks when init creates a
+        // process in them.
+        for dir in [top, programs, run] {
+            assert_eq!(uid(dir), owner, "{}", dir.display());
+        }
+        assert_eq!(uid(init), 0, "init's own group stays root's");
+        drop(cgroup);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_init_without_the_dir_bit_gets_the_programs_group_s_procs_file_then_and_later() {
+        use hutch_protocol::features::{INIT_CGROUP_DIR, INIT_KNOWN};
+        if !rustix::process::geteuid().is_root() {
+            println!("not root: no detached mount of a group can be made; this test says nothing");
+            return;
+        }
+        for features in [INIT_KNOWN, INIT_KNOWN & !INIT_CGROUP_DIR] {
+            let (root, layout) = v2_tree("v2-dir-older-init");
+            let (mut cgroup, _) =
+                ContainerCgroup::begin(&layout, Arc::new(FakeFs::counting()), None).unwrap();
+            // As on a real cgroup2 file system.
+            cgroup.starts_in_dir = true;
+            let (mut files, mut fds) = cgroup.finish(&layout).unwrap();
+            let programs = cgroup.pids_dir.clone();
+            assert_eq!(files.files[0], CgroupFile::Dir);
+            assert_eq!(identity(&fds[0]), identity_of(&programs));
+            // A detached mount of the group alone: `..` stays in it, so
+            // init reaches nothing above it.
+            let above = rustix::fs::openat(
+                &fds[0],
+                "../..",
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
+            assert_eq!(identity(&above), identity_of(&programs));
+            cgroup.fit_to_init(&mut files, &mut fds, features).unwrap();
+            let (regroup, regroup_fds) = cgroup.regroup().unwrap();
+            let run = cgroup.run_groups()[0].clone();
+            if features & INIT_CGROUP_DIR != 0 {
+                assert_eq!(files.files[0], CgroupFile::Dir);
+                assert_eq!(regroup.files, [CgroupFile::Dir, CgroupFile::PidsPeak]);
+                assert_eq!(identity(&regroup_fds[0]), identity_of(&run));
+            } else {
+                assert_eq!(files.files[0], CgroupFile::Procs);
+                assert_eq!(
+                    identity(&fds[0]),
+                    identity_of(&programs.join("cgroup.procs"))
+                );
+                assert_eq!(regroup.files, [CgroupFile::Procs, CgroupFile::PidsPeak]);
+                assert_eq!(
+                    identity(&regroup_fds[0]),
+                    identity_of(&run.join("cgroup.procs"))
+                );
+            }
+            hutch_protocol::Request::Cgroup(files)
+                .check(fds.len())
+                .unwrap();
+            hutch_protocol::Request::Regroup(regroup)
+                .check(regroup_fds.len())
+                .unwrap();
+            drop(cgroup);
+            std::fs::remove_dir_all(root).unwrap();
+        }
     }
 
     /// A fake cgroup2 mount at `<tree>/cg`: its root and the group `own`

@@ -162,6 +162,11 @@ pub struct Container {
     received: Vec<OwnedFd>,
     /// Removed when the container is dropped, after init is reaped.
     cgroup: Option<crate::cgroup::ContainerCgroup>,
+    /// A cgroup made while the container was built that measures no run
+    /// (not yet, or not ever where its files could not be made and rusage
+    /// accounting is allowed), kept because init may live in it: removed
+    /// likewise.
+    held_cgroup: Option<crate::cgroup::ContainerCgroup>,
     /// The block of host ids the container was given, given back when it
     /// is dropped, after init is reaped.
     ids: Option<crate::ids::IdBlock>,
@@ -256,6 +261,7 @@ impl Container {
             broken: false,
             received: Vec::new(),
             cgroup: None,
+            held_cgroup: None,
             ids: None,
             init_features: 0,
             workdir: String::new(),
@@ -311,18 +317,48 @@ impl Container {
         self.init_features
     }
 
+    #[cfg(test)]
     pub(crate) fn set_cgroup(&mut self, cgroup: crate::cgroup::ContainerCgroup) {
         self.cgroup = Some(cgroup);
+    }
+
+    /// Keeps `cgroup`, made while the container is built, to remove once
+    /// init is gone (init may live in it), without measuring runs by it
+    /// until [`measure_by_held_cgroup`](Self::measure_by_held_cgroup).
+    pub(crate) fn hold_cgroup(&mut self, cgroup: crate::cgroup::ContainerCgroup) {
+        self.held_cgroup = Some(cgroup);
+    }
+
+    /// The cgroup held by [`hold_cgroup`](Self::hold_cgroup), if any.
+    pub(crate) fn held_cgroup(&mut self) -> Option<&mut crate::cgroup::ContainerCgroup> {
+        self.held_cgroup.as_mut()
+    }
+
+    /// Measures and limits runs by the cgroup held, which init accepted.
+    pub(crate) fn measure_by_held_cgroup(&mut self) {
+        self.cgroup = self.held_cgroup.take();
     }
 
     pub(crate) fn set_ids(&mut self, ids: crate::ids::IdBlock) {
         self.ids = Some(ids);
     }
 
-    /// The container's cgroup directories on the host; empty when its runs
-    /// are measured by rusage.
+    /// The cgroup directories on the host that the container's programs
+    /// run in and are limited and measured by: one per v1 hierarchy, or on
+    /// v2 the programs' group inside the container's group. Empty when its
+    /// runs are measured by rusage.
     pub fn cgroup_dirs(&self) -> &[std::path::PathBuf] {
-        self.cgroup.as_ref().map_or(&[], |c| c.dirs())
+        self.cgroup.as_ref().map_or(&[], |c| c.measured_dirs())
+    }
+
+    /// Every cgroup directory made for the container, innermost first, the
+    /// order they are removed in: on v2 also the container's group and
+    /// init's inside it. Run groups come on top (see
+    /// [`run_groups`](Self::run_groups)).
+    pub fn all_cgroup_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.dirs().iter().rev().cloned().collect())
     }
 
     /// The run groups inside the container's cgroup not yet removed, the
@@ -841,10 +877,22 @@ impl Container {
     /// takes most of a destroy) while the caller goes on, and whoever reaps
     /// this process's children (its parent, when it exits first) collects
     /// init. For a process about to exit, as `hutch run` is.
+    ///
+    /// On cgroup v2 init lives in a group of the container's, which can
+    /// only be removed once init has exited: there this waits for that
+    /// (a second at most), though still not to reap it.
     pub fn destroy_without_waiting(mut self) {
         if !self.broken {
             self.broken = true;
             sys::pidfd_kill(&self.pidfd);
+            if self
+                .cgroup
+                .iter()
+                .chain(&self.held_cgroup)
+                .any(crate::cgroup::ContainerCgroup::holds_init)
+            {
+                sys::pidfd_exits_within(&self.pidfd, 1000);
+            }
         }
     }
 

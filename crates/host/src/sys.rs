@@ -164,6 +164,11 @@ pub(crate) const CHILD_STACK_LEN: usize = 64 * 1024;
 /// signal back at its default action.
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
 
+/// `CLONE_INTO_CGROUP` (Linux 5.7): the child starts in the cgroup whose
+/// directory `clone_args.cgroup` names. Above 32 bits, like
+/// [`CLONE_CLEAR_SIGHAND`].
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
 /// `SECBIT_NO_SETUID_FIXUP` (linux/securebits.h): a change of uid leaves
 /// the capability sets as they are.
 const SECBIT_NO_SETUID_FIXUP: c_long = 1 << 2;
@@ -176,12 +181,14 @@ const SECBIT_NO_SETUID_FIXUP: c_long = 1 << 2;
 ///
 /// With `owner`, this thread (root) makes the clone with that effective
 /// uid, so that the user namespace `flags` make is owned by `owner`, not
-/// by root (see [`as_owner`]).
+/// by root (see [`as_owner`]). With `cgroup`, the directory of a v2 group,
+/// the child starts in that group.
 pub(crate) fn spawn_init(
     flags: u64,
     child: &InitChild<'_>,
     stack: &mut Mapping,
     owner: Option<u32>,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
 ) -> std::io::Result<Spawned> {
     let mut pidfd: c_int = -1;
     // SAFETY: clone_args is plain data; zero is valid for every field.
@@ -189,6 +196,10 @@ pub(crate) fn spawn_init(
     args.flags = flags | libc::CLONE_PIDFD as u64;
     args.pidfd = &mut pidfd as *mut c_int as u64;
     args.exit_signal = libc::SIGCHLD as u64;
+    if let Some(group) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = group.as_raw_fd() as u64;
+    }
     let ret = match owner {
         Some(owner) => as_owner(owner, || clone_init(&mut args, child, stack)),
         None => clone_init(&mut args, child, stack),
@@ -696,7 +707,7 @@ mod tests {
             envp: &envp,
         };
         let mut stack = Mapping::new(CHILD_STACK_LEN);
-        let spawned = spawn_init(0, &child, &mut stack, None).expect("clone3");
+        let spawned = spawn_init(0, &child, &mut stack, None, None).expect("clone3");
         std::fs::write(pid_file, spawned.pid.to_string()).expect("the pid file");
         // The host dies here, its child never released.
         std::process::exit(0);

@@ -408,7 +408,7 @@ fn hold_a_running_program_until_killed() {
     }
     let mut container = builder().build().expect("container starts");
     let init = container.init_pid();
-    let cgroups = container.cgroup_dirs().to_vec();
+    let cgroups = container.all_cgroup_dirs();
     let (ready_read, ready_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     // The exec blocks until the program ends: it runs on its own thread.

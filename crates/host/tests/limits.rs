@@ -1245,9 +1245,83 @@ fn each_run_is_told_its_own_process_peak() {
         !groups.is_empty() && groups.len() <= 2,
         "run groups left: {groups:?}"
     );
-    let dirs = c.cgroup_dirs().to_vec();
+    let dirs = c.all_cgroup_dirs();
     drop(c);
     for dir in groups.iter().chain(&dirs) {
+        assert!(!dir.exists(), "{} outlived its container", dir.display());
+    }
+}
+
+/// On cgroup v2, init lives in a group of the container's and starts each
+/// program straight in the programs' group beside it, so no program moves
+/// between groups (a move waits for the kernel after a quiet spell); init
+/// stays in this process's cgroup namespace, which that needs, and each
+/// program gets a namespace of its own.
+#[test]
+fn on_cgroup_v2_programs_start_in_their_group_beside_init_s() {
+    require_cgroup();
+    let _serial = serial();
+    let mut c = ContainerBuilder::new().build().expect("container starts");
+    let measured = c.cgroup_dirs().to_vec();
+    if !measured[0].join("cgroup.controllers").exists() {
+        eprintln!(
+            "this machine gives containers cgroup v1 groups ({}): nothing of v2's layout to \
+             check here (tests/vm/run.sh runs this test on a v2 kernel)",
+            measured[0].display()
+        );
+        return;
+    }
+    let [programs, init_group, top] = &c.all_cgroup_dirs()[..] else {
+        panic!("three groups: {:?}", c.all_cgroup_dirs())
+    };
+    assert_eq!(&measured, std::slice::from_ref(programs));
+    assert_eq!(programs.parent(), Some(top.as_path()));
+    assert_eq!(init_group.parent(), Some(top.as_path()));
+    let procs = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse::<i32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let init = c.init_pid();
+    assert_eq!(procs(init_group), [init], "init is in its group, alone");
+    assert_eq!(procs(top), Vec::<i32>::new());
+    let namespace = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).unwrap();
+    assert_eq!(
+        namespace(&init.to_string()),
+        namespace("self"),
+        "init shares this process's cgroup namespace"
+    );
+
+    // A program that says it runs, then waits for its input to end: while
+    // it runs it is the programs' group's one process, in a cgroup
+    // namespace of its own.
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let (said, say) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+    let null = File::open("/dev/null").unwrap();
+    let spec = ExecSpec::new(["/bin/sh", "-c", "echo ready; exec cat >/dev/null"]).stdio(
+        read.as_fd(),
+        say.as_fd(),
+        null.as_fd(),
+    );
+    let run = c.start(&spec).expect("start");
+    drop((read, say));
+    let mut ready = [0u8; 6];
+    std::io::Read::read_exact(&mut File::from(said), &mut ready).expect("the program says so");
+    assert_eq!(&ready, b"ready\n");
+    let program = children(init);
+    assert_eq!(program.len(), 1, "init's one child is the program");
+    assert_eq!(procs(programs), program);
+    assert_ne!(namespace(&program[0].to_string()), namespace("self"));
+    drop(write);
+    let result = run.wait().expect("the run");
+    assert_eq!(result.status, Status::Ok, "{result:?}");
+    assert_eq!(result.accounting, Accounting::CgroupV2, "{result:?}");
+
+    let dirs = c.all_cgroup_dirs();
+    drop(c);
+    for dir in &dirs {
         assert!(!dir.exists(), "{} outlived its container", dir.display());
     }
 }

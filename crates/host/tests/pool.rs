@@ -203,7 +203,7 @@ fn more_containers_than_the_pool_keeps_are_built_for_the_caller_then_destroyed()
             );
         }
         let cgroups: Vec<Vec<std::path::PathBuf>> =
-            three.iter().map(|c| c.cgroup_dirs().to_vec()).collect();
+            three.iter().map(|c| c.all_cgroup_dirs()).collect();
         drop(three);
         // One of the three stays in the pool; the two others are destroyed,
         // cgroups and all, as they come back.
@@ -228,8 +228,7 @@ fn several_containers_come_out_at_once_and_shutdown_waits_for_them() {
     assert_ne!(both[0].init_pid(), both[1].init_pid());
     assert_eq!(pool.idle(), 0);
     let inits: Vec<i32> = both.iter().map(|c| c.init_pid()).collect();
-    let cgroups: Vec<std::path::PathBuf> =
-        both.iter().flat_map(|c| c.cgroup_dirs().to_vec()).collect();
+    let cgroups: Vec<std::path::PathBuf> = both.iter().flat_map(|c| c.all_cgroup_dirs()).collect();
     let returner = std::thread::spawn(move || drop(both));
     pool.shutdown();
     returner.join().unwrap();

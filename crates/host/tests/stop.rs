@@ -33,7 +33,7 @@ fn a_stop_signal_kills_the_armed_run_and_the_container_leaves_no_cgroup() {
 
     // A signal during a run ends it at once.
     let mut container = ContainerBuilder::new().build().expect("build");
-    let groups = container.cgroup_dirs().to_vec();
+    let groups = container.all_cgroup_dirs();
     assert!(!groups.is_empty(), "the container has cgroups");
     assert!(groups.iter().all(|group| group.exists()), "{groups:?}");
     let armed = stop.arm(&container).expect("arm");
@@ -70,7 +70,7 @@ fn a_stop_signal_kills_the_armed_run_and_the_container_leaves_no_cgroup() {
 
     // Armed after a signal came: killed at once, nothing runs in it.
     let mut container = ContainerBuilder::new().build().expect("build");
-    let groups = container.cgroup_dirs().to_vec();
+    let groups = container.all_cgroup_dirs();
     let armed = stop.arm(&container).expect("arm");
     assert!(
         stop.arm(&container).is_err(),

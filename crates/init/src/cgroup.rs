@@ -21,6 +21,9 @@ pub struct Cgroup {
     procs: Vec<OwnedFd>,
     /// The same as raw descriptors, for a run's plan.
     procs_raw: Vec<RawFd>,
+    /// v2: the directory of the group programs start in, in place of
+    /// `procs`.
+    dir: Option<OwnedFd>,
     cpu_user: Option<OwnedFd>,
     cpu_system: Option<OwnedFd>,
     cpu_usage: Option<OwnedFd>,
@@ -115,6 +118,7 @@ impl Cgroup {
             version: files.version,
             procs: Vec::new(),
             procs_raw: Vec::new(),
+            dir: None,
             cpu_user: None,
             cpu_system: None,
             cpu_usage: None,
@@ -155,6 +159,7 @@ impl Cgroup {
                 CgroupFile::MemoryStat => &mut cgroup.memory_stat,
                 CgroupFile::Reclaim => &mut cgroup.reclaim,
                 CgroupFile::PidsPeak => &mut cgroup.pids_peak,
+                CgroupFile::Dir => &mut cgroup.dir,
             };
             *slot = Some(fd);
         }
@@ -162,16 +167,19 @@ impl Cgroup {
         cgroup
     }
 
-    /// Takes the groups later programs join, and their `pids.peak`, from a
-    /// validated `Regroup` of this cgroup's version, in place of the ones
-    /// held so far (`Procs` and `PidsPeak` are all it names).
+    /// Takes the groups later programs join or start in, and their
+    /// `pids.peak`, from a validated `Regroup` of this cgroup's version, in
+    /// place of the ones held so far (`Procs`, `Dir` and `PidsPeak` are all
+    /// it names).
     pub fn regroup(&mut self, files: &CgroupFiles, fds: Vec<OwnedFd>) {
         self.procs.clear();
+        self.dir = None;
         self.pids_peak = None;
         self.pids_seen.set(None);
         for (file, fd) in files.files.iter().zip(fds) {
             match file {
                 CgroupFile::Procs => self.procs.push(fd),
+                CgroupFile::Dir => self.dir = Some(fd),
                 _ => self.pids_peak = Some(fd),
             }
         }
@@ -293,6 +301,11 @@ impl Cgroup {
     /// The `cgroup.procs` descriptors a program writes `0` to.
     pub fn procs(&self) -> &[RawFd] {
         &self.procs_raw
+    }
+
+    /// The directory of the group programs start in, or -1.
+    pub fn dir(&self) -> RawFd {
+        self.dir.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 
     /// The hierarchy version.

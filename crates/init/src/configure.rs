@@ -277,6 +277,7 @@ fn run_init_command(argv: &[String], workdir: &str) -> Result<(), Failure> {
     let null_raw = sys::raw(&null);
     let plan = sys::Plan {
         cgroup_procs: &[],
+        cgroup_dir: -1,
         fds: &[null_raw, null_raw, null_raw],
         exec_fd: -1,
         path,

@@ -232,9 +232,11 @@ pub fn run(
             big.push(file)
         });
     }
+    let cgroup_dir = defaults.cgroup.as_deref().map_or(-1, Cgroup::dir);
     let buffers = &*defaults.buffers;
     let plan = Plan {
         cgroup_procs,
+        cgroup_dir,
         fds: &buffers.fds,
         exec_fd: request.exec_fd.map_or(-1, |i| sys::raw(&fds[i as usize])),
         path: buffers.path(),
@@ -259,7 +261,16 @@ pub fn run(
     } else {
         sys::spawn_vfork(&plan, defaults.stack)
     }
-    .map_err(|e| os(Stage::Spawn, e, "clone"))?;
+    .map_err(|e| {
+        // Created inside its group, a program that cannot be was refused
+        // by that group (removed from outside, say), which would refuse
+        // every later one: a cgroup failure, which ends the container.
+        if cgroup_dir >= 0 {
+            os(Stage::Cgroup, e, "clone into the run's cgroup")
+        } else {
+            os(Stage::Spawn, e, "clone")
+        }
+    })?;
     drop(err_write);
 
     if let Some((sync_read, sync_write)) = sync {

@@ -56,6 +56,9 @@ pub const MAX_RLIMITS: usize = 16;
 pub struct Plan<'a> {
     /// `cgroup.procs` descriptors to join before anything else.
     pub cgroup_procs: &'a [RawFd],
+    /// The directory of the v2 group to create the child in
+    /// (`CLONE_INTO_CGROUP`), or -1.
+    pub cgroup_dir: RawFd,
     /// Descriptors that become the program's fds `0..fds.len()`.
     pub fds: &'a [RawFd],
     /// A descriptor to execute with `execveat`, or -1.
@@ -101,6 +104,7 @@ pub fn spawn(plan: &Plan<'_>) -> os::Result<Child> {
     args.flags = libc::CLONE_PIDFD as u64;
     args.pidfd = &mut pidfd as *mut c_int as u64;
     args.exit_signal = libc::SIGCHLD as u64;
+    into_cgroup(&mut args, plan);
     // clone3 without CLONE_VM gives the child a copy of this single-threaded
     // process; the child runs only child_main, which makes raw system calls
     // on the plan (valid in the copy) and never returns.
@@ -123,6 +127,21 @@ pub fn spawn(plan: &Plan<'_>) -> os::Result<Child> {
 /// Bytes of the stack a `vfork`-style child runs on.
 pub const CHILD_STACK_LEN: usize = 64 * 1024;
 
+/// `clone3`'s flag to create the child in the cgroup `clone_args.cgroup`
+/// names (Linux 5.7). Above 32 bits, where `libc`'s `c_int` constant
+/// cannot hold it.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Starts the child in the plan's v2 group, if it names one: created
+/// there, it never moves, and so never waits for the kernel's thread-group
+/// lock as a move does after a quiet spell.
+fn into_cgroup(args: &mut libc::clone_args, plan: &Plan<'_>) {
+    if plan.cgroup_dir >= 0 {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = plan.cgroup_dir as u64;
+    }
+}
+
 /// Creates the program's process like [`spawn`], but sharing init's memory
 /// until it execs (`CLONE_VM | CLONE_VFORK`): no page tables are copied, and
 /// init is suspended until the program has exec'd or failed. The child runs
@@ -135,12 +154,27 @@ pub fn spawn_vfork(plan: &Plan<'_>, stack: &mut [u8]) -> os::Result<Child> {
         let plan = unsafe { &*(arg as *const Plan<'_>) };
         child_main(plan)
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    if plan.cgroup_dir >= 0 {
+        // The C library's clone cannot start a child in a cgroup.
+        return spawn(plan);
+    }
     let mut pidfd: c_int = -1;
     // The stack grows down from its end, kept 16-byte aligned.
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    let base = stack.as_mut_ptr() as usize;
+    let top = (base + stack.len()) & !15;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD;
+    // SAFETY: clone_args is plain data; zero is a valid value of every field.
+    let mut args: libc::clone_args = unsafe { core::mem::zeroed() };
+    args.flags = flags as u64;
+    args.pidfd = &mut pidfd as *mut c_int as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.stack = base as u64;
+    args.stack_size = (top - base) as u64;
+    into_cgroup(&mut args, plan);
     let ret = clone_on_stack(
-        flags,
+        &mut args,
+        flags | libc::SIGCHLD,
         top,
         &mut pidfd,
         entry,
@@ -156,12 +190,13 @@ pub fn spawn_vfork(plan: &Plan<'_>, stack: &mut [u8]) -> os::Result<Child> {
     })
 }
 
-/// `clone(flags)` with the child starting in `entry(arg)` on the stack
-/// whose top is `top`: raw on x86_64 (init has no C library there), through
-/// the C library elsewhere. Returns the child's pid, or `-errno`. With
-/// `CLONE_PIDFD` the kernel stores the pidfd at `pidfd` (the parent-tid
-/// argument).
+/// Starts the child on its own stack, calling `entry(arg)` there: on x86_64
+/// `clone3(args)` made raw (init has no C library there), whose `stack` and
+/// `stack_size` give the stack; elsewhere the C library's `clone(flags)`
+/// with the stack's `top`, storing the pidfd at `pidfd` (the parent-tid
+/// argument). Returns the child's pid, or `-errno`.
 fn clone_on_stack(
+    args: &mut libc::clone_args,
     flags: c_int,
     top: usize,
     pidfd: &mut c_int,
@@ -170,18 +205,26 @@ fn clone_on_stack(
 ) -> c_long {
     #[cfg(target_arch = "x86_64")]
     {
-        let args = [flags as usize, top, pidfd as *mut c_int as usize, 0, 0];
-        // SAFETY: clone(flags, stack, parent_tid, child_tid, tls) with the
-        // stack `top` that the caller owns; the child runs `entry`, which
+        let _ = (flags, top, pidfd);
+        let call = [
+            args as *mut libc::clone_args as usize,
+            core::mem::size_of::<libc::clone_args>(),
+            0,
+            0,
+            0,
+        ];
+        // SAFETY: clone3(args, size) with `args.stack` and `stack_size`
+        // naming the stack the caller owns; the child runs `entry`, which
         // never returns, and shares this memory writing only to its own
         // stack (see the module doc); `arg` is the plan, alive until the
         // child execs or exits (CLONE_VFORK keeps init waiting).
         unsafe {
-            crate::raw_syscall::clone_entering(libc::SYS_clone, args, entry as usize, arg as usize)
+            crate::raw_syscall::clone_entering(libc::SYS_clone3, call, entry as usize, arg as usize)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = args;
         // SAFETY: as for x86_64: the child runs `entry` on its own stack
         // and never returns from it.
         let ret =

@@ -130,8 +130,12 @@ pub mod features {
     /// ([`HOST_NET_BY_INIT`]); an init without this bit made none, and the
     /// host must not use it.
     pub const INIT_NET: u64 = 1 << 3;
+    /// Init accepts [`CgroupFile::Dir`](crate::CgroupFile::Dir) in a
+    /// `Cgroup` or `Regroup` request and starts programs in that group.
+    pub const INIT_CGROUP_DIR: u64 = 1 << 4;
     /// Every init feature bit defined by this version of the crate.
-    pub const INIT_KNOWN: u64 = INIT_MEMORY_STAT | INIT_COPY | INIT_V2_RECLAIM | INIT_NET;
+    pub const INIT_KNOWN: u64 =
+        INIT_MEMORY_STAT | INIT_COPY | INIT_V2_RECLAIM | INIT_NET | INIT_CGROUP_DIR;
 }
 
 #[cfg(test)]

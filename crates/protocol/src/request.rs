@@ -71,7 +71,9 @@ pub enum Request {
     CopyOut(Vec<String>),
     /// Move later programs to fresh groups: the attached descriptors (in
     /// the order of [`CgroupFiles::files`]) are join files (see
-    /// [`CgroupFile::Procs`]), one per hierarchy, which replace every [`CgroupFile::Procs`] init holds,
+    /// [`CgroupFile::Procs`]), one per hierarchy, or the directory of a v2
+    /// group ([`CgroupFile::Dir`]), which replace every [`CgroupFile::Procs`]
+    /// and [`CgroupFile::Dir`] init holds,
     /// and at most one [`CgroupFile::PidsPeak`] of the group they join,
     /// which replaces init's (none when absent). The host sends it between
     /// runs, after one whose process peak a later run could not tell from
@@ -173,6 +175,15 @@ pub enum CgroupFile {
     /// threads) the group has held at once since it was made; it cannot be
     /// reset. Read-only. Tag 14.
     PidsPeak,
+    /// v2: the directory of the group programs start in, in place of its
+    /// [`CgroupFile::Procs`]. Init creates each program inside it
+    /// (`clone3` with `CLONE_INTO_CGROUP`), so no program moves between
+    /// groups: a move waits for an RCU grace period after a quiet spell
+    /// unless the hierarchy is mounted with `favordynmods`, a start in the
+    /// group never does. At most one, never with a `Procs`. Tag 15. Sent
+    /// only to an init announcing
+    /// [`features::INIT_CGROUP_DIR`](crate::features::INIT_CGROUP_DIR).
+    Dir,
 }
 
 /// The host's half of the handshake.

@@ -161,7 +161,17 @@ pub enum ValidationError {
         /// The file it comes with.
         serves: crate::CgroupFile,
     },
-    /// A `Regroup` names a cgroup file other than `Procs` and `PidsPeak`.
+    /// Two cgroup files that exclude each other (a `Dir` and a `Procs`:
+    /// programs start in one v2 group, or join groups, not both).
+    #[error("cgroup file {file:?} cannot be given with {with:?}")]
+    CgroupFilesExclusive {
+        /// The file.
+        file: crate::CgroupFile,
+        /// The file it excludes.
+        with: crate::CgroupFile,
+    },
+    /// A `Regroup` names a cgroup file other than `Procs`, `Dir` and
+    /// `PidsPeak`.
     #[error("cgroup file {file:?} cannot be replaced by a regroup")]
     NotRegroupFile {
         /// The file.
@@ -435,8 +445,9 @@ impl Reply {
 
 impl crate::CgroupFiles {
     /// The checks a `Cgroup` and a `Regroup` share: as many descriptors as
-    /// files, and at least one `Procs`.
+    /// files; at least one `Procs`, or one v2 `Dir` and no `Procs`.
     fn check_count(&self, message: &'static str, fds_attached: usize) -> Result {
+        use crate::{CgroupFile as F, CgroupVersion as V};
         count("cgroup files", self.files.len(), 1, MAX_FDS_PER_FRAME)?;
         if fds_attached != self.files.len() {
             return Err(ValidationError::FdCount {
@@ -445,21 +456,35 @@ impl crate::CgroupFiles {
                 expected: self.files.len(),
             });
         }
-        if !self.files.contains(&crate::CgroupFile::Procs) {
-            return Err(ValidationError::Empty {
-                field: "cgroup procs files",
+        let dirs = self.files.iter().filter(|&&file| file == F::Dir).count();
+        if dirs > 0 && self.version != V::V2 {
+            return Err(ValidationError::CgroupFile {
+                file: F::Dir,
+                version: self.version,
             });
         }
-        Ok(())
+        if dirs > 1 {
+            return Err(ValidationError::DuplicateCgroupFile { file: F::Dir });
+        }
+        match (dirs, self.files.contains(&F::Procs)) {
+            (0, false) => Err(ValidationError::Empty {
+                field: "cgroup procs files",
+            }),
+            (1, true) => Err(ValidationError::CgroupFilesExclusive {
+                file: F::Dir,
+                with: F::Procs,
+            }),
+            _ => Ok(()),
+        }
     }
 
-    /// A `Regroup` names the groups programs join and at most one
-    /// `PidsPeak`, nothing else.
+    /// A `Regroup` names the groups programs join (or the one they start
+    /// in) and at most one `PidsPeak`, nothing else.
     fn check_regroup(&self, fds_attached: usize) -> Result {
         use crate::CgroupFile as F;
         self.check_count("regroup", fds_attached)?;
         for (index, file) in self.files.iter().enumerate() {
-            if !matches!(file, F::Procs | F::PidsPeak) {
+            if !matches!(file, F::Procs | F::Dir | F::PidsPeak) {
                 return Err(ValidationError::NotRegroupFile { file: *file });
             }
             if *file == F::PidsPeak && self.files[..index].contains(file) {
@@ -484,7 +509,7 @@ impl crate::CgroupFiles {
             let fits = match file {
                 F::Procs | F::MemoryStat => true,
                 F::CpuUser | F::CpuSystem | F::CpuUsage | F::ForceEmpty => self.version == V::V1,
-                F::CpuStat | F::Reclaim => self.version == V::V2,
+                F::CpuStat | F::Reclaim | F::Dir => self.version == V::V2,
                 F::MemoryPeak
                 | F::OomEvents
                 | F::MemoryLimit

@@ -223,6 +223,16 @@ mod request {
         regroup_v2: "regroup-v2" => [
             0x48, 0x54, 0x02, 0x00, 0x0d, 0x01, 0x01, 0x00,
         ];
+        // Checked by hand: tag 10 (Cgroup), version V2 (1), 11 files: Dir
+        // (15), then 4, 5, 6, 7, 8, 10, 11, 12, 13 and PidsPeak (14).
+        cgroup_v2_dir: "cgroup-v2-dir" => [
+            0x48, 0x54, 0x02, 0x00, 0x0a, 0x01, 0x0b, 0x0f, 0x04, 0x05, 0x06, 0x07,
+            0x08, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+        ];
+        // tag 13 (Regroup), version V2 (1), 2 files: Dir (15), PidsPeak (14).
+        regroup_v2_dir: "regroup-v2-dir" => [
+            0x48, 0x54, 0x02, 0x00, 0x0d, 0x01, 0x02, 0x0f, 0x0e,
+        ];
         // Checked by hand: tag 11 (CopyIn); 3 items, each a path (length,
         // then its bytes) and a mode: "/box/main.py" (12 bytes), 0o644 = 420
         // = 3 × 128 + 0x24: 0xa4, 0x03; "/box/bin/run" (12 bytes), 0o755 =
@@ -484,6 +494,9 @@ fn init_feature_bits_are_pinned() {
     assert_eq!(features::INIT_MEMORY_STAT, 1 << 0);
     assert_eq!(features::INIT_COPY, 1 << 1);
     assert_eq!(features::INIT_V2_RECLAIM, 1 << 2);
+    assert_eq!(features::INIT_NET, 1 << 3);
+    assert_eq!(features::INIT_CGROUP_DIR, 1 << 4);
+    assert_eq!(features::INIT_KNOWN, 0b1_1111);
     let pinned = features::INIT_MEMORY_STAT | features::INIT_COPY | features::INIT_V2_RECLAIM;
     assert_eq!(
         features::INIT_KNOWN & pinned,
@@ -732,6 +745,7 @@ impl Coverage {
             CgroupFile::MemoryStat => 12,
             CgroupFile::Reclaim => 13,
             CgroupFile::PidsPeak => 14,
+            CgroupFile::Dir => 15,
         };
         self.note(format!("CgroupFile::{tag}"));
     }
@@ -848,8 +862,8 @@ fn golden_requests_cover_every_variant_and_option() {
         coverage.assert_has([format!("{field}=none"), format!("{field}=some")]);
     }
     coverage.assert_has(common::RESOURCES.iter().map(|r| format!("Resource::{r:?}")));
-    // Procs (0) to PidsPeak (14).
-    coverage.assert_has((0..15).map(|tag| format!("CgroupFile::{tag}")));
+    // Procs (0) to Dir (15).
+    coverage.assert_has((0..16).map(|tag| format!("CgroupFile::{tag}")));
     // Each v2-only file in a v2 sample, each v1-only one in a v1 sample,
     // MemoryStat in both (on v2 beside Reclaim).
     let mut by_version = BTreeSet::new();

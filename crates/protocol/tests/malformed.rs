@@ -389,10 +389,19 @@ fn unknown_cgroup_version_and_file_tags_are_body_errors() {
         })),
         "file tag 14 is PidsPeak"
     );
-    // File tags end at 14 (PidsPeak); a version 1 init, which predates
-    // Reclaim, rejected 13 in the same way, which is why a version 1 host
-    // sent it only to an init announcing INIT_V2_RECLAIM.
-    for file in [15, 16, 0x7f] {
+    assert_eq!(
+        decode_request(&frame(&with_byte(&cgroup, 4, 15))),
+        Ok(Request::Cgroup(CgroupFiles {
+            version: CgroupVersion::V2,
+            files: vec![CgroupFile::Procs, CgroupFile::Dir],
+        })),
+        "file tag 15 is Dir"
+    );
+    // File tags end at 15 (Dir); an init from before Dir rejects 15 in the
+    // same way, which is why a host sends it only to an init announcing
+    // INIT_CGROUP_DIR (and a version 1 init, which predates Reclaim,
+    // rejected 13, sent only to one announcing INIT_V2_RECLAIM).
+    for file in [16, 17, 0x7f] {
         assert_request_error(&frame(&with_byte(&cgroup, 4, file)), custom.clone());
     }
     // Version tags end at 1 (V2).

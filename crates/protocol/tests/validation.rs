@@ -2108,3 +2108,58 @@ fn a_regroup_names_procs_files_and_at_most_one_pids_peak() {
         "cgroup file MemoryPeak cannot be replaced by a regroup"
     );
 }
+
+#[test]
+fn a_v2_group_programs_start_in_is_one_dir_and_no_procs() {
+    use hutch_protocol::{CgroupFile as F, CgroupVersion as V};
+    // What a host sends on v2: the run group's directory instead of its
+    // cgroup.procs, in a Cgroup and in a Regroup.
+    assert!(
+        cgroup(V::V2, vec![F::Dir, F::CpuStat, F::MemoryPeak])
+            .validate(3)
+            .is_ok()
+    );
+    assert!(
+        regroup(V::V2, vec![F::Dir, F::PidsPeak])
+            .validate(2)
+            .is_ok()
+    );
+    for request in [
+        cgroup(V::V1, vec![F::Dir, F::CpuUsage]),
+        regroup(V::V1, vec![F::Dir, F::PidsPeak]),
+    ] {
+        assert_eq!(
+            request.validate(2).unwrap_err(),
+            E::CgroupFile {
+                file: F::Dir,
+                version: V::V1
+            }
+        );
+    }
+    for request in [
+        cgroup(V::V2, vec![F::Dir, F::Dir]),
+        regroup(V::V2, vec![F::Dir, F::Dir]),
+    ] {
+        assert_eq!(
+            request.validate(2).unwrap_err(),
+            E::DuplicateCgroupFile { file: F::Dir }
+        );
+    }
+    for request in [
+        cgroup(V::V2, vec![F::Procs, F::Dir]),
+        regroup(V::V2, vec![F::Dir, F::Procs]),
+    ] {
+        let error = request.validate(2).unwrap_err();
+        assert_eq!(
+            error,
+            E::CgroupFilesExclusive {
+                file: F::Dir,
+                with: F::Procs
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "cgroup file Dir cannot be given with Procs"
+        );
+    }
+}

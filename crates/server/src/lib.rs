@@ -400,13 +400,6 @@ async fn prepare(config: Config) -> Result<(Listeners, Arc<AppState>), ServerErr
             Ok(removed) => {
                 if let Ok(placement) = config.builder.cgroup_placement() {
                     tracing::info!(?placement, "container cgroups go here");
-                    if let Ok(true) = placement.moves_wait_after_quiet() {
-                        tracing::warn!(
-                            "cgroup2 is mounted without favordynmods: a run that comes after a \
-                             quiet spell waits milliseconds for its program to join its group \
-                             (`mount -o remount,favordynmods /sys/fs/cgroup` as root avoids it)"
-                        );
-                    }
                 }
                 if removed > 0 {
                     tracing::info!(removed, "removed cgroups a killed earlier process left");

@@ -487,6 +487,36 @@ pub(crate) fn request_samples() -> Vec<(&'static str, Request)> {
             }),
         ),
         (
+            // What a host sends to an init with `INIT_CGROUP_DIR` on a
+            // kernel with `memory.reclaim` and `pids.peak`: the run group's
+            // directory, where init starts programs, in place of its
+            // cgroup.procs.
+            "cgroup-v2-dir",
+            Request::Cgroup(CgroupFiles {
+                version: CgroupVersion::V2,
+                files: vec![
+                    CgroupFile::Dir,
+                    CgroupFile::CpuStat,
+                    CgroupFile::MemoryPeak,
+                    CgroupFile::OomEvents,
+                    CgroupFile::MemoryLimit,
+                    CgroupFile::SwapLimit,
+                    CgroupFile::PidsLimit,
+                    CgroupFile::MemoryUsage,
+                    CgroupFile::MemoryStat,
+                    CgroupFile::Reclaim,
+                    CgroupFile::PidsPeak,
+                ],
+            }),
+        ),
+        (
+            "regroup-v2-dir",
+            Request::Regroup(CgroupFiles {
+                version: CgroupVersion::V2,
+                files: vec![CgroupFile::Dir, CgroupFile::PidsPeak],
+            }),
+        ),
+        (
             // On a kernel without pids.peak.
             "regroup-v2",
             Request::Regroup(CgroupFiles {
