@@ -617,7 +617,11 @@ fn disposition(pid: u32, signal: rustix::process::Signal) -> (bool, bool) {
 #[test]
 fn sighup_stops_the_server_cleanly_unless_it_was_ignored() {
     let _serial = serial();
-    let mut served = serve(&[]);
+    // With SIGHUP at its default whatever this test inherited (it may run
+    // under nohup itself); env execs hutch, which keeps env's pid.
+    let mut env = Command::new("env");
+    env.args(["--default-signal=HUP", HUTCH]);
+    let mut served = serve_from(env, &[]);
     let pid = served.child.id();
     assert_eq!(
         disposition(pid, rustix::process::Signal::HUP),
