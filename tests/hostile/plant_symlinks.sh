@@ -5,11 +5,10 @@
 # /proc's magic links, hoping the host follows them with its own view of
 # the file system.
 #
-# Must get: the links are made (exit 0); then every host open resolves
-# inside the container or is refused: a link as the last component gives
-# ELOOP, a magic link on the way gives ELOOP, and /w/dir/etc/hostname
-# (with /w/dir -> /) is the container's file, which does not exist, never
-# the host's /etc/hostname.
+# Must get: the links are made (exit 0); then every host open through
+# them is refused with ELOOP, since no file operation of the host's follows
+# a link anywhere in its path: never the host's /etc/hostname, nor the
+# container's own /etc/passwd through /w/dir -> /.
 set -e
 cd /w
 ln -s /etc/passwd evil

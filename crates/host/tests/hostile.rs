@@ -34,8 +34,10 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{memfd, read_item};
 
-use hutch_host::protocol::{ExecResult, OpenFlags, OpenItem, Status, Termination};
-use hutch_host::{Container, ContainerBuilder, ExecSpec, SeccompPolicy};
+use hutch_host::protocol::{ExecResult, OpenFlags, OpenItem, Status, SymlinkItem, Termination};
+use hutch_host::{
+    Container, ContainerBuilder, ContainerError, CopyInError, CopyInFile, ExecSpec, SeccompPolicy,
+};
 
 /// Where the hostile programs' sources are.
 const SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/hostile");
@@ -1432,7 +1434,7 @@ fn cgroup_paths_reveal_nothing_of_the_host() {
 }
 
 #[test]
-fn symbolic_links_planted_for_the_host_resolve_inside_the_container() {
+fn symbolic_links_planted_for_the_host_are_never_followed() {
     let _serial = serial();
     let mut judge = Judge::new(&["plant_symlinks.sh"]);
     let out = judge.run(&["/t/plant_symlinks.sh"]);
@@ -1441,15 +1443,16 @@ fn symbolic_links_planted_for_the_host_resolve_inside_the_container() {
     let host_hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host_passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     for (path, errno) in [
-        // A symbolic link as the last component is never followed.
+        // A symbolic link as the last component.
         ("/w/evil", libc::ELOOP),
-        // Through links to the container's root: the container's files.
-        ("/w/dir/etc/hostname", libc::ENOENT),
-        ("/w/dir/etc/passwd", libc::ENOENT),
-        ("/w/dir/etc/shadow", libc::ENOENT),
-        ("/w/up/etc/hostname", libc::ENOENT),
-        ("/w/sub/etc/passwd", libc::ENOENT),
-        // Magic links on the way are refused.
+        // Links on the way, to the container's root, climbing, through
+        // another link.
+        ("/w/dir/etc/hostname", libc::ELOOP),
+        ("/w/dir/etc/passwd", libc::ELOOP),
+        ("/w/dir/etc/shadow", libc::ELOOP),
+        ("/w/up/etc/hostname", libc::ELOOP),
+        ("/w/sub/etc/passwd", libc::ELOOP),
+        // Magic links on the way.
         ("/w/initroot/etc/passwd", libc::ELOOP),
         ("/w/selfroot/etc/passwd", libc::ELOOP),
         ("/w/dir/proc/1/root/etc/passwd", libc::ELOOP),
@@ -1472,8 +1475,8 @@ fn symbolic_links_planted_for_the_host_resolve_inside_the_container() {
     // Writing through them is refused as well, and touches nothing.
     for (path, errno) in [
         ("/w/evil", libc::ELOOP),
-        ("/w/dir/etc/passwd", libc::EROFS),
-        ("/w/sub/etc/hostname", libc::EROFS),
+        ("/w/dir/etc/passwd", libc::ELOOP),
+        ("/w/sub/etc/hostname", libc::ELOOP),
         ("/w/initroot/tmp/x", libc::ELOOP),
     ] {
         match judge.open_write(path) {
@@ -1500,6 +1503,82 @@ fn symbolic_links_planted_for_the_host_resolve_inside_the_container() {
     judge.container.reset().expect("reset");
     let out = judge.run(&["ls", "-A", "/w"]);
     assert_eq!(out.stdout, "", "{}", out.describe());
+    judge.assert_healthy();
+}
+
+/// One container runs programs as two users with no reset between: a link
+/// one of them plants leads none of the host's file operations into the
+/// other's private directory, which the link's maker cannot enter itself.
+#[test]
+fn a_link_one_program_user_plants_leads_the_host_into_no_file_of_another() {
+    let _serial = serial();
+    let mut judge = Judge::new(&[]);
+    let out = judge.run_spec(
+        judge_spec(&[
+            "sh",
+            "-c",
+            "umask 077 && mkdir /tmp/theirs && echo secret > /tmp/theirs/key",
+        ])
+        .user(2000, 2000),
+        None,
+    );
+    assert_status(&out, Status::Ok, "the other user's private file");
+    let out = judge.run(&["sh", "-c", "ln -s /tmp/theirs /w/peek && ! cat /w/peek/key"]);
+    assert_status(&out, Status::Ok, "a link to it the planter cannot follow");
+
+    assert_eq!(judge.open_read("/w/peek/key"), Err(libc::ELOOP), "read");
+    assert_eq!(
+        judge.open_write("/w/peek/key").map(drop),
+        Err(libc::ELOOP),
+        "write"
+    );
+    assert_eq!(
+        judge.open_write("/w/peek/new/file").map(drop),
+        Err(libc::ELOOP),
+        "create with parents"
+    );
+    let mut source = memfd("planted");
+    source.write_all(b"host\n").unwrap();
+    let copied = judge
+        .container
+        .copy_in(&[CopyInFile {
+            path: "/w/peek/key",
+            mode: 0o644,
+            source: source.as_fd(),
+        }])
+        .expect("copy-in request");
+    match &copied[..] {
+        [Err(CopyInError::Create(error))] => {
+            assert_eq!(error.errno, libc::ELOOP, "copy-in: {error:?}");
+            assert!(error.message.contains("symbolic link"), "{}", error.message);
+        }
+        other => panic!("copy-in: {other:?}"),
+    }
+    drop(source);
+    let linked = judge
+        .container
+        .symlink(&[SymlinkItem {
+            link: "/w/peek/link".into(),
+            target: "/etc/passwd".into(),
+        }])
+        .expect("symlink request");
+    assert!(
+        matches!(&linked[..], [Err(error)] if error.errno == libc::ELOOP),
+        "symlink: {linked:?}"
+    );
+    let deleted = judge.container.delete("/w/peek/key");
+    assert!(
+        matches!(&deleted, Err(ContainerError::Failed { errno, .. }) if *errno == libc::ELOOP),
+        "delete: {deleted:?}"
+    );
+
+    // The other user's directory is as it was.
+    let out = judge.run_spec(
+        judge_spec(&["sh", "-c", "ls -A /tmp/theirs && cat /tmp/theirs/key"]).user(2000, 2000),
+        None,
+    );
+    assert_status(&out, Status::Ok, "the other user's directory");
+    assert_eq!(out.stdout, "key\nsecret\n", "{}", out.describe());
     judge.assert_healthy();
 }
 

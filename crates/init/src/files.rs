@@ -1,13 +1,15 @@
 //! Opening, deleting, linking and copying files inside the container for
 //! the host.
 //!
-//! Init's root is the container's root, so absolute paths, `..` and
-//! symbolic links all resolve inside the container. On top of that, opens
-//! refuse magic links (`/proc/*/fd/*`, `/proc/*/root`) and a symbolic link
-//! in the last component, and hand back regular files only. Copy-out opens
-//! go further and refuse a symbolic link anywhere in the path: what the host
-//! reads back is a file a run made, never what a link a program planted
-//! points to.
+//! Init's root is the container's root, so absolute paths and `..` resolve
+//! inside the container. No operation here follows a symbolic link
+//! anywhere in its path, nor a magic link (`/proc/*/fd/*`, `/proc/*/root`):
+//! a link met is `ELOOP`. Links in the writable places are programs' work,
+//! and followed as root they would lead the host's reads, writes and
+//! deletions into files of another program user that the link's maker
+//! could not reach itself (a private directory of another uid's, when one
+//! container runs programs as several users between resets). Opens hand
+//! back regular files only.
 
 use alloc::format;
 use alloc::string::String;
@@ -37,10 +39,20 @@ pub fn fit_to_batch(message: &mut String, items: usize) {
     }
 }
 
+/// How every path here is resolved: no symbolic link followed anywhere in
+/// it, nor any magic link.
+const NO_LINKS: ResolveFlags = ResolveFlags::NO_SYMLINKS.union(ResolveFlags::NO_MAGICLINKS);
+
 fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
+    let why = match errno {
+        Errno::LOOP => {
+            String::from("it is or passes through a symbolic link, which no file operation follows")
+        }
+        errno => format!("{}", crate::os::Error::from(errno)),
+    };
     ItemError {
         errno: errno.raw_os_error(),
-        message: format!("{what} {path:?}: {}", crate::os::Error::from(errno)),
+        message: format!("{what} {path:?}: {why}"),
     }
 }
 
@@ -103,13 +115,7 @@ pub fn open(item: &OpenItem, owner: (u32, u32)) -> Result<OwnedFd, ItemError> {
 fn open_or_create(item: &OpenItem, oflags: OFlags) -> Result<(OwnedFd, bool), ItemError> {
     let path = item.path.as_str();
     let open = |oflags: OFlags, mode: u32| {
-        rustix::fs::openat2(
-            CWD,
-            path,
-            oflags,
-            Mode::from_raw_mode(mode),
-            ResolveFlags::NO_MAGICLINKS,
-        )
+        rustix::fs::openat2(CWD, path, oflags, Mode::from_raw_mode(mode), NO_LINKS)
     };
     let cannot_open = |e: Errno| item_error(e, "cannot open", path);
     if !item.flags.create {
@@ -180,7 +186,7 @@ pub fn copy_in(item: &CopyInItem, source: &OwnedFd, owner: (u32, u32)) -> CopyIn
         | OFlags::NOFOLLOW
         | OFlags::NONBLOCK;
     let mode = Mode::from_raw_mode(item.mode);
-    let file = match rustix::fs::openat2(CWD, path, flags, mode, ResolveFlags::NO_MAGICLINKS) {
+    let file = match rustix::fs::openat2(CWD, path, flags, mode, NO_LINKS) {
         Ok(file) => file,
         Err(e) => return create(e, "cannot create"),
     };
@@ -266,14 +272,13 @@ fn fill_by_reading(file: &OwnedFd, source: &OwnedFd, mut offset: u64) -> Result<
 /// only a regular file (a FIFO, device, socket or directory is refused
 /// without being read from).
 pub fn open_for_copy_out(path: &str) -> Result<OwnedFd, ItemError> {
-    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let open = |flags: OFlags| {
         rustix::fs::openat2(
             CWD,
             path,
             flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::empty(),
-            resolve,
+            NO_LINKS,
         )
         .map_err(|e| match e {
             Errno::LOOP => ItemError {
@@ -341,7 +346,7 @@ fn make_parents(dir: &str, uid: Uid, gid: Gid) -> Result<(), Errno> {
     let mut missing = Vec::new();
     let mut ancestor = Some(dir);
     while let Some(at) = ancestor.filter(|at| !at.is_empty()) {
-        match rustix::fs::stat(at) {
+        match open_dir(at) {
             Ok(_) => break,
             Err(Errno::NOENT) => missing.push(at),
             Err(e) => return Err(e),
@@ -349,8 +354,15 @@ fn make_parents(dir: &str, uid: Uid, gid: Gid) -> Result<(), Errno> {
         ancestor = crate::os::parent(at);
     }
     for created in missing.into_iter().rev() {
-        match rustix::fs::mkdir(created, Mode::from_raw_mode(0o755)) {
-            Ok(()) => rustix::fs::chown(created, Some(uid), Some(gid))?,
+        let (parent, name) = parent_and_name(created)?;
+        match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) => rustix::fs::chownat(
+                &parent,
+                name,
+                Some(uid),
+                Some(gid),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?,
             Err(Errno::EXIST) => {}
             Err(e) => return Err(e),
         }
@@ -358,10 +370,42 @@ fn make_parents(dir: &str, uid: Uid, gid: Gid) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Removes a file, or an empty directory.
+/// The directory `dir`, reached without following a link, as a path
+/// descriptor.
+fn open_dir(dir: &str) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        CWD,
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        NO_LINKS,
+    )
+}
+
+/// The directory `path` is in ([`open_dir`]) and its last component, for
+/// an operation on the entry itself.
+fn parent_and_name(path: &str) -> Result<(OwnedFd, &str), Errno> {
+    let trimmed = path.trim_end_matches('/');
+    let name = match trimmed.rfind('/') {
+        Some(at) => &trimmed[at + 1..],
+        None => trimmed,
+    };
+    let parent = match crate::os::parent(path) {
+        Some("") | None => ".",
+        Some(parent) => parent,
+    };
+    if name.is_empty() {
+        return Err(Errno::INVAL);
+    }
+    Ok((open_dir(parent)?, name))
+}
+
+/// Removes a file, or an empty directory; a symbolic link is removed
+/// itself.
 pub fn delete(path: &str) -> Result<(), Errno> {
-    match rustix::fs::unlinkat(CWD, path, AtFlags::empty()) {
-        Err(Errno::ISDIR) => rustix::fs::unlinkat(CWD, path, AtFlags::REMOVEDIR),
+    let (parent, name) = parent_and_name(path)?;
+    match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
+        Err(Errno::ISDIR) => rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR),
         other => other,
     }
 }
@@ -373,12 +417,20 @@ pub fn symlink(item: &SymlinkItem, owner: (u32, u32)) -> Result<(), ItemError> {
     let link = item.link.as_str();
     let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
     make_parents_of(link, uid, gid)?;
-    rustix::fs::symlink(item.target.as_str(), link)
-        .map_err(|e| item_error(e, "cannot create symbolic link", link))?;
+    let cannot_create = |e| item_error(e, "cannot create symbolic link", link);
+    let (parent, name) = parent_and_name(link).map_err(cannot_create)?;
+    rustix::fs::symlinkat(item.target.as_str(), &parent, name).map_err(cannot_create)?;
     // The link itself, never what it points to.
-    rustix::fs::chownat(CWD, link, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
+    rustix::fs::chownat(
+        &parent,
+        name,
+        Some(uid),
+        Some(gid),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| {
         // A link the programs cannot remove is worse than none.
-        let _ = rustix::fs::unlinkat(CWD, link, AtFlags::empty());
+        let _ = rustix::fs::unlinkat(&parent, name, AtFlags::empty());
         item_error(e, "cannot hand over symbolic link", link)
     })
 }
