@@ -565,9 +565,9 @@ impl CgroupLayout {
     /// Groups of live processes are left alone. A group that still holds
     /// processes has them killed first.
     pub fn remove_stale(&self, fs: &dyn CgroupFs) -> std::io::Result<usize> {
-        let mut removed = 0;
         let mut failed = None;
         let mut known = std::collections::HashMap::new();
+        let mut stale = Vec::new();
         for parent in self.parents() {
             let entries = match std::fs::read_dir(parent) {
                 // No parent yet (the shared one before the first build):
@@ -575,18 +575,34 @@ impl CgroupLayout {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 entries => entries?,
             };
-            for entry in entries {
-                let entry = entry?;
+            // An entry that cannot be read leaves the others to look at.
+            for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if !entry.file_type()?.is_dir() || !left_by_a_dead_process(name, &mut known) {
-                    continue;
+                if entry.file_type().is_ok_and(|kind| kind.is_dir())
+                    && left_by_a_dead_process(name, &mut known)
+                {
+                    stale.push(entry.path());
                 }
-                // One group that cannot go leaves the others to try.
-                match remove_stale_tree(fs, &entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) => failed = failed.or(Some(e)),
-                }
+            }
+        }
+        // On v2 an init may still live in a tree, tearing its container
+        // down: every task of every tree is killed at once (`cgroup.kill`),
+        // and the trees are given two seconds together to empty.
+        let killed: Vec<&PathBuf> = stale
+            .iter()
+            .filter(|dir| std::fs::write(dir.join("cgroup.kill"), "1").is_ok())
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while killed.iter().any(|dir| is_populated(dir)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut removed = 0;
+        for dir in &stale {
+            // One tree that cannot go leaves the others to try.
+            match remove_tree(fs, dir) {
+                Ok(()) => removed += 1,
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
         match failed {
@@ -594,20 +610,6 @@ impl CgroupLayout {
             None => Ok(removed),
         }
     }
-}
-
-/// Removes a container's group `dir` that a process which is gone left.
-/// On v2 its init may still live in it, tearing its container down: every
-/// task of the tree is killed at once (`cgroup.kill`), and the tree waits
-/// to be empty, for up to two seconds, before its groups go.
-fn remove_stale_tree(fs: &dyn CgroupFs, dir: &Path) -> std::io::Result<()> {
-    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while is_populated(dir) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-    remove_tree(fs, dir)
 }
 
 /// Whether the v2 group `dir` or a group inside it holds a task, from its
@@ -1058,8 +1060,9 @@ impl ContainerCgroup {
 /// directory): `..` stops at the group, so init, which holds it, reaches
 /// neither another group nor anything of the host's file tree through it,
 /// as it could through a plain descriptor of the directory. `None` where
-/// this process may not make mounts (an unprivileged user): then init gets
-/// the group's `cgroup.procs`, and programs move in.
+/// this process may not make mounts (an unprivileged user) or cannot make
+/// this one: then init gets the group's `cgroup.procs`, and programs move
+/// in.
 fn detached_group(dir: &Path) -> Result<Option<OwnedFd>, CgroupError> {
     use rustix::mount::{OpenTreeFlags, open_tree};
     match open_tree(
@@ -1068,11 +1071,16 @@ fn detached_group(dir: &Path) -> Result<Option<OwnedFd>, CgroupError> {
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     ) {
         Ok(fd) => Ok(Some(fd)),
-        Err(rustix::io::Errno::PERM) => Ok(None),
-        Err(e) => Err(CgroupError::File {
+        // Out of descriptors or memory: so would the next step be.
+        Err(
+            e @ (rustix::io::Errno::MFILE | rustix::io::Errno::NFILE | rustix::io::Errno::NOMEM),
+        ) => Err(CgroupError::File {
             path: dir.to_owned(),
             source: e.into(),
         }),
+        // Not allowed (an unprivileged user, a security module, a seccomp
+        // filter) or not possible on this mount: programs move in instead.
+        Err(_) => Ok(None),
     }
 }
 

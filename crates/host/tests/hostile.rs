@@ -351,6 +351,24 @@ impl Judge {
         })
     }
 
+    /// Runs the shell script `script` as uid and gid `id`.
+    fn run_script_as(&mut self, id: u32, script: &str) -> Output {
+        self.run_spec(judge_spec(&["sh", "-c", script]).user(id, id), None)
+    }
+
+    /// Copies `text` in to `path` with mode `mode`, through init.
+    fn copy_in_text(&mut self, path: &str, mode: u32, text: &str) -> Vec<Result<(), CopyInError>> {
+        let mut source = memfd("copied");
+        source.write_all(text.as_bytes()).unwrap();
+        self.container
+            .copy_in(&[CopyInFile {
+                path,
+                mode,
+                source: source.as_fd(),
+            }])
+            .expect("copy-in request")
+    }
+
     fn open_item(&mut self, item: OpenItem) -> Result<OwnedFd, i32> {
         let mut results = self.container.open(&[item]).expect("open request");
         results.remove(0).map_err(|e| e.errno)
@@ -1513,14 +1531,9 @@ fn symbolic_links_planted_for_the_host_are_never_followed() {
 fn a_link_one_program_user_plants_leads_the_host_into_no_file_of_another() {
     let _serial = serial();
     let mut judge = Judge::new(&[]);
-    let out = judge.run_spec(
-        judge_spec(&[
-            "sh",
-            "-c",
-            "umask 077 && mkdir /tmp/theirs && echo secret > /tmp/theirs/key",
-        ])
-        .user(2000, 2000),
-        None,
+    let out = judge.run_script_as(
+        2000,
+        "umask 077 && mkdir /tmp/theirs && echo secret > /tmp/theirs/key",
     );
     assert_status(&out, Status::Ok, "the other user's private file");
     let out = judge.run(&["sh", "-c", "ln -s /tmp/theirs /w/peek && ! cat /w/peek/key"]);
@@ -1537,16 +1550,7 @@ fn a_link_one_program_user_plants_leads_the_host_into_no_file_of_another() {
         Err(libc::ELOOP),
         "create with parents"
     );
-    let mut source = memfd("planted");
-    source.write_all(b"host\n").unwrap();
-    let copied = judge
-        .container
-        .copy_in(&[CopyInFile {
-            path: "/w/peek/key",
-            mode: 0o644,
-            source: source.as_fd(),
-        }])
-        .expect("copy-in request");
+    let copied = judge.copy_in_text("/w/peek/key", 0o644, "host\n");
     match &copied[..] {
         [Err(CopyInError::Create(error))] => {
             assert_eq!(error.errno, libc::ELOOP, "copy-in: {error:?}");
@@ -1554,7 +1558,6 @@ fn a_link_one_program_user_plants_leads_the_host_into_no_file_of_another() {
         }
         other => panic!("copy-in: {other:?}"),
     }
-    drop(source);
     let linked = judge
         .container
         .symlink(&[SymlinkItem {
@@ -1573,12 +1576,45 @@ fn a_link_one_program_user_plants_leads_the_host_into_no_file_of_another() {
     );
 
     // The other user's directory is as it was.
-    let out = judge.run_spec(
-        judge_spec(&["sh", "-c", "ls -A /tmp/theirs && cat /tmp/theirs/key"]).user(2000, 2000),
-        None,
-    );
+    let out = judge.run_script_as(2000, "ls -A /tmp/theirs && cat /tmp/theirs/key");
     assert_status(&out, Status::Ok, "the other user's directory");
     assert_eq!(out.stdout, "key\nsecret\n", "{}", out.describe());
+    judge.assert_healthy();
+}
+
+/// A copy-in onto a name that is a hard link a program made replaces the
+/// name: the linked file, another user's, is neither overwritten nor handed
+/// over to the programs' user.
+#[test]
+fn a_copy_in_replaces_a_hard_link_rather_than_taking_over_its_file() {
+    let _serial = serial();
+    let mut judge = Judge::new(&[]);
+    // Writable by all, so that the kernel lets another user link it
+    // (fs.protected_hardlinks).
+    let out = judge.run_script_as(2000, "echo theirs > /tmp/shared && chmod 666 /tmp/shared");
+    assert_status(&out, Status::Ok, "the other user's file");
+    let out = judge.run(&["ln", "/tmp/shared", "/tmp/result"]);
+    assert_status(&out, Status::Ok, "a hard link to it");
+    let copied = judge.copy_in_text("/tmp/result", 0o600, "host\n");
+    assert!(matches!(&copied[..], [Ok(())]), "{copied:?}");
+    let out = judge.run(&[
+        "sh",
+        "-c",
+        "stat -c '%u %a %h' /tmp/shared /tmp/result && cat /tmp/shared /tmp/result",
+    ]);
+    assert_status(&out, Status::Ok, "both files");
+    assert_eq!(
+        out.stdout,
+        "2000 666 1\n1000 600 1\ntheirs\nhost\n",
+        "{}",
+        out.describe()
+    );
+    // A name ending in `/` is a directory's.
+    let deleted = judge.container.delete("/tmp/result/");
+    assert!(
+        matches!(&deleted, Err(ContainerError::Failed { errno, .. }) if *errno == libc::ENOTDIR),
+        "{deleted:?}"
+    );
     judge.assert_healthy();
 }
 

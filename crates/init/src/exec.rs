@@ -262,10 +262,24 @@ pub fn run(
         sys::spawn_vfork(&plan, defaults.stack)
     }
     .map_err(|e| {
-        // Created inside its group, a program that cannot be was refused
-        // by that group (removed from outside, say), which would refuse
-        // every later one: a cgroup failure, which ends the container.
-        if cgroup_dir >= 0 {
+        // A group that refuses a program created inside it (removed from
+        // outside, say) refuses every later one: a cgroup failure, which
+        // ends the container. Running out of processes or memory is the
+        // run's own failure, as without a group.
+        let refused_by_group = cgroup_dir >= 0
+            && matches!(
+                e.raw_os_error(),
+                Some(
+                    libc::ENOENT
+                        | libc::ENODEV
+                        | libc::EBUSY
+                        | libc::EOPNOTSUPP
+                        | libc::EACCES
+                        | libc::EPERM
+                        | libc::EBADF
+                )
+            );
+        if refused_by_group {
             os(Stage::Cgroup, e, "clone into the run's cgroup")
         } else {
             os(Stage::Spawn, e, "clone")

@@ -176,17 +176,27 @@ pub fn copy_in(item: &CopyInItem, source: &OwnedFd, owner: (u32, u32)) -> CopyIn
     if let Err(error) = make_parents_of(path, uid, gid) {
         return failed(CopyInStep::Create, error);
     }
-    // Non-blocking so that a FIFO planted at the path cannot stall init
-    // before it is refused below.
+    let (parent, name) = match parent_and_name(path) {
+        Ok(found) => found,
+        Err(e) => return create(e, "cannot create"),
+    };
+    // What is there already is replaced, never written through: it may be
+    // another name, a hard link a program made, of a file of another
+    // user's, which truncating it and handing it over would take from
+    // them. A symbolic link there goes the same way; a directory stays.
+    match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return create(e, "cannot replace"),
+    }
     let flags = OFlags::WRONLY
         | OFlags::CREATE
-        | OFlags::TRUNC
+        | OFlags::EXCL
         | OFlags::CLOEXEC
         | OFlags::NOCTTY
         | OFlags::NOFOLLOW
         | OFlags::NONBLOCK;
     let mode = Mode::from_raw_mode(item.mode);
-    let file = match rustix::fs::openat2(CWD, path, flags, mode, NO_LINKS) {
+    let file = match rustix::fs::openat(&parent, name, flags, mode) {
         Ok(file) => file,
         Err(e) => return create(e, "cannot create"),
     };
@@ -203,8 +213,8 @@ pub fn copy_in(item: &CopyInItem, source: &OwnedFd, owner: (u32, u32)) -> CopyIn
         }
         Err(e) => return create(e, "cannot inspect"),
     }
-    // The creation mode went through init's umask, and an existing file kept
-    // its own: set both owner and mode exactly.
+    // The creation mode went through init's umask: set owner and mode
+    // exactly.
     if let Err(e) = rustix::fs::fchown(&file, Some(uid), Some(gid))
         .and_then(|()| rustix::fs::fchmod(&file, mode))
     {
@@ -383,8 +393,12 @@ fn open_dir(dir: &str) -> Result<OwnedFd, Errno> {
 }
 
 /// The directory `path` is in ([`open_dir`]) and its last component, for
-/// an operation on the entry itself.
+/// an operation on the entry itself. A path ending in `/` names a
+/// directory: [`delete`] alone takes one (`ENOTDIR` otherwise).
 fn parent_and_name(path: &str) -> Result<(OwnedFd, &str), Errno> {
+    if path.len() > 1 && path.ends_with('/') {
+        return Err(Errno::NOTDIR);
+    }
     let trimmed = path.trim_end_matches('/');
     let name = match trimmed.rfind('/') {
         Some(at) => &trimmed[at + 1..],
@@ -403,6 +417,12 @@ fn parent_and_name(path: &str) -> Result<(OwnedFd, &str), Errno> {
 /// Removes a file, or an empty directory; a symbolic link is removed
 /// itself.
 pub fn delete(path: &str) -> Result<(), Errno> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.len() < path.len() && !trimmed.is_empty() {
+        // Named as a directory: an empty directory only.
+        let (parent, name) = parent_and_name(trimmed)?;
+        return rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR);
+    }
     let (parent, name) = parent_and_name(path)?;
     match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
         Err(Errno::ISDIR) => rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR),
