@@ -1248,7 +1248,6 @@ impl ContainerBuilder {
             Err(err) => return Err(BuildError::Configure(Box::new(err))),
         }
         if let Some((mut files, mut fds)) = cgroup? {
-            crate::cgroup::keep_what_init_knows(&mut files, &mut fds, init_features);
             if let Some(cgroup) = container.held_cgroup() {
                 cgroup
                     .fit_to_init(&mut files, &mut fds, init_features)

@@ -764,12 +764,12 @@ impl ContainerCgroup {
         enable_controllers(&top)?;
         give_procs(&top, owner)?;
         let init = cgroup.make(&top, INIT_GROUP)?;
-        cgroup.holds_init = true;
         // Only a group of the kernel's can take a process at its creation.
         if !on_cgroup2(&init).unwrap_or(false) {
             return Ok((cgroup, None));
         }
         let dir = open(&init, Access::Path)?;
+        cgroup.holds_init = true;
         cgroup.starts_in_dir = true;
         Ok((cgroup, Some(dir)))
     }
@@ -1033,17 +1033,18 @@ impl ContainerCgroup {
         self.holds_init
     }
 
-    /// Leaves out, or replaces, the files an init that did not announce
-    /// them in its `Hello` would reject (an older one named by
-    /// `HUTCH_INIT`; see [`keep_what_init_knows`]). Such an init gets the
-    /// programs' group's `cgroup.procs` in place of its directory, and
-    /// every program then moves in; so do later regroups.
+    /// Leaves out ([`keep_what_init_knows`]), or replaces, the files an
+    /// init that did not announce them in its `Hello` would reject (an
+    /// older one named by `HUTCH_INIT`). Such an init gets the programs'
+    /// group's `cgroup.procs` in place of its directory, and every program
+    /// then moves in; so do later regroups.
     pub(crate) fn fit_to_init(
         &mut self,
         files: &mut CgroupFiles,
-        fds: &mut [OwnedFd],
+        fds: &mut Vec<OwnedFd>,
         init_features: u64,
     ) -> Result<(), CgroupError> {
+        keep_what_init_knows(files, fds, init_features);
         if init_features & hutch_protocol::features::INIT_CGROUP_DIR == 0 {
             self.starts_in_dir = false;
             if let Some(at) = files.files.iter().position(|f| *f == CgroupFile::Dir) {
