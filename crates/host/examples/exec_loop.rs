@@ -25,8 +25,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use hutch_host::{
-    AccountingChoice, Collector, Command, ContainerBuilder, ExecSpec, Job, Namespaces, Pool,
-    Stream, Verdict,
+    AccountingChoice, Command, ContainerBuilder, ExecSpec, Job, Namespaces, Pool, Stream, Verdict,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -87,14 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "pool" => return pool(builder, &program, count),
         "job" => {
             let mut container = builder.build()?;
-            let collect = |name: &str| {
-                Stream::Collect(Collector {
-                    name: name.into(),
-                    max: 10240,
-                    pipe: false,
-                    store: false,
-                })
-            };
+            let collect = |name: &str| Stream::collect(name, 10240);
             let mut spec = match &script {
                 Some(script) => ExecSpec::new(["sh".to_owned(), "-c".to_owned(), script.clone()]),
                 None => ExecSpec::new([program.clone()]),

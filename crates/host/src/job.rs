@@ -97,6 +97,20 @@ pub enum Stream {
     Fd(Arc<OwnedFd>),
 }
 
+impl Stream {
+    /// Output collected in memory under `name`, up to `max` bytes (an
+    /// in-memory file, neither a pipe nor the file store; see
+    /// [`Collector`]).
+    pub fn collect(name: impl Into<String>, max: u64) -> Self {
+        Stream::Collect(Collector {
+            name: name.into(),
+            max,
+            pipe: false,
+            store: false,
+        })
+    }
+}
+
 /// Collects what a program writes to a descriptor, up to `max` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collector {
@@ -322,17 +336,14 @@ pub struct Proxy {
 /// command runs on the caller's thread.
 ///
 /// ```no_run
-/// use hutch_host::{Collector, Command, ContainerBuilder, ExecSpec, Job, Pool, PipeEnd, Stream};
+/// use hutch_host::{Command, ContainerBuilder, ExecSpec, Job, Pool, PipeEnd, Stream};
 ///
 /// let pool = Pool::new(ContainerBuilder::new(), 2);
-/// let collect = |name: &str| Stream::Collect(Collector {
-///     name: name.into(), max: 1 << 20, pipe: false, store: false,
-/// });
 /// let mut job = Job::new();
 /// let producer = job.command(Command::new(ExecSpec::new(["seq", "1000"]))
 ///     .stream(Stream::Null).stream(Stream::Piped));
 /// let consumer = job.command(Command::new(ExecSpec::new(["wc", "-l"]))
-///     .stream(Stream::Piped).stream(collect("stdout")));
+///     .stream(Stream::Piped).stream(Stream::collect("stdout", 1 << 20)));
 /// job.pipe(PipeEnd { command: producer, fd: 1 }, PipeEnd { command: consumer, fd: 0 });
 /// let results = job.run(&pool)?;
 /// assert_eq!(results[1].files["stdout"], b"1000\n");
@@ -1982,19 +1993,9 @@ mod tests {
         }
     }
 
-    /// An in-memory collector of `max` bytes named `name`.
-    fn collect(name: &str, max: u64) -> Stream {
-        Stream::Collect(Collector {
-            name: name.into(),
-            max,
-            pipe: false,
-            store: false,
-        })
-    }
-
     #[test]
     fn a_proxy_may_not_record_under_a_name_its_writer_already_gives() {
-        let collect = |name: &str| collect(name, 10);
+        let collect = |name: &str| Stream::collect(name, 10);
         let proxy = |name: &str, store: bool| Proxy {
             name: Some(name.into()),
             max: 10,
@@ -2059,7 +2060,7 @@ mod tests {
         let echo = || {
             Command::new(ExecSpec::new(["true"]))
                 .stream(Stream::Null)
-                .stream(collect("out", 10))
+                .stream(Stream::collect("out", 10))
         };
         let taken = |result: Result<(), JobError>, by: &str| match result {
             Err(error @ JobError::CopyOutNameTaken { command: 0, .. }) => {
@@ -2090,9 +2091,9 @@ mod tests {
         job.command(echo().copy_out(stored));
         job.check().unwrap();
         // Two descriptors may share a collector, not with two settings.
-        let shared = echo().stream(collect("out", 10));
+        let shared = echo().stream(Stream::collect("out", 10));
         one(shared).unwrap();
-        let mismatched = echo().stream(collect("out", 11));
+        let mismatched = echo().stream(Stream::collect("out", 11));
         match one(mismatched) {
             Err(error @ JobError::CollectorMismatch { command: 0, .. }) => assert_eq!(
                 error.to_string(),

@@ -30,15 +30,6 @@ fn pool() -> Pool {
     Pool::new(builder(), 2)
 }
 
-fn collect(name: &str, max: u64) -> Stream {
-    Stream::Collect(Collector {
-        name: name.into(),
-        max,
-        pipe: false,
-        store: false,
-    })
-}
-
 fn collect_by_pipe(name: &str, max: u64) -> Stream {
     Stream::Collect(Collector {
         name: name.into(),
@@ -56,8 +47,8 @@ fn bytes(text: &str) -> Source {
 fn command(argv: &[&str]) -> Command {
     Command::new(ExecSpec::new(argv.iter().copied()).wall_time(Duration::from_secs(20)))
         .stream(Stream::Null)
-        .stream(collect("stdout", 1 << 20))
-        .stream(collect("stderr", 1 << 20))
+        .stream(Stream::collect("stdout", 1 << 20))
+        .stream(Stream::collect("stderr", 1 << 20))
 }
 
 fn sh(script: &str) -> Command {
@@ -122,7 +113,7 @@ fn input_comes_from_bytes_and_host_files() {
     let result = run_one(
         Command::new(ExecSpec::new(["cat"]))
             .stream(Stream::Input(bytes("from bytes\n")))
-            .stream(collect("stdout", 1024)),
+            .stream(Stream::collect("stdout", 1024)),
     );
     assert_eq!(text(&result, "stdout"), "from bytes\n");
 
@@ -132,7 +123,7 @@ fn input_comes_from_bytes_and_host_files() {
     let result = run_one(
         Command::new(ExecSpec::new(["cat"]))
             .stream(Stream::Input(Source::Path(path)))
-            .stream(collect("stdout", 1024)),
+            .stream(Stream::collect("stdout", 1024)),
     );
     assert_eq!(text(&result, "stdout"), "from a host file\n");
 }
@@ -157,7 +148,7 @@ fn a_callers_file_is_read_from_its_start_and_its_offset_left_alone() {
         let result = run_one(
             Command::new(ExecSpec::new(["cat"]))
                 .stream(Stream::Input(Source::File(Arc::clone(&file))))
-                .stream(collect("stdout", 1024)),
+                .stream(Stream::collect("stdout", 1024)),
         );
         assert_eq!(text(&result, "stdout"), "hello\n", "{result:#?}");
     }
@@ -232,7 +223,7 @@ fn a_host_path_that_is_no_regular_file_is_refused_without_waiting_for_it() {
     let result = run_one(
         Command::new(ExecSpec::new(["cat"]))
             .stream(Stream::Input(Source::Path(fifo)))
-            .stream(collect("stdout", 1024)),
+            .stream(Stream::collect("stdout", 1024)),
     );
     assert_eq!(result.verdict, Verdict::FileError, "{result:#?}");
     assert!(
@@ -342,7 +333,7 @@ fn copy_out_reads_files_and_stores_them() {
     job.command(
         Command::new(ExecSpec::new(["cat", "again", "-"]))
             .stream(Stream::Input(Source::Stored(id.clone())))
-            .stream(collect("stdout", 1024))
+            .stream(Stream::collect("stdout", 1024))
             .copy_in(CopyIn::file("again", Source::Stored(id.clone()))),
     );
     let result = job.run(&pool()).unwrap().remove(0);
@@ -481,7 +472,7 @@ fn output_past_a_collector_is_an_output_limit() {
     let result = run_one(
         Command::new(ExecSpec::new(["sh", "-c", "head -c 5000 /dev/zero"]))
             .stream(Stream::Null)
-            .stream(collect("stdout", 1000)),
+            .stream(Stream::collect("stdout", 1000)),
     );
     assert_collector_overflowed(&result, "stdout", 1000);
 }
@@ -502,7 +493,7 @@ fn an_in_memory_collector_stops_an_endless_writer_before_its_memory_limit() {
                     .wall_time(Duration::from_secs(30)),
             )
             .stream(Stream::Null)
-            .stream(collect("stdout", 4096)),
+            .stream(Stream::collect("stdout", 4096)),
         );
         assert_collector_overflowed(&result, "stdout", 4096);
         let exec = result.exec.as_ref().unwrap();
@@ -526,7 +517,7 @@ fn an_in_memory_collector_filled_to_its_max_over_time_is_kept_whole() {
     let result = run_one(
         Command::new(ExecSpec::new(["sh", "-c", script]).wall_time(Duration::from_secs(20)))
             .stream(Stream::Null)
-            .stream(collect("stdout", 10)),
+            .stream(Stream::collect("stdout", 10)),
     );
     assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
     assert_eq!(text(&result, "stdout"), "1\n2\n3\n4\n5\n");
@@ -572,12 +563,12 @@ fn a_megabyte_goes_through_a_pipe_intact() {
             ]))
             .stream(Stream::Null)
             .stream(Stream::Piped)
-            .stream(collect("sent", 2 << 20)),
+            .stream(Stream::collect("sent", 2 << 20)),
         );
         let consumer = job.command(
             Command::new(ExecSpec::new(["cat"]))
                 .stream(Stream::Piped)
-                .stream(collect("received", 2 << 20)),
+                .stream(Stream::collect("received", 2 << 20)),
         );
         let writer = PipeEnd {
             command: producer,
@@ -613,7 +604,7 @@ fn an_interactive_pair_talks_both_ways() {
         )
         .stream(Stream::Piped)
         .stream(Stream::Piped)
-        .stream(collect("stderr", 1024))
+        .stream(Stream::collect("stderr", 1024))
         .copy_in(CopyIn::file("pingpong", Source::Path(binary.clone()))),
     );
     let pong = job.command(
@@ -663,7 +654,7 @@ fn when_one_side_ends_the_other_is_not_left_waiting() {
             ExecSpec::new(["sh", "-c", "cat; echo eof"]).wall_time(Duration::from_secs(30)),
         )
         .stream(Stream::Piped)
-        .stream(collect("stdout", 1024)),
+        .stream(Stream::collect("stdout", 1024)),
     );
     job.pipe(
         PipeEnd {
@@ -825,7 +816,7 @@ fn a_run_may_be_pinned_to_cpus_and_the_next_one_is_not() {
         job.command(
             Command::new(spec)
                 .stream(Stream::Null)
-                .stream(collect("stdout", 1024)),
+                .stream(Stream::collect("stdout", 1024)),
         );
         let result = job.run(&pool).unwrap().remove(0);
         assert_eq!(result.verdict, Verdict::Ok, "{result:#?}");
@@ -885,7 +876,7 @@ fn signalling(script: &str) -> (Command, std::fs::File) {
         Command::new(ExecSpec::new(["sh", "-c", script]).wall_time(Duration::from_secs(20)))
             .stream(Stream::Null)
             .stream(Stream::Fd(Arc::new(write)))
-            .stream(collect("stderr", 1 << 20));
+            .stream(Stream::collect("stderr", 1 << 20));
     (command, std::fs::File::from(read))
 }
 
@@ -1003,7 +994,7 @@ fn the_close_of_a_watched_connection_cancels_the_job_and_its_bytes_do_not() {
         )
         .stream(Stream::Fd(Arc::new(stdin)))
         .stream(Stream::Fd(Arc::new(ready)))
-        .stream(collect("stderr", 100)),
+        .stream(Stream::collect("stderr", 100)),
     );
     let results = std::thread::scope(|scope| {
         let handle = run_cancellable(scope, &pool, job, &cancel);
