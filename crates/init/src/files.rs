@@ -43,7 +43,9 @@ pub fn fit_to_batch(message: &mut String, items: usize) {
 /// it, nor any magic link.
 const NO_LINKS: ResolveFlags = ResolveFlags::NO_SYMLINKS.union(ResolveFlags::NO_MAGICLINKS);
 
-fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
+/// What failed with `errno` for `path`, as one item's error: `what`, the
+/// path, and why (a link met says that no file operation follows links).
+pub fn item_error(errno: Errno, what: &str, path: &str) -> ItemError {
     let why = match errno {
         Errno::LOOP => {
             String::from("it is or passes through a symbolic link, which no file operation follows")

@@ -255,11 +255,7 @@ impl Init {
                     stage: Stage::Delete,
                     errno: errno.raw_os_error(),
                     path: Some(delete.path.clone()),
-                    message: format!(
-                        "cannot delete {:?}: {}",
-                        delete.path,
-                        os::Error::from(errno)
-                    ),
+                    message: files::item_error(errno, "cannot delete", &delete.path).message,
                 }),
             },
             (State::Ready(ready), Request::Symlink(items)) => Reply::Linked(Batch {
