@@ -184,7 +184,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connectio
         Box::pin(async move {
             let _open = open;
             let answer = match calls.acquire_owned().await {
-                Ok(_place) => executor.call(request).await,
+                Ok(place) => executor.call(request, place).await,
                 Err(_) => Status::unavailable("the server is shutting down").into_http(),
             };
             Ok(answer.map(|body| Body::new(WindowStall::new(body, answers))))
@@ -232,9 +232,14 @@ type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
 
 impl Executor {
-    /// Answers one call: the token is checked from its headers before its
-    /// message is read.
-    async fn call(&self, request: http::Request<Body>) -> http::Response<Body> {
+    /// Answers one call, which holds `place` among the calls being read or
+    /// run until it is answered, or an `ExecStream` session until it ends:
+    /// the token is checked from its headers before its message is read.
+    async fn call(
+        &self,
+        request: http::Request<Body>,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) -> http::Response<Body> {
         let state = Arc::clone(&self.state);
         let path = request.uri().path();
         let Some(method) = path
@@ -259,7 +264,7 @@ impl Executor {
             "FileGet" => unary(state, request, file_get).await,
             "FileAdd" => unary(state, request, file_add).await,
             "FileDelete" => unary(state, request, file_delete).await,
-            "ExecStream" => exec_stream(state, self.closing.clone(), request).await,
+            "ExecStream" => exec_stream(state, self.closing.clone(), request, place).await,
             other => {
                 Status::unimplemented(format!("{SERVICE} has no method {other:?}")).into_http()
             }
@@ -268,13 +273,17 @@ impl Executor {
 }
 
 /// `ExecStream`: a stream session (`stream.rs`) whose messages are
-/// `StreamRequest`s and `StreamResponse`s. It runs as a task of its own;
-/// the call answers at once, and its messages follow.
+/// `StreamRequest`s and `StreamResponse`s. It runs as a task of its own,
+/// which holds the call's `place` until the session ends; the call answers
+/// at once, and its messages follow.
 async fn exec_stream(
     state: Arc<AppState>,
     closing: tokio::sync::watch::Receiver<Closing>,
     request: http::Request<Body>,
+    place: tokio::sync::OwnedSemaphorePermit,
 ) -> http::Response<Body> {
+    // Taken by the one session the call starts.
+    let mut place = Some(place);
     let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<
         pb::StreamResponse,
         pb::StreamRequest,
@@ -284,6 +293,7 @@ async fn exec_stream(
     let service = tower::service_fn(
         move |request: tonic::Request<tonic::Streaming<pb::StreamRequest>>| {
             let (state, mut closing) = (Arc::clone(&state), closing.clone());
+            let place = place.take();
             async move {
                 let (outgoing, responses) = tokio::sync::mpsc::channel(16);
                 let client = StreamClient {
@@ -292,6 +302,7 @@ async fn exec_stream(
                 };
                 let cancel = hutch_host::Cancel::new();
                 tokio::spawn(async move {
+                    let _place = place;
                     tokio::select! {
                         () = stream::run_session(state, client, closing.clone(), cancel.clone()) => {}
                         () = reached(&mut closing, Closing::Now) => cancel.cancel(),

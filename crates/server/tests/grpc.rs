@@ -1244,3 +1244,70 @@ fn a_running_call_its_client_gives_up_is_cancelled() {
     );
     assert_still_serving(&mut grpc);
 }
+
+/// The head of an `ExecStream` call to `addr`, for calls made by hand.
+fn exec_stream_head(addr: std::net::SocketAddr) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/pb.Executor/ExecStream"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+#[test]
+fn exec_stream_sessions_count_among_the_calls_the_server_takes_at_once() {
+    // 64 connections of 16 sessions: the 1024 calls all connections may
+    // have being read or run. Each session is answered at once and waits
+    // for its first message, which never comes.
+    const CONNECTIONS: usize = 64;
+    const SESSIONS: usize = 16;
+    let server = Server::start(config()).expect("the server starts");
+    let addr = server.listening().grpc.unwrap();
+    runtime().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let (mut client, closed) = connect_by_hand(addr).await;
+            let mut sessions = Vec::new();
+            for _ in 0..SESSIONS {
+                client = client.ready().await.unwrap();
+                let (answer, body) = client.send_request(exec_stream_head(addr), false).unwrap();
+                sessions.push((answer, body));
+            }
+            let mut started = Vec::new();
+            for (answer, body) in sessions {
+                let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+                    .await
+                    .expect("a session is answered within 20 s")
+                    .expect("an answer");
+                assert_eq!(answer.status(), 200);
+                started.push((answer, body));
+            }
+            held.push((client, closed, started));
+        }
+        // One call more waits for a place: its message is not read.
+        let (mut client, _closed) = connect_by_hand(addr).await;
+        let mut call = tokio::spawn(async move {
+            let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
+            body.send_data(grpc_frame(&Request::default()), true)
+                .unwrap();
+            answer.await
+        });
+        let waited = tokio::time::timeout(Duration::from_millis(500), &mut call).await;
+        assert!(
+            waited.is_err(),
+            "a call was answered while {} sessions held every place",
+            CONNECTIONS * SESSIONS
+        );
+        // One connection closed ends its sessions, and frees their places.
+        let (client, closed, started) = held.pop().unwrap();
+        drop((client, started));
+        closed.abort();
+        let answer = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("answered within 20 s once places are free")
+            .unwrap()
+            .expect("an answer");
+        assert_eq!(answer.status(), 200);
+    });
+    assert_still_serving(&mut Grpc::connect(&server));
+}
