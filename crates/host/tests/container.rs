@@ -988,6 +988,55 @@ fn without_a_mount_namespace_programs_see_the_host_file_system() {
 }
 
 #[test]
+fn a_work_directory_reached_through_a_symbolic_link_is_refused_naming_it() {
+    // Without a mount namespace the work directory is a host path, which
+    // may pass through a link; the host's file operations, which follow
+    // none, would all fail in it.
+    let scratch = tempdir();
+    let dir = scratch.text();
+    std::fs::create_dir_all(format!("{dir}/real/sub")).unwrap();
+    std::os::unix::fs::symlink("real", format!("{dir}/link")).unwrap();
+    let without_mounts = || {
+        builder().namespaces(Namespaces {
+            mount: false,
+            ..Namespaces::default()
+        })
+    };
+    for workdir in [format!("{dir}/link"), format!("{dir}/link/sub")] {
+        let err = without_mounts().workdir(&workdir).build().unwrap_err();
+        let BuildError::Configure(boxed) = &err else {
+            panic!("unexpected error {err:?}");
+        };
+        let ContainerError::Failed {
+            stage,
+            path,
+            errno,
+            message,
+        } = boxed.as_ref()
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            (*stage, path.as_deref(), *errno),
+            (Stage::Workdir, Some(workdir.as_str()), libc::ELOOP),
+            "{err}"
+        );
+        assert!(
+            message.contains("passes through a symbolic link"),
+            "{message}"
+        );
+    }
+    // The directory itself is fine.
+    std::fs::write(format!("{dir}/real/file"), "here\n").unwrap();
+    let mut c = without_mounts()
+        .workdir(&format!("{dir}/real"))
+        .build()
+        .unwrap();
+    let out = run(&mut c, &["cat", "file"]);
+    assert_eq!(out.stdout, "here\n", "{}", out.stderr);
+}
+
+#[test]
 fn without_a_pid_namespace_a_run_still_leaves_nothing_behind() {
     let all = Namespaces::default();
     let mut c = builder()

@@ -229,6 +229,31 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
             "cannot enter the work directory",
         )
     })?;
+    // The host's file operations name paths in it and follow no link: one
+    // on the way to it would fail every one of them.
+    match crate::files::open_dir(&config.workdir) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(Failure(ErrorReply {
+                stage: Stage::Workdir,
+                errno: rustix::io::Errno::LOOP.raw_os_error(),
+                path: Some(config.workdir.clone()),
+                message: format!(
+                    "the work directory {:?} is or passes through a symbolic link, which no \
+                     file operation follows: name the directory itself",
+                    config.workdir
+                ),
+            }));
+        }
+        Err(e) => {
+            return Err(fail(
+                Stage::Workdir,
+                e,
+                &config.workdir,
+                "cannot open the work directory",
+            ));
+        }
+    }
     if !config.init_command.is_empty() {
         run_init_command(&config.init_command, &config.workdir)?;
     }

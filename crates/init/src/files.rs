@@ -384,7 +384,7 @@ fn make_parents(dir: &str, uid: Uid, gid: Gid) -> Result<(), Errno> {
 
 /// The directory `dir`, reached without following a link, as a path
 /// descriptor.
-fn open_dir(dir: &str) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_dir(dir: &str) -> Result<OwnedFd, Errno> {
     rustix::fs::openat2(
         CWD,
         dir,
