@@ -1179,19 +1179,24 @@ fn exec_stream_refuses_what_makes_no_sense() {
 
 #[test]
 fn calls_given_up_while_queued_leave_no_place_taken_in_the_queue() {
+    let gate = common::Gate::new();
     let server = Server::start(Config {
         max_queue: 2,
-        ..config()
+        ..gate.in_containers(config())
     })
     .expect("the server starts");
     let mut rest = Client::new(server.addr());
     let mut grpc = Grpc::connect(&server);
     std::thread::scope(|scope| {
-        // Both containers busy for a while.
+        // Both containers busy until the gate opens.
         let busy: Vec<_> = (0..2)
             .map(|_| {
                 let mut client = Grpc::connect(&server);
-                scope.spawn(move || client.run(cmd(&["sleep", "1.5"])))
+                let gated = CmdType {
+                    clock_time_limit: 60_000_000_000,
+                    ..cmd(&common::Gate::ARGS)
+                };
+                scope.spawn(move || client.run(gated))
             })
             .collect();
         common::wait_until("both to run", || {
@@ -1205,14 +1210,32 @@ fn calls_given_up_while_queued_leave_no_place_taken_in_the_queue() {
             };
             grpc.exec_given_up(request, Duration::from_millis(200));
         }
-        common::wait_until("the queue to empty", || {
-            common::gauge(&mut rest, "hutch_queue_depth") == 0
+        // The client's runtime runs on meanwhile, sending the resets.
+        let addr = server.addr();
+        let emptied = grpc.runtime.spawn_blocking(move || {
+            let mut rest = Client::new(addr);
+            common::wait_until("the queue to empty", || {
+                common::gauge(&mut rest, "hutch_queue_depth") == 0
+            });
         });
-        for handle in busy {
+        grpc.runtime.block_on(emptied).expect("the wait");
+        // Both places are free while the containers are still busy: two
+        // more calls queue rather than being refused.
+        let queued: Vec<_> = (0..2)
+            .map(|_| {
+                let mut client = Grpc::connect(&server);
+                scope.spawn(move || client.run(cmd(&["true"])))
+            })
+            .collect();
+        common::wait_until("two calls queued", || {
+            common::gauge(&mut rest, "hutch_queue_depth") == 2
+        });
+        assert_eq!(common::gauge(&mut rest, "hutch_running_requests"), 2);
+        gate.open();
+        for handle in busy.into_iter().chain(queued) {
             assert_eq!(status(&handle.join().unwrap()), StatusType::Accepted);
         }
     });
-    // Every place is free again.
     assert_still_serving(&mut grpc);
 }
 

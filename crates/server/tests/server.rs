@@ -11,7 +11,7 @@ use hutch_server::{Config, Server};
 use serde_json::{Value, json};
 
 mod common;
-use common::{config, gauge, wait_until};
+use common::{Gate, config, gauge, wait_until};
 
 fn start(config: Config) -> (Server, Client) {
     let server = Server::start(config).expect("the server starts");
@@ -640,11 +640,20 @@ fn uploads_are_read_as_go_judge_reads_them() {
     );
 }
 
-/// Posts `first`, waits until it runs, posts `second`, waits until it
-/// queues behind it, calls `meanwhile`, and answers both answers' statuses.
+/// A command that waits at the test's [`Gate`] (within a minute).
+fn gated() -> Value {
+    let mut command = cmd(&Gate::ARGS);
+    command["clockLimit"] = json!(60_000_000_000u64);
+    command
+}
+
+/// Sends `first`, waits until it runs, sends `second`, waits until that is
+/// queued, calls `meanwhile`, then opens `gate`, which `first` waits at;
+/// the statuses of both answers.
 fn one_running_one_queued(
     server: &Server,
     client: &mut Client,
+    gate: &Gate,
     first: &str,
     second: &str,
     meanwhile: impl FnOnce(&mut Client),
@@ -668,6 +677,7 @@ fn one_running_one_queued(
             gauge(client, "hutch_queue_depth") == 1
         });
         meanwhile(client);
+        gate.open();
         (
             running.join().unwrap().status,
             queued.join().unwrap().status,
@@ -677,7 +687,8 @@ fn one_running_one_queued(
 
 #[test]
 fn a_request_with_more_commands_than_the_parallelism_runs_alone() {
-    let mut config = config();
+    let gate = Gate::new();
+    let mut config = gate.in_containers(config());
     config.parallelism = 1;
     let (server, mut client) = start(config);
     // A three-command pipeline, and an interactive pair, on a server that
@@ -707,9 +718,9 @@ fn a_request_with_more_commands_than_the_parallelism_runs_alone() {
     assert_eq!(results[0]["files"]["stderr"], "100 rounds\n");
     assert_eq!(results[1]["status"], "Accepted", "{}", results[1]);
     // While it runs, nothing else does: a one-command request waits.
-    let slow = json!({"cmd": [cmd(&["sleep", "1"]), cmd(&["sleep", "1"])]}).to_string();
+    let slow = json!({"cmd": [gated(), gated()]}).to_string();
     let quick = single(cmd(&["true"])).to_string();
-    let statuses = one_running_one_queued(&server, &mut client, &slow, &quick, |_| {});
+    let statuses = one_running_one_queued(&server, &mut client, &gate, &slow, &quick, |_| {});
     assert_eq!(statuses, (200, 200));
     // The container built for the pair is gone; the server keeps one.
     wait_until("one container idle", || {
@@ -721,7 +732,8 @@ fn a_request_with_more_commands_than_the_parallelism_runs_alone() {
 
 #[test]
 fn a_request_whose_containers_are_free_takes_no_place_in_the_queue() {
-    let mut config = config();
+    let gate = Gate::new();
+    let mut config = gate.in_containers(config());
     config.max_queue = 0;
     let (server, mut client) = start(config);
     // No request may wait, yet one whose containers are free runs, as do
@@ -751,7 +763,7 @@ fn a_request_whose_containers_are_free_takes_no_place_in_the_queue() {
         }
     });
     // With both containers taken, the next one would wait: refused.
-    let slow = json!({"cmd": [cmd(&["sleep", "2"]), cmd(&["sleep", "2"])]}).to_string();
+    let slow = json!({"cmd": [gated(), gated()]}).to_string();
     std::thread::scope(|scope| {
         let running = scope.spawn(|| {
             Client::new(addr)
@@ -765,6 +777,7 @@ fn a_request_whose_containers_are_free_takes_no_place_in_the_queue() {
         let (status, message) = refused(&mut client, quick.as_bytes());
         assert_eq!(status, 503);
         assert!(message.contains("queue is full"), "{message}");
+        gate.open();
         assert_eq!(running.join().unwrap(), 200);
     });
     assert_eq!(gauge(&mut client, "hutch_queue_depth"), 0);
@@ -772,12 +785,13 @@ fn a_request_whose_containers_are_free_takes_no_place_in_the_queue() {
 
 #[test]
 fn a_full_queue_is_answered_503_at_once() {
-    let mut config = config();
+    let gate = Gate::new();
+    let mut config = gate.in_containers(config());
     config.parallelism = 1;
     config.max_queue = 1;
     let (server, mut client) = start(config);
-    let slow = single(cmd(&["sleep", "2"])).to_string();
-    let statuses = one_running_one_queued(&server, &mut client, &slow, &slow, |client| {
+    let slow = single(gated()).to_string();
+    let statuses = one_running_one_queued(&server, &mut client, &gate, &slow, &slow, |client| {
         let started = Instant::now();
         let (status, message) = refused(client, slow.as_bytes());
         assert_eq!(status, 503);

@@ -25,6 +25,32 @@ pub fn config() -> Config {
     config
 }
 
+/// A door a test opens: a command running [`Gate::ARGS`] in a container of
+/// a server configured through [`Gate::in_containers`] runs until the test
+/// calls [`Gate::open`], however long the test takes to get there. It is a
+/// host directory bound read-only at `/gate` in the containers, in which
+/// the command waits for a file to appear.
+pub struct Gate(scratch::TempDir);
+
+impl Gate {
+    /// The command that waits at the gate.
+    pub const ARGS: [&str; 3] = ["sh", "-c", "until [ -e /gate/open ]; do sleep 0.01; done"];
+
+    pub fn new() -> Self {
+        Gate(scratch::TempDir::new("server-gate", 0o755))
+    }
+
+    /// `config` with the gate's directory in its containers.
+    pub fn in_containers(&self, mut config: Config) -> Config {
+        config.builder = config.builder.bind(self.0.text(), "/gate", false);
+        config
+    }
+
+    pub fn open(&self) {
+        std::fs::write(self.0.join("open"), "").unwrap();
+    }
+}
+
 /// The value of the gauge `name` in `/metrics`.
 pub fn gauge(client: &mut Client, name: &str) -> u64 {
     let text = client.get("/metrics").unwrap().text();
