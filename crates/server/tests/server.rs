@@ -1361,6 +1361,54 @@ fn raw_run(body: &Value, headers: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A client that leaves while its request waits for a container gives its
+/// place in the queue back at once, and its request never runs.
+#[test]
+fn a_request_whose_client_leaves_while_queued_gives_its_place_back() {
+    use std::io::Write;
+    let gate = Gate::new();
+    let mut config = gate.in_containers(config());
+    config.parallelism = 1;
+    config.max_queue = 1;
+    let (server, mut client) = start(config);
+    let addr = server.addr();
+    let post = |body: Value| Client::new(addr).post_json("/run", body.to_string().as_bytes());
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| post(single(gated())).unwrap().status);
+        wait_until("the first request running", || {
+            gauge(&mut client, "hutch_running_requests") == 1
+        });
+        let mut leaving = std::net::TcpStream::connect(addr).unwrap();
+        leaving
+            .write_all(&raw_run(&single(cmd(&["true"])), ""))
+            .unwrap();
+        wait_until("the second request queued", || {
+            gauge(&mut client, "hutch_queue_depth") == 1
+        });
+        drop(leaving);
+        // While the first still runs: the gate is shut.
+        wait_until("the place given back", || {
+            gauge(&mut client, "hutch_queue_depth") == 0
+        });
+        let queued = scope.spawn(|| post(single(cmd(&["true"]))).unwrap().status);
+        wait_until("another request queued in its place", || {
+            gauge(&mut client, "hutch_queue_depth") == 1
+        });
+        gate.open();
+        assert_eq!(running.join().unwrap(), 200);
+        assert_eq!(queued.join().unwrap(), 200);
+    });
+    // The request given up never ran, nor was answered.
+    let metrics = client.get("/metrics").unwrap().text();
+    for counted in [
+        "hutch_run_requests_total{code=\"200\"} 2\n",
+        "hutch_runs_total{status=\"Accepted\"} 2\n",
+    ] {
+        assert!(metrics.contains(counted), "{counted} in {metrics}");
+    }
+    assert_eq!(metrics.matches("hutch_runs_total{").count(), 1, "{metrics}");
+}
+
 /// A `/run` whose client leaves is cancelled, as go-judge cancels it: its
 /// program is killed, and the container serves the next request.
 #[test]
