@@ -166,8 +166,8 @@ pub struct ServeArgs {
     /// Bind a host path into every container, read-only (a compiler or
     /// runtime installed outside /usr, say; go-judge's mount.yaml). DST is
     /// absolute and defaults to SRC; it may not hide the container's own
-    /// mounts (/, /w, /tmp, /dev, /proc, /usr, …) nor lie inside /w, /tmp,
-    /// /dev/shm, /dev or /proc. Repeatable. Never read-write: every run
+    /// mounts (/, /w, /tmp, /dev, /proc, …; a system bind such as /usr may
+    /// be replaced) nor lie inside /w, /tmp, /dev/shm, /dev or /proc. Repeatable. Never read-write: every run
     /// would see what earlier runs wrote there.
     #[arg(long, value_name = "SRC[:DST]", value_parser = parse_read_only_bind)]
     pub bind: Vec<Bind>,
@@ -389,8 +389,9 @@ pub struct RunArgs {
 
     /// Bind a host path into the container, read-only unless :rw is added.
     /// DST is absolute and defaults to SRC; it may not hide the container's
-    /// own mounts (/, the work directory, /tmp, /dev, /proc, /usr, …) nor
-    /// lie inside the work directory, /dev or /proc. Repeatable.
+    /// own mounts (/, the work directory, /tmp, /dev, /proc, …; a system
+    /// bind such as /usr may be replaced) nor lie inside the work
+    /// directory, /dev or /proc. Repeatable.
     #[arg(long, value_name = "SRC[:DST][:rw]", value_parser = parse_bind)]
     pub bind: Vec<Bind>,
 
