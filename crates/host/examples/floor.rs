@@ -1,31 +1,42 @@
 //! What the kernel alone charges for a container's namespaces, next to the
-//! bare-process baseline of `hutch bench`, in one run: the floor under any
-//! cold container and any one-shot run, hutch's or another tool's.
+//! bare-process baseline of `hutch bench`, in one run: the floor under a
+//! cold container and a one-shot run, hutch's or another tool's
+//! (`docs/performance.md`, "What is left, and why the targets are not
+//! met").
 //!
 //! ```sh
 //! cargo run --release -p hutch-host --example floor -- [COUNT] [--program PATH]
 //! ```
 //!
-//! Each row is timed COUNT times (default 500) after a warm-up; the table
-//! gives medians, 90th percentiles and each median over the baseline's:
+//! Each row is warmed up, then timed COUNT times (default 500), the rows
+//! taking turns so that a drift of the machine's speed reaches them all
+//! alike; the table gives medians, 90th percentiles and each median over
+//! the baseline's:
 //!
 //! - `baseline`: PROGRAM (default `/bin/true`) started with
 //!   `std::process::Command` and waited for, as `hutch bench` does it;
 //! - `namespaces`: `clone3` into new user, mount, PID, UTS, IPC, network and
 //!   cgroup namespaces, the child exiting at once, waited for: what the
-//!   kernel takes to make and end those namespaces, with no id map, mount,
-//!   init, cgroup or message;
+//!   kernel takes to make those namespaces and to end the child, with no id
+//!   map, mount, init, cgroup or message (the network and user namespaces
+//!   are freed after the wait, by a kernel worker, which the next row's
+//!   time may include);
 //! - `namespaces-exec-init`: the same child execs hutch's init, which finds
 //!   no socket at descriptor 3 and exits with 2: the least a cold container
-//!   takes, before any id map, mount, cgroup or message;
+//!   takes whose namespaces are made one after another, before any id map,
+//!   mount, cgroup or message. hutch's are: `clone3` makes all but the
+//!   network namespace, and init makes that one before its mounts, while
+//!   only the host's cgroup work runs beside it;
 //! - `namespaces-exec`: the child execs PROGRAM instead: the least any
 //!   sandbox with these namespaces takes to run PROGRAM from a process
 //!   already running;
 //! - `one-shot-floor`: this executable (a dynamically linked Rust program,
 //!   as `hutch` is) started as a child that does `namespaces-exec` once and
-//!   exits: the least a one-shot sandbox written this way takes;
+//!   exits: the least a one-shot sandbox written this way, making its
+//!   namespaces one after another, takes;
 //! - `namespaces-no-net`, `one-shot-floor-no-net`: the same without the
-//!   network namespace, to show its share.
+//!   network namespace, to show its share: the floor of a design that
+//!   makes that namespace beside the rest of its set-up.
 
 use std::ffi::CString;
 use std::process::{Command, Stdio};
@@ -51,12 +62,25 @@ const NO_NET: u64 = ALL & !(libc::CLONE_NEWNET as u64);
 /// FLAGS PROGRAM`.
 const LAUNCH: &str = "--launch";
 
-fn main() -> Outcome {
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("floor: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Outcome {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [launch, flags, program] = args.as_slice() {
         if launch == LAUNCH {
-            let status = sys::run_in_namespaces(flags.parse()?, &CString::new(program.as_str())?)?;
-            std::process::exit(if status == 0 { 0 } else { 1 });
+            let flags = flags
+                .parse()
+                .map_err(|e| format!("{LAUNCH} {flags}: {e}"))?;
+            let status = sys::run_in_namespaces(flags, &CString::new(program.as_str())?)?;
+            if status != 0 {
+                return Err(ended(status, program).into());
+            }
+            return Ok(());
         }
     }
     let usage = "usage: floor [COUNT] [--program PATH]";
@@ -79,7 +103,7 @@ fn main() -> Outcome {
     let exit_status = |status: i32, what: &str| -> Outcome {
         match status {
             0 => Ok(()),
-            _ => Err(format!("{what} ended with wait status {status:#x}").into()),
+            _ => Err(ended(status, what).into()),
         }
     };
     let baseline = || -> Outcome {
@@ -87,7 +111,8 @@ fn main() -> Outcome {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()?;
+            .status()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
         match status.success() {
             true => Ok(()),
             false => Err(format!("{program}: {status}").into()),
@@ -101,7 +126,7 @@ fn main() -> Outcome {
     let namespaces_exec_init = || -> Outcome {
         match sys::run_in_namespaces(ALL, &init_c)? {
             NO_SOCKET_STATUS => Ok(()),
-            status => Err(format!("init ended with wait status {status:#x}, not exit 2").into()),
+            status => Err(format!("{}, not exit 2", ended(status, "init")).into()),
         }
     };
     let namespaces_exec =
@@ -114,11 +139,11 @@ fn main() -> Outcome {
                 .args([LAUNCH, &flags.to_string(), program])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?;
+                .status()
+                .map_err(|e| format!("cannot start {}: {e}", this.display()))?;
             match status.success() {
                 true => Ok(()),
-                false => Err(format!("the one-shot child: {status}").into()),
+                false => Err(format!("the one-shot child (its error above): {status}").into()),
             }
         }
     };
@@ -131,19 +156,23 @@ fn main() -> Outcome {
         ("one-shot-floor", Box::new(one_shot(ALL))),
         ("one-shot-floor-no-net", Box::new(one_shot(NO_NET))),
     ];
-    println!("floor: {program}, {count} runs each\n");
-    println!("{:<24}{:>11}{:>11}{:>9}", "row", "median", "p90", "ratio");
-    let mut base = None;
     for (name, run) in &rows {
         for _ in 0..WARM_UP {
-            run()?;
+            run().map_err(|e| format!("{name}: {e}"))?;
         }
-        let mut times = Vec::with_capacity(count);
-        for _ in 0..count {
+    }
+    let mut times = vec![Vec::with_capacity(count); rows.len()];
+    for _ in 0..count {
+        for ((name, run), times) in rows.iter().zip(&mut times) {
             let start = Instant::now();
-            run()?;
+            run().map_err(|e| format!("{name}: {e}"))?;
             times.push(start.elapsed());
         }
+    }
+    println!("floor: {program}, {count} runs of each row, taking turns\n");
+    println!("{:<24}{:>11}{:>11}{:>9}", "row", "median", "p90", "ratio");
+    let mut base = None;
+    for ((name, _), mut times) in rows.iter().zip(times) {
         times.sort();
         let median = times[times.len() / 2];
         let p90 = times[(times.len() - 1) * 9 / 10];
@@ -183,6 +212,15 @@ impl InitCopy {
 impl Drop for InitCopy {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// How a child with wait status `status` ended, `what` naming it.
+fn ended(status: i32, what: &str) -> String {
+    match (status & 0x7f, (status >> 8) & 0xff) {
+        (0, 127) => format!("{what}: exited with 127 (its exec failed)"),
+        (0, code) => format!("{what}: exited with {code}"),
+        (signal, _) => format!("{what}: killed by signal {signal}"),
     }
 }
 
@@ -234,14 +272,16 @@ mod sys {
             unsafe { libc::_exit(0) };
         }
         if pid < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            return Err(io::Error::new(error.kind(), format!("clone3: {error}")));
         }
         let mut status = 0;
         // SAFETY: waitpid on the child just started, writing its status to
         // a local.
         let waited = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
         if waited < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            return Err(io::Error::new(error.kind(), format!("waitpid: {error}")));
         }
         Ok(status)
     }
