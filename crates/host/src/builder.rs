@@ -617,7 +617,10 @@ impl ContainerBuilder {
     /// may be `/tmp` or `/dev/shm`, whose place it then takes, but not hide
     /// another mount the container makes nor lie inside one (a read-only
     /// bind, or a mount of the caller's, which would hide it):
-    /// [`build`](Self::build) refuses it ([`BuildError::Workdir`]).
+    /// [`build`](Self::build) refuses it ([`BuildError::Workdir`]). Without
+    /// a mount namespace it is a host directory, which must exist; symbolic
+    /// links on the way to it are resolved, as the container's file
+    /// operations follow none.
     pub fn workdir(mut self, path: &str) -> Self {
         self.workdir = path.into();
         self
@@ -1017,13 +1020,21 @@ impl ContainerBuilder {
             (String::new(), String::new())
         };
         if !self.namespaces.mount {
+            // The work directory is a host path then, which may pass
+            // through links (`/var/run`); init's file operations follow
+            // none, so it gets the directory itself. One that cannot be
+            // resolved goes as it is, for init to name in its error.
+            let workdir = std::fs::canonicalize(&self.workdir)
+                .ok()
+                .and_then(|dir| dir.into_os_string().into_string().ok())
+                .unwrap_or_else(|| self.workdir.clone());
             return Configure {
                 mounts: Vec::new(),
                 symlinks: Vec::new(),
                 masked_paths: Vec::new(),
                 hostname,
                 domainname,
-                workdir: self.workdir.clone(),
+                workdir,
                 uid,
                 gid,
                 init_command: Vec::new(),

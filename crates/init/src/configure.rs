@@ -229,35 +229,35 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
             "cannot enter the work directory",
         )
     })?;
-    // The host's file operations name paths in it and follow no link: one
-    // on the way to it would fail every one of them.
-    match crate::files::open_dir(&config.workdir) {
-        Ok(_) => {}
-        Err(rustix::io::Errno::LOOP) => {
-            return Err(Failure(ErrorReply {
-                stage: Stage::Workdir,
-                errno: rustix::io::Errno::LOOP.raw_os_error(),
-                path: Some(config.workdir.clone()),
-                message: format!(
-                    "the work directory {:?} is or passes through a symbolic link, which no \
-                     file operation follows: name the directory itself",
-                    config.workdir
-                ),
-            }));
-        }
-        Err(e) => {
-            return Err(fail(
-                Stage::Workdir,
-                e,
-                &config.workdir,
-                "cannot open the work directory",
-            ));
-        }
-    }
+    reached_without_links(&config.workdir)?;
     if !config.init_command.is_empty() {
         run_init_command(&config.init_command, &config.workdir)?;
     }
     Ok(scratch)
+}
+
+/// Fails unless the work directory `workdir` is reached without a symbolic
+/// link: the host's file operations name paths in it and follow none, so
+/// one on the way would fail every one of them.
+fn reached_without_links(workdir: &str) -> Result<(), Failure> {
+    match crate::files::open_dir(workdir) {
+        Ok(_) => Ok(()),
+        Err(rustix::io::Errno::LOOP) => Err(Failure(ErrorReply {
+            stage: Stage::Workdir,
+            errno: rustix::io::Errno::LOOP.raw_os_error(),
+            path: Some(workdir.to_owned()),
+            message: format!(
+                "the work directory {workdir:?} is or passes through a symbolic link, which no \
+                 file operation follows: name the directory itself"
+            ),
+        })),
+        Err(e) => Err(fail(
+            Stage::Workdir,
+            e,
+            workdir,
+            "cannot open the work directory",
+        )),
+    }
 }
 
 /// Runs the configured command once, as the container's root (with no
@@ -506,4 +506,36 @@ pub fn empty_dir(
         rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_directory_behind_a_symbolic_link_is_refused_naming_it() {
+        let root = std::env::temp_dir().join(format!("hutch-init-workdir-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("link")).unwrap();
+        let path = |rest: &str| format!("{}/{rest}", root.display());
+        assert!(reached_without_links(&path("real/sub")).is_ok());
+        for linked in [path("link"), path("link/sub")] {
+            let Err(Failure(reply)) = reached_without_links(&linked) else {
+                panic!("{linked} was let through");
+            };
+            assert_eq!(reply.stage, Stage::Workdir);
+            assert_eq!(reply.errno, libc::ELOOP);
+            assert_eq!(reply.path.as_deref(), Some(linked.as_str()));
+            assert!(
+                reply.message.contains("passes through a symbolic link"),
+                "{}",
+                reply.message
+            );
+        }
+        let Err(Failure(missing)) = reached_without_links(&path("none")) else {
+            panic!("a missing directory was let through");
+        };
+        assert_eq!(missing.errno, libc::ENOENT);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
