@@ -1188,6 +1188,7 @@ fn calls_given_up_while_queued_leave_no_place_taken_in_the_queue() {
     let mut rest = Client::new(server.addr());
     let mut grpc = Grpc::connect(&server);
     std::thread::scope(|scope| {
+        let _open = gate.opens_on_drop();
         // Both containers busy until the gate opens.
         let busy: Vec<_> = (0..2)
             .map(|_| {

@@ -648,8 +648,9 @@ fn gated() -> Value {
 }
 
 /// Sends `first`, waits until it runs, sends `second`, waits until that is
-/// queued, calls `meanwhile`, then opens `gate`, which `first` waits at;
-/// the statuses of both answers.
+/// queued, calls `meanwhile`, checks `first` still runs, then opens `gate`,
+/// which `first` waits at; the statuses of both answers, each of whose
+/// commands must have been `Accepted` when it is 200.
 fn one_running_one_queued(
     server: &Server,
     client: &mut Client,
@@ -660,6 +661,7 @@ fn one_running_one_queued(
 ) -> (u16, u16) {
     let addr = server.addr();
     std::thread::scope(|scope| {
+        let _open = gate.opens_on_drop();
         let running = scope.spawn(|| {
             Client::new(addr)
                 .post_json("/run", first.as_bytes())
@@ -677,11 +679,24 @@ fn one_running_one_queued(
             gauge(client, "hutch_queue_depth") == 1
         });
         meanwhile(client);
+        assert_eq!(
+            gauge(client, "hutch_running_requests"),
+            1,
+            "the first request still runs"
+        );
         gate.open();
-        (
-            running.join().unwrap().status,
-            queued.join().unwrap().status,
-        )
+        let answers = [running.join().unwrap(), queued.join().unwrap()];
+        for answer in &answers {
+            if answer.status == 200 {
+                let results = answer.json();
+                let results = results.as_array().unwrap();
+                assert!(
+                    results.iter().all(|r| r["status"] == "Accepted"),
+                    "{results:?}"
+                );
+            }
+        }
+        (answers[0].status, answers[1].status)
     })
 }
 
@@ -765,11 +780,11 @@ fn a_request_whose_containers_are_free_takes_no_place_in_the_queue() {
     // With both containers taken, the next one would wait: refused.
     let slow = json!({"cmd": [gated(), gated()]}).to_string();
     std::thread::scope(|scope| {
+        let _open = gate.opens_on_drop();
         let running = scope.spawn(|| {
             Client::new(addr)
                 .post_json("/run", slow.as_bytes())
                 .unwrap()
-                .status
         });
         wait_until("the pair running", || {
             gauge(&mut client, "hutch_running_requests") == 1
@@ -777,8 +792,23 @@ fn a_request_whose_containers_are_free_takes_no_place_in_the_queue() {
         let (status, message) = refused(&mut client, quick.as_bytes());
         assert_eq!(status, 503);
         assert!(message.contains("queue is full"), "{message}");
+        assert_eq!(
+            gauge(&mut client, "hutch_running_requests"),
+            1,
+            "refused while the pair ran"
+        );
         gate.open();
-        assert_eq!(running.join().unwrap(), 200);
+        let answer = running.join().unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let results = answer.json();
+        assert!(
+            results
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] == "Accepted"),
+            "{results}"
+        );
     });
     assert_eq!(gauge(&mut client, "hutch_queue_depth"), 0);
 }
@@ -1374,7 +1404,8 @@ fn a_request_whose_client_leaves_while_queued_gives_its_place_back() {
     let addr = server.addr();
     let post = |body: Value| Client::new(addr).post_json("/run", body.to_string().as_bytes());
     std::thread::scope(|scope| {
-        let running = scope.spawn(|| post(single(gated())).unwrap().status);
+        let _open = gate.opens_on_drop();
+        let running = scope.spawn(|| post(single(gated())).unwrap());
         wait_until("the first request running", || {
             gauge(&mut client, "hutch_running_requests") == 1
         });
@@ -1395,7 +1426,14 @@ fn a_request_whose_client_leaves_while_queued_gives_its_place_back() {
             gauge(&mut client, "hutch_queue_depth") == 1
         });
         gate.open();
-        assert_eq!(running.join().unwrap(), 200);
+        let running = running.join().unwrap();
+        assert_eq!(running.status, 200);
+        assert_eq!(
+            running.json()[0]["status"],
+            "Accepted",
+            "{}",
+            running.text()
+        );
         assert_eq!(queued.join().unwrap(), 200);
     });
     // The request given up never ran, nor was answered.

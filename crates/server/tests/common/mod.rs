@@ -49,6 +49,22 @@ impl Gate {
     pub fn open(&self) {
         std::fs::write(self.0.join("open"), "").unwrap();
     }
+
+    /// A guard that opens the gate when dropped: a test that fails while
+    /// commands wait at it lets them go at once rather than after their
+    /// time limits, when its threads are joined.
+    pub fn opens_on_drop(&self) -> OpensOnDrop<'_> {
+        OpensOnDrop(self)
+    }
+}
+
+/// See [`Gate::opens_on_drop`].
+pub struct OpensOnDrop<'a>(&'a Gate);
+
+impl Drop for OpensOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.0.join("open"), "");
+    }
 }
 
 /// The value of the gauge `name` in `/metrics`.
