@@ -644,21 +644,30 @@ fn bad_input_is_refused_naming_what_is_wrong() {
 
 #[test]
 fn shutdown_lets_a_running_exec_finish() {
-    let server = Server::start(config()).expect("the server starts");
-    let mut rest = Client::new(server.addr());
+    let gate = common::Gate::new();
+    let server = Server::start(gate.in_containers(config())).expect("the server starts");
+    let addr = server.addr();
+    let mut rest = Client::new(addr);
     let mut grpc = Grpc::connect(&server);
     std::thread::scope(|scope| {
-        let call = scope.spawn(move || grpc.run(cmd(&["sleep", "0.5"])));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !rest
-            .get("/metrics")
-            .unwrap()
-            .text()
-            .contains("\nhutch_running_requests 1\n")
-        {
-            assert!(Instant::now() < deadline, "the call never started");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let _open = gate.opens_on_drop();
+        let gated = CmdType {
+            clock_time_limit: 60_000_000_000,
+            ..cmd(&common::Gate::ARGS)
+        };
+        let call = scope.spawn(move || grpc.run(gated));
+        common::wait_until("the call running", || {
+            common::gauge(&mut rest, "hutch_running_requests") == 1
+        });
+        // The run goes on until the shutdown is under way: the server no
+        // longer takes connections.
+        let gate = &gate;
+        scope.spawn(move || {
+            common::wait_until("the shutdown under way", || {
+                std::net::TcpStream::connect(addr).is_err()
+            });
+            gate.open();
+        });
         server.shutdown().expect("a clean shutdown");
         let result = call.join().unwrap();
         assert_eq!(status(&result), StatusType::Accepted, "{result:?}");
