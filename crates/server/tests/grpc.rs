@@ -172,6 +172,14 @@ fn cmd(args: &[&str]) -> CmdType {
     }
 }
 
+/// A command that waits at the test's [`common::Gate`] (within a minute).
+fn gated() -> CmdType {
+    CmdType {
+        clock_time_limit: 60_000_000_000,
+        ..cmd(&common::Gate::ARGS)
+    }
+}
+
 fn status(result: &pb::response::Result) -> StatusType {
     StatusType::try_from(result.status).expect("a known status")
 }
@@ -651,11 +659,7 @@ fn shutdown_lets_a_running_exec_finish() {
     let mut grpc = Grpc::connect(&server);
     std::thread::scope(|scope| {
         let _open = gate.opens_on_drop();
-        let gated = CmdType {
-            clock_time_limit: 60_000_000_000,
-            ..cmd(&common::Gate::ARGS)
-        };
-        let call = scope.spawn(move || grpc.run(gated));
+        let call = scope.spawn(move || grpc.run(gated()));
         common::wait_until("the call running", || {
             common::gauge(&mut rest, "hutch_running_requests") == 1
         });
@@ -676,7 +680,13 @@ fn shutdown_lets_a_running_exec_finish() {
 
 /// The head of an `Exec` call to `addr`, for calls made by hand.
 fn exec_head(addr: std::net::SocketAddr) -> http::Request<()> {
-    http::Request::post(format!("http://{addr}/pb.Executor/Exec"))
+    call_head(addr, "Exec")
+}
+
+/// The head of a call of `method` of `pb.Executor` at `addr`, for calls
+/// made by hand.
+fn call_head(addr: std::net::SocketAddr, method: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/pb.Executor/{method}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
@@ -1202,11 +1212,7 @@ fn calls_given_up_while_queued_leave_no_place_taken_in_the_queue() {
         let busy: Vec<_> = (0..2)
             .map(|_| {
                 let mut client = Grpc::connect(&server);
-                let gated = CmdType {
-                    clock_time_limit: 60_000_000_000,
-                    ..cmd(&common::Gate::ARGS)
-                };
-                scope.spawn(move || client.run(gated))
+                scope.spawn(move || client.run(gated()))
             })
             .collect();
         common::wait_until("both to run", || {
@@ -1278,15 +1284,6 @@ fn a_running_call_its_client_gives_up_is_cancelled() {
     assert_still_serving(&mut grpc);
 }
 
-/// The head of an `ExecStream` call to `addr`, for calls made by hand.
-fn exec_stream_head(addr: std::net::SocketAddr) -> http::Request<()> {
-    http::Request::post(format!("http://{addr}/pb.Executor/ExecStream"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap()
-}
-
 #[test]
 fn exec_stream_sessions_count_among_the_calls_the_server_takes_at_once() {
     // 64 connections of 16 sessions: the 1024 calls all connections may
@@ -1303,7 +1300,9 @@ fn exec_stream_sessions_count_among_the_calls_the_server_takes_at_once() {
             let mut sessions = Vec::new();
             for _ in 0..SESSIONS {
                 client = client.ready().await.unwrap();
-                let (answer, body) = client.send_request(exec_stream_head(addr), false).unwrap();
+                let (answer, body) = client
+                    .send_request(call_head(addr, "ExecStream"), false)
+                    .unwrap();
                 sessions.push((answer, body));
             }
             let mut started = Vec::new();
