@@ -3,10 +3,12 @@
  * runs it. Also tries to make that terminal its own controlling terminal
  * first (TIOCSCTTY, with and without stealing), and to open /dev/tty.
  *
- * Must get: every ioctl fails: the program leads a session of its own
- * with no controlling terminal, and the terminal belongs to another
- * session (TIOCSCTTY and TIOCSTI fail with EPERM, or TIOCSTI with EIO
- * where the kernel disables it for everyone); /dev/tty cannot be opened.
+ * Must get: every ioctl fails: the program is in a session with no
+ * controlling terminal (init's), which it does not lead, in a process
+ * group of its own; only a session's leader may give it a terminal, and
+ * this terminal belongs to another session anyway (TIOCSCTTY and TIOCSTI
+ * fail with EPERM, or TIOCSTI with EIO where the kernel disables it for
+ * everyone); /dev/tty cannot be opened.
  * One line per attempt, "<what> <result>"; exit 0.
  */
 #define _GNU_SOURCE
@@ -31,13 +33,37 @@ static int inject(const char *text) {
     return 0;
 }
 
+/* Field 7 of /proc/self/stat: the controlling terminal's device number,
+ * 0 for none; -1 when it cannot be read. */
+static int tty_nr(void) {
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    char state;
+    int ppid, pgrp, session, tty;
+    if (!p || sscanf(p + 1, " %c %d %d %d %d", &state, &ppid, &pgrp, &session, &tty) != 5)
+        return -1;
+    return tty;
+}
+
 int main(void) {
     printf("session leader %s\n", getsid(0) == getpid() ? "yes" : "no");
+    printf("process group leader %s\n", getpgid(0) == getpid() ? "yes" : "no");
+    int tty = tty_nr();
+    if (tty == 0)
+        printf("controlling terminal none\n");
+    else
+        printf("controlling terminal %d\n", tty);
     show("TIOCSTI", inject("id\n"));
     show("TIOCSCTTY", ioctl(0, TIOCSCTTY, 0));
     show("TIOCSCTTY steal", ioctl(0, TIOCSCTTY, 1));
     show("TIOCSTI again", inject("id\n"));
-    int tty = open("/dev/tty", O_RDWR);
-    show("open /dev/tty", tty < 0 ? -1 : 0);
+    int dev_tty = open("/dev/tty", O_RDWR);
+    show("open /dev/tty", dev_tty < 0 ? -1 : 0);
     return 0;
 }

@@ -20,7 +20,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use hutch_protocol::{Configure, ErrorReply, FileSystem, Mount, MountFlags, Stage};
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{CWD, Mode, StatVfsMountFlags};
 use rustix::mount::{
     MountFlags as Ms, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
@@ -54,6 +54,20 @@ pub struct Scratch {
     pub modes: Vec<u32>,
     /// Their owners (uid, gid).
     pub owners: Vec<(u32, u32)>,
+    /// Their root directories, opened once the file system is complete, so
+    /// that the checks of every run and reset look up no path.
+    pub roots: Vec<OwnedFd>,
+}
+
+impl Scratch {
+    fn none() -> Self {
+        Scratch {
+            paths: Vec::new(),
+            modes: Vec::new(),
+            owners: Vec::new(),
+            roots: Vec::new(),
+        }
+    }
 }
 
 /// Applies `config`; on success the calling process's root and working
@@ -84,11 +98,7 @@ fn build_root(config: &Configure) -> Result<Scratch, Failure> {
     .map_err(|e| fail(Stage::Mount, e, STAGING, "cannot mount the root tmpfs at"))?;
     rustix::process::chdir(STAGING).map_err(|e| fail(Stage::Mount, e, STAGING, "cannot enter"))?;
 
-    let mut scratch = Scratch {
-        paths: Vec::new(),
-        modes: Vec::new(),
-        owners: Vec::new(),
-    };
+    let mut scratch = Scratch::none();
     for (mount, tree) in config.mounts.iter().zip(trees) {
         match (mount, tree) {
             (
@@ -191,6 +201,11 @@ fn build_root(config: &Configure) -> Result<Scratch, Failure> {
 
     rustix::mount::mount_remount("/", Ms::BIND | Ms::RDONLY | Ms::NOSUID | Ms::NODEV, "")
         .map_err(|e| fail(Stage::RemountRoot, e, "/", "cannot remount read-only"))?;
+    for path in &scratch.paths {
+        let root = os::open_dir(rustix::fs::CWD, path.as_str())
+            .map_err(|e| fail(Stage::Mount, e, path, "cannot open the tmpfs at"))?;
+        scratch.roots.push(root);
+    }
     Ok(scratch)
 }
 
@@ -198,11 +213,7 @@ pub fn apply(config: &Configure) -> Result<Scratch, Failure> {
     let scratch = match config.filesystem {
         FileSystem::Container => build_root(config)?,
         // The host's mount namespace: nothing may be mounted in it.
-        FileSystem::Host => Scratch {
-            paths: Vec::new(),
-            modes: Vec::new(),
-            owners: Vec::new(),
-        },
+        FileSystem::Host => Scratch::none(),
     };
     // Empty names are left as they are (the host sends them when the
     // container shares the host's UTS namespace).
@@ -294,7 +305,7 @@ fn run_init_command(argv: &[String], workdir: &str) -> Result<(), Failure> {
     let env_ptrs = crate::exec::null_terminated(&env);
     let null = rustix::fs::open(
         "/dev/null",
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOCTTY,
         Mode::empty(),
     )
     .map_err(|e| cannot(e.into()))?;
@@ -394,7 +405,10 @@ fn place_tree(tree: OwnedFd, target: &str) -> Result<(), Failure> {
         }
         rustix::fs::open(
             at.as_str(),
-            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::OFlags::WRONLY
+                | rustix::fs::OFlags::CREATE
+                | rustix::fs::OFlags::CLOEXEC
+                | rustix::fs::OFlags::NOCTTY,
             Mode::from_raw_mode(0o666),
         )
         .map_err(|e| fail(Stage::Mount, e, target, "cannot create mount point"))?;
@@ -479,31 +493,31 @@ fn mask(path: &str) -> Result<(), Failure> {
     }
 }
 
-/// Empties a writable tmpfs and restores its root's owner, mode and
-/// extended attributes.
+/// Empties a writable tmpfs, whose root is open as `root`, and restores
+/// that directory's owner, mode and extended attributes.
 /// `levels` is reused from reset to reset (see [`os::remove_contents`]).
 pub fn empty_dir(
-    path: &str,
+    root: BorrowedFd<'_>,
     mode: u32,
     (uid_raw, gid_raw): (u32, u32),
     levels: &mut Vec<OwnedFd>,
 ) -> os::Result<()> {
     // Most runs leave the mounts empty: one statfs tells.
-    if !os::holds_nothing(path) {
-        os::remove_contents(path, levels)?;
+    if !os::holds_nothing(root) {
+        os::remove_contents(root, levels)?;
     }
     // Its owner (the programs' uid) may set attributes on the mount's own
     // directory: a default ACL would take every permission from the files
     // later runs make there.
-    os::remove_program_xattrs(path)?;
+    os::remove_program_xattrs(root)?;
     // A run may have changed the mount's own owner or mode; restored only
     // then.
-    let stat = rustix::fs::stat(path)?;
+    let stat = rustix::fs::fstat(root)?;
     if (stat.st_uid, stat.st_gid) != (uid_raw, gid_raw) {
-        rustix::fs::chown(path, Some(uid(uid_raw)), Some(gid(gid_raw)))?;
+        rustix::fs::fchown(root, Some(uid(uid_raw)), Some(gid(gid_raw)))?;
     }
     if stat.st_mode & 0o7777 != mode & 0o7777 {
-        rustix::fs::chmod(path, Mode::from_raw_mode(mode))?;
+        rustix::fs::fchmod(root, Mode::from_raw_mode(mode))?;
     }
     Ok(())
 }

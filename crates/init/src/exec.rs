@@ -9,7 +9,7 @@ use core::ffi::CStr;
 use core::ffi::{c_char, c_int};
 use core::time::Duration;
 
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, OwnedFd};
 
 use hutch_protocol::{
     Accounting, CgroupVersion, ErrorReply, ExecRequest, ExecResult, Limits, Request, Resource,
@@ -70,7 +70,7 @@ pub struct Defaults<'a> {
     /// Group id.
     pub gid: u32,
     /// The writable tmpfs mounts, where an output-limited file may lie.
-    pub scratch: &'a [String],
+    pub scratch: &'a [OwnedFd],
     /// The stack a child runs on until it execs.
     pub stack: &'a mut [u8],
     /// What a run's preparation fills, kept from run to run.
@@ -426,7 +426,7 @@ pub fn run(
 /// the limit, stops it there), even if the writer ignored `SIGXFSZ`.
 fn files_over_limit(
     fds: &[OwnedFd],
-    scratch: &[String],
+    scratch: &[OwnedFd],
     limit: u64,
     dirs: &mut Vec<OwnedFd>,
     mut found: impl FnMut((u64, u64, u64)),
@@ -447,8 +447,11 @@ fn files_over_limit(
     }
     // The tmpfs mounts hold a bounded number of inodes; walk those that
     // hold any.
-    for root in scratch.iter().filter(|root| !os::holds_nothing(root)) {
-        os::each_file_under(root, dirs, &mut note);
+    for root in scratch
+        .iter()
+        .filter(|root| !os::holds_nothing(root.as_fd()))
+    {
+        os::each_file_under(root.as_fd(), dirs, &mut note);
     }
 }
 
@@ -623,6 +626,14 @@ fn reap_all(program: i32) -> (c_int, Usage) {
     if let Ok(Some(reaped)) = sys::wait4(program, false) {
         status = reaped.status;
         usage.add(&reaped.usage);
+    }
+    // Everything the run started descends from init: a process whose
+    // parent dies is reparented to init (PID 1 of the namespace, or a child
+    // subreaper). With no child of init left, nothing of the run is, and
+    // the sweep is skipped: as PID 1 it is `kill(-1)`, which walks every
+    // task of the machine.
+    if !sys::has_children() {
+        return (status, usage);
     }
     loop {
         sys::kill_all();

@@ -53,6 +53,7 @@ const SOCKET_FD: i32 = 3;
 fn main() {
     sys::ignore_signals();
     sys::harden();
+    sys::own_session();
     sys::init_reaper();
     if sys::set_cloexec(SOCKET_FD).is_err() {
         // No socket: nobody to report to.
@@ -333,7 +334,7 @@ impl Init {
             workdir: &ready.workdir,
             uid: ready.uid,
             gid: ready.gid,
-            scratch: &ready.scratch.paths,
+            scratch: &ready.scratch.roots,
             stack: &mut self.stack,
             buffers: &mut self.buffers,
         };
@@ -407,13 +408,14 @@ fn reset(ready: &mut Ready, levels: &mut Vec<OwnedFd>) -> Reply {
     let mut first_error = None;
     // Every mount is emptied even when one fails; the first failure is
     // reported.
-    for ((path, mode), (uid, gid)) in scratch
+    for (((path, root), mode), (uid, gid)) in scratch
         .paths
         .iter()
+        .zip(&scratch.roots)
         .zip(&scratch.modes)
         .zip(&scratch.owners)
     {
-        if let Err(err) = configure::empty_dir(path, *mode, (*uid, *gid), levels) {
+        if let Err(err) = configure::empty_dir(root.as_fd(), *mode, (*uid, *gid), levels) {
             first_error.get_or_insert(Reply::Error(ErrorReply {
                 stage: Stage::Reset,
                 errno: err.raw_os_error().unwrap_or(0),

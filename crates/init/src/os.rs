@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 /// An OS error, or bad data read from the kernel.
@@ -204,7 +204,7 @@ pub fn is_executable<P: rustix::path::Arg>(path: P) -> bool {
 }
 
 /// Opens a directory for listing, without following a final symbolic link.
-fn open_dir<P: rustix::path::Arg>(at: impl AsFd, path: P) -> Result<OwnedFd> {
+pub fn open_dir<P: rustix::path::Arg>(at: impl AsFd, path: P) -> Result<OwnedFd> {
     Ok(rustix::fs::openat(
         at,
         path,
@@ -214,17 +214,18 @@ fn open_dir<P: rustix::path::Arg>(at: impl AsFd, path: P) -> Result<OwnedFd> {
 }
 
 /// Calls `f` with the status of every regular file under the directory
-/// `root`, however deep, never through a symbolic link; what cannot be
+/// open as `root`, however deep, never through a symbolic link; what cannot be
 /// opened or inspected is skipped. Reads directories into a buffer on the
 /// stack and keeps the descriptors still to visit in `pending` (emptied
 /// when done): with its capacity grown, a walk allocates nothing.
 pub fn each_file_under(
-    root: &str,
+    root: BorrowedFd<'_>,
     pending: &mut Vec<OwnedFd>,
     mut f: impl FnMut(&rustix::fs::Stat),
 ) {
     pending.clear();
-    let Ok(fd) = open_dir(CWD, root) else {
+    // A descriptor of its own: the walk reads it from its start.
+    let Ok(fd) = open_dir(root, c".") else {
         return;
     };
     pending.push(fd);
@@ -262,23 +263,23 @@ pub fn each_file_under(
     }
 }
 
-/// Removes the extended attributes of `path` (not following a link) that
-/// a program can set on a directory it owns: `user.*`, and its ACLs
+/// Removes the extended attributes of the directory open as `dir` that a
+/// program can set on a directory it owns: `user.*`, and its ACLs
 /// (`system.posix_acl_access`, `system.posix_acl_default`, which would
 /// decide the mode of every file made in it). Those only a privileged
 /// process sets (`security.*`, a security module's label; `trusted.*`)
 /// stay. Lists them through a buffer on the stack, or for a longer list
 /// (at most 64 KiB) one on the heap.
-pub fn remove_program_xattrs(path: &str) -> Result<()> {
+pub fn remove_program_xattrs(dir: BorrowedFd<'_>) -> Result<()> {
     let mut stack = [0u8; 512];
     let mut heap = Vec::new();
-    let names: &[u8] = match rustix::fs::llistxattr(path, &mut stack[..]) {
+    let names: &[u8] = match rustix::fs::flistxattr(dir, &mut stack[..]) {
         Ok(len) => &stack[..len],
         Err(Errno::RANGE) => {
             // Nothing runs during a reset: the list does not grow between
             // asking its size and reading it.
-            heap.resize(rustix::fs::llistxattr_query(path)?, 0);
-            let len = rustix::fs::llistxattr(path, &mut heap[..])?;
+            heap.resize(rustix::fs::flistxattr_query(dir)?, 0);
+            let len = rustix::fs::flistxattr(dir, &mut heap[..])?;
             &heap[..len]
         }
         Err(errno) => return Err(errno.into()),
@@ -287,7 +288,7 @@ pub fn remove_program_xattrs(path: &str) -> Result<()> {
         if !(name.starts_with(b"user.") || name.starts_with(b"system.posix_acl_")) {
             continue;
         }
-        match rustix::fs::lremovexattr(path, name) {
+        match rustix::fs::fremovexattr(dir, name) {
             Ok(()) | Err(Errno::NODATA) => {}
             Err(errno) => return Err(errno.into()),
         }
@@ -295,25 +296,25 @@ pub fn remove_program_xattrs(path: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether the file system mounted at `path` holds nothing but its root
-/// directory, told by its count of inodes in use (one statfs instead of a
-/// walk). `false` when it cannot tell: a file system without an inode
-/// limit reports none.
-pub fn holds_nothing(path: &str) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|fs| {
+/// Whether the file system whose root is open as `root` holds nothing but
+/// that directory, told by its count of inodes in use (one `fstatfs`
+/// instead of a walk). `false` when it cannot tell: a file system without
+/// an inode limit reports none.
+pub fn holds_nothing(root: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstatfs(root).is_ok_and(|fs| {
         let (files, free) = (fs.f_files, fs.f_ffree);
         files > 0 && files.saturating_sub(free) <= 1
     })
 }
 
-/// Removes everything inside the directory `path`, however deep, keeping
-/// `path`. Works down one directory descriptor per level (kept in
+/// Removes everything inside the directory open as `root`, however deep,
+/// keeping the directory. Works down one directory descriptor per level (kept in
 /// `levels`, emptied when done), never through a symbolic link, reading
 /// directories through a buffer on the stack: with `levels` grown, it
 /// allocates nothing.
-pub fn remove_contents(path: &str, levels: &mut Vec<OwnedFd>) -> Result<()> {
+pub fn remove_contents(root: BorrowedFd<'_>, levels: &mut Vec<OwnedFd>) -> Result<()> {
     levels.clear();
-    levels.push(open_dir(CWD, path)?);
+    levels.push(open_dir(root, c".")?);
     let mut buf = [core::mem::MaybeUninit::<u8>::uninit(); 4096];
     while let Some(dir) = levels.last() {
         // Each pass reads the directory from its start; one that finds
@@ -398,15 +399,16 @@ mod tests {
         std::fs::write(root.join("top"), "x").unwrap();
         std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
         let text = root.to_str().unwrap();
+        let dir = open_dir(rustix::fs::CWD, text).unwrap();
         let mut levels = Vec::new();
-        remove_contents(text, &mut levels).unwrap();
+        remove_contents(dir.as_fd(), &mut levels).unwrap();
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         assert!(std::path::Path::new("/etc/passwd").exists());
         // Again, as deep: the grown `levels` is all it needs.
         std::fs::create_dir_all(&deep).unwrap();
         std::fs::write(deep.join("f"), "x").unwrap();
         let (removed, allocations) =
-            crate::sys::counting::allocations(|| remove_contents(text, &mut levels));
+            crate::sys::counting::allocations(|| remove_contents(dir.as_fd(), &mut levels));
         removed.unwrap();
         assert_eq!(allocations, 0);
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
@@ -418,13 +420,13 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root.join("x/link")).unwrap();
         let mut pending = Vec::new();
         let mut sizes = Vec::new();
-        each_file_under(text, &mut pending, |st| sizes.push(st.st_size));
+        each_file_under(dir.as_fd(), &mut pending, |st| sizes.push(st.st_size));
         sizes.sort();
         assert_eq!(sizes, [1, 5], "two regular files, the link not followed");
         // A second walk with the grown buffers allocates nothing.
         let (_, allocations) = crate::sys::counting::allocations(|| {
             let mut count = 0;
-            each_file_under(text, &mut pending, |_| count += 1);
+            each_file_under(dir.as_fd(), &mut pending, |_| count += 1);
             assert_eq!(count, 2);
         });
         assert_eq!(allocations, 0);

@@ -309,8 +309,16 @@ fn child_main(plan: &Plan<'_>) -> ! {
             8usize
         ),
     );
-    // A new session: no controlling terminal, so no TIOCSTI into anyone's.
-    check(plan, Stage::Spawn, raw!(libc::SYS_setsid));
+    // No controlling terminal, so no TIOCSTI into anyone's: init's own
+    // session has none, and the program gets a process group of its own
+    // in it (`kill(0, …)` reaches the run and no further). Without that
+    // session, a session of its own; each new session costs a scheduler
+    // autogroup, made and freed at every run.
+    if OWN_SESSION.load(Ordering::Relaxed) {
+        check(plan, Stage::Spawn, raw!(libc::SYS_setpgid, 0, 0));
+    } else {
+        check(plan, Stage::Spawn, raw!(libc::SYS_setsid));
+    }
 
     if plan.sync_pipe >= 0 {
         let mut go = 0u8;
@@ -555,6 +563,22 @@ pub fn harden() {
     }
 }
 
+/// Whether init leads a session of its own ([`own_session`]).
+static OWN_SESSION: AtomicBool = AtomicBool::new(false);
+
+/// Makes init the leader of a new session. A new session has no
+/// controlling terminal, and this one never gets one: init opens every file
+/// with `O_NOCTTY`, and a session's terminal can be set only by its leader.
+/// The programs init starts are then in a session without a terminal with
+/// no session of their own to make. Where it fails (init already leads a
+/// process group, which a freshly cloned process never does), each program
+/// starts a session of its own instead.
+pub fn own_session() {
+    if raw!(libc::SYS_setsid) >= 0 {
+        OWN_SESSION.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Whether [`ignore_signals`] set signals to be ignored, which each
 /// program's process must then restore before `execve`.
 static SIGNALS_IGNORED: AtomicBool = AtomicBool::new(false);
@@ -629,6 +653,29 @@ pub fn wait4(pid: i32, nohang: bool) -> os::Result<Option<Reaped>> {
             _ if ret == -c_long::from(libc::ECHILD) => return Ok(None),
             _ => return Err(os::Error::from_raw_os_error(-ret as i32)),
         }
+    }
+}
+
+/// Whether init has any child, living or not yet reaped: `waitid` of any
+/// child without reaping it and without waiting, which fails with `ECHILD`
+/// only when there is none.
+pub fn has_children() -> bool {
+    // SAFETY: siginfo_t is plain data.
+    let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+    loop {
+        let ret = raw!(
+            libc::SYS_waitid,
+            libc::P_ALL,
+            0usize,
+            &mut info as *mut libc::siginfo_t,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+            0usize
+        );
+        if ret == -c_long::from(libc::EINTR) {
+            continue;
+        }
+        // Any other failure: assume there are, so they are swept.
+        return ret != -c_long::from(libc::ECHILD);
     }
 }
 
