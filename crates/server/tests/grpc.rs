@@ -867,6 +867,29 @@ async fn connect_by_hand(
     (client.ready().await.unwrap(), closed)
 }
 
+/// An `Exec` call on a connection of its own, made while `held` sessions
+/// hold every place the server has for calls: checks that it is not
+/// answered within half a second, and returns it, still waiting.
+async fn waiting_call(
+    addr: std::net::SocketAddr,
+    held: usize,
+) -> tokio::task::JoinHandle<Result<http::Response<h2::RecvStream>, h2::Error>> {
+    let (mut client, closed) = connect_by_hand(addr).await;
+    let mut call = tokio::spawn(async move {
+        let _closed = closed;
+        let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
+        body.send_data(grpc_frame(&Request::default()), true)
+            .unwrap();
+        answer.await
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(500), &mut call).await;
+    assert!(
+        waited.is_err(),
+        "a call was answered while {held} sessions held every place"
+    );
+    call
+}
+
 /// An `Exec` whose answer is 256 KiB of stdout: four times the window the
 /// client gives.
 fn large_answer() -> Request {
@@ -960,12 +983,9 @@ fn an_exec_stream_whose_output_the_client_takes_none_of_ends_as_if_the_client_le
         command.files[1] = streamed(Kind::StreamOut(()));
         command.clock_time_limit = 60_000_000_000;
         let (mut client, closed) = connect_by_hand(addr).await;
-        let head = http::Request::post(format!("http://{addr}/pb.Executor/ExecStream"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
+        let (answer, mut requests) = client
+            .send_request(call_head(addr, "ExecStream"), false)
             .unwrap();
-        let (answer, mut requests) = client.send_request(head, false).unwrap();
         requests
             .send_data(grpc_frame(&exec_request(command)), false)
             .unwrap();
@@ -1317,19 +1337,38 @@ fn exec_stream_sessions_count_among_the_calls_the_server_takes_at_once() {
             held.push((client, closed, started));
         }
         // One call more waits for a place: its message is not read.
-        let (mut client, _closed) = connect_by_hand(addr).await;
-        let mut call = tokio::spawn(async move {
-            let (answer, mut body) = client.send_request(exec_head(addr), false).unwrap();
-            body.send_data(grpc_frame(&Request::default()), true)
-                .unwrap();
-            answer.await
-        });
-        let waited = tokio::time::timeout(Duration::from_millis(500), &mut call).await;
-        assert!(
-            waited.is_err(),
-            "a call was answered while {} sessions held every place",
-            CONNECTIONS * SESSIONS
-        );
+        let call = waiting_call(addr, CONNECTIONS * SESSIONS).await;
+        // A session that ends on its own (its command run, its results
+        // sent) gives its place back.
+        let (answer, mut requests) = held[0].2.pop().unwrap();
+        requests
+            .send_data(grpc_frame(&exec_request(cmd(&["true"]))), true)
+            .unwrap();
+        let mut responses = answer.into_body();
+        while let Some(chunk) = responses.data().await {
+            let chunk = chunk.expect("the session's messages");
+            let _ = responses.flow_control().release_capacity(chunk.len());
+        }
+        let trailers = responses.trailers().await.unwrap().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+        let answer = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("answered within 20 s once a session ended")
+            .unwrap()
+            .expect("an answer");
+        assert_eq!(answer.status(), 200);
+        // Every place taken again: one session more.
+        let (mut client, closed) = connect_by_hand(addr).await;
+        let (answer, body) = client
+            .send_request(call_head(addr, "ExecStream"), false)
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+            .await
+            .expect("a session is answered within 20 s")
+            .expect("an answer");
+        assert_eq!(answer.status(), 200);
+        held.push((client, closed, vec![(answer, body)]));
+        let call = waiting_call(addr, CONNECTIONS * SESSIONS).await;
         // One connection closed ends its sessions, and frees their places.
         let (client, closed, started) = held.pop().unwrap();
         drop((client, started));
