@@ -3,9 +3,7 @@
  * init's thread, sigqueue, and pidfd_send_signal through a pidfd of init.
  *
  * Must get: every signal to init fails with EPERM (it runs as another
- * user), but SIGCONT, which the kernel lets through within a session (the
- * program runs in init's) and which does nothing to a running init;
- * kill(-1) reaches nobody (ESRCH); init is still running (state
+ * user); kill(-1) reaches nobody (ESRCH); init is still running (state
  * S) after all of it; and the container serves the next run. One line
  * per attempt, "<what> <result>"; then "init state <c>"; exit 0.
  */

@@ -3,12 +3,11 @@
  * runs it. Also tries to make that terminal its own controlling terminal
  * first (TIOCSCTTY, with and without stealing), and to open /dev/tty.
  *
- * Must get: every ioctl fails: the program is in a session with no
- * controlling terminal (init's), which it does not lead, in a process
- * group of its own; only a session's leader may give it a terminal, and
- * this terminal belongs to another session anyway (TIOCSCTTY and TIOCSTI
- * fail with EPERM, or TIOCSTI with EIO where the kernel disables it for
- * everyone); /dev/tty cannot be opened.
+ * Must get: every ioctl fails: the program leads a session of its own
+ * (and so its process group) with no controlling terminal, and the
+ * terminal belongs to another session (TIOCSCTTY and TIOCSTI fail with
+ * EPERM, or TIOCSTI with EIO where the kernel disables it for everyone);
+ * /dev/tty cannot be opened.
  * One line per attempt, "<what> <result>"; exit 0.
  */
 #define _GNU_SOURCE

@@ -682,7 +682,7 @@ fn environment_is_exactly_what_is_given_plus_path() {
 }
 
 #[test]
-fn program_runs_unprivileged_in_a_process_group_of_its_own() {
+fn program_runs_unprivileged_in_its_own_session() {
     let mut c = container();
     let out = run(&mut c, &["cat", "/proc/self/status", "/proc/self/stat"]);
     let status = &out.stdout;
@@ -714,14 +714,30 @@ fn program_runs_unprivileged_in_a_process_group_of_its_own() {
     let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     let pid = stat.split_whitespace().next().unwrap();
-    assert_eq!(
-        fields[2], pid,
-        "the program leads a process group of its own"
-    );
-    assert_eq!(fields[3], "1", "in init's session");
+    assert_eq!(fields[3], pid, "the program leads its own session");
     assert_eq!(fields[4], "0", "no controlling terminal");
     let out = run(&mut c, &["hostname"]);
     assert_eq!(out.stdout, "hutch\n");
+}
+
+/// A program that sends itself a job-control stop (`SIGTSTP`, `SIGTTIN`,
+/// `SIGTTOU`) goes on: it leads a session of its own, so its process
+/// group is orphaned, and there the kernel drops those stops, as it does
+/// for any program started away from a shell's job control.
+#[test]
+fn job_control_stops_do_not_stop_a_program() {
+    let mut c = container();
+    let out = run_spec(
+        &mut c,
+        ExecSpec::new([
+            "sh",
+            "-c",
+            "kill -TSTP $$; kill -TTIN $$; kill -TTOU $$; echo went on",
+        ])
+        .wall_time(Duration::from_secs(10)),
+    );
+    assert_eq!(out.result.status, Status::Ok, "{:?}", out.result);
+    assert_eq!(out.stdout, "went on\n");
 }
 
 #[test]
@@ -1072,34 +1088,6 @@ fn without_a_pid_namespace_a_run_still_leaves_nothing_behind() {
     );
     let out = run(&mut c, &["true"]);
     assert_eq!(out.result.status, Status::Ok);
-}
-
-/// A program that kills its process group (`kill(0, SIGKILL)`) kills its
-/// run and nothing else, even where init is an ordinary process it may
-/// signal: no PID namespace, the program running as init's own user. Init
-/// leads the session programs run in, and each program starts a process
-/// group of its own in it.
-#[test]
-fn a_program_killing_its_process_group_leaves_init_alone() {
-    let mut c = without_a_pid_namespace();
-    let init = c.init_pid();
-    let out = run_spec(
-        &mut c,
-        ExecSpec::new(["sh", "-c", "kill -KILL 0; echo survived"]).user(0, 0),
-    );
-    assert_eq!(
-        out.result.termination,
-        Termination::Signalled(libc::SIGKILL),
-        "{}",
-        out.stdout
-    );
-    assert!(!out.stdout.contains("survived"));
-    assert!(
-        std::path::Path::new(&format!("/proc/{init}")).exists(),
-        "init lives"
-    );
-    let out = run(&mut c, &["true"]);
-    assert_eq!(out.result.status, Status::Ok, "{}", out.stderr);
 }
 
 /// Programs start with every signal at its default and none blocked,

@@ -623,23 +623,33 @@ fn reap_all(program: i32) -> (c_int, Usage) {
     // The program first (it may still run after a wall-time or kill
     // ending), so its status is not lost among the others.
     sys::kill(program);
-    if let Ok(Some(reaped)) = sys::wait4(program, false) {
+    if let Ok(Some(reaped)) = sys::wait4(program, true) {
         status = reaped.status;
         usage.add(&reaped.usage);
+        // Everything the run started descends from init: a process whose
+        // parent dies is reparented to init (PID 1 of the namespace, or a
+        // child subreaper). With no child of init left, nothing of the run
+        // is, and the sweep is skipped: as PID 1 it is `kill(-1)`, which
+        // walks every task of the machine.
+        if !sys::has_children() {
+            return (status, usage);
+        }
     }
-    // Everything the run started descends from init: a process whose
-    // parent dies is reparented to init (PID 1 of the namespace, or a child
-    // subreaper). With no child of init left, nothing of the run is, and
-    // the sweep is skipped: as PID 1 it is `kill(-1)`, which walks every
-    // task of the machine.
-    if !sys::has_children() {
-        return (status, usage);
-    }
+    // Not reaped yet: still dying of the kill, or traced by a process of
+    // its run (a policy that allows ptrace), whose tracer is told of its
+    // end first and may never collect it: init cannot reap it while the
+    // tracer lives. The sweep kills the tracer too, and the program is
+    // reaped among the rest. Each round kills every child init has, and
+    // waits until one of them ends; a process whose parent ends is init's
+    // for the next round.
     loop {
         sys::kill_all();
         let Ok(Some(reaped)) = sys::wait4(-1, false) else {
             break;
         };
+        if reaped.pid == program {
+            status = reaped.status;
+        }
         usage.add(&reaped.usage);
         if libc::WIFSIGNALED(reaped.status) {
             match libc::WTERMSIG(reaped.status) {

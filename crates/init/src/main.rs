@@ -53,7 +53,6 @@ const SOCKET_FD: i32 = 3;
 fn main() {
     sys::ignore_signals();
     sys::harden();
-    sys::own_session();
     sys::init_reaper();
     if sys::set_cloexec(SOCKET_FD).is_err() {
         // No socket: nobody to report to.

@@ -309,16 +309,12 @@ fn child_main(plan: &Plan<'_>) -> ! {
             8usize
         ),
     );
-    // No controlling terminal, so no TIOCSTI into anyone's: init's own
-    // session has none, and the program gets a process group of its own
-    // in it (`kill(0, …)` reaches the run and no further). Without that
-    // session, a session of its own; each new session costs a scheduler
-    // autogroup, made and freed at every run.
-    if OWN_SESSION.load(Ordering::Relaxed) {
-        check(plan, Stage::Spawn, raw!(libc::SYS_setpgid, 0, 0));
-    } else {
-        check(plan, Stage::Spawn, raw!(libc::SYS_setsid));
-    }
+    // A new session: no controlling terminal, so no TIOCSTI into anyone's.
+    // Its own session also makes its process group an orphaned one, in
+    // which the job-control stops (SIGTSTP, SIGTTIN, SIGTTOU) do nothing,
+    // and gives the run a scheduler autogroup of its own, whose niceness
+    // it may change and which ends with it.
+    check(plan, Stage::Spawn, raw!(libc::SYS_setsid));
 
     if plan.sync_pipe >= 0 {
         let mut go = 0u8;
@@ -563,22 +559,6 @@ pub fn harden() {
     }
 }
 
-/// Whether init leads a session of its own ([`own_session`]).
-static OWN_SESSION: AtomicBool = AtomicBool::new(false);
-
-/// Makes init the leader of a new session. A new session has no
-/// controlling terminal, and this one never gets one: init opens every file
-/// with `O_NOCTTY`, and a session's terminal can be set only by its leader.
-/// The programs init starts are then in a session without a terminal with
-/// no session of their own to make. Where it fails (init already leads a
-/// process group, which a freshly cloned process never does), each program
-/// starts a session of its own instead.
-pub fn own_session() {
-    if raw!(libc::SYS_setsid) >= 0 {
-        OWN_SESSION.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Whether [`ignore_signals`] set signals to be ignored, which each
 /// program's process must then restore before `execve`.
 static SIGNALS_IGNORED: AtomicBool = AtomicBool::new(false);
@@ -625,14 +605,17 @@ pub fn ignore_signals() {
 
 /// Resource usage and status of a reaped process.
 pub struct Reaped {
+    /// Its pid.
+    pub pid: i32,
     /// The raw wait status.
     pub status: c_int,
     /// Its usage, and that of every descendant it reaped.
     pub usage: libc::rusage,
 }
 
-/// `wait4(pid, 0)`: waits for `pid` (or any child with -1). `Ok(None)` when
-/// there is no child left.
+/// `wait4(pid, 0)`: waits for `pid` (or any child with -1); with `nohang`,
+/// only takes one that has already ended. `Ok(None)` when there is no
+/// child left, or with `nohang` none has ended.
 pub fn wait4(pid: i32, nohang: bool) -> os::Result<Option<Reaped>> {
     let mut status: c_int = 0;
     // SAFETY: rusage is plain data.
@@ -648,7 +631,13 @@ pub fn wait4(pid: i32, nohang: bool) -> os::Result<Option<Reaped>> {
         );
         match ret {
             0 => return Ok(None),
-            1.. => return Ok(Some(Reaped { status, usage })),
+            1.. => {
+                return Ok(Some(Reaped {
+                    pid: ret as i32,
+                    status,
+                    usage,
+                }));
+            }
             _ if ret == -c_long::from(libc::EINTR) => continue,
             _ if ret == -c_long::from(libc::ECHILD) => return Ok(None),
             _ => return Err(os::Error::from_raw_os_error(-ret as i32)),
