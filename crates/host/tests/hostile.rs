@@ -36,7 +36,8 @@ use common::{memfd, read_item};
 
 use hutch_host::protocol::{ExecResult, OpenFlags, OpenItem, Status, SymlinkItem, Termination};
 use hutch_host::{
-    Container, ContainerBuilder, ContainerError, CopyInError, CopyInFile, ExecSpec, SeccompPolicy,
+    Container, ContainerBuilder, ContainerError, CopyInError, CopyInFile, ExecSpec, Namespaces,
+    SeccompPolicy,
 };
 
 /// Where the hostile programs' sources are.
@@ -1198,19 +1199,35 @@ fn init_socket_cannot_be_stolen() {
 }
 
 /// A program traced by its own child ends its run when it exits, although
-/// its exit goes to the tracer first, which never collects it: init kills
-/// the tracer before it waits for the program. Only a policy that allows
-/// `ptrace` lets this happen; this run has no filter.
+/// its exit goes to the tracer first, which never collects it; so does one
+/// whose child is traced that way by its grandchild. Init kills the
+/// tracers before it waits for what they trace, with a PID namespace and
+/// without one (where a round of its sweep reaches only init's children,
+/// and the grandchild becomes one only as the child dies). Only a policy
+/// that allows `ptrace` lets this happen; these runs have no filter.
 #[test]
-fn a_program_traced_by_its_child_ends_its_run_when_it_exits() {
+fn runs_whose_tracers_never_collect_what_they_trace_end_when_the_program_exits() {
     let _serial = serial();
-    let mut judge = Judge::new(&["traced_exit.c"]);
-    // Should init wait for the program for good, the host gives up on the
-    // exec's answer (a `NoReply` error) some seconds after the wall limit.
-    let out = judge.run_spec(judge_spec(&["/t/traced_exit"]).seccomp(Vec::new()), None);
-    assert_status(&out, Status::Ok, "traced_exit");
-    assert_eq!(out.stdout, "traced by its child\n", "{}", out.describe());
-    judge.assert_healthy();
+    let all = Namespaces::default();
+    for pid in [true, false] {
+        let builder = ContainerBuilder::new().namespaces(Namespaces { pid, ..all });
+        let mut judge = Judge::build(&["traced_exit.c"], |_| {}, builder);
+        for (argv, says) in [
+            (&["/t/traced_exit"][..], "traced by its child\n"),
+            (
+                &["/t/traced_exit", "child"][..],
+                "child traced by its child\n",
+            ),
+        ] {
+            // Should init wait for good, the host gives up on the exec's
+            // answer (a `NoReply` error) some seconds after the wall limit.
+            let out = judge.run_spec(judge_spec(argv).seccomp(Vec::new()), None);
+            let what = format!("{argv:?}, PID namespace {pid}");
+            assert_status(&out, Status::Ok, &what);
+            assert_eq!(out.stdout, says, "{what}: {}", out.describe());
+            judge.assert_healthy();
+        }
+    }
 }
 
 #[test]

@@ -311,7 +311,7 @@ pub fn run(
             _ => {
                 drop(sync_write);
                 sys::kill(child.pid);
-                reap_all(child.pid);
+                reap_all(&child);
                 return Ok(not_started(
                     Stage::Spawn,
                     0,
@@ -332,7 +332,7 @@ pub fn run(
         Start::Execd => {}
         Start::TimedOut => {
             let wall = start.elapsed();
-            let (status, usage) = reap_all(child.pid);
+            let (status, usage) = reap_all(&child);
             return Ok(judge(
                 Ending::WallTime,
                 status,
@@ -343,7 +343,7 @@ pub fn run(
             ));
         }
         Start::Failed { stage, errno } => {
-            reap_all(child.pid);
+            reap_all(&child);
             let stage = stage_from(stage);
             let cwd = request.cwd.as_deref().unwrap_or(defaults.workdir);
             let what = match stage {
@@ -380,7 +380,7 @@ pub fn run(
     };
     let ending = supervise(&child, request.limits, start, meter, channel)?;
     let wall = start.elapsed();
-    let (status, mut usage) = reap_all(child.pid);
+    let (status, mut usage) = reap_all(&child);
     let mut accounting = Accounting::Rusage;
     let mut oom_killed = false;
     let mut processes_peak = None;
@@ -607,7 +607,7 @@ fn supervise(
                 }
                 Err(e) => {
                     sys::kill_all();
-                    reap_all(child.pid);
+                    reap_all(child);
                     return Err(ExecFailure::Channel(e));
                 }
             }
@@ -617,14 +617,22 @@ fn supervise(
 
 /// Kills everything left in the container, reaps every child, and returns
 /// the program's wait status and the summed usage of every reaped process.
-fn reap_all(program: i32) -> (c_int, Usage) {
+fn reap_all(child: &sys::Child) -> (c_int, Usage) {
+    let program = child.pid;
     let mut usage = Usage::default();
-    let mut status = 0;
-    // The program first (it may still run after a wall-time or kill
-    // ending), so its status is not lost among the others.
-    sys::kill(program);
+    let mut status = None;
+    if !sys::has_ended(&child.pidfd) {
+        // Still running (a limit, a kill, a failure): it goes with the rest
+        // of its run at once, so that none of it works on after it. SIGKILL
+        // ends it whatever it does (a stop by a tracer included); once it
+        // has, what it started, a tracer among them, is init's.
+        sys::kill(program);
+        sys::kill_all();
+        sys::wait_ended(&child.pidfd);
+    }
+    // The program first, so its status is not lost among the others.
     if let Ok(Some(reaped)) = sys::wait4(program, true) {
-        status = reaped.status;
+        status = Some(reaped.status);
         usage.add(&reaped.usage);
         // Everything the run started descends from init: a process whose
         // parent dies is reparented to init (PID 1 of the namespace, or a
@@ -632,23 +640,16 @@ fn reap_all(program: i32) -> (c_int, Usage) {
         // is, and the sweep is skipped: as PID 1 it is `kill(-1)`, which
         // walks every task of the machine.
         if !sys::has_children() {
-            return (status, usage);
+            return (status.unwrap_or(0), usage);
         }
     }
-    // Not reaped yet: still dying of the kill, or traced by a process of
-    // its run (a policy that allows ptrace), whose tracer is told of its
-    // end first and may never collect it: init cannot reap it while the
-    // tracer lives. The sweep kills the tracer too, and the program is
-    // reaped among the rest. Each round kills every child init has, and
-    // waits until one of them ends; a process whose parent ends is init's
-    // for the next round.
-    loop {
-        sys::kill_all();
-        let Ok(Some(reaped)) = sys::wait4(-1, false) else {
-            break;
-        };
-        if reaped.pid == program {
-            status = reaped.status;
+    // Not reaped: traced by a process of its run (a policy that allows
+    // ptrace), whose tracer is told of its end first and may never collect
+    // it; init cannot reap it while the tracer lives. The sweep kills the
+    // tracer too, and the program is reaped among the rest.
+    sweep(|reaped| {
+        if status.is_none() && reaped.pid == program {
+            status = Some(reaped.status);
         }
         usage.add(&reaped.usage);
         if libc::WIFSIGNALED(reaped.status) {
@@ -658,18 +659,46 @@ fn reap_all(program: i32) -> (c_int, Usage) {
                 _ => {}
             }
         }
+    });
+    (status.unwrap_or(0), usage)
+}
+
+/// How long a sweep without a PID namespace waits for what it killed
+/// before it looks again: 1 ms.
+const SWEEP_PAUSE_NS: u64 = 1_000_000;
+
+/// Kills every process of the container but init and reaps each, calling
+/// `reaped` for each one. As PID 1 one kill reaches them all, and waiting
+/// for them cannot outlast them. Otherwise each round kills the children
+/// init has then, and a process whose parent ends becomes init's child
+/// only then: a round must not wait for good, since the only children left
+/// may be ones init cannot reap (traced by a process the round did not
+/// reach). So it reaps what has ended and looks again after a pause.
+fn sweep(mut reaped: impl FnMut(&sys::Reaped)) {
+    if sys::kills_all_at_once() {
+        loop {
+            sys::kill_all();
+            let Ok(Some(one)) = sys::wait4(-1, false) else {
+                return;
+            };
+            reaped(&one);
+        }
     }
-    (status, usage)
+    loop {
+        sys::kill_all();
+        while let Ok(Some(one)) = sys::wait4(-1, true) {
+            reaped(&one);
+        }
+        if !sys::has_children() {
+            return;
+        }
+        sys::pause_ns(SWEEP_PAUSE_NS);
+    }
 }
 
 /// Kills and reaps everything in the container, for init's exit.
 pub fn end_everything() {
-    loop {
-        sys::kill_all();
-        if !matches!(sys::wait4(-1, false), Ok(Some(_))) {
-            break;
-        }
-    }
+    sweep(|_| {});
 }
 
 #[derive(Default)]

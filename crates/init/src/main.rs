@@ -53,7 +53,7 @@ const SOCKET_FD: i32 = 3;
 fn main() {
     sys::ignore_signals();
     sys::harden();
-    sys::init_reaper();
+    let reaper = sys::init_reaper();
     if sys::set_cloexec(SOCKET_FD).is_err() {
         // No socket: nobody to report to.
         sys::exit(2);
@@ -63,14 +63,24 @@ fn main() {
     let socket = unsafe { OwnedFd::from_raw_fd(SOCKET_FD) };
     // Set up once for every run to come; a failure is the answer to the
     // host's hello.
-    let setup_error = sys::harden_credentials().err().map(|err| ErrorReply {
-        stage: Stage::Credentials,
-        errno: err.raw_os_error().unwrap_or(0),
-        path: None,
-        message: format!(
-            "cannot drop init's capability bounding set and lock its securebits: {err}"
-        ),
-    });
+    let setup_error = sys::harden_credentials()
+        .err()
+        .map(|err| ErrorReply {
+            stage: Stage::Credentials,
+            errno: err.raw_os_error().unwrap_or(0),
+            path: None,
+            message: format!(
+                "cannot drop init's capability bounding set and lock its securebits: {err}"
+            ),
+        })
+        .or_else(|| {
+            reaper.err().map(|message| ErrorReply {
+                stage: Stage::Spawn,
+                errno: 0,
+                path: None,
+                message,
+            })
+        });
     let mut init = Init {
         channel: Channel::new(socket),
         state: State::Fresh,

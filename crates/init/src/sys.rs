@@ -679,50 +679,101 @@ static CHILDREN: AtomicI32 = AtomicI32::new(-1);
 /// Prepares [`kill_all`]. As PID 1 nothing is needed; otherwise init becomes
 /// a child subreaper, so that everything its programs leave behind is
 /// reparented to it, and keeps a way to list its children.
-pub fn init_reaper() {
+/// Fails, naming the file, when init is not PID 1 and cannot list its
+/// children: it could then not find what a run leaves, and `kill(-1)` from
+/// a process that is not PID 1 would reach every process of its user.
+pub fn init_reaper() -> Result<(), alloc::string::String> {
     if rustix::process::getpid().is_init() {
-        return;
+        PID1.store(true, Ordering::Relaxed);
+        return Ok(());
     }
     raw!(libc::SYS_prctl, libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     let pid = rustix::process::getpid().as_raw_nonzero();
     let path = format!("/proc/self/task/{pid}/children");
-    if let Ok(fd) = rustix::fs::open(
+    let fd = rustix::fs::open(
         path.as_str(),
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
-    ) {
-        // Kept open for init's lifetime.
-        CHILDREN.store(rustix::fd::IntoRawFd::into_raw_fd(fd), Ordering::Relaxed);
-    }
+    )
+    .map_err(|err| {
+        format!("cannot open {path}, which lists what init must kill after each run: {err}")
+    })?;
+    // Kept open for init's lifetime.
+    CHILDREN.store(rustix::fd::IntoRawFd::into_raw_fd(fd), Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether init is PID 1 of its PID namespace ([`init_reaper`]).
+static PID1: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`kill_all`] reaches every process of the container at once
+/// (`kill(-1)` as PID 1), rather than init's children only.
+pub fn kills_all_at_once() -> bool {
+    PID1.load(Ordering::Relaxed)
 }
 
 /// Sends `SIGKILL` to every process of the container but init: as PID 1,
 /// everything in its PID namespace; otherwise every child of init (call it
-/// again after each reaped child: a killed process's children are then
-/// init's).
+/// again once some have ended: a killed process's children are then
+/// init's), or nobody when init could not list them ([`init_reaper`]
+/// failed, and the container with it).
 pub fn kill_all() {
-    match CHILDREN.load(Ordering::Relaxed) {
-        children @ 0.. => {
-            // SAFETY: the descriptor opened by `init_reaper`, never closed.
-            let children = unsafe { rustix::fd::BorrowedFd::borrow_raw(children) };
-            let mut buf = [0u8; 4096];
-            let Ok(n) = rustix::io::pread(children, &mut buf, 0) else {
-                return;
-            };
-            for pid in core::str::from_utf8(&buf[..n])
-                .unwrap_or("")
-                .split_whitespace()
-            {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    kill(pid);
-                }
-            }
-        }
+    if kills_all_at_once() {
         // ESRCH (nobody left) is fine.
-        _ => {
-            raw!(libc::SYS_kill, -1i32, libc::SIGKILL);
+        raw!(libc::SYS_kill, -1i32, libc::SIGKILL);
+        return;
+    }
+    let children = CHILDREN.load(Ordering::Relaxed);
+    if children < 0 {
+        return;
+    }
+    // SAFETY: the descriptor opened by `init_reaper`, never closed.
+    let children = unsafe { rustix::fd::BorrowedFd::borrow_raw(children) };
+    let mut buf = [0u8; 4096];
+    let Ok(n) = rustix::io::pread(children, &mut buf, 0) else {
+        return;
+    };
+    for pid in core::str::from_utf8(&buf[..n])
+        .unwrap_or("")
+        .split_whitespace()
+    {
+        if let Ok(pid) = pid.parse::<i32>() {
+            kill(pid);
         }
     }
+}
+
+/// Waits until the process of `pidfd` has ended (it is a zombie, and its
+/// children are init's), or its pidfd cannot be polled.
+pub fn wait_ended(pidfd: &OwnedFd) {
+    let mut polls = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut polls, None) {}
+}
+
+/// Whether the process of `pidfd` has ended, without waiting; `false`
+/// when its pidfd cannot be polled.
+pub fn has_ended(pidfd: &OwnedFd) -> bool {
+    let mut polls = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let now = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut polls, Some(&now)), Ok(1..))
+}
+
+/// Sleeps for `ns` nanoseconds (less if a signal comes).
+pub fn pause_ns(ns: u64) {
+    let time = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    raw!(libc::SYS_nanosleep, &time as *const libc::timespec, 0usize);
 }
 
 /// Sends `SIGKILL` to one process.
