@@ -1184,6 +1184,9 @@ impl ContainerBuilder {
             layout
         });
         guard.set_reply_timeout(self.reply_timeout);
+        if !self.namespaces.pid {
+            guard.set_shares_pid_namespace();
+        }
         if let Some(ids) = ids {
             guard.set_ids(ids);
         }

@@ -189,7 +189,15 @@ pub struct Container {
     /// The last run had more than one task at once (or its peak went
     /// untold): the next run needs a fresh run group for its own peak.
     regroup_due: bool,
+    /// The container shares the host's PID namespace: what init started
+    /// outlives init, unless init ends it.
+    shares_pid_namespace: bool,
 }
+
+/// How long init of a container that shares the host's PID namespace may
+/// take to end its run and exit once its socket closes, before it is
+/// killed: 1 s.
+const SHARED_PID_NAMESPACE_EXIT_MS: i64 = 1000;
 
 /// How long init may take to answer, by default: a request other than an
 /// exec, or an exec past its wall-clock limit.
@@ -271,7 +279,13 @@ impl Container {
             regroup_pending: false,
             readable: false,
             regroup_due: false,
+            shares_pid_namespace: false,
         }
+    }
+
+    /// Notes that the container shares the host's PID namespace.
+    pub(crate) fn set_shares_pid_namespace(&mut self) {
+        self.shares_pid_namespace = true;
     }
 
     /// The deadline of a reply to a request sent now; none for a timeout
@@ -1022,6 +1036,14 @@ impl Container {
     fn kill_and_reap(&mut self) {
         if !self.broken {
             self.broken = true;
+            if self.shares_pid_namespace {
+                // No PID namespace ends with init here, so what a run
+                // started would outlive a killed init. Closing the socket
+                // makes init kill and reap everything of its run, and exit;
+                // it is killed only if it has not within a second.
+                sys::close_connection(self.channel.socket());
+                sys::pidfd_exits_within(&self.pidfd, SHARED_PID_NAMESPACE_EXIT_MS);
+            }
             sys::pidfd_kill(&self.pidfd);
             sys::pidfd_reap(&self.pidfd);
         }

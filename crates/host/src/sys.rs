@@ -22,7 +22,7 @@
 //! alive until the child has exec'd, exited, or been killed and reaped.
 
 use std::ffi::{c_char, c_int, c_long};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Zeroed memory in an anonymous mapping of its own, whose pages the
 /// kernel supplies on first touch. A container's frame buffer is one:
@@ -446,6 +446,12 @@ pub(crate) fn fork_alone() -> std::io::Result<Option<rustix::process::Pid>> {
 }
 
 /// Sends `SIGKILL` through a pidfd. Errors (already dead) are ignored.
+/// Shuts both directions of a connected socket, so that its peer reads its
+/// end; errors are ignored (the peer may be gone).
+pub(crate) fn close_connection(socket: BorrowedFd<'_>) {
+    let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
+}
+
 pub(crate) fn pidfd_kill(pidfd: &OwnedFd) {
     let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
 }

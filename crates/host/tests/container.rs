@@ -1090,6 +1090,46 @@ fn without_a_pid_namespace_a_run_still_leaves_nothing_behind() {
     assert_eq!(out.result.status, Status::Ok);
 }
 
+/// Without a PID namespace nothing ends with init, so what a run started
+/// would outlive a killed init: a container dropped while a run goes on
+/// (its `Run` never waited for) has init end the run before it exits.
+#[test]
+fn without_a_pid_namespace_a_container_dropped_during_a_run_leaves_nothing_running() {
+    let mut c = without_a_pid_namespace();
+    let null = File::open("/dev/null").unwrap();
+    let stdout = memfd("stdout");
+    let spec = ExecSpec::new(["sh", "-c", "sleep 1000 & echo $$ $!; sleep 1000"]).stdio(
+        null.as_fd(),
+        stdout.as_fd(),
+        null.as_fd(),
+    );
+    let run = c.start(&spec).expect("the run starts");
+    let start = Instant::now();
+    let pids: Vec<i32> = loop {
+        let text = read_back(&stdout);
+        if text.ends_with('\n') {
+            break text
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the run printed no pids"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    drop(run);
+    drop(c);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} of the run outlived its container"
+        );
+    }
+}
+
 /// Programs start with every signal at its default and none blocked,
 /// whatever the host ignores (this test process, as every Rust program,
 /// ignores `SIGPIPE`, and exec keeps what is ignored): `yes | head` must
