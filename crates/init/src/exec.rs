@@ -643,10 +643,12 @@ fn reap_all(child: &sys::Child) -> (c_int, Usage) {
             return (status.unwrap_or(0), usage);
         }
     }
-    // Not reaped: traced by a process of its run (a policy that allows
-    // ptrace), whose tracer is told of its end first and may never collect
-    // it; init cannot reap it while the tracer lives. The sweep kills the
-    // tracer too, and the program is reaped among the rest.
+    // Something of the run is left: what the program started, or the
+    // program itself, not reaped because a process of its run traces it (a
+    // policy that allows ptrace): its tracer is told of its end first and
+    // may never collect it, and init cannot reap it while the tracer lives.
+    // The sweep kills the rest, the tracer too, and reaps the program among
+    // them.
     sweep(|reaped| {
         if status.is_none() && reaped.pid == program {
             status = Some(reaped.status);
