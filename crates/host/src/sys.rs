@@ -445,13 +445,13 @@ pub(crate) fn fork_alone() -> std::io::Result<Option<rustix::process::Pid>> {
     }
 }
 
-/// Sends `SIGKILL` through a pidfd. Errors (already dead) are ignored.
 /// Shuts both directions of a connected socket, so that its peer reads its
 /// end; errors are ignored (the peer may be gone).
 pub(crate) fn close_connection(socket: BorrowedFd<'_>) {
     let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Both);
 }
 
+/// Sends `SIGKILL` through a pidfd. Errors (already dead) are ignored.
 pub(crate) fn pidfd_kill(pidfd: &OwnedFd) {
     let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
 }

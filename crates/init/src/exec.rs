@@ -310,7 +310,6 @@ pub fn run(
             // Kill, or anything else: the run does not start.
             _ => {
                 drop(sync_write);
-                sys::kill(child.pid);
                 reap_all(&child);
                 return Ok(not_started(
                     Stage::Spawn,
@@ -606,7 +605,6 @@ fn supervise(
                         .map_err(ExecFailure::Channel)?;
                 }
                 Err(e) => {
-                    sys::kill_all();
                     reap_all(child);
                     return Err(ExecFailure::Channel(e));
                 }
@@ -628,7 +626,7 @@ fn reap_all(child: &sys::Child) -> (c_int, Usage) {
         // has, what it started, a tracer among them, is init's.
         sys::kill(program);
         sys::kill_all();
-        sys::wait_ended(&child.pidfd);
+        wait_readable(&child.pidfd, None);
     }
     // The program first, so its status is not lost among the others.
     if let Ok(Some(reaped)) = sys::wait4(program, true) {

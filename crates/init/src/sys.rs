@@ -676,12 +676,12 @@ pub fn has_children() -> bool {
 /// once at start; init has one thread.
 static CHILDREN: AtomicI32 = AtomicI32::new(-1);
 
-/// Prepares [`kill_all`]. As PID 1 nothing is needed; otherwise init becomes
-/// a child subreaper, so that everything its programs leave behind is
-/// reparented to it, and keeps a way to list its children.
-/// Fails, naming the file, when init is not PID 1 and cannot list its
-/// children: it could then not find what a run leaves, and `kill(-1)` from
-/// a process that is not PID 1 would reach every process of its user.
+/// Prepares [`kill_all`]. As PID 1 it only notes that it is; otherwise init
+/// becomes a child subreaper, so that everything its programs leave behind
+/// is reparented to it, and keeps a way to list its children. Fails, naming
+/// the file, when init is not PID 1 and cannot list its children: it could
+/// then not find what a run leaves, and `kill(-1)` from a process that is
+/// not PID 1 would reach every process of its user.
 pub fn init_reaper() -> Result<(), alloc::string::String> {
     if rustix::process::getpid().is_init() {
         PID1.store(true, Ordering::Relaxed);
@@ -741,16 +741,6 @@ pub fn kill_all() {
             kill(pid);
         }
     }
-}
-
-/// Waits until the process of `pidfd` has ended (it is a zombie, and its
-/// children are init's), or its pidfd cannot be polled.
-pub fn wait_ended(pidfd: &OwnedFd) {
-    let mut polls = [rustix::event::PollFd::new(
-        pidfd,
-        rustix::event::PollFlags::IN,
-    )];
-    while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut polls, None) {}
 }
 
 /// Whether the process of `pidfd` has ended, without waiting; `false`

@@ -890,6 +890,20 @@ async fn waiting_call(
     call
 }
 
+/// Checks that `call`, made by [`waiting_call`], is answered (status 200)
+/// within 20 s, `when` saying what let it through.
+async fn answered(
+    call: tokio::task::JoinHandle<Result<http::Response<h2::RecvStream>, h2::Error>>,
+    when: &str,
+) {
+    let answer = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .unwrap_or_else(|_| panic!("not answered within 20 s {when}"))
+        .unwrap()
+        .expect("an answer");
+    assert_eq!(answer.status(), 200);
+}
+
 /// An `Exec` whose answer is 256 KiB of stdout: four times the window the
 /// client gives.
 fn large_answer() -> Request {
@@ -1351,12 +1365,7 @@ fn exec_stream_sessions_count_among_the_calls_the_server_takes_at_once() {
         }
         let trailers = responses.trailers().await.unwrap().expect("trailers");
         assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
-        let answer = tokio::time::timeout(Duration::from_secs(20), call)
-            .await
-            .expect("answered within 20 s once a session ended")
-            .unwrap()
-            .expect("an answer");
-        assert_eq!(answer.status(), 200);
+        answered(call, "once a session ended").await;
         // Every place taken again: one session more.
         let (mut client, closed) = connect_by_hand(addr).await;
         let (answer, body) = client
@@ -1373,12 +1382,7 @@ fn exec_stream_sessions_count_among_the_calls_the_server_takes_at_once() {
         let (client, closed, started) = held.pop().unwrap();
         drop((client, started));
         closed.abort();
-        let answer = tokio::time::timeout(Duration::from_secs(20), call)
-            .await
-            .expect("answered within 20 s once places are free")
-            .unwrap()
-            .expect("an answer");
-        assert_eq!(answer.status(), 200);
+        answered(call, "once places are free").await;
     });
     assert_still_serving(&mut Grpc::connect(&server));
 }
